@@ -1,0 +1,137 @@
+// Package connector defines how Switchboard talks to external systems: a Kind
+// (one per kind of system, such as http or hubspot) opens configured Systems,
+// and each System offers named Actions that flow steps call. Actions report
+// failures with Permanent or RetryAfter so the executor knows whether to retry.
+package connector
+
+import (
+	"context"
+	"fmt"
+	"sort"
+)
+
+// Kind describes one kind of external system and how to open it. Kinds are
+// registered in a Registry by the connector packages' Register functions.
+type Kind struct {
+	// Name is the value of `kind:` in a system's config, e.g. "http".
+	Name string
+	// Doc is one sentence describing the kind, shown by `switchboard connectors`.
+	Doc string
+	// NewConfig returns a pointer to a fresh typed config struct. The config
+	// loader decodes the system's YAML into it strictly (unknown keys are
+	// errors) before Open is called. The `kind` key itself is not part of it.
+	NewConfig func() any
+	// Open validates the decoded config and returns a ready System. It must not
+	// do network I/O: a config check runs Open too.
+	Open func(p OpenParams) (System, error)
+	// Actions lists the actions every system of this kind offers.
+	Actions []ActionSpec
+}
+
+// OpenParams are the inputs of Kind.Open.
+type OpenParams struct {
+	// Name is the system's name in the config (the key under `systems:`).
+	Name string
+	// Config is the value NewConfig returned, decoded from the config file.
+	Config any
+}
+
+// ActionSpec documents one action: the inputs its step's `with:` accepts.
+type ActionSpec struct {
+	// Name is the action's name; a step calls it as SYSTEM.NAME.
+	Name string
+	// Doc is one sentence describing the action.
+	Doc string
+	// Inputs are the keys accepted under the step's `with:`.
+	Inputs []Input
+}
+
+// Input documents one key of an action's `with:` map.
+type Input struct {
+	Name     string
+	Required bool
+	Doc      string
+}
+
+// System is one configured external system. Implementations are safe for
+// concurrent use by many workers.
+type System interface {
+	// Action returns the named action, or false if the kind has no such action.
+	Action(name string) (Action, bool)
+}
+
+// Action performs one call against an external system.
+type Action interface {
+	// Do performs the call. It returns a Result describing what the remote side
+	// answered even when it also returns an error, so the attempt can be
+	// recorded. Errors are transient (retried with backoff) unless wrapped with
+	// Permanent or RetryAfter.
+	Do(ctx context.Context, req Request) (Result, error)
+}
+
+// Request is one invocation of an action.
+type Request struct {
+	// Input holds the evaluated `with:` values, keyed by input name.
+	Input map[string]any
+	// IdempotencyKey is deterministic for (event, flow, step): the same on every
+	// retry of the step, so the remote side can drop repeats.
+	IdempotencyKey string
+}
+
+// Result is what an action observed. Output becomes the step's output
+// ($steps.ID in later steps) when the call succeeded.
+type Result struct {
+	// Output is a JSON-compatible value (maps, slices, strings, numbers, bools, nil).
+	Output any
+	// Status is the remote status code (HTTP status for HTTP-based kinds), or 0.
+	Status int
+	// Body is the raw response, kept (truncated) for operators to inspect.
+	Body []byte
+}
+
+// Registry holds the kinds a binary knows. It is a value, not a global, so tests
+// build one holding only the kinds they need.
+type Registry struct {
+	kinds map[string]*Kind
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry { return &Registry{kinds: map[string]*Kind{}} }
+
+// Add registers a kind. It panics on a duplicate or incomplete kind: that is a
+// programming error found at startup.
+func (r *Registry) Add(k Kind) {
+	if k.Name == "" || k.NewConfig == nil || k.Open == nil {
+		panic(fmt.Sprintf("connector: incomplete kind %q", k.Name))
+	}
+	if _, dup := r.kinds[k.Name]; dup {
+		panic(fmt.Sprintf("connector: kind %q registered twice", k.Name))
+	}
+	r.kinds[k.Name] = &k
+}
+
+// Kind returns the named kind.
+func (r *Registry) Kind(name string) (*Kind, bool) {
+	k, ok := r.kinds[name]
+	return k, ok
+}
+
+// Kinds returns every registered kind, sorted by name.
+func (r *Registry) Kinds() []*Kind {
+	out := make([]*Kind, 0, len(r.kinds))
+	for _, k := range r.kinds {
+		out = append(out, k)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Action returns the spec of the named action of this kind.
+func (k *Kind) Action(name string) (ActionSpec, bool) {
+	for _, a := range k.Actions {
+		if a.Name == name {
+			return a, true
+		}
+	}
+	return ActionSpec{}, false
+}

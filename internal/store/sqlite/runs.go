@@ -1,0 +1,308 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/switchboard-dev/switchboard/internal/store"
+)
+
+const runCols = `r.id, r.event_id, e.source, r.flow, r.generation, r.state, r.step, r.step_id, r.attempt,
+	r.due_at, r.last_error, r.created_at, r.updated_at`
+
+func scanRun(row interface{ Scan(...any) error }) (store.Run, error) {
+	var r store.Run
+	var due, created, updated int64
+	err := row.Scan(&r.ID, &r.EventID, &r.Source, &r.Flow, &r.Generation, &r.State, &r.Step, &r.StepID,
+		&r.Attempt, &due, &r.LastError, &created, &updated)
+	r.DueAt, r.CreatedAt, r.UpdatedAt = fromMicros(due), fromMicros(created), fromMicros(updated)
+	return r, err
+}
+
+// ClaimRuns leases runnable runs. The UPDATE ... WHERE id IN (SELECT ...
+// LIMIT n) walks the partial index runs_runnable, so its cost does not grow
+// with the number of finished runs.
+func (s *Store) ClaimRuns(ctx context.Context, p store.ClaimParams) ([]store.ClaimedRun, error) {
+	var out []store.ClaimedRun
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `UPDATE runs SET state = 'running', lease_token = ?, due_at = ?,
+				attempt = attempt + 1, updated_at = ?
+			WHERE id IN (SELECT id FROM runs
+				WHERE state IN ('pending', 'retrying', 'running') AND due_at <= ?
+				ORDER BY due_at LIMIT ?)
+			RETURNING id`, p.Token, micros(p.LeaseUntil), micros(p.Now), micros(p.Now), limit(p.Limit))
+		if err != nil {
+			return fmt.Errorf("claim runs: %w", err)
+		}
+		var ids []string
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return err
+			}
+			ids = append(ids, id)
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			return fmt.Errorf("claim runs: %w", err)
+		}
+		if len(ids) == 0 {
+			return nil
+		}
+		out, err = loadClaimed(ctx, tx, ids)
+		return err
+	})
+	return out, err
+}
+
+// loadClaimed reads the runs, their events and checkpoints inside the claim
+// transaction, so a worker never sees a half-written run.
+func loadClaimed(ctx context.Context, tx *sql.Tx, ids []string) ([]store.ClaimedRun, error) {
+	in := placeholders(len(ids))
+	rows, err := tx.QueryContext(ctx, `SELECT `+runCols+`, e.key, e.received_at, e.payload
+		FROM runs r JOIN events e ON e.id = r.event_id WHERE r.id IN (`+in+`) ORDER BY r.created_at, r.id`, anys(ids)...)
+	if err != nil {
+		return nil, fmt.Errorf("load claimed runs: %w", err)
+	}
+	defer rows.Close()
+	var out []store.ClaimedRun
+	index := map[string]int{}
+	for rows.Next() {
+		var c store.ClaimedRun
+		var due, created, updated, received int64
+		r := &c.Run
+		if err := rows.Scan(&r.ID, &r.EventID, &r.Source, &r.Flow, &r.Generation, &r.State, &r.Step, &r.StepID,
+			&r.Attempt, &due, &r.LastError, &created, &updated, &c.Event.Key, &received, &c.Event.Payload); err != nil {
+			return nil, err
+		}
+		r.DueAt, r.CreatedAt, r.UpdatedAt = fromMicros(due), fromMicros(created), fromMicros(updated)
+		c.Event.ID, c.Event.Source, c.Event.ReceivedAt = r.EventID, r.Source, fromMicros(received)
+		index[r.ID] = len(out)
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	outs, err := tx.QueryContext(ctx, `SELECT run_id, step_index, step_id, output FROM run_steps
+		WHERE run_id IN (`+in+`) ORDER BY run_id, step_index`, anys(ids)...)
+	if err != nil {
+		return nil, fmt.Errorf("load checkpoints: %w", err)
+	}
+	defer outs.Close()
+	for outs.Next() {
+		var runID string
+		var o store.StepOutput
+		if err := outs.Scan(&runID, &o.Index, &o.StepID, &o.Output); err != nil {
+			return nil, err
+		}
+		c := &out[index[runID]]
+		c.Outputs = append(c.Outputs, o)
+	}
+	return out, outs.Err()
+}
+
+// ExtendLeases renews the leases still held by p.Token.
+func (s *Store) ExtendLeases(ctx context.Context, p store.ExtendParams) error {
+	if len(p.RunIDs) == 0 {
+		return nil
+	}
+	args := append([]any{micros(p.LeaseUntil), micros(p.Now), p.Token}, anys(p.RunIDs)...)
+	_, err := s.w.ExecContext(ctx, `UPDATE runs SET due_at = ?, updated_at = ?
+		WHERE lease_token = ? AND state = 'running' AND id IN (`+placeholders(len(p.RunIDs))+`)`, args...)
+	if err != nil {
+		return fmt.Errorf("extend leases: %w", err)
+	}
+	return nil
+}
+
+// FinishAttempts applies a batch of attempt results in one transaction.
+func (s *Store) FinishAttempts(ctx context.Context, ps []store.FinishParams) ([]error, error) {
+	results := make([]error, len(ps))
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		for i, p := range ps {
+			a := p.Attempt
+			if _, err := tx.ExecContext(ctx, `INSERT INTO attempts (run_id, step_index, step_id, system, number, outcome,
+					status, error, duration_us, response, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				p.RunID, a.StepIndex, a.StepID, a.System, a.Number, a.Outcome, a.Status, a.Error,
+				a.Duration.Microseconds(), a.Response, micros(a.StartedAt)); err != nil {
+				return fmt.Errorf("record attempt: %w", err)
+			}
+			res, err := tx.ExecContext(ctx, `UPDATE runs SET state = ?, step = ?, step_id = ?, attempt = ?, due_at = ?,
+					last_error = ?, updated_at = ?, lease_token = CASE WHEN ? = 'running' THEN lease_token ELSE '' END
+				WHERE id = ? AND lease_token = ? AND state = 'running'`,
+				p.State, p.Step, p.StepID, p.RunAttempt, micros(p.DueAt), p.LastError, micros(p.Now), p.State,
+				p.RunID, p.Token)
+			if err != nil {
+				return fmt.Errorf("update run: %w", err)
+			}
+			if n, _ := res.RowsAffected(); n == 0 {
+				results[i] = fmt.Errorf("run %s: %w", p.RunID, store.ErrLeaseLost)
+				continue
+			}
+			if p.Output != nil {
+				if _, err := tx.ExecContext(ctx, `INSERT INTO run_steps (run_id, step_index, step_id, output, completed_at)
+						VALUES (?, ?, ?, ?, ?) ON CONFLICT (run_id, step_index) DO UPDATE SET output = excluded.output,
+						completed_at = excluded.completed_at`,
+					p.RunID, a.StepIndex, a.StepID, p.Output, micros(p.Now)); err != nil {
+					return fmt.Errorf("checkpoint step: %w", err)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return results, nil
+}
+
+// ReleaseLeases makes all running runs claimable at once.
+func (s *Store) ReleaseLeases(ctx context.Context, now time.Time) (int, error) {
+	res, err := s.w.ExecContext(ctx, `UPDATE runs SET due_at = ?, lease_token = '', updated_at = ? WHERE state = 'running'`,
+		micros(now), micros(now))
+	if err != nil {
+		return 0, fmt.Errorf("release leases: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return int(n), nil
+}
+
+// GetRun returns one run.
+func (s *Store) GetRun(ctx context.Context, id string) (store.Run, error) {
+	r, err := scanRun(s.r.QueryRowContext(ctx, `SELECT `+runCols+` FROM runs r JOIN events e ON e.id = r.event_id WHERE r.id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return r, fmt.Errorf("run %s: %w", id, store.ErrNotFound)
+	}
+	return r, err
+}
+
+// ListRuns returns runs newest first.
+func (s *Store) ListRuns(ctx context.Context, p store.ListRunsParams) ([]store.Run, error) {
+	q := `SELECT ` + runCols + ` FROM runs r JOIN events e ON e.id = r.event_id WHERE 1=1`
+	var args []any
+	if p.EventID != "" {
+		q += ` AND r.event_id = ?`
+		args = append(args, p.EventID)
+	}
+	if p.Flow != "" {
+		q += ` AND r.flow = ?`
+		args = append(args, p.Flow)
+	}
+	if p.State != "" {
+		q += ` AND r.state = ?`
+		args = append(args, p.State)
+	}
+	q += ` ORDER BY r.created_at DESC, r.id DESC LIMIT ?`
+	args = append(args, limit(p.Limit))
+	rows, err := s.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list runs: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Run
+	for rows.Next() {
+		r, err := scanRun(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// ListAttempts returns a run's attempts, oldest first.
+func (s *Store) ListAttempts(ctx context.Context, runID string) ([]store.Attempt, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT id, run_id, step_index, step_id, system, number, outcome, status, error,
+		duration_us, response, started_at FROM attempts WHERE run_id = ? ORDER BY id`, runID)
+	if err != nil {
+		return nil, fmt.Errorf("list attempts: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Attempt
+	for rows.Next() {
+		var a store.Attempt
+		var dur, started int64
+		if err := rows.Scan(&a.ID, &a.RunID, &a.StepIndex, &a.StepID, &a.System, &a.Number, &a.Outcome, &a.Status,
+			&a.Error, &dur, &a.Response, &started); err != nil {
+			return nil, err
+		}
+		a.Duration, a.StartedAt = time.Duration(dur)*time.Microsecond, fromMicros(started)
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+// ListOutputs returns a run's checkpoints in step order.
+func (s *Store) ListOutputs(ctx context.Context, runID string) ([]store.StepOutput, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT step_index, step_id, output FROM run_steps WHERE run_id = ? ORDER BY step_index`, runID)
+	if err != nil {
+		return nil, fmt.Errorf("list outputs: %w", err)
+	}
+	defer rows.Close()
+	var out []store.StepOutput
+	for rows.Next() {
+		var o store.StepOutput
+		if err := rows.Scan(&o.Index, &o.StepID, &o.Output); err != nil {
+			return nil, err
+		}
+		out = append(out, o)
+	}
+	return out, rows.Err()
+}
+
+// ReplayEvent creates new runs for an event, one generation above the
+// highest existing one of each flow.
+func (s *Store) ReplayEvent(ctx context.Context, p store.ReplayParams) ([]store.Run, error) {
+	var ids []string
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM events WHERE id = ?`, p.EventID).Scan(&n); err != nil {
+			return err
+		}
+		if n == 0 {
+			return fmt.Errorf("event %s: %w", p.EventID, store.ErrNotFound)
+		}
+		at := micros(p.Now)
+		for _, r := range p.Runs {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO runs (id, event_id, flow, generation, state, step_id, due_at, created_at, updated_at)
+				VALUES (?, ?, ?, (SELECT coalesce(max(generation), -1) + 1 FROM runs WHERE event_id = ? AND flow = ?),
+				'pending', ?, ?, ?, ?)`, r.ID, p.EventID, r.Flow, p.EventID, r.Flow, r.StepID, at, at, at); err != nil {
+				return fmt.Errorf("insert replay run: %w", err)
+			}
+			ids = append(ids, r.ID)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]store.Run, 0, len(ids))
+	for _, id := range ids {
+		r, err := s.GetRun(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// RetryRun re-queues a dead run at its failed step.
+func (s *Store) RetryRun(ctx context.Context, p store.RetryParams) (store.Run, error) {
+	res, err := s.w.ExecContext(ctx, `UPDATE runs SET state = 'pending', attempt = 0, due_at = ?, updated_at = ?, lease_token = ''
+		WHERE id = ? AND state = 'dead'`, micros(p.Now), micros(p.Now), p.RunID)
+	if err != nil {
+		return store.Run{}, fmt.Errorf("retry run: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		r, err := s.GetRun(ctx, p.RunID)
+		if err != nil {
+			return r, err
+		}
+		return r, fmt.Errorf("run %s is %s, not dead: %w", p.RunID, r.State, store.ErrConflict)
+	}
+	return s.GetRun(ctx, p.RunID)
+}

@@ -1,0 +1,255 @@
+// Package store defines Switchboard's durable state: events, the runs they
+// start, step checkpoints and attempts, behind one Store interface with an
+// implementation per database (store/sqlite, store/postgres) and one
+// conformance suite (store/storetest) that every implementation passes.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Sentinel errors callers branch on.
+var (
+	// ErrNotFound means no row has the requested ID.
+	ErrNotFound = errors.New("not found")
+	// ErrLeaseLost means the run's lease expired and another worker claimed it;
+	// the caller must drop its result (the attempt is still recorded).
+	ErrLeaseLost = errors.New("lease lost")
+	// ErrConflict means the row is not in a state that allows the change
+	// (for example retrying a run that is not dead).
+	ErrConflict = errors.New("conflict")
+)
+
+// RunState is the life-cycle state of a run. Enforced by a CHECK constraint.
+type RunState string
+
+const (
+	// RunPending: waiting to be claimed, due at DueAt.
+	RunPending RunState = "pending"
+	// RunRunning: claimed by a worker whose lease expires at DueAt; after that
+	// any worker may claim it again (the holder died).
+	RunRunning RunState = "running"
+	// RunRetrying: a step failed transiently; claimable again at DueAt.
+	RunRetrying RunState = "retrying"
+	// RunSucceeded: every step succeeded. Terminal.
+	RunSucceeded RunState = "succeeded"
+	// RunDead: a step failed permanently or exhausted its attempts. Terminal
+	// until an operator retries it.
+	RunDead RunState = "dead"
+)
+
+// AttemptOutcome is what one step attempt ended with.
+type AttemptOutcome string
+
+const (
+	// AttemptSucceeded: the step's call succeeded.
+	AttemptSucceeded AttemptOutcome = "succeeded"
+	// AttemptRetry: the call failed transiently and will be retried.
+	AttemptRetry AttemptOutcome = "retry"
+	// AttemptDead: the call failed permanently or was the last allowed attempt.
+	AttemptDead AttemptOutcome = "dead"
+)
+
+// Event is one inbound event, stored once per (Source, Key).
+type Event struct {
+	ID         string
+	Source     string
+	Key        string
+	ReceivedAt time.Time
+	// Payload is the event body as JSON.
+	Payload []byte
+}
+
+// Run is one execution of one flow for one event.
+type Run struct {
+	ID      string
+	EventID string
+	// Source is the event's source (joined from the event, for listings).
+	Source string
+	Flow   string
+	// Generation is 0 for the run the event started and n for its n-th
+	// replay; it is part of the outbound idempotency key, so a replay is a new
+	// write downstream while a retry is not.
+	Generation int
+	State      RunState
+	// Step is the index of the step to run next (or that failed, when dead).
+	Step int
+	// StepID is the id of that step.
+	StepID string
+	// Attempt counts the attempts started at Step (a claim starts one).
+	Attempt int
+	// DueAt is when a pending or retrying run becomes claimable, or when a
+	// running run's lease expires.
+	DueAt     time.Time
+	LastError string
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// Attempt is the record of one call of one step.
+type Attempt struct {
+	ID        int64
+	RunID     string
+	StepIndex int
+	StepID    string
+	// System is the name of the system the step called ("" if none).
+	System  string
+	Number  int
+	Outcome AttemptOutcome
+	// Status is the remote status (HTTP), or 0 when there was no response.
+	Status   int
+	Error    string
+	Duration time.Duration
+	// Response is the remote response body, truncated by the caller.
+	Response  []byte
+	StartedAt time.Time
+}
+
+// StepOutput is a checkpointed step result.
+type StepOutput struct {
+	Index  int
+	StepID string
+	// Output is the step's output as JSON.
+	Output []byte
+}
+
+// NewEvent is an event to insert, with the runs to create if it is new.
+type NewEvent struct {
+	ID         string
+	Source     string
+	Key        string
+	ReceivedAt time.Time
+	Payload    []byte
+	Runs       []NewRun
+}
+
+// NewRun is a run to create, pending and due at once.
+type NewRun struct {
+	ID     string
+	Flow   string
+	StepID string // id of the flow's first step
+}
+
+// InsertResult says what InsertEvents did with one NewEvent.
+type InsertResult struct {
+	// EventID is the new event's ID or, for a duplicate, the stored one.
+	EventID string
+	// Duplicate reports whether (Source, Key) was already stored; no runs were
+	// created for it.
+	Duplicate bool
+}
+
+// ClaimParams select runs for a worker.
+type ClaimParams struct {
+	// Token identifies this claim; later calls must present it.
+	Token string
+	Now   time.Time
+	// LeaseUntil is when the claim lapses unless extended.
+	LeaseUntil time.Time
+	Limit      int
+}
+
+// ClaimedRun is a run handed to a worker with what it needs to execute.
+type ClaimedRun struct {
+	Run   Run
+	Event Event
+	// Outputs are the checkpoints of the steps already done, by index.
+	Outputs []StepOutput
+}
+
+// FinishParams record one attempt and move its run on. Delivery decides the
+// new state; the store applies it only if the lease is still held.
+type FinishParams struct {
+	RunID string
+	Token string
+	Now   time.Time
+	// Attempt is recorded whether or not the lease is still held.
+	Attempt Attempt
+	// Output, when not nil, checkpoints the attempt's step as done.
+	Output []byte
+	// State, Step, StepID, RunAttempt and DueAt become the run's new values.
+	State      RunState
+	Step       int
+	StepID     string
+	RunAttempt int
+	DueAt      time.Time
+	LastError  string
+}
+
+// ExtendParams renew a worker's leases.
+type ExtendParams struct {
+	Token      string
+	RunIDs     []string
+	LeaseUntil time.Time
+	Now        time.Time
+}
+
+// ListEventsParams filter ListEvents. Results are newest first.
+type ListEventsParams struct {
+	Source string
+	// Before, when set, returns events received before it (paging).
+	Before time.Time
+	Limit  int
+}
+
+// ListRunsParams filter ListRuns. Results are newest first.
+type ListRunsParams struct {
+	EventID string
+	Flow    string
+	State   RunState
+	Limit   int
+}
+
+// ReplayParams create fresh runs for a stored event.
+type ReplayParams struct {
+	EventID string
+	Runs    []NewRun
+	Now     time.Time
+}
+
+// RetryParams put a dead run back in the queue at its failed step.
+type RetryParams struct {
+	RunID string
+	Now   time.Time
+}
+
+// Store is every durable operation Switchboard performs. Implementations are
+// safe for concurrent use; each method is one transaction.
+type Store interface {
+	// InsertEvents stores each new event and its runs in ONE transaction
+	// (group commit) and reports, per event in order, its ID and whether it
+	// was a duplicate. When it returns an error nothing was stored.
+	InsertEvents(ctx context.Context, events []NewEvent) ([]InsertResult, error)
+	// ClaimRuns leases up to Limit runnable runs (pending or retrying and
+	// due, or running with an expired lease), oldest due first, and starts an
+	// attempt on each.
+	ClaimRuns(ctx context.Context, p ClaimParams) ([]ClaimedRun, error)
+	// ExtendLeases pushes back the lease expiry of runs still held by Token.
+	ExtendLeases(ctx context.Context, p ExtendParams) error
+	// FinishAttempts applies many attempt results in one transaction. The
+	// returned slice has one entry per param: nil or ErrLeaseLost.
+	FinishAttempts(ctx context.Context, ps []FinishParams) ([]error, error)
+	// ReleaseLeases makes every running run claimable now. A single-node
+	// store calls it at startup, when no other process can hold a lease.
+	ReleaseLeases(ctx context.Context, now time.Time) (int, error)
+
+	GetEvent(ctx context.Context, id string) (Event, error)
+	ListEvents(ctx context.Context, p ListEventsParams) ([]Event, error)
+	GetRun(ctx context.Context, id string) (Run, error)
+	ListRuns(ctx context.Context, p ListRunsParams) ([]Run, error)
+	ListAttempts(ctx context.Context, runID string) ([]Attempt, error)
+	ListOutputs(ctx context.Context, runID string) ([]StepOutput, error)
+	// ReplayEvent creates new runs for a stored event, each with the next
+	// generation for its flow.
+	ReplayEvent(ctx context.Context, p ReplayParams) ([]Run, error)
+	// RetryRun moves a dead run back to pending at its failed step with a
+	// fresh attempt count. ErrConflict if the run is not dead.
+	RetryRun(ctx context.Context, p RetryParams) (Run, error)
+
+	// Ping checks that the store answers.
+	Ping(ctx context.Context) error
+	// Close releases the store's connections.
+	Close() error
+}

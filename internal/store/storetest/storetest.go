@@ -1,0 +1,359 @@
+// Package storetest is the conformance suite every store.Store passes. Each
+// implementation's tests call Run with a function that opens a fresh, empty
+// store; every behaviour change lands here first.
+package storetest
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/switchboard-dev/switchboard/internal/store"
+)
+
+// OpenFunc returns a fresh, empty store, closed by the test's cleanup.
+type OpenFunc func(t testing.TB) store.Store
+
+var t0 = time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+
+type bundle struct {
+	s   store.Store
+	ctx context.Context
+}
+
+// Run runs the whole suite.
+func Run(t *testing.T, open OpenFunc) {
+	setup := func(t *testing.T) bundle {
+		t.Helper()
+		return bundle{s: open(t), ctx: t.Context()}
+	}
+
+	t.Run("InsertAndDedupe", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		res, err := b.s.InsertEvents(b.ctx, []store.NewEvent{
+			newEvent("src", "k1", "flow_a", "flow_b"),
+			newEvent("src", "k2", "flow_a"),
+			newEvent("src", "k1", "flow_a"), // same key in the same batch
+			newEvent("other", "k1", "flow_a"),
+		})
+		require.NoError(t, err)
+		require.Len(t, res, 4)
+		require.False(t, res[0].Duplicate)
+		require.False(t, res[1].Duplicate)
+		require.True(t, res[2].Duplicate)
+		require.Equal(t, res[0].EventID, res[2].EventID)
+		require.False(t, res[3].Duplicate, "keys are scoped by source")
+
+		res2, err := b.s.InsertEvents(b.ctx, []store.NewEvent{newEvent("src", "k2", "flow_a")})
+		require.NoError(t, err)
+		require.True(t, res2[0].Duplicate)
+		require.Equal(t, res[1].EventID, res2[0].EventID)
+
+		runs, err := b.s.ListRuns(b.ctx, store.ListRunsParams{EventID: res[0].EventID})
+		require.NoError(t, err)
+		require.Len(t, runs, 2)
+		all, err := b.s.ListRuns(b.ctx, store.ListRunsParams{Limit: 100})
+		require.NoError(t, err)
+		require.Len(t, all, 4, "duplicates create no runs")
+
+		ev, err := b.s.GetEvent(b.ctx, res[0].EventID)
+		require.NoError(t, err)
+		require.Equal(t, "src", ev.Source)
+		require.JSONEq(t, `{"key":"k1"}`, string(ev.Payload))
+		require.True(t, ev.ReceivedAt.Equal(t0))
+	})
+
+	t.Run("ConcurrentDuplicates", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		var wg sync.WaitGroup
+		results := make([]store.InsertResult, 50)
+		errs := make([]error, 50)
+		for i := range 50 {
+			wg.Go(func() {
+				res, err := b.s.InsertEvents(b.ctx, []store.NewEvent{newEvent("src", "same", "flow_a")})
+				errs[i] = err
+				if err == nil {
+					results[i] = res[0]
+				}
+			})
+		}
+		wg.Wait()
+		fresh := 0
+		for i := range 50 {
+			require.NoError(t, errs[i])
+			if !results[i].Duplicate {
+				fresh++
+			}
+			require.Equal(t, results[0].EventID, results[i].EventID)
+		}
+		require.Equal(t, 1, fresh)
+		runs, err := b.s.ListRuns(b.ctx, store.ListRunsParams{})
+		require.NoError(t, err)
+		require.Len(t, runs, 1)
+	})
+
+	t.Run("ClaimLeaseAndFinish", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		_, err := b.s.InsertEvents(b.ctx, []store.NewEvent{newEvent("src", "k1", "flow_a")})
+		require.NoError(t, err)
+
+		none, err := b.s.ClaimRuns(b.ctx, claim("early", t0.Add(-time.Second), 10))
+		require.NoError(t, err)
+		require.Empty(t, none, "not due before it was received")
+
+		got, err := b.s.ClaimRuns(b.ctx, claim("w1", t0, 10))
+		require.NoError(t, err)
+		require.Len(t, got, 1)
+		c := got[0]
+		require.Equal(t, store.RunRunning, c.Run.State)
+		require.Equal(t, 1, c.Run.Attempt)
+		require.Equal(t, "step1", c.Run.StepID)
+		require.Equal(t, "k1", c.Event.Key)
+		require.JSONEq(t, `{"key":"k1"}`, string(c.Event.Payload))
+
+		again, err := b.s.ClaimRuns(b.ctx, claim("w2", t0.Add(time.Second), 10))
+		require.NoError(t, err)
+		require.Empty(t, again, "a held lease is not claimable")
+
+		// Step 0 succeeds; the worker goes on to step 1 under the same lease.
+		errs, err := b.s.FinishAttempts(b.ctx, []store.FinishParams{{
+			RunID: c.Run.ID, Token: "w1", Now: t0.Add(time.Second),
+			Attempt: attempt(0, "step1", store.AttemptSucceeded),
+			Output:  []byte(`{"id":7}`),
+			State:   store.RunRunning, Step: 1, StepID: "step2", RunAttempt: 1, DueAt: t0.Add(31 * time.Second),
+		}})
+		require.NoError(t, err)
+		require.NoError(t, errs[0])
+
+		// The worker dies; after the lease expires another worker takes over
+		// at step 1 with step 0's checkpoint.
+		got, err = b.s.ClaimRuns(b.ctx, claim("w2", t0.Add(40*time.Second), 10))
+		require.NoError(t, err)
+		require.Len(t, got, 1)
+		require.Equal(t, 1, got[0].Run.Step)
+		require.Equal(t, 2, got[0].Run.Attempt, "the lost attempt counts")
+		require.Equal(t, []store.StepOutput{{Index: 0, StepID: "step1", Output: []byte(`{"id":7}`)}}, got[0].Outputs)
+
+		// The old holder's late result is refused but its attempt is recorded.
+		errs, err = b.s.FinishAttempts(b.ctx, []store.FinishParams{{
+			RunID: c.Run.ID, Token: "w1", Now: t0.Add(41 * time.Second),
+			Attempt: attempt(1, "step2", store.AttemptSucceeded),
+			State:   store.RunSucceeded, Step: 2,
+		}})
+		require.NoError(t, err)
+		require.ErrorIs(t, errs[0], store.ErrLeaseLost)
+
+		errs, err = b.s.FinishAttempts(b.ctx, []store.FinishParams{{
+			RunID: c.Run.ID, Token: "w2", Now: t0.Add(42 * time.Second),
+			Attempt: attempt(1, "step2", store.AttemptSucceeded), Output: []byte(`"ok"`),
+			State:   store.RunSucceeded, Step: 2, StepID: "", DueAt: t0.Add(42 * time.Second),
+		}})
+		require.NoError(t, err)
+		require.NoError(t, errs[0])
+
+		run, err := b.s.GetRun(b.ctx, c.Run.ID)
+		require.NoError(t, err)
+		require.Equal(t, store.RunSucceeded, run.State)
+		require.Equal(t, "src", run.Source)
+		attempts, err := b.s.ListAttempts(b.ctx, c.Run.ID)
+		require.NoError(t, err)
+		require.Len(t, attempts, 3)
+		require.Equal(t, 200, attempts[0].Status)
+		require.Equal(t, 1500*time.Millisecond, attempts[0].Duration)
+		outs, err := b.s.ListOutputs(b.ctx, c.Run.ID)
+		require.NoError(t, err)
+		require.Len(t, outs, 2)
+
+		later, err := b.s.ClaimRuns(b.ctx, claim("w3", t0.Add(time.Hour), 10))
+		require.NoError(t, err)
+		require.Empty(t, later, "finished runs are never claimed")
+	})
+
+	t.Run("ExtendLease", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		_, err := b.s.InsertEvents(b.ctx, []store.NewEvent{newEvent("src", "k1", "flow_a")})
+		require.NoError(t, err)
+		got, err := b.s.ClaimRuns(b.ctx, claim("w1", t0, 10))
+		require.NoError(t, err)
+		require.Len(t, got, 1)
+		require.NoError(t, b.s.ExtendLeases(b.ctx, store.ExtendParams{
+			Token: "w1", RunIDs: []string{got[0].Run.ID}, LeaseUntil: t0.Add(90 * time.Second), Now: t0.Add(20 * time.Second),
+		}))
+		none, err := b.s.ClaimRuns(b.ctx, claim("w2", t0.Add(60*time.Second), 10))
+		require.NoError(t, err)
+		require.Empty(t, none, "extended lease still held")
+		// A stranger's token extends nothing.
+		require.NoError(t, b.s.ExtendLeases(b.ctx, store.ExtendParams{
+			Token: "w9", RunIDs: []string{got[0].Run.ID}, LeaseUntil: t0.Add(time.Hour), Now: t0.Add(20 * time.Second),
+		}))
+		taken, err := b.s.ClaimRuns(b.ctx, claim("w2", t0.Add(91*time.Second), 10))
+		require.NoError(t, err)
+		require.Len(t, taken, 1)
+	})
+
+	t.Run("RetryingAndDead", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		_, err := b.s.InsertEvents(b.ctx, []store.NewEvent{newEvent("src", "k1", "flow_a")})
+		require.NoError(t, err)
+		got, err := b.s.ClaimRuns(b.ctx, claim("w1", t0, 10))
+		require.NoError(t, err)
+		id := got[0].Run.ID
+		errs, err := b.s.FinishAttempts(b.ctx, []store.FinishParams{{
+			RunID: id, Token: "w1", Now: t0, Attempt: attempt(0, "step1", store.AttemptRetry),
+			State: store.RunRetrying, Step: 0, StepID: "step1", RunAttempt: 1, DueAt: t0.Add(5 * time.Second),
+			LastError: "503 Service Unavailable",
+		}})
+		require.NoError(t, err)
+		require.NoError(t, errs[0])
+		none, err := b.s.ClaimRuns(b.ctx, claim("w2", t0.Add(4*time.Second), 10))
+		require.NoError(t, err)
+		require.Empty(t, none, "not due yet")
+		got, err = b.s.ClaimRuns(b.ctx, claim("w2", t0.Add(5*time.Second), 10))
+		require.NoError(t, err)
+		require.Len(t, got, 1)
+		require.Equal(t, 2, got[0].Run.Attempt)
+		require.Equal(t, "503 Service Unavailable", got[0].Run.LastError)
+
+		_, err = b.s.RetryRun(b.ctx, store.RetryParams{RunID: id, Now: t0})
+		require.ErrorIs(t, err, store.ErrConflict, "only dead runs are retried")
+
+		errs, err = b.s.FinishAttempts(b.ctx, []store.FinishParams{{
+			RunID: id, Token: "w2", Now: t0.Add(5 * time.Second), Attempt: attempt(0, "step1", store.AttemptDead),
+			State: store.RunDead, Step: 0, StepID: "step1", RunAttempt: 2, DueAt: t0.Add(5 * time.Second),
+			LastError: "400 Bad Request",
+		}})
+		require.NoError(t, err)
+		require.NoError(t, errs[0])
+		dead, err := b.s.ListRuns(b.ctx, store.ListRunsParams{State: store.RunDead})
+		require.NoError(t, err)
+		require.Len(t, dead, 1)
+		require.Equal(t, "400 Bad Request", dead[0].LastError)
+		require.Equal(t, "step1", dead[0].StepID)
+
+		run, err := b.s.RetryRun(b.ctx, store.RetryParams{RunID: id, Now: t0.Add(time.Minute)})
+		require.NoError(t, err)
+		require.Equal(t, store.RunPending, run.State)
+		require.Equal(t, 0, run.Attempt)
+		got, err = b.s.ClaimRuns(b.ctx, claim("w3", t0.Add(time.Minute), 10))
+		require.NoError(t, err)
+		require.Len(t, got, 1)
+		require.Equal(t, 1, got[0].Run.Attempt)
+
+		_, err = b.s.RetryRun(b.ctx, store.RetryParams{RunID: "run_missing", Now: t0})
+		require.ErrorIs(t, err, store.ErrNotFound)
+	})
+
+	t.Run("Replay", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		res, err := b.s.InsertEvents(b.ctx, []store.NewEvent{newEvent("src", "k1", "flow_a")})
+		require.NoError(t, err)
+		for gen := 1; gen <= 2; gen++ {
+			runs, err := b.s.ReplayEvent(b.ctx, store.ReplayParams{
+				EventID: res[0].EventID, Now: t0.Add(time.Minute),
+				Runs: []store.NewRun{{ID: store.NewID("run_", t0), Flow: "flow_a", StepID: "step1"}},
+			})
+			require.NoError(t, err)
+			require.Len(t, runs, 1)
+			require.Equal(t, gen, runs[0].Generation)
+			require.Equal(t, store.RunPending, runs[0].State)
+		}
+		_, err = b.s.ReplayEvent(b.ctx, store.ReplayParams{EventID: "evt_missing", Now: t0,
+			Runs: []store.NewRun{{ID: store.NewID("run_", t0), Flow: "flow_a"}}})
+		require.ErrorIs(t, err, store.ErrNotFound)
+	})
+
+	t.Run("ReleaseLeases", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		_, err := b.s.InsertEvents(b.ctx, []store.NewEvent{newEvent("src", "k1", "flow_a")})
+		require.NoError(t, err)
+		_, err = b.s.ClaimRuns(b.ctx, claim("w1", t0, 10))
+		require.NoError(t, err)
+		n, err := b.s.ReleaseLeases(b.ctx, t0.Add(time.Second))
+		require.NoError(t, err)
+		require.Equal(t, 1, n)
+		got, err := b.s.ClaimRuns(b.ctx, claim("w2", t0.Add(time.Second), 10))
+		require.NoError(t, err)
+		require.Len(t, got, 1)
+	})
+
+	t.Run("ClaimLimitAndOrder", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		var evs []store.NewEvent
+		for i := range 10 {
+			e := newEvent("src", fmt.Sprintf("k%d", i), "flow_a")
+			e.ReceivedAt = t0.Add(time.Duration(i) * time.Millisecond)
+			evs = append(evs, e)
+		}
+		_, err := b.s.InsertEvents(b.ctx, evs)
+		require.NoError(t, err)
+		first, err := b.s.ClaimRuns(b.ctx, claim("w1", t0.Add(time.Second), 4))
+		require.NoError(t, err)
+		require.Len(t, first, 4)
+		require.Equal(t, "k0", first[0].Event.Key, "oldest due first")
+		rest, err := b.s.ClaimRuns(b.ctx, claim("w2", t0.Add(time.Second), 100))
+		require.NoError(t, err)
+		require.Len(t, rest, 6)
+		seen := map[string]bool{}
+		for _, c := range append(first, rest...) {
+			require.False(t, seen[c.Run.ID], "claimed twice")
+			seen[c.Run.ID] = true
+		}
+	})
+
+	t.Run("ListEvents", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		for i := range 5 {
+			e := newEvent("src", fmt.Sprintf("k%d", i), "flow_a")
+			e.ReceivedAt = t0.Add(time.Duration(i) * time.Second)
+			_, err := b.s.InsertEvents(b.ctx, []store.NewEvent{e})
+			require.NoError(t, err)
+		}
+		evs, err := b.s.ListEvents(b.ctx, store.ListEventsParams{Limit: 2})
+		require.NoError(t, err)
+		require.Len(t, evs, 2)
+		require.Equal(t, "k4", evs[0].Key, "newest first")
+		older, err := b.s.ListEvents(b.ctx, store.ListEventsParams{Before: evs[1].ReceivedAt, Limit: 10})
+		require.NoError(t, err)
+		require.Len(t, older, 3)
+		none, err := b.s.ListEvents(b.ctx, store.ListEventsParams{Source: "nope"})
+		require.NoError(t, err)
+		require.Empty(t, none)
+		_, err = b.s.GetEvent(b.ctx, "evt_missing")
+		require.ErrorIs(t, err, store.ErrNotFound)
+	})
+}
+
+func newEvent(source, key string, flows ...string) store.NewEvent {
+	e := store.NewEvent{
+		ID: store.NewID("evt_", t0), Source: source, Key: key, ReceivedAt: t0,
+		Payload: []byte(fmt.Sprintf(`{"key":%q}`, key)),
+	}
+	for _, f := range flows {
+		e.Runs = append(e.Runs, store.NewRun{ID: store.NewID("run_", t0), Flow: f, StepID: "step1"})
+	}
+	return e
+}
+
+func claim(token string, now time.Time, n int) store.ClaimParams {
+	return store.ClaimParams{Token: token, Now: now, LeaseUntil: now.Add(30 * time.Second), Limit: n}
+}
+
+func attempt(index int, id string, outcome store.AttemptOutcome) store.Attempt {
+	return store.Attempt{
+		StepIndex: index, StepID: id, System: "crm", Number: 1, Outcome: outcome, Status: 200,
+		Duration: 1500 * time.Millisecond, Response: []byte(`{}`), StartedAt: t0,
+	}
+}
