@@ -100,9 +100,12 @@ func (s *StandardWebhooks) Verify(header http.Header, body []byte, now time.Time
 	}
 	sent := time.Unix(int64(ts), 0)
 	tolerance := s.tolerance()
-	if age := now.Sub(sent); age > tolerance || age < -tolerance {
-		return "", time.Time{}, fmt.Errorf("standard webhooks: timestamp %d is %s from now, tolerance %s: %w",
+	if age := now.Sub(sent); age > tolerance {
+		return "", time.Time{}, fmt.Errorf("standard webhooks: timestamp %d is %s old, tolerance %s: %w",
 			ts, age.Round(time.Second), tolerance, ErrExpired)
+	} else if age < -tolerance {
+		return "", time.Time{}, fmt.Errorf("standard webhooks: timestamp %d is %s in the future, tolerance %s: %w",
+			ts, (-age).Round(time.Second), tolerance, ErrExpired)
 	}
 
 	want := sign(key, id, rawTS, body)
@@ -118,8 +121,8 @@ func (s *StandardWebhooks) Verify(header http.Header, body []byte, now time.Time
 			wellFormed = true
 			continue
 		}
-		got, err := base64.StdEncoding.DecodeString(encoded)
-		if err != nil {
+		got, decodeErr := base64.StdEncoding.DecodeString(encoded)
+		if decodeErr != nil {
 			continue
 		}
 		wellFormed = true
@@ -137,7 +140,7 @@ func (s *StandardWebhooks) Verify(header http.Header, body []byte, now time.Time
 // with id msgID sent at ts (truncated to whole seconds, as the header
 // carries). It is meant for tests and the demo sender. It returns "" when
 // Secret cannot be decoded, which only happens for a literal that skipped
-// NewStandardWebhooks; Verify then reports ErrMissing for the empty header.
+// NewStandardWebhooks; a receiver given that empty header reports ErrMissing.
 func (s *StandardWebhooks) Sign(msgID string, ts time.Time, body []byte) string {
 	key, err := s.signingKey()
 	if err != nil {

@@ -153,7 +153,7 @@ func Run(t *testing.T, open OpenFunc) {
 		errs, err = b.s.FinishAttempts(b.ctx, []store.FinishParams{{
 			RunID: c.Run.ID, Token: "w2", Now: t0.Add(42 * time.Second),
 			Attempt: attempt(1, "step2", store.AttemptSucceeded), Output: []byte(`"ok"`),
-			State:   store.RunSucceeded, Step: 2, StepID: "", DueAt: t0.Add(42 * time.Second),
+			State: store.RunSucceeded, Step: 2, StepID: "", DueAt: t0.Add(42 * time.Second),
 		}})
 		require.NoError(t, err)
 		require.NoError(t, errs[0])

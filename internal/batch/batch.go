@@ -1,0 +1,135 @@
+// Package batch implements group commit: many goroutines submit one item
+// each, one goroutine hands everything waiting to a single call (one
+// database transaction, one fsync), and each submitter gets its own result.
+// Batches grow with load on their own: while one commit runs, the next
+// batch accumulates.
+package batch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+)
+
+// ErrOverloaded is returned by Submit when the queue is full: the caller
+// should shed load (HTTP 503 with Retry-After), never drop silently.
+var ErrOverloaded = errors.New("commit queue full")
+
+// ErrClosed is returned by Submit once the committer has stopped.
+var ErrClosed = errors.New("committer stopped")
+
+// Func commits a batch and returns one result per item, in order. If it
+// returns an error, every item of the batch fails with it.
+type Func[T, R any] func(ctx context.Context, items []T) ([]R, error)
+
+// Committer groups submissions into batches. Create with New, then call Run.
+type Committer[T, R any] struct {
+	fn    Func[T, R]
+	max   int
+	queue chan *pending[T, R]
+
+	mu     sync.RWMutex // guards closed; held shared while sending to queue
+	closed bool
+}
+
+type pending[T, R any] struct {
+	item T
+	done chan outcome[R]
+}
+
+type outcome[R any] struct {
+	res R
+	err error
+}
+
+// New returns a committer that passes at most maxBatch items to fn at once
+// and holds at most queue items waiting.
+func New[T, R any](fn Func[T, R], maxBatch, queue int) *Committer[T, R] {
+	return &Committer[T, R]{fn: fn, max: maxBatch, queue: make(chan *pending[T, R], queue)}
+}
+
+// Submit queues item and waits for its batch to commit. It returns
+// ErrOverloaded at once when the queue is full. If ctx ends first, Submit
+// returns ctx's error; the item may still be committed.
+func (c *Committer[T, R]) Submit(ctx context.Context, item T) (R, error) {
+	p := &pending[T, R]{item: item, done: make(chan outcome[R], 1)}
+	var zero R
+	c.mu.RLock()
+	if c.closed {
+		c.mu.RUnlock()
+		return zero, ErrClosed
+	}
+	select {
+	case c.queue <- p:
+		c.mu.RUnlock()
+	default:
+		c.mu.RUnlock()
+		return zero, ErrOverloaded
+	}
+	select {
+	case o := <-p.done:
+		return o.res, o.err
+	case <-ctx.Done():
+		return zero, ctx.Err()
+	}
+}
+
+// Run commits batches until ctx ends, then commits what is already queued
+// (with a context that is not cancelled, so accepted work is not failed
+// needlessly), answers later submitters with ErrClosed and returns.
+func (c *Committer[T, R]) Run(ctx context.Context) error {
+	batch := make([]*pending[T, R], 0, c.max)
+	for {
+		select {
+		case p := <-c.queue:
+			batch = c.fill(append(batch[:0], p))
+			c.commit(ctx, batch)
+		case <-ctx.Done():
+			c.mu.Lock()
+			c.closed = true
+			c.mu.Unlock()
+			for {
+				batch = c.fill(batch[:0])
+				if len(batch) == 0 {
+					return nil
+				}
+				c.commit(context.WithoutCancel(ctx), batch)
+			}
+		}
+	}
+}
+
+// fill adds whatever is already waiting, up to the batch limit.
+func (c *Committer[T, R]) fill(batch []*pending[T, R]) []*pending[T, R] {
+	for len(batch) < c.max {
+		select {
+		case p := <-c.queue:
+			batch = append(batch, p)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+func (c *Committer[T, R]) commit(ctx context.Context, batch []*pending[T, R]) {
+	items := make([]T, len(batch))
+	for i, p := range batch {
+		items[i] = p.item
+	}
+	res, err := c.fn(ctx, items)
+	if err == nil && len(res) != len(items) {
+		err = fmt.Errorf("batch: commit returned %d results for %d items", len(res), len(items))
+	}
+	for i, p := range batch {
+		if err != nil {
+			p.done <- outcome[R]{err: err}
+			continue
+		}
+		p.done <- outcome[R]{res: res[i]}
+	}
+}
+
+// Pending returns how many items wait for a commit (a gauge for metrics).
+func (c *Committer[T, R]) Pending() int { return len(c.queue) }

@@ -1,0 +1,87 @@
+package batch_test
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/switchboard-dev/switchboard/internal/batch"
+)
+
+func TestGroupsConcurrentSubmits(t *testing.T) {
+	t.Parallel()
+	var calls, maxSeen atomic.Int64
+	release := make(chan struct{})
+	first := true
+	c := batch.New(func(_ context.Context, items []int) ([]int, error) {
+		if first {
+			first = false
+			<-release // hold the first commit so the others pile up
+		}
+		calls.Add(1)
+		if n := int64(len(items)); n > maxSeen.Load() {
+			maxSeen.Store(n)
+		}
+		out := make([]int, len(items))
+		for i, v := range items {
+			out[i] = v * 2
+		}
+		return out, nil
+	}, 64, 1000)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error)
+	go func() { done <- c.Run(ctx) }()
+
+	var wg sync.WaitGroup
+	results := make([]int, 101)
+	wg.Go(func() { results[100], _ = c.Submit(t.Context(), 100) })
+	for i := range 100 {
+		wg.Go(func() {
+			r, err := c.Submit(t.Context(), i)
+			require.NoError(t, err)
+			results[i] = r
+		})
+	}
+	for c.Pending() < 100 {
+		runtime.Gosched() // wait until the others queue behind the held commit
+	}
+	close(release)
+	wg.Wait()
+	for i := range 101 {
+		require.Equal(t, i*2, results[i], "each submitter gets its own result")
+	}
+	require.Less(t, calls.Load(), int64(10), "101 items should share a few commits")
+	require.LessOrEqual(t, maxSeen.Load(), int64(64), "batch size is capped")
+	cancel()
+	require.NoError(t, <-done)
+	_, err := c.Submit(t.Context(), 1)
+	require.ErrorIs(t, err, batch.ErrClosed)
+}
+
+func TestErrorFailsWholeBatch(t *testing.T) {
+	t.Parallel()
+	boom := errors.New("disk full")
+	c := batch.New(func(context.Context, []int) ([]int, error) { return nil, boom }, 8, 8)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go c.Run(ctx)
+	_, err := c.Submit(t.Context(), 1)
+	require.ErrorIs(t, err, boom)
+}
+
+func TestOverloaded(t *testing.T) {
+	t.Parallel()
+	c := batch.New(func(_ context.Context, items []int) ([]int, error) { return items, nil }, 8, 1)
+	// Not running: the first submit fills the queue, the second is refused.
+	go c.Submit(t.Context(), 1)
+	for c.Pending() < 1 {
+		runtime.Gosched()
+	}
+	_, err := c.Submit(t.Context(), 2)
+	require.ErrorIs(t, err, batch.ErrOverloaded)
+}

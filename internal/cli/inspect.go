@@ -1,0 +1,229 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/switchboard-dev/switchboard/internal/app"
+	"github.com/switchboard-dev/switchboard/internal/store"
+)
+
+// openStore loads the config and opens its store for operator commands.
+// These commands may run beside `serve`: SQLite's WAL lets them read and
+// write while the server runs.
+func openStore(ctx context.Context, e env, fsName string, args []string, npos int, posName string) (store.Store, []string, func(), error) {
+	fs := flags(fsName, e)
+	cfgPath := fs.String("config", "switchboard.yaml", "config file")
+	if err := parse(fs, args); err != nil {
+		return nil, nil, nil, err
+	}
+	if fs.NArg() != npos {
+		if npos == 0 {
+			return nil, nil, nil, usageError{"unexpected arguments: " + strings.Join(fs.Args(), " ")}
+		}
+		return nil, nil, nil, usageError{posName + " is required"}
+	}
+	plan, err := loadPlan(e, *cfgPath)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	st, err := app.OpenStore(ctx, plan)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return st, fs.Args(), func() { st.Close() }, nil
+}
+
+func runEvents(ctx context.Context, e env, args []string) error {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		return usageError{"want: events list|show"}
+	}
+	switch args[0] {
+	case "list":
+		return eventsList(ctx, e, args[1:])
+	case "show":
+		return eventsShow(ctx, e, args[1:])
+	}
+	return usageError{fmt.Sprintf("unknown subcommand %q (want list or show)", args[0])}
+}
+
+func eventsList(ctx context.Context, e env, args []string) error {
+	fs := flags("events list", e)
+	cfgPath := fs.String("config", "switchboard.yaml", "config file")
+	source := fs.String("source", "", "only events from this source")
+	limit := fs.Int("limit", 50, "how many events")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	plan, err := loadPlan(e, *cfgPath)
+	if err != nil {
+		return err
+	}
+	st, err := app.OpenStore(ctx, plan)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	evs, err := st.ListEvents(ctx, store.ListEventsParams{Source: *source, Limit: *limit})
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "EVENT\tSOURCE\tRECEIVED\tKEY\tRUNS")
+	for _, ev := range evs {
+		runs, err := st.ListRuns(ctx, store.ListRunsParams{EventID: ev.ID})
+		if err != nil {
+			return err
+		}
+		var states []string
+		for _, r := range runs {
+			states = append(states, r.Flow+":"+string(r.State))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", ev.ID, ev.Source, ev.ReceivedAt.Format(time.RFC3339), short(ev.Key, 40), strings.Join(states, " "))
+	}
+	return tw.Flush()
+}
+
+func eventsShow(ctx context.Context, e env, args []string) error {
+	st, pos, closeFn, err := openStore(ctx, e, "events show", args, 1, "EVENT_ID")
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	ev, err := st.GetEvent(ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	w := e.stdout
+	fmt.Fprintf(w, "event    %s\nsource   %s\nkey      %s\nreceived %s\npayload  %s\n", ev.ID, ev.Source, ev.Key,
+		ev.ReceivedAt.Format(time.RFC3339Nano), ev.Payload)
+	runs, err := st.ListRuns(ctx, store.ListRunsParams{EventID: ev.ID})
+	if err != nil {
+		return err
+	}
+	for i := len(runs) - 1; i >= 0; i-- {
+		r := runs[i]
+		fmt.Fprintf(w, "\nrun %s  flow %s  generation %d  state %s  step %s\n", r.ID, r.Flow, r.Generation, r.State, r.StepID)
+		if r.LastError != "" {
+			fmt.Fprintf(w, "  last error: %s\n", r.LastError)
+		}
+		attempts, err := st.ListAttempts(ctx, r.ID)
+		if err != nil {
+			return err
+		}
+		for _, a := range attempts {
+			line := fmt.Sprintf("  %s  %s #%d  %s", a.StartedAt.Format("15:04:05.000"), a.StepID, a.Number, a.Outcome)
+			if a.Status != 0 {
+				line += fmt.Sprintf("  HTTP %d", a.Status)
+			}
+			line += fmt.Sprintf("  %s", a.Duration.Round(time.Millisecond))
+			if a.Error != "" {
+				line += "  " + short(a.Error, 200)
+			}
+			fmt.Fprintln(w, line)
+		}
+	}
+	return nil
+}
+
+func runDLQ(ctx context.Context, e env, args []string) error {
+	if len(args) == 0 || args[0] != "list" {
+		return usageError{"want: dlq list --config FILE"}
+	}
+	st, _, closeFn, err := openStore(ctx, e, "dlq list", args[1:], 0, "")
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	runs, err := st.ListRuns(ctx, store.ListRunsParams{State: store.RunDead, Limit: 1000})
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "RUN\tEVENT\tSOURCE\tFLOW\tSTEP\tDIED\tLAST ERROR")
+	for _, r := range runs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.EventID, r.Source, r.Flow, r.StepID,
+			r.UpdatedAt.Format(time.RFC3339), short(r.LastError, 120))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stderr, "%d dead run(s)\n", len(runs))
+	return nil
+}
+
+func runReplay(ctx context.Context, e env, args []string) error {
+	fs := flags("replay", e)
+	cfgPath := fs.String("config", "switchboard.yaml", "config file")
+	flowName := fs.String("flow", "", "replay only this flow (default: every flow of the event's source)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usageError{"EVENT_ID is required"}
+	}
+	plan, err := loadPlan(e, *cfgPath)
+	if err != nil {
+		return err
+	}
+	st, err := app.OpenStore(ctx, plan)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	ev, err := st.GetEvent(ctx, fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	src, ok := plan.Sources[ev.Source]
+	if !ok {
+		return fmt.Errorf("event %s came from source %q, which the config no longer defines", ev.ID, ev.Source)
+	}
+	now := time.Now()
+	var runs []store.NewRun
+	for _, f := range src.Flows {
+		if *flowName == "" || f.Name == *flowName {
+			runs = append(runs, store.NewRun{ID: store.NewID("run_", now), Flow: f.Name, StepID: f.Steps[0].ID})
+		}
+	}
+	if len(runs) == 0 {
+		return fmt.Errorf("no flow to replay: source %q has no flow%s", ev.Source, map[bool]string{true: " named " + *flowName}[*flowName != ""])
+	}
+	created, err := st.ReplayEvent(ctx, store.ReplayParams{EventID: ev.ID, Runs: runs, Now: now})
+	if err != nil {
+		return err
+	}
+	for _, r := range created {
+		fmt.Fprintf(e.stdout, "queued run %s (flow %s, generation %d)\n", r.ID, r.Flow, r.Generation)
+	}
+	return nil
+}
+
+func runRetry(ctx context.Context, e env, args []string) error {
+	st, pos, closeFn, err := openStore(ctx, e, "retry", args, 1, "RUN_ID")
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	r, err := st.RetryRun(ctx, store.RetryParams{RunID: pos[0], Now: time.Now()})
+	if errors.Is(err, store.ErrConflict) {
+		return fmt.Errorf("%w; only dead runs can be retried", err)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "run %s queued again at step %s\n", r.ID, r.StepID)
+	return nil
+}
+
+func short(s string, n int) string {
+	s = strings.ReplaceAll(s, "\n", " ")
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-1] + "…"
+}

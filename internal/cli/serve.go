@@ -1,0 +1,106 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sort"
+	"strings"
+
+	"github.com/switchboard-dev/switchboard/internal/app"
+)
+
+func runServe(ctx context.Context, e env, args []string) error {
+	fs := flags("serve", e)
+	cfgPath := fs.String("config", "switchboard.yaml", "config file")
+	addr := fs.String("addr", "127.0.0.1:8080", "listen address")
+	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	log, err := newLogger(e.stderr, *level)
+	if err != nil {
+		return err
+	}
+	plan, err := loadPlan(e, *cfgPath)
+	if err != nil {
+		return err
+	}
+	for _, w := range plan.Warnings {
+		log.Warn("config: " + w)
+	}
+	srv, err := app.NewServer(ctx, plan, app.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		srv.Store.Close()
+		return fmt.Errorf("listen: %w", err)
+	}
+	log.Info("serving", "addr", ln.Addr().String(), "store", plan.StorePath, "sources", len(plan.Sources),
+		"flows", len(plan.Flows), "workers", plan.Workers)
+	return srv.Serve(ctx, ln)
+}
+
+func runCheck(_ context.Context, e env, args []string) error {
+	fs := flags("check", e)
+	cfgPath := fs.String("config", "switchboard.yaml", "config file")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	plan, err := loadPlan(e, *cfgPath)
+	if err != nil {
+		return err
+	}
+	w := e.stdout
+	fmt.Fprintf(w, "%s: ok\n\nstore: %s\n", *cfgPath, plan.Store)
+	fmt.Fprintf(w, "\nsystems (%d):\n", len(plan.Systems))
+	for _, name := range sortedNames(plan.Systems) {
+		fmt.Fprintf(w, "  %-16s kind %s\n", name, plan.Systems[name].Kind)
+	}
+	fmt.Fprintf(w, "\nsources (%d):\n", len(plan.Sources))
+	for _, name := range sortedNames(plan.Sources) {
+		s := plan.Sources[name]
+		verify := "UNSIGNED"
+		if s.Webhook.Verifier != nil {
+			verify = "verify " + s.Webhook.Scheme
+		}
+		key := "key: body hash"
+		if s.Key != nil {
+			key = "key: " + s.Key.String()
+		} else if s.Webhook.Scheme == "standard-webhooks" {
+			key = "key: webhook-id"
+		}
+		fmt.Fprintf(w, "  %-16s POST /hooks/%s  %s, %s\n", name, name, verify, key)
+	}
+	fmt.Fprintf(w, "\nflows (%d):\n", len(plan.Flows))
+	for _, name := range sortedNames(plan.Flows) {
+		f := plan.Flows[name]
+		var steps []string
+		for _, s := range f.Steps {
+			steps = append(steps, fmt.Sprintf("%s (%s.%s)", s.ID, s.System, s.Action))
+		}
+		when := ""
+		if f.When != nil {
+			when = " when " + f.When.String()
+		}
+		fmt.Fprintf(w, "  %-16s on %s%s: %s\n", name, f.Source, when, strings.Join(steps, " → "))
+	}
+	if len(plan.Warnings) > 0 {
+		fmt.Fprintf(w, "\nwarnings (%d):\n", len(plan.Warnings))
+		for _, warn := range plan.Warnings {
+			fmt.Fprintf(w, "  %s\n", warn)
+		}
+	}
+	return nil
+}
+
+func sortedNames[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,181 @@
+// Package config reads a Switchboard config file: YAML decoded strictly, with
+// ${NAME} environment references resolved at load and every error naming
+// file:line:col. It only parses; the flow package checks the parsed config
+// against the connector registry and compiles it.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/switchboard-dev/switchboard/internal/secret"
+)
+
+// Config is one config file.
+type Config struct {
+	// Version of the config format. Must be 1.
+	Version int `yaml:"version"`
+	// Store selects the database: "sqlite:PATH" (relative paths are relative
+	// to the config file) or, in a later release, "postgres://...". Defaults
+	// to sqlite:switchboard.db beside the config.
+	Store string `yaml:"store"`
+	// Workers is how many runs execute at once. Defaults to 16.
+	Workers int `yaml:"workers"`
+	// Lease is how long a claimed run stays with its worker without renewal;
+	// workers renew it while a step runs. Defaults to 30s.
+	Lease time.Duration `yaml:"lease"`
+	// Retry is the default retry policy of every step.
+	Retry Retry `yaml:"retry"`
+	// Systems are the external systems, by name. Each is decoded by its kind.
+	Systems map[string]*yaml.Node `yaml:"systems"`
+	// Sources are the inbound event sources, by name.
+	Sources map[string]Source `yaml:"sources"`
+	// Flows are the flows, by name.
+	Flows map[string]Flow `yaml:"flows"`
+
+	// File is the path the config was read from.
+	File string `yaml:"-"`
+	// Root is the parsed document, for positions of later errors.
+	Root *yaml.Node `yaml:"-"`
+	// Getenv resolves ${NAME} in nodes decoded later (system configs).
+	Getenv func(string) (string, bool) `yaml:"-"`
+}
+
+// Retry is a retry policy. Zero fields inherit from the enclosing level
+// (step → flow → config → built-in defaults).
+type Retry struct {
+	// Attempts is the maximum number of attempts of a step, including the
+	// first. Default 8.
+	Attempts int `yaml:"attempts"`
+	// Base is the first backoff. Default 1s.
+	Base time.Duration `yaml:"base"`
+	// Cap bounds every backoff, including a Retry-After. Default 10m.
+	Cap time.Duration `yaml:"cap"`
+}
+
+// Source is an inbound event source.
+type Source struct {
+	// Webhook makes the source receive POST /hooks/NAME.
+	Webhook *Webhook `yaml:"webhook"`
+	// Key is a jq expression giving the idempotency key. Default: the
+	// Standard Webhooks webhook-id when verified that way, else the SHA-256
+	// of the body.
+	Key string `yaml:"key"`
+	// Entity names what the events are about (used by later features).
+	Entity string `yaml:"entity"`
+}
+
+// Webhook configures how a webhook source accepts requests.
+type Webhook struct {
+	// Verify checks each request's signature. Optional, but `check` warns
+	// when it is missing.
+	Verify *Verify `yaml:"verify"`
+	// MaxBody is the largest accepted body. Default 1MiB.
+	MaxBody ByteSize `yaml:"max_body"`
+	// Format is "json" (default) or "form" (application/x-www-form-urlencoded).
+	Format string `yaml:"format"`
+}
+
+// Verify configures signature verification.
+type Verify struct {
+	// Scheme is "hmac-sha256" or "standard-webhooks".
+	Scheme string `yaml:"scheme"`
+	// Header carries the signature (hmac-sha256 only).
+	Header string `yaml:"header"`
+	// Secret is the signing secret; "whsec_..." for standard-webhooks.
+	Secret secret.Value `yaml:"secret"`
+	// Encoding of the signature: "hex" (default) or "base64" (hmac-sha256).
+	Encoding string `yaml:"encoding"`
+	// Prefix before the signature, such as "sha256=" (hmac-sha256).
+	Prefix string `yaml:"prefix"`
+	// Tolerance is the accepted clock skew of timestamped schemes. Default 5m.
+	Tolerance time.Duration `yaml:"tolerance"`
+}
+
+// Flow is a flow: when an event arrives on a source, run steps in order.
+type Flow struct {
+	// On names the source whose events start the flow.
+	On string `yaml:"on"`
+	// When is an optional jq condition on the event payload; the flow runs
+	// only if it is true.
+	When string `yaml:"when"`
+	// Retry overrides the retry policy for the flow's steps.
+	Retry Retry `yaml:"retry"`
+	// Steps run in order.
+	Steps []Step `yaml:"steps"`
+}
+
+// Step is one action in a flow.
+type Step struct {
+	// ID names the step; later steps read its output as $steps.ID.
+	ID string `yaml:"id"`
+	// Do is the action, SYSTEM.ACTION.
+	Do string `yaml:"do"`
+	// With are the action's inputs: every leaf is a jq expression.
+	With *yaml.Node `yaml:"with"`
+	// Retry overrides the retry policy for this step.
+	Retry Retry `yaml:"retry"`
+}
+
+// Load reads and decodes a config file. getenv resolves ${NAME}.
+func Load(path string, getenv func(string) (string, bool)) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(path, data, getenv)
+}
+
+// Parse decodes config data; name is used in errors.
+func Parse(name string, data []byte, getenv func(string) (string, bool)) (*Config, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, &Error{File: name, Line: yamlErrorLine(err), Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
+	}
+	if root.Kind == 0 {
+		return nil, &Error{File: name, Msg: "the file is empty"}
+	}
+	c := &Config{File: name, Root: &root, Getenv: getenv}
+	d := &Decoder{File: name, Getenv: getenv}
+	d.Decode(&root, "", c)
+	if c.Version != 1 && len(d.Errs) == 0 {
+		d.Errs = append(d.Errs, &Error{File: name, Path: "version", Msg: fmt.Sprintf("unsupported version %d (want 1)", c.Version)})
+	}
+	if len(d.Errs) > 0 {
+		return nil, errors.Join(d.Errs...)
+	}
+	return c, nil
+}
+
+// StorePath returns the SQLite path of the store, resolved against the
+// config file's directory, or "" if the store is not SQLite.
+func (c *Config) StorePath() string {
+	s := c.Store
+	if s == "" {
+		s = "sqlite:switchboard.db"
+	}
+	p, ok := strings.CutPrefix(s, "sqlite:")
+	if !ok {
+		return ""
+	}
+	if !filepath.IsAbs(p) && c.File != "" {
+		p = filepath.Join(filepath.Dir(c.File), p)
+	}
+	return p
+}
+
+// yamlErrorLine extracts "line N" from a yaml.v3 syntax error.
+func yamlErrorLine(err error) int {
+	var n int
+	s := err.Error()
+	if i := strings.Index(s, "line "); i >= 0 {
+		fmt.Sscanf(s[i+5:], "%d", &n)
+	}
+	return n
+}

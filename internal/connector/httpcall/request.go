@@ -1,0 +1,365 @@
+package httpcall
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/switchboard-dev/switchboard/internal/connector"
+)
+
+var requestSpec = connector.ActionSpec{
+	Name: actionRequest,
+	Doc:  "Sends one HTTP request to a path under the system's base_url and outputs the decoded response.",
+	Inputs: []connector.Input{
+		{Name: "method", Doc: `HTTP method; defaults to "POST" when body is set, else "GET".`},
+		{Name: "path", Doc: `Path joined under base_url's path, e.g. "/contacts"; may carry a query. An absolute URL must be on base_url's host and path.`},
+		{Name: "query", Doc: "Query parameters: an object of strings, numbers, bools or arrays of them; null values are left out."},
+		{Name: "headers", Doc: "Request headers: an object of strings, overriding the system's headers; null values are left out."},
+		{Name: "body", Doc: "Request body: a string is sent as-is (text/plain unless headers set Content-Type), any other value as JSON."},
+	},
+}
+
+// requestAction is the "request" action of one system.
+type requestAction struct {
+	sys *system
+}
+
+// input is a request's `with:` map, checked and typed.
+type input struct {
+	method  string
+	path    string
+	query   url.Values
+	headers map[string]string
+	body    any // nil when not set
+}
+
+// Do sends one request. Invalid inputs and paths outside base_url are
+// permanent errors; statusError says how a non-2xx answer is classified.
+func (a *requestAction) Do(ctx context.Context, req connector.Request) (connector.Result, error) {
+	in, err := parseInput(req.Input)
+	if err != nil {
+		return connector.Result{}, connector.Permanent(err)
+	}
+	httpReq, err := a.sys.newRequest(ctx, in, req.IdempotencyKey)
+	if err != nil {
+		return connector.Result{}, connector.Permanent(err)
+	}
+	display := httpReq.Method + " " + cmp.Or(in.path, "/")
+	resp, err := a.sys.client.Do(httpReq)
+	if err != nil {
+		return connector.Result{}, a.sys.transportError(ctx, display, err)
+	}
+	return a.sys.readResponse(ctx, display, resp)
+}
+
+func parseInput(m map[string]any) (input, error) {
+	var in input
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		v := m[k]
+		var err error
+		switch k {
+		case "method":
+			in.method, err = optString(v)
+			if err == nil && in.method != "" {
+				in.method = strings.ToUpper(in.method)
+				if !validToken(in.method) {
+					err = fmt.Errorf("%q is not a valid HTTP method", in.method)
+				}
+			}
+		case "path":
+			in.path, err = optString(v)
+		case "query":
+			in.query, err = parseQuery(v)
+		case "headers":
+			in.headers, err = parseHeaders(v)
+		case "body":
+			in.body = v
+		default:
+			err = errors.New("unknown input")
+		}
+		if err != nil {
+			return input{}, fmt.Errorf("input %q: %w", k, err)
+		}
+	}
+	if in.method == "" {
+		in.method = http.MethodGet
+		if in.body != nil {
+			in.method = http.MethodPost
+		}
+	}
+	return in, nil
+}
+
+func optString(v any) (string, error) {
+	switch v := v.(type) {
+	case nil:
+		return "", nil
+	case string:
+		return v, nil
+	}
+	return "", fmt.Errorf("want a string, got %s", typeName(v))
+}
+
+func parseQuery(v any) (url.Values, error) {
+	if v == nil {
+		return nil, nil
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("want an object, got %s", typeName(v))
+	}
+	q := make(url.Values, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		items, isList := m[k].([]any)
+		if !isList {
+			items = []any{m[k]}
+		}
+		for _, item := range items {
+			s, ok := scalarString(item)
+			if !ok {
+				return nil, fmt.Errorf("key %q: want a string, number, bool or an array of them, got %s", k, typeName(item))
+			}
+			if item != nil {
+				q.Add(k, s)
+			}
+		}
+	}
+	return q, nil
+}
+
+// scalarString formats a JSON scalar as a query value. nil is accepted and
+// yields "": callers skip it.
+func scalarString(v any) (string, bool) {
+	switch v := v.(type) {
+	case nil:
+		return "", true
+	case string:
+		return v, true
+	case bool:
+		return strconv.FormatBool(v), true
+	case json.Number:
+		return v.String(), true
+	case float64:
+		return strconv.FormatFloat(v, 'f', -1, 64), true
+	case int:
+		return strconv.Itoa(v), true
+	case int64:
+		return strconv.FormatInt(v, 10), true
+	}
+	return "", false
+}
+
+func parseHeaders(v any) (map[string]string, error) {
+	if v == nil {
+		return nil, nil
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("want an object, got %s", typeName(v))
+	}
+	h := make(map[string]string, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		switch s := m[k].(type) {
+		case nil:
+		case string:
+			if !validToken(k) {
+				return nil, fmt.Errorf("%q is not a valid header name", k)
+			}
+			if !validHeaderValue(s) {
+				return nil, fmt.Errorf("key %q: value must not contain control characters", k)
+			}
+			h[k] = s
+		default:
+			return nil, fmt.Errorf("key %q: want a string, got %s", k, typeName(s))
+		}
+	}
+	return h, nil
+}
+
+func typeName(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case string:
+		return "string"
+	case bool:
+		return "bool"
+	case float64, json.Number, int, int64:
+		return "number"
+	case map[string]any:
+		return "object"
+	case []any:
+		return "array"
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+// newRequest builds the HTTP request for in. Its errors are all permanent.
+func (s *system) newRequest(ctx context.Context, in input, idempotencyKey string) (*http.Request, error) {
+	u, err := s.resolveURL(in.path, in.query)
+	if err != nil {
+		return nil, fmt.Errorf("input \"path\": %w", err)
+	}
+
+	var body []byte
+	contentType := ""
+	switch b := in.body.(type) {
+	case nil:
+	case string:
+		body, contentType = []byte(b), "text/plain; charset=utf-8"
+	default:
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(b); err != nil {
+			return nil, fmt.Errorf("input \"body\": %w", err)
+		}
+		body, contentType = bytes.TrimSuffix(buf.Bytes(), []byte("\n")), "application/json"
+	}
+
+	// A *bytes.Reader lets net/http set GetBody, so it can resend the body
+	// when a stale keep-alive connection fails before any response.
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	httpReq, err := http.NewRequestWithContext(ctx, in.method, u.String(), rd)
+	if err != nil {
+		return nil, fmt.Errorf("build request: %w", err)
+	}
+
+	h := s.headers.Clone()
+	for k, v := range in.headers {
+		h.Set(k, v)
+	}
+	if s.auth.header != "" {
+		h.Set(s.auth.header, s.auth.headerValue)
+	}
+	if idempotencyKey != "" {
+		h.Set("Idempotency-Key", idempotencyKey)
+	}
+	if h.Get("User-Agent") == "" {
+		h.Set("User-Agent", "switchboard")
+	}
+	if contentType != "" && h.Get("Content-Type") == "" {
+		h.Set("Content-Type", contentType)
+	}
+	httpReq.Header = h
+	return httpReq, nil
+}
+
+// resolveURL joins path under the base URL and adds the query. The result
+// always has the base URL's scheme and host, and a path under its path.
+func (s *system) resolveURL(path string, query url.Values) (*url.URL, error) {
+	if strings.HasPrefix(path, "//") {
+		return nil, errors.New("must be a path, not a host-relative URL")
+	}
+	p, err := url.Parse(path)
+	if err != nil {
+		return nil, fmt.Errorf("invalid URL: %w", err)
+	}
+	if p.Scheme != "" && p.Opaque != "" {
+		// "projects:list" parses as scheme "projects"; it is a relative path.
+		if p, err = url.Parse("./" + path); err != nil {
+			return nil, fmt.Errorf("invalid URL: %w", err)
+		}
+	}
+
+	var segs []segment
+	if p.Scheme != "" || p.Host != "" {
+		if p.User != nil || origin(p) != s.origin {
+			return nil, fmt.Errorf("URL must be on base_url's host, not %s://%s", p.Scheme, p.Host)
+		}
+		if segs, err = resolvePath(nil, 0, p.EscapedPath()); err != nil {
+			return nil, err
+		}
+		if len(segs) < len(s.baseSegs) || !slices.EqualFunc(segs[:len(s.baseSegs)], s.baseSegs, segment.equal) {
+			return nil, errors.New("URL must be under base_url's path")
+		}
+	} else {
+		base := slices.Clip(s.baseSegs)
+		if segs, err = resolvePath(base, len(base), p.EscapedPath()); err != nil {
+			return nil, err
+		}
+	}
+
+	u := &url.URL{Scheme: s.base.Scheme, Host: s.base.Host, RawQuery: p.RawQuery}
+	for _, seg := range segs {
+		u.Path += "/" + seg.dec
+		u.RawPath += "/" + seg.esc
+	}
+
+	if len(query) > 0 || s.auth.query != "" {
+		q, err := url.ParseQuery(p.RawQuery)
+		if err != nil {
+			return nil, fmt.Errorf("invalid query: %w", err)
+		}
+		maps.Copy(q, query)
+		if s.auth.query != "" {
+			q.Set(s.auth.query, s.auth.queryValue)
+		}
+		u.RawQuery = q.Encode()
+	}
+	return u, nil
+}
+
+// segment is one path segment, escaped as sent and decoded for comparison.
+type segment struct{ esc, dec string }
+
+func (a segment) equal(b segment) bool { return a.dec == b.dec }
+
+// resolvePath appends the segments of the escaped path to stack, resolving
+// "." and "..". A ".." may not pop below floor: that would leave the base
+// path. Encoded dots and slashes count, because many servers decode them
+// before routing.
+func resolvePath(stack []segment, floor int, escaped string) ([]segment, error) {
+	if escaped == "" {
+		return stack, nil
+	}
+	for _, esc := range strings.Split(strings.TrimPrefix(escaped, "/"), "/") {
+		dec, err := url.PathUnescape(esc)
+		if err != nil {
+			return nil, fmt.Errorf("invalid path: %w", err)
+		}
+		switch dotSegment(dec) {
+		case ".":
+			continue
+		case "..":
+			if len(stack) <= floor {
+				return nil, errors.New(`".." must not leave base_url's path`)
+			}
+			stack = stack[:len(stack)-1]
+			continue
+		}
+		if strings.ContainsAny(dec, `/\`) {
+			for part := range strings.FieldsFuncSeq(dec, func(r rune) bool { return r == '/' || r == '\\' }) {
+				if dotSegment(part) != "" {
+					return nil, errors.New("path segment must not hide dot segments behind encoded slashes")
+				}
+			}
+		}
+		stack = append(stack, segment{esc: esc, dec: dec})
+	}
+	return stack, nil
+}
+
+// dotSegment returns "." or ".." when seg is one, else "". A ";params"
+// suffix is ignored, since some servers (Tomcat) strip it before resolving.
+func dotSegment(seg string) string {
+	seg, _, _ = strings.Cut(seg, ";")
+	if seg == "." || seg == ".." {
+		return seg
+	}
+	return ""
+}

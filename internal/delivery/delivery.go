@@ -1,0 +1,240 @@
+// Package delivery is the executor: workers claim runnable runs with an
+// expiring lease, execute their flow's steps in order through the
+// connectors, checkpoint each step's output, schedule retries in the store
+// with backoff, and dead-letter what cannot succeed.
+package delivery
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/switchboard-dev/switchboard/internal/batch"
+	"github.com/switchboard-dev/switchboard/internal/flow"
+	"github.com/switchboard-dev/switchboard/internal/store"
+)
+
+// Store is what the executor needs from the store.
+type Store interface {
+	ClaimRuns(ctx context.Context, p store.ClaimParams) ([]store.ClaimedRun, error)
+	ExtendLeases(ctx context.Context, p store.ExtendParams) error
+	FinishAttempts(ctx context.Context, ps []store.FinishParams) ([]error, error)
+}
+
+// Notifier is told about every run that dies, at once. Implementations must
+// not block for long: they run on the worker that finished the run.
+type Notifier interface {
+	RunDead(ctx context.Context, d DeadRun)
+}
+
+// DeadRun describes a dead-lettered run for notifiers.
+type DeadRun struct {
+	RunID    string
+	EventID  string
+	Source   string
+	Flow     string
+	Step     string
+	System   string
+	Attempts int
+	Error    string
+}
+
+// Report describes one finished attempt, for observers such as the demo.
+type Report struct {
+	RunID   string
+	EventID string
+	Source  string
+	Flow    string
+	Step    string
+	System  string
+	Attempt int
+	Outcome store.AttemptOutcome
+	Status  int
+	Err     error
+	// Wait is the delay before the next attempt (retry outcomes).
+	Wait time.Duration
+	// Done reports whether the run finished (succeeded or dead).
+	Done bool
+}
+
+// Config configures an Executor.
+type Config struct {
+	Store Store
+	Plan  *flow.Plan
+	// Workers is how many runs execute at once.
+	Workers int
+	// Lease is how long a claim lasts without renewal.
+	Lease time.Duration
+	// PollInterval is the longest an idle executor waits before looking for
+	// due runs (retries become due without a wake-up). Default 250ms.
+	PollInterval time.Duration
+	// Notifier is told about dead runs. Optional.
+	Notifier Notifier
+	// Observe, if set, is called after every attempt.
+	Observe func(Report)
+	Logger  *slog.Logger
+	NowFunc func() time.Time
+	// RandN draws uniformly from [0, n) for backoff jitter.
+	RandN func(int64) int64
+}
+
+// Executor runs flows. Create with New; call Run.
+type Executor struct {
+	cfg      Config
+	wake     chan struct{}
+	finisher *batch.Committer[store.FinishParams, error]
+	node     string
+
+	mu       sync.Mutex        // guards the fields below
+	inflight map[string]string // run ID -> lease token
+}
+
+// New returns an Executor.
+func New(cfg Config) *Executor {
+	if cfg.Workers <= 0 {
+		cfg.Workers = flow.DefaultWorkers
+	}
+	if cfg.Lease <= 0 {
+		cfg.Lease = flow.DefaultLease
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = 250 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.NowFunc == nil {
+		cfg.NowFunc = time.Now
+	}
+	if cfg.RandN == nil {
+		cfg.RandN = defaultRandN
+	}
+	x := &Executor{cfg: cfg, wake: make(chan struct{}, 1), inflight: map[string]string{}}
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	x.node = hex.EncodeToString(b[:])
+	x.finisher = batch.New(func(ctx context.Context, ps []store.FinishParams) ([]error, error) {
+		return cfg.Store.FinishAttempts(ctx, ps)
+	}, 256, 4*cfg.Workers)
+	return x
+}
+
+// Notify wakes an idle executor: new runs were committed.
+func (x *Executor) Notify() {
+	select {
+	case x.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run claims and executes runs until ctx ends, then waits for the runs in
+// flight to finish their current step. Their results are committed; runs
+// not finished stay leased until the lease expires (or ReleaseLeases).
+func (x *Executor) Run(ctx context.Context) error {
+	finCtx, stopFinisher := context.WithCancel(context.WithoutCancel(ctx))
+	finDone := make(chan error, 1)
+	go func() { finDone <- x.finisher.Run(finCtx) }()
+	renewCtx, stopRenew := context.WithCancel(context.WithoutCancel(ctx))
+	renewDone := make(chan struct{})
+	go func() { x.renew(renewCtx); close(renewDone) }()
+
+	slots := make(chan struct{}, x.cfg.Workers)
+	var wg sync.WaitGroup
+	var seq int
+	for ctx.Err() == nil {
+		free := x.cfg.Workers - len(slots)
+		if free == 0 {
+			// Every worker is busy: wait for one to finish.
+			slots <- struct{}{}
+			<-slots
+			continue
+		}
+		seq++
+		token := fmt.Sprintf("%s-%d", x.node, seq)
+		now := x.cfg.NowFunc()
+		claimed, err := x.cfg.Store.ClaimRuns(ctx, store.ClaimParams{
+			Token: token, Now: now, LeaseUntil: now.Add(x.cfg.Lease), Limit: free,
+		})
+		if err != nil && ctx.Err() == nil {
+			x.cfg.Logger.Error("claim runs", "error", err)
+		}
+		for _, c := range claimed {
+			slots <- struct{}{}
+			x.track(c.Run.ID, token)
+			wg.Go(func() {
+				defer func() { <-slots }()
+				defer x.untrack(c.Run.ID)
+				x.execute(context.WithoutCancel(ctx), token, c)
+			})
+		}
+		if len(claimed) == free {
+			continue // there may be more waiting
+		}
+		select {
+		case <-x.wake:
+		case <-time.After(x.cfg.PollInterval):
+		case <-ctx.Done():
+		}
+	}
+	wg.Wait()
+	stopRenew()
+	<-renewDone
+	stopFinisher()
+	return <-finDone
+}
+
+func (x *Executor) track(runID, token string) {
+	x.mu.Lock()
+	x.inflight[runID] = token
+	x.mu.Unlock()
+}
+
+func (x *Executor) untrack(runID string) {
+	x.mu.Lock()
+	delete(x.inflight, runID)
+	x.mu.Unlock()
+}
+
+// renew extends the leases of runs in flight every third of a lease, so a
+// slow step keeps its run while a dead node's runs expire.
+func (x *Executor) renew(ctx context.Context) {
+	t := time.NewTicker(x.cfg.Lease / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		x.mu.Lock()
+		byToken := map[string][]string{}
+		for id, tok := range x.inflight {
+			byToken[tok] = append(byToken[tok], id)
+		}
+		x.mu.Unlock()
+		now := x.cfg.NowFunc()
+		for tok, ids := range byToken {
+			err := x.cfg.Store.ExtendLeases(ctx, store.ExtendParams{Token: tok, RunIDs: ids, LeaseUntil: now.Add(x.cfg.Lease), Now: now})
+			if err != nil && ctx.Err() == nil {
+				x.cfg.Logger.Error("extend leases", "runs", len(ids), "error", err)
+			}
+		}
+	}
+}
+
+// IdempotencyKey is the key sent with every outbound write of a step: the
+// same for every retry of the step, different for another event, flow, step
+// or replay generation.
+func IdempotencyKey(source, eventKey, flowName, stepID string, generation int) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s", source, eventKey, flowName, stepID)
+	if generation > 0 {
+		fmt.Fprintf(h, "\x00%d", generation)
+	}
+	return "sb_" + hex.EncodeToString(h.Sum(nil))[:40]
+}

@@ -1,0 +1,198 @@
+package delivery
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/switchboard-dev/switchboard/internal/connector"
+	"github.com/switchboard-dev/switchboard/internal/flow"
+	"github.com/switchboard-dev/switchboard/internal/store"
+	"github.com/switchboard-dev/switchboard/internal/transform"
+)
+
+// MaxResponse is how much of a response body an attempt record keeps.
+const MaxResponse = 64 << 10
+
+// execute runs a claimed run's remaining steps, one attempt each, until the
+// run succeeds, must wait for a retry, dies, or loses its lease.
+func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun) {
+	run := c.Run
+	f, ok := x.cfg.Plan.Flows[run.Flow]
+	if !ok {
+		x.dead(ctx, token, c, nil, attemptOf(run, nil, time.Now()), fmt.Errorf("flow %q is not in the config any more", run.Flow))
+		return
+	}
+	payload, err := transform.Decode(c.Event.Payload)
+	if err != nil {
+		x.dead(ctx, token, c, nil, attemptOf(run, nil, time.Now()), fmt.Errorf("decode stored payload: %w", err))
+		return
+	}
+	event := map[string]any{
+		"id": c.Event.ID, "source": c.Event.Source, "key": c.Event.Key,
+		"received_at": c.Event.ReceivedAt.Format(time.RFC3339Nano),
+	}
+	steps := map[string]any{}
+	for _, o := range c.Outputs {
+		v, err := transform.Decode(o.Output)
+		if err != nil {
+			v = nil
+		}
+		steps[o.StepID] = v
+	}
+	if run.Step == 0 && f.When != nil {
+		// The engine already evaluated the condition; it is only repeated
+		// here to dead-letter a run whose condition failed to evaluate.
+		if _, err := f.When.Eval(ctx, payload); err != nil {
+			x.dead(ctx, token, c, nil, attemptOf(run, nil, x.cfg.NowFunc()), fmt.Errorf("when: %w", err))
+			return
+		}
+	}
+	for run.Step < len(f.Steps) {
+		step := f.Steps[run.Step]
+		started := x.cfg.NowFunc()
+		a := attemptOf(run, step, started)
+		var input map[string]any
+		if step.Input != nil {
+			v, err := step.Input.Eval(ctx, payload, steps, event)
+			if err != nil {
+				x.dead(ctx, token, c, step, a, fmt.Errorf("map inputs: %w", err))
+				return
+			}
+			input, _ = v.(map[string]any)
+		}
+		key := IdempotencyKey(c.Event.Source, c.Event.Key, run.Flow, step.ID, run.Generation)
+		res, callErr := step.Call.Do(ctx, connector.Request{Input: input, IdempotencyKey: key})
+		now := x.cfg.NowFunc()
+		a.Duration = now.Sub(started)
+		a.Status = res.Status
+		a.Response = truncate(res.Body)
+
+		if callErr == nil {
+			out, err := json.Marshal(res.Output)
+			if err != nil {
+				x.dead(ctx, token, c, step, a, fmt.Errorf("encode output: %w", err))
+				return
+			}
+			a.Outcome = store.AttemptSucceeded
+			next := run.Step + 1
+			p := store.FinishParams{
+				RunID: run.ID, Token: token, Now: now, Attempt: a, Output: out,
+				Step: next, RunAttempt: 1, DueAt: now.Add(x.cfg.Lease),
+			}
+			if next == len(f.Steps) {
+				p.State, p.RunAttempt, p.DueAt = store.RunSucceeded, run.Attempt, now
+			} else {
+				p.State, p.StepID = store.RunRunning, f.Steps[next].ID
+			}
+			if !x.finish(ctx, c, step, p, 0, nil) {
+				return
+			}
+			steps[step.ID] = res.Output
+			run.Step, run.Attempt = next, 1
+			continue
+		}
+
+		a.Error = callErr.Error()
+		if connector.IsPermanent(callErr) {
+			x.dead(ctx, token, c, step, a, callErr)
+			return
+		}
+		if run.Attempt >= step.Retry.Attempts {
+			x.dead(ctx, token, c, step, a, fmt.Errorf("gave up after %d attempts: %w", run.Attempt, callErr))
+			return
+		}
+		ra, hasRA := connector.RetryAfterOf(callErr)
+		wait := Backoff(step.Retry, run.Attempt, ra, hasRA, x.cfg.RandN)
+		a.Outcome = store.AttemptRetry
+		x.finish(ctx, c, step, store.FinishParams{
+			RunID: run.ID, Token: token, Now: now, Attempt: a,
+			State: store.RunRetrying, Step: run.Step, StepID: step.ID, RunAttempt: run.Attempt,
+			DueAt: now.Add(wait), LastError: callErr.Error(),
+		}, wait, callErr)
+		return
+	}
+}
+
+// dead records the final attempt, moves the run to dead and tells the
+// notifier.
+func (x *Executor) dead(ctx context.Context, token string, c store.ClaimedRun, step *flow.Step, a store.Attempt, cause error) {
+	now := x.cfg.NowFunc()
+	a.Outcome = store.AttemptDead
+	a.Error = cause.Error()
+	p := store.FinishParams{
+		RunID: c.Run.ID, Token: token, Now: now, Attempt: a,
+		State: store.RunDead, Step: a.StepIndex, StepID: a.StepID, RunAttempt: a.Number, DueAt: now,
+		LastError: cause.Error(),
+	}
+	if !x.finish(ctx, c, step, p, 0, cause) {
+		return
+	}
+	if x.cfg.Notifier != nil {
+		x.cfg.Notifier.RunDead(ctx, DeadRun{
+			RunID: c.Run.ID, EventID: c.Event.ID, Source: c.Event.Source, Flow: c.Run.Flow,
+			Step: a.StepID, System: a.System, Attempts: a.Number, Error: cause.Error(),
+		})
+	}
+}
+
+// finish commits one attempt (batched with other workers' attempts), logs
+// it and reports it. It returns false if the run must stop here: the lease
+// was lost (another worker owns the run now) or the store failed (the lease
+// will expire and the step will be retried with the same idempotency key).
+func (x *Executor) finish(ctx context.Context, c store.ClaimedRun, step *flow.Step, p store.FinishParams, wait time.Duration, cause error) bool {
+	leaseErr, err := x.finisher.Submit(ctx, p)
+	if err == nil {
+		err = leaseErr
+	}
+	a := p.Attempt
+	attrs := []any{
+		"event_id", c.Event.ID, "source", c.Event.Source, "run_id", c.Run.ID, "flow", c.Run.Flow,
+		"step", a.StepID, "system", a.System, "attempt", a.Number, "outcome", a.Outcome,
+		"status", a.Status, "duration_ms", a.Duration.Milliseconds(),
+	}
+	if cause != nil {
+		attrs = append(attrs, "error", cause.Error())
+	}
+	if a.Outcome == store.AttemptRetry {
+		attrs = append(attrs, "retry_in_ms", wait.Milliseconds())
+	}
+	switch {
+	case errors.Is(err, store.ErrLeaseLost):
+		x.cfg.Logger.Warn("attempt result dropped: lease lost to another worker", attrs...)
+		return false
+	case err != nil:
+		x.cfg.Logger.Error("attempt result not stored; the run will be retried when its lease expires",
+			append(attrs, "store_error", err.Error())...)
+		return false
+	case a.Outcome == store.AttemptDead:
+		x.cfg.Logger.Error("run dead-lettered", attrs...)
+	default:
+		x.cfg.Logger.Info("attempt", attrs...)
+	}
+	if x.cfg.Observe != nil {
+		x.cfg.Observe(Report{
+			RunID: c.Run.ID, EventID: c.Event.ID, Source: c.Event.Source, Flow: c.Run.Flow,
+			Step: a.StepID, System: a.System, Attempt: a.Number, Outcome: a.Outcome, Status: a.Status,
+			Err: cause, Wait: wait, Done: p.State == store.RunSucceeded || p.State == store.RunDead,
+		})
+	}
+	return true
+}
+
+func attemptOf(run store.Run, step *flow.Step, started time.Time) store.Attempt {
+	a := store.Attempt{RunID: run.ID, StepIndex: run.Step, StepID: run.StepID, Number: run.Attempt, StartedAt: started}
+	if step != nil {
+		a.StepID, a.System = step.ID, step.System
+	}
+	return a
+}
+
+func truncate(b []byte) []byte {
+	if len(b) > MaxResponse {
+		return b[:MaxResponse]
+	}
+	return b
+}

@@ -1,0 +1,513 @@
+// Package flow turns a parsed config into a Plan: systems opened through the
+// connector registry, sources with their verifiers and key expressions, and
+// flows whose steps are bound to actions and compiled jq. Every problem is
+// reported with file:line:col, all at once, so `check` and `serve` agree.
+package flow
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/switchboard-dev/switchboard/internal/config"
+	"github.com/switchboard-dev/switchboard/internal/connector"
+	"github.com/switchboard-dev/switchboard/internal/signature"
+	"github.com/switchboard-dev/switchboard/internal/transform"
+)
+
+// Defaults applied where the config is silent.
+const (
+	DefaultWorkers  = 16
+	DefaultLease    = 30 * time.Second
+	DefaultMaxBody  = 1 << 20
+	DefaultAttempts = 8
+	DefaultBase     = time.Second
+	DefaultCap      = 10 * time.Minute
+)
+
+// StepVars are the jq variables a step's inputs may use, in the order their
+// values are passed.
+var StepVars = []string{"$steps", "$event"}
+
+// Plan is a compiled config, ready to run. It is read-only once built.
+type Plan struct {
+	File      string
+	StorePath string
+	Store     string
+	Workers   int
+	Lease     time.Duration
+	Systems   map[string]*System
+	Sources   map[string]*Source
+	Flows     map[string]*Flow
+	// Warnings are problems that do not stop the config from running
+	// (an unsigned webhook source, a source no flow listens to).
+	Warnings []string
+}
+
+// System is an opened external system.
+type System struct {
+	Name string
+	Kind string
+	connector.System
+}
+
+// Source is a compiled inbound source.
+type Source struct {
+	Name    string
+	Webhook *Webhook
+	// Key computes the idempotency key from the payload; nil means default.
+	Key *transform.Expr
+	// Flows are the flows started by this source's events, by name order.
+	Flows []*Flow
+}
+
+// Webhook is a compiled webhook source.
+type Webhook struct {
+	MaxBody int64
+	// Form reports whether bodies are application/x-www-form-urlencoded.
+	Form bool
+	// Verifier checks signatures; nil for an unsigned source.
+	Verifier Verifier
+	// Scheme names the verification scheme ("" when unsigned).
+	Scheme string
+}
+
+// Verified is what a successful verification learned.
+type Verified struct {
+	// MessageID is the sender's message id, if the scheme has one.
+	MessageID string
+	// SentAt is the sender's timestamp, if the scheme has one.
+	SentAt time.Time
+}
+
+// Verifier checks a request's signature over its raw body.
+type Verifier interface {
+	Verify(h http.Header, body []byte, now time.Time) (Verified, error)
+}
+
+// Flow is a compiled flow.
+type Flow struct {
+	Name   string
+	Source string
+	// When, when not nil, must evaluate to true for the flow to run.
+	When  *transform.Expr
+	Steps []*Step
+}
+
+// Step is a compiled step bound to its action.
+type Step struct {
+	Index  int
+	ID     string
+	System string
+	Action string
+	Call   connector.Action
+	// Input evaluates to the action's inputs.
+	Input *Template
+	Retry RetryPolicy
+}
+
+// RetryPolicy is a step's resolved retry policy.
+type RetryPolicy struct {
+	Attempts int
+	Base     time.Duration
+	Cap      time.Duration
+}
+
+var nameRe = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+
+// Compile checks c against the registry and builds a Plan. The returned
+// error joins every *config.Error found.
+func Compile(c *config.Config, reg *connector.Registry) (*Plan, error) {
+	cp := &compiler{c: c, reg: reg, file: c.File}
+	p := &Plan{
+		File:      c.File,
+		Store:     c.Store,
+		StorePath: c.StorePath(),
+		Workers:   defaultInt(c.Workers, DefaultWorkers),
+		Lease:     defaultDur(c.Lease, DefaultLease),
+		Systems:   map[string]*System{},
+		Sources:   map[string]*Source{},
+		Flows:     map[string]*Flow{},
+	}
+	if c.Store == "" {
+		p.Store = "sqlite:switchboard.db"
+	}
+	if p.StorePath == "" {
+		cp.errorf(cp.node("store"), "store", "unsupported store %q (want sqlite:PATH; postgres comes in a later release)", c.Store)
+	}
+	if c.Workers < 0 {
+		cp.errorf(cp.node("workers"), "workers", "must be positive")
+	}
+	for _, name := range sortedKeys(c.Systems) {
+		if s := cp.system(name, c.Systems[name]); s != nil {
+			p.Systems[name] = s
+		}
+	}
+	for _, name := range sortedKeys(c.Sources) {
+		if s := cp.source(name, c.Sources[name]); s != nil {
+			p.Sources[name] = s
+		}
+	}
+	for _, name := range sortedKeys(c.Flows) {
+		if f := cp.flow(name, c.Flows[name], p); f != nil {
+			p.Flows[name] = f
+			if src := p.Sources[f.Source]; src != nil {
+				src.Flows = append(src.Flows, f)
+			}
+		}
+	}
+	for _, name := range sortedKeys(p.Sources) {
+		s := p.Sources[name]
+		if len(s.Flows) == 0 {
+			cp.warnf(cp.node("sources."+name), "sources.%s: no flow has on: %s; its events are stored and nothing runs", name, name)
+		}
+		if s.Webhook != nil && s.Webhook.Verifier == nil {
+			cp.warnf(cp.node("sources."+name+".webhook"), "sources.%s: webhook has no verify: anyone who knows the URL can post events", name)
+		}
+	}
+	p.Warnings = cp.warnings
+	if len(cp.errs) > 0 {
+		return nil, errors.Join(cp.errs...)
+	}
+	return p, nil
+}
+
+type compiler struct {
+	c        *config.Config
+	reg      *connector.Registry
+	file     string
+	errs     []error
+	warnings []string
+}
+
+func (cp *compiler) errorf(n *yaml.Node, path, format string, args ...any) {
+	cp.errs = append(cp.errs, config.ErrorAt(cp.file, n, path, format, args...))
+}
+
+func (cp *compiler) warnf(n *yaml.Node, format string, args ...any) {
+	w := fmt.Sprintf(format, args...)
+	if n != nil {
+		w = fmt.Sprintf("%s:%d:%d: %s", cp.file, n.Line, n.Column, w)
+	}
+	cp.warnings = append(cp.warnings, w)
+}
+
+// node finds the value node at a dotted path ("flows.x.steps[1].do") for
+// positions; nil if absent.
+func (cp *compiler) node(path string) *yaml.Node {
+	n := cp.c.Root
+	if n != nil && n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	for _, part := range strings.Split(path, ".") {
+		key, idx := part, -1
+		if i := strings.IndexByte(part, '['); i >= 0 {
+			key = part[:i]
+			fmt.Sscanf(part[i:], "[%d]", &idx)
+		}
+		n = child(n, key)
+		if idx >= 0 && n != nil {
+			if n.Kind != yaml.SequenceNode || idx >= len(n.Content) {
+				return nil
+			}
+			n = n.Content[idx]
+		}
+		if n == nil {
+			return nil
+		}
+	}
+	return n
+}
+
+func child(n *yaml.Node, key string) *yaml.Node {
+	if n == nil || n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i+1]
+		}
+	}
+	return nil
+}
+
+func (cp *compiler) system(name string, n *yaml.Node) *System {
+	path := "systems." + name
+	if !nameRe.MatchString(name) {
+		cp.errorf(n, path, "system names use lowercase letters, digits and _")
+	}
+	if n == nil || n.Kind != yaml.MappingNode {
+		cp.errorf(n, path, "want a mapping with kind: and the kind's settings")
+		return nil
+	}
+	kindNode := child(n, "kind")
+	if kindNode == nil {
+		cp.errorf(n, path+".kind", "required")
+		return nil
+	}
+	kind, ok := cp.reg.Kind(kindNode.Value)
+	if !ok {
+		var names []string
+		for _, k := range cp.reg.Kinds() {
+			names = append(names, k.Name)
+		}
+		cp.errorf(kindNode, path+".kind", "unknown kind %q (known: %s)", kindNode.Value, strings.Join(names, ", "))
+		return nil
+	}
+	// Decode everything but kind: into the kind's typed config.
+	rest := *n
+	rest.Content = nil
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value != "kind" {
+			rest.Content = append(rest.Content, n.Content[i], n.Content[i+1])
+		}
+	}
+	cfg := kind.NewConfig()
+	d := &config.Decoder{File: cp.file, Getenv: cp.c.Getenv}
+	d.Decode(&rest, path, cfg)
+	if len(d.Errs) > 0 {
+		cp.errs = append(cp.errs, d.Errs...)
+		return nil
+	}
+	sys, err := kind.Open(connector.OpenParams{Name: name, Config: cfg})
+	if err != nil {
+		cp.errorf(n, path, "%v", err)
+		return nil
+	}
+	return &System{Name: name, Kind: kind.Name, System: sys}
+}
+
+func (cp *compiler) source(name string, s config.Source) *Source {
+	path := "sources." + name
+	if !nameRe.MatchString(name) {
+		cp.errorf(cp.node(path), path, "source names use lowercase letters, digits and _ (they appear in URLs)")
+	}
+	out := &Source{Name: name}
+	if s.Key != "" {
+		out.Key = cp.expr(path+".key", s.Key)
+	}
+	if s.Webhook == nil {
+		cp.errorf(cp.node(path), path, "a source needs webhook: (polling sources come in a later release)")
+		return out
+	}
+	w := &Webhook{MaxBody: int64(s.Webhook.MaxBody)}
+	if w.MaxBody == 0 {
+		w.MaxBody = DefaultMaxBody
+	}
+	switch s.Webhook.Format {
+	case "", "json":
+	case "form":
+		w.Form = true
+	default:
+		cp.errorf(cp.node(path+".webhook.format"), path+".webhook.format", "unknown format %q (want json or form)", s.Webhook.Format)
+	}
+	if v := s.Webhook.Verify; v != nil {
+		w.Scheme = v.Scheme
+		w.Verifier = cp.verifier(path+".webhook.verify", v)
+	}
+	out.Webhook = w
+	return out
+}
+
+func (cp *compiler) verifier(path string, v *config.Verify) Verifier {
+	n := cp.node(path)
+	if v.Secret.IsZero() {
+		cp.errorf(n, path+".secret", "required")
+		return nil
+	}
+	switch v.Scheme {
+	case "hmac-sha256":
+		if v.Header == "" {
+			cp.errorf(n, path+".header", "required for hmac-sha256")
+			return nil
+		}
+		if v.Encoding != "" && v.Encoding != "hex" && v.Encoding != "base64" {
+			cp.errorf(cp.node(path+".encoding"), path+".encoding", "want hex or base64, got %q", v.Encoding)
+			return nil
+		}
+		return hmacVerifier{signature.HMAC{Header: v.Header, Secret: []byte(v.Secret.Reveal()), Encoding: v.Encoding, Prefix: v.Prefix}}
+	case "standard-webhooks":
+		sw, err := signature.NewStandardWebhooks(v.Secret.Reveal(), v.Tolerance)
+		if err != nil {
+			cp.errorf(cp.node(path+".secret"), path+".secret", "%v", err)
+			return nil
+		}
+		return swVerifier{sw}
+	case "":
+		cp.errorf(n, path+".scheme", "required (hmac-sha256 or standard-webhooks)")
+	default:
+		cp.errorf(cp.node(path+".scheme"), path+".scheme", "unknown scheme %q (want hmac-sha256 or standard-webhooks)", v.Scheme)
+	}
+	return nil
+}
+
+type hmacVerifier struct{ signature.HMAC }
+
+func (h hmacVerifier) Verify(hd http.Header, body []byte, _ time.Time) (Verified, error) {
+	return Verified{}, h.HMAC.Verify(hd, body)
+}
+
+type swVerifier struct{ *signature.StandardWebhooks }
+
+func (s swVerifier) Verify(hd http.Header, body []byte, now time.Time) (Verified, error) {
+	id, at, err := s.StandardWebhooks.Verify(hd, body, now)
+	return Verified{MessageID: id, SentAt: at}, err
+}
+
+func (cp *compiler) flow(name string, f config.Flow, p *Plan) *Flow {
+	path := "flows." + name
+	if !nameRe.MatchString(name) {
+		cp.errorf(cp.node(path), path, "flow names use lowercase letters, digits and _")
+	}
+	out := &Flow{Name: name, Source: f.On}
+	switch {
+	case f.On == "":
+		cp.errorf(cp.node(path), path+".on", "required: the source whose events start this flow")
+	case !hasKey(cp.c.Sources, f.On):
+		cp.errorf(cp.node(path+".on"), path+".on", "unknown source %q%s", f.On, known(sortedKeys(cp.c.Sources)))
+	}
+	if f.When != "" {
+		out.When = cp.expr(path+".when", f.When)
+	}
+	if len(f.Steps) == 0 {
+		cp.errorf(cp.node(path), path+".steps", "a flow needs at least one step")
+	}
+	policy := mergeRetry(RetryPolicy{DefaultAttempts, DefaultBase, DefaultCap}, cp.c.Retry)
+	policy = mergeRetry(policy, f.Retry)
+	ids := map[string]bool{}
+	for i, s := range f.Steps {
+		sp := fmt.Sprintf("%s.steps[%d]", path, i)
+		st := &Step{Index: i, ID: s.ID, Retry: mergeRetry(policy, s.Retry)}
+		switch {
+		case s.ID == "":
+			cp.errorf(cp.node(sp), sp+".id", "required")
+		case !nameRe.MatchString(s.ID):
+			cp.errorf(cp.node(sp+".id"), sp+".id", "step ids use lowercase letters, digits and _")
+		case ids[s.ID]:
+			cp.errorf(cp.node(sp+".id"), sp+".id", "duplicate step id %q", s.ID)
+		}
+		ids[s.ID] = true
+		st.System, st.Action, _ = strings.Cut(s.Do, ".")
+		switch sys, kind := cp.c.Systems[st.System], p.Systems[st.System]; {
+		case s.Do == "":
+			cp.errorf(cp.node(sp), sp+".do", "required: SYSTEM.ACTION")
+		case sys == nil:
+			cp.errorf(cp.node(sp+".do"), sp+".do", "unknown system %q in %q%s", st.System, s.Do, known(sortedKeys(cp.c.Systems)))
+		case kind == nil:
+			// The system itself failed to compile; that error is reported.
+		default:
+			call, ok := kind.Action(st.Action)
+			if !ok {
+				k, _ := cp.reg.Kind(kind.Kind)
+				var names []string
+				for _, a := range k.Actions {
+					names = append(names, st.System+"."+a.Name)
+				}
+				cp.errorf(cp.node(sp+".do"), sp+".do", "unknown action %q (%s systems offer: %s)", s.Do, kind.Kind, strings.Join(names, ", "))
+			}
+			st.Call = call
+			cp.checkInputs(sp, kind.Kind, st.Action, s.With)
+		}
+		if s.With != nil {
+			if s.With.Kind != yaml.MappingNode {
+				cp.errorf(s.With, sp+".with", "want a mapping of input names to jq expressions")
+			} else {
+				st.Input = cp.template(sp+".with", s.With)
+			}
+		}
+		out.Steps = append(out.Steps, st)
+	}
+	return out
+}
+
+// checkInputs reports unknown and missing inputs against the action's spec.
+func (cp *compiler) checkInputs(path, kindName, action string, with *yaml.Node) {
+	k, _ := cp.reg.Kind(kindName)
+	spec, ok := k.Action(action)
+	if !ok {
+		return
+	}
+	given := map[string]bool{}
+	if with != nil && with.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(with.Content); i += 2 {
+			key := with.Content[i]
+			given[key.Value] = true
+			found := false
+			var names []string
+			for _, in := range spec.Inputs {
+				names = append(names, in.Name)
+				found = found || in.Name == key.Value
+			}
+			if !found {
+				cp.errorf(key, path+".with."+key.Value, "unknown input of %s.%s (accepted: %s)", kindName, action, strings.Join(names, ", "))
+			}
+		}
+	}
+	for _, in := range spec.Inputs {
+		if in.Required && !given[in.Name] {
+			cp.errorf(cp.node(path), path+".with."+in.Name, "required input of %s.%s", kindName, action)
+		}
+	}
+}
+
+func (cp *compiler) expr(path, src string, vars ...string) *transform.Expr {
+	e, err := transform.Compile(src, vars...)
+	if err != nil {
+		cp.errorf(cp.node(path), path, "%v", err)
+	}
+	return e
+}
+
+func mergeRetry(p RetryPolicy, r config.Retry) RetryPolicy {
+	if r.Attempts > 0 {
+		p.Attempts = r.Attempts
+	}
+	if r.Base > 0 {
+		p.Base = r.Base
+	}
+	if r.Cap > 0 {
+		p.Cap = r.Cap
+	}
+	return p
+}
+
+func known(names []string) string {
+	if len(names) == 0 {
+		return " (none are defined)"
+	}
+	return " (defined: " + strings.Join(names, ", ") + ")"
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func hasKey[V any](m map[string]V, k string) bool {
+	_, ok := m[k]
+	return ok
+}
+
+func defaultInt(v, d int) int {
+	if v <= 0 {
+		return d
+	}
+	return v
+}
+
+func defaultDur(v, d time.Duration) time.Duration {
+	if v <= 0 {
+		return d
+	}
+	return v
+}

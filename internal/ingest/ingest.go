@@ -1,0 +1,236 @@
+// Package ingest is the webhook endpoint, POST /hooks/{source}: it enforces
+// the body limit and content type, verifies the signature over the raw body,
+// computes the idempotency key and hands the event to the engine, answering
+// 202 only after the event is durable.
+package ingest
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/switchboard-dev/switchboard/internal/engine"
+	"github.com/switchboard-dev/switchboard/internal/flow"
+	"github.com/switchboard-dev/switchboard/internal/transform"
+)
+
+// Acceptor is the engine method ingest needs.
+type Acceptor interface {
+	Accept(ctx context.Context, ev engine.Event) (engine.Accepted, error)
+}
+
+// Config configures a Handler.
+type Config struct {
+	Plan    *flow.Plan
+	Engine  Acceptor
+	Logger  *slog.Logger
+	NowFunc func() time.Time
+	// Draining, when it returns true, makes every request answer 503 (the
+	// node is shutting down).
+	Draining func() bool
+}
+
+// Handler serves POST /hooks/{source}.
+type Handler struct{ cfg Config }
+
+// New returns a Handler.
+func New(cfg Config) *Handler {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.NowFunc == nil {
+		cfg.NowFunc = time.Now
+	}
+	if cfg.Draining == nil {
+		cfg.Draining = func() bool { return false }
+	}
+	return &Handler{cfg: cfg}
+}
+
+// Response is the JSON body of a 2xx answer.
+type Response struct {
+	EventID   string `json:"event_id"`
+	Duplicate bool   `json:"duplicate"`
+}
+
+// httpError is a rejection: Status and Public go to the client, Err to the log.
+type httpError struct {
+	Status     int
+	Public     string
+	Err        error
+	RetryAfter int
+}
+
+func (e *httpError) Error() string { return e.Public }
+
+func reject(status int, public string, err error) *httpError {
+	return &httpError{Status: status, Public: public, Err: err}
+}
+
+// ServeHTTP answers one webhook.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	source := r.PathValue("source")
+	res, err := h.serve(r, source)
+	if err != nil {
+		var he *httpError
+		if !errors.As(err, &he) {
+			he = reject(http.StatusInternalServerError, "internal error", err)
+		}
+		level := slog.LevelWarn
+		if he.Status >= 500 {
+			level = slog.LevelError
+		}
+		attrs := []any{"source", source, "status", he.Status, "reason", he.Public}
+		if he.Err != nil {
+			attrs = append(attrs, "error", he.Err.Error())
+		}
+		h.cfg.Logger.Log(r.Context(), level, "webhook rejected", attrs...)
+		if he.RetryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(he.RetryAfter))
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(he.Status)
+		_ = json.NewEncoder(w).Encode(map[string]string{"error": he.Public})
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	status := http.StatusAccepted
+	if res.Duplicate {
+		status = http.StatusOK
+		w.Header().Set("Switchboard-Duplicate", "true")
+	}
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(res)
+}
+
+func (h *Handler) serve(r *http.Request, name string) (Response, error) {
+	if h.cfg.Draining() {
+		return Response{}, &httpError{Status: http.StatusServiceUnavailable, Public: "shutting down; retry on another node or later", RetryAfter: 5}
+	}
+	src, ok := h.cfg.Plan.Sources[name]
+	if !ok || src.Webhook == nil {
+		return Response{}, reject(http.StatusNotFound, fmt.Sprintf("unknown source %q", name), nil)
+	}
+	wh := src.Webhook
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	want := "application/json"
+	if wh.Form {
+		want = "application/x-www-form-urlencoded"
+	}
+	if err != nil || mt != want {
+		return Response{}, reject(http.StatusUnsupportedMediaType,
+			fmt.Sprintf("content type %q not accepted; this source takes %s", r.Header.Get("Content-Type"), want), err)
+	}
+	if r.ContentLength > wh.MaxBody {
+		return Response{}, reject(http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", wh.MaxBody), nil)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, wh.MaxBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return Response{}, reject(http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", wh.MaxBody), nil)
+		}
+		return Response{}, reject(http.StatusBadRequest, "could not read the body", err)
+	}
+	now := h.cfg.NowFunc()
+	var verified flow.Verified
+	if wh.Verifier != nil {
+		verified, err = wh.Verifier.Verify(r.Header, body, now)
+		if err != nil {
+			// The reason names which check failed (missing, mismatch,
+			// expired), never the expected signature.
+			return Response{}, reject(http.StatusUnauthorized, "signature verification failed: "+err.Error(), err)
+		}
+	}
+	payload, value, err := decodeBody(body, wh.Form)
+	if err != nil {
+		return Response{}, reject(http.StatusBadRequest, err.Error(), nil)
+	}
+	key, err := eventKey(r.Context(), src, verified, body, value)
+	if err != nil {
+		return Response{}, reject(http.StatusBadRequest, err.Error(), nil)
+	}
+	acc, err := h.cfg.Engine.Accept(r.Context(), engine.Event{Source: name, Key: key, Payload: payload, Value: value})
+	if err != nil {
+		he := &httpError{Status: http.StatusServiceUnavailable, Public: "event not stored; retry later", Err: err, RetryAfter: 1}
+		if errors.Is(err, engine.ErrOverloaded) {
+			he.Public, he.RetryAfter = "overloaded; retry later", 2
+		}
+		return Response{}, he
+	}
+	return Response{EventID: acc.EventID, Duplicate: acc.Duplicate}, nil
+}
+
+// decodeBody returns the payload as JSON and as jq values. Form bodies
+// become an object: single values as strings, repeated keys as arrays.
+func decodeBody(body []byte, form bool) ([]byte, any, error) {
+	if !form {
+		v, err := transform.Decode(body)
+		if err != nil {
+			return nil, nil, fmt.Errorf("malformed JSON: %v", err)
+		}
+		return body, v, nil
+	}
+	vals, err := url.ParseQuery(string(body))
+	if err != nil {
+		return nil, nil, fmt.Errorf("malformed form body: %v", err)
+	}
+	obj := map[string]any{}
+	for k, vs := range vals {
+		if len(vs) == 1 {
+			obj[k] = vs[0]
+			continue
+		}
+		arr := make([]any, len(vs))
+		for i, v := range vs {
+			arr[i] = v
+		}
+		obj[k] = arr
+	}
+	payload, err := json.Marshal(obj)
+	if err != nil {
+		return nil, nil, err
+	}
+	return payload, obj, nil
+}
+
+// eventKey picks the idempotency key: the source's key expression, else
+// the verified message id, else the SHA-256 of the raw body.
+func eventKey(ctx context.Context, src *flow.Source, v flow.Verified, body []byte, value any) (string, error) {
+	if src.Key != nil {
+		k, err := src.Key.Eval(ctx, value)
+		if err != nil {
+			return "", fmt.Errorf("idempotency key: %v", err)
+		}
+		switch k := k.(type) {
+		case nil:
+			return "", fmt.Errorf("idempotency key: %s is null for this payload", src.Key)
+		case string:
+			if strings.TrimSpace(k) == "" {
+				return "", fmt.Errorf("idempotency key: %s is empty for this payload", src.Key)
+			}
+			return k, nil
+		case json.Number:
+			return k.String(), nil
+		default:
+			b, _ := json.Marshal(k)
+			return string(b), nil
+		}
+	}
+	if v.MessageID != "" {
+		return v.MessageID, nil
+	}
+	sum := sha256.Sum256(body)
+	return "sha256:" + hex.EncodeToString(sum[:]), nil
+}

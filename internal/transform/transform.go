@@ -1,0 +1,136 @@
+// Package transform compiles and evaluates the jq expressions of a config
+// (step inputs, conditions, idempotency keys) with gojq. Expressions are
+// compiled once at load; evaluation is bounded in time and in result count so
+// a bad expression cannot stall a worker.
+package transform
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/itchyny/gojq"
+)
+
+// Limits applied to every evaluation.
+const (
+	// MaxResults caps how many values one expression may produce.
+	MaxResults = 10000
+	// Timeout caps how long one evaluation may run.
+	Timeout = time.Second
+)
+
+// Expr is a compiled jq expression. It is safe for concurrent use.
+type Expr struct {
+	src  string
+	vars []string
+	code *gojq.Code
+}
+
+// SyntaxError is a compile error with the byte offset in the source where
+// the parser stopped (for config errors that point at a column).
+type SyntaxError struct {
+	Offset int
+	Err    error
+}
+
+func (e *SyntaxError) Error() string { return e.Err.Error() }
+func (e *SyntaxError) Unwrap() error { return e.Err }
+
+// Compile parses src. vars are the variable names (with $) the expression
+// may use; their values are passed to Eval in the same order. Referring to
+// any other variable is a compile error.
+func Compile(src string, vars ...string) (*Expr, error) {
+	q, err := gojq.Parse(src)
+	if err != nil {
+		var off int
+		var pe *gojq.ParseError
+		if errors.As(err, &pe) {
+			off = pe.Offset
+		}
+		return nil, &SyntaxError{Offset: off, Err: fmt.Errorf("jq syntax error in %q: %w", src, err)}
+	}
+	code, err := gojq.Compile(q, gojq.WithVariables(vars))
+	if err != nil {
+		return nil, fmt.Errorf("jq compile %q: %w", src, err)
+	}
+	return &Expr{src: src, vars: vars, code: code}, nil
+}
+
+// MustCompile is Compile for expressions fixed in the source code.
+func MustCompile(src string, vars ...string) *Expr {
+	e, err := Compile(src, vars...)
+	if err != nil {
+		panic(err)
+	}
+	return e
+}
+
+// String returns the source of the expression.
+func (e *Expr) String() string { return e.src }
+
+// Eval returns the first value the expression produces for input, or nil if
+// it produces none.
+func (e *Expr) Eval(ctx context.Context, input any, vals ...any) (any, error) {
+	ctx, cancel := context.WithTimeout(ctx, Timeout)
+	defer cancel()
+	iter := e.code.RunWithContext(ctx, input, vals...)
+	v, ok := iter.Next()
+	if !ok {
+		return nil, nil
+	}
+	if err, isErr := v.(error); isErr {
+		return nil, e.wrap(err)
+	}
+	return v, nil
+}
+
+// EvalAll returns every value the expression produces (at most MaxResults).
+func (e *Expr) EvalAll(ctx context.Context, input any, vals ...any) ([]any, error) {
+	ctx, cancel := context.WithTimeout(ctx, Timeout)
+	defer cancel()
+	iter := e.code.RunWithContext(ctx, input, vals...)
+	var out []any
+	for {
+		v, ok := iter.Next()
+		if !ok {
+			return out, nil
+		}
+		if err, isErr := v.(error); isErr {
+			var halt *gojq.HaltError
+			if errors.As(err, &halt) && halt.Value() == nil {
+				return out, nil
+			}
+			return nil, e.wrap(err)
+		}
+		if len(out) == MaxResults {
+			return nil, fmt.Errorf("jq %q: more than %d results", e.src, MaxResults)
+		}
+		out = append(out, v)
+	}
+}
+
+func (e *Expr) wrap(err error) error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("jq %q: evaluation took longer than %s", e.src, Timeout)
+	}
+	return fmt.Errorf("jq %q: %w", e.src, err)
+}
+
+// Decode parses JSON into the values jq works on, keeping numbers exact
+// (json.Number) so large IDs are not rounded through float64.
+func Decode(data []byte) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	if dec.More() {
+		return nil, errors.New("unexpected data after the JSON value")
+	}
+	return v, nil
+}

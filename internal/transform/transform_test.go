@@ -1,0 +1,77 @@
+package transform_test
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/switchboard-dev/switchboard/internal/transform"
+)
+
+func TestEval(t *testing.T) {
+	t.Parallel()
+	payload, err := transform.Decode([]byte(`{"email":"a@b.c","first_name":"Ann","id":12345678901234567890,"tags":["x","y"]}`))
+	require.NoError(t, err)
+	steps := map[string]any{"contact": map[string]any{"id": "c_1"}}
+	event := map[string]any{"id": "evt_1"}
+	tests := []struct {
+		name string
+		src  string
+		want any
+	}{
+		{"field", ".email", "a@b.c"},
+		{"literal", `"POST"`, "POST"},
+		{"interpolation", `"Hi \(.first_name)"`, "Hi Ann"},
+		{"object", `{properties: {email: .email}}`, map[string]any{"properties": map[string]any{"email": "a@b.c"}}},
+		{"step output", `$steps.contact.id`, "c_1"},
+		{"event", `$event.id`, "evt_1"},
+		{"big id stays exact", `.id`, json.Number("12345678901234567890")},
+		{"no result is null", `empty`, nil},
+		{"missing is null", `.nope`, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e, err := transform.Compile(tt.src, "$steps", "$event")
+			require.NoError(t, err)
+			got, err := e.Eval(t.Context(), payload, steps, event)
+			require.NoError(t, err)
+			require.Equal(t, tt.want, got)
+		})
+	}
+}
+
+func TestEvalAll(t *testing.T) {
+	t.Parallel()
+	payload, err := transform.Decode([]byte(`{"jobs":[{"id":1},{"id":2}]}`))
+	require.NoError(t, err)
+	e := transform.MustCompile(".jobs[].id")
+	got, err := e.EvalAll(t.Context(), payload)
+	require.NoError(t, err)
+	require.Equal(t, []any{json.Number("1"), json.Number("2")}, got)
+}
+
+func TestErrors(t *testing.T) {
+	t.Parallel()
+	_, err := transform.Compile(".a | ")
+	var se *transform.SyntaxError
+	require.ErrorAs(t, err, &se)
+	require.Contains(t, err.Error(), "jq syntax error")
+
+	_, err = transform.Compile("$secret")
+	require.ErrorContains(t, err, "$secret")
+
+	e := transform.MustCompile(".a + 1")
+	_, err = e.Eval(t.Context(), map[string]any{"a": "text"})
+	require.ErrorContains(t, err, "cannot add")
+
+	loop := transform.MustCompile("repeat(.)")
+	_, err = loop.Eval(t.Context(), 1)
+	require.NoError(t, err, "first result arrives at once")
+	_, err = loop.EvalAll(t.Context(), 1)
+	require.ErrorContains(t, err, "more than")
+
+	_, err = transform.Decode([]byte(`{"a":1} {"b":2}`))
+	require.Error(t, err)
+}
