@@ -1,0 +1,296 @@
+package delivery_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/switchboard-dev/switchboard/internal/config"
+	"github.com/switchboard-dev/switchboard/internal/connector"
+	"github.com/switchboard-dev/switchboard/internal/delivery"
+	"github.com/switchboard-dev/switchboard/internal/flow"
+	"github.com/switchboard-dev/switchboard/internal/store"
+	"github.com/switchboard-dev/switchboard/internal/store/sqlite"
+)
+
+// fakeAction answers with the func the test gives it and records calls.
+type fakeAction struct {
+	mu    sync.Mutex // guards calls
+	calls []connector.Request
+	do    func(n int, req connector.Request) (connector.Result, error)
+}
+
+func (f *fakeAction) Do(_ context.Context, req connector.Request) (connector.Result, error) {
+	f.mu.Lock()
+	f.calls = append(f.calls, req)
+	n := len(f.calls)
+	f.mu.Unlock()
+	return f.do(n, req)
+}
+
+func (f *fakeAction) Calls() []connector.Request {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]connector.Request(nil), f.calls...)
+}
+
+type fakeSystem map[string]*fakeAction
+
+func (s fakeSystem) Action(name string) (connector.Action, bool) {
+	a, ok := s[name]
+	return a, ok
+}
+
+type deadRecorder struct {
+	mu   sync.Mutex // guards dead
+	dead []delivery.DeadRun
+}
+
+func (d *deadRecorder) RunDead(_ context.Context, r delivery.DeadRun) {
+	d.mu.Lock()
+	d.dead = append(d.dead, r)
+	d.mu.Unlock()
+}
+
+type bundle struct {
+	store store.Store
+	plan  *flow.Plan
+	sys   fakeSystem
+	dead  *deadRecorder
+}
+
+// setup compiles yaml against a registry holding one fake kind whose
+// actions "first" and "second" behave as the test sets them.
+func setup(t *testing.T, yaml string) *bundle {
+	t.Helper()
+	b := &bundle{sys: fakeSystem{"first": {}, "second": {}}, dead: &deadRecorder{}}
+	reg := connector.NewRegistry()
+	reg.Add(connector.Kind{
+		Name: "fake", NewConfig: func() any { return &struct{}{} },
+		Open: func(connector.OpenParams) (connector.System, error) { return b.sys, nil },
+		Actions: []connector.ActionSpec{
+			{Name: "first", Inputs: []connector.Input{{Name: "value"}}},
+			{Name: "second", Inputs: []connector.Input{{Name: "value"}}},
+		},
+	})
+	c, err := config.Parse("test.yaml", []byte(yaml), func(string) (string, bool) { return "", false })
+	require.NoError(t, err)
+	b.plan, err = flow.Compile(c, reg)
+	require.NoError(t, err)
+	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "test.db"))
+	require.NoError(t, err)
+	t.Cleanup(func() { st.Close() })
+	b.store = st
+	return b
+}
+
+const twoSteps = `
+version: 1
+retry: { base: 1ms, cap: 5ms, attempts: 3 }
+systems: { sys: { kind: fake } }
+sources: { src: { webhook: {} } }
+flows:
+  f:
+    on: src
+    steps:
+      - { id: one, do: sys.first, with: { value: .n } }
+      - { id: two, do: sys.second, with: { value: '$steps.one.id + 1' } }
+`
+
+func (b *bundle) insert(t *testing.T, key, payload string) store.InsertResult {
+	t.Helper()
+	now := time.Now()
+	res, err := b.store.InsertEvents(t.Context(), []store.NewEvent{{
+		ID: store.NewID("evt_", now), Source: "src", Key: key, ReceivedAt: now, Payload: []byte(payload),
+		Runs: []store.NewRun{{ID: store.NewID("run_", now), Flow: "f", StepID: "one"}},
+	}})
+	require.NoError(t, err)
+	return res[0]
+}
+
+// runUntil runs an executor until every run is finished.
+func (b *bundle) runUntil(t *testing.T, done func([]store.Run) bool) []store.Run {
+	t.Helper()
+	x := delivery.New(delivery.Config{
+		Store: b.store, Plan: b.plan, Workers: 4, Lease: 5 * time.Second,
+		PollInterval: 5 * time.Millisecond, Notifier: b.dead,
+	})
+	ctx, cancel := context.WithCancel(t.Context())
+	errc := make(chan error, 1)
+	go func() { errc <- x.Run(ctx) }()
+	var runs []store.Run
+	require.Eventually(t, func() bool {
+		var err error
+		runs, err = b.store.ListRuns(t.Context(), store.ListRunsParams{})
+		require.NoError(t, err)
+		return done(runs)
+	}, 20*time.Second, 5*time.Millisecond)
+	cancel()
+	require.NoError(t, <-errc)
+	return runs
+}
+
+func allFinished(runs []store.Run) bool {
+	for _, r := range runs {
+		if r.State != store.RunSucceeded && r.State != store.RunDead {
+			return false
+		}
+	}
+	return len(runs) > 0
+}
+
+func ok(out any) func(int, connector.Request) (connector.Result, error) {
+	return func(int, connector.Request) (connector.Result, error) {
+		return connector.Result{Output: out, Status: 200}, nil
+	}
+}
+
+func TestStepsRunInOrderWithOutputs(t *testing.T) {
+	t.Parallel()
+	b := setup(t, twoSteps)
+	b.sys["first"].do = ok(map[string]any{"id": 41})
+	b.sys["second"].do = ok("done")
+	b.insert(t, "k1", `{"n": 7}`)
+	runs := b.runUntil(t, allFinished)
+	require.Equal(t, store.RunSucceeded, runs[0].State)
+	require.Equal(t, 7.0, toFloat(b.sys["first"].Calls()[0].Input["value"]))
+	require.Equal(t, 42.0, toFloat(b.sys["second"].Calls()[0].Input["value"]), "$steps.one.id + 1")
+	k1, k2 := b.sys["first"].Calls()[0].IdempotencyKey, b.sys["second"].Calls()[0].IdempotencyKey
+	require.NotEqual(t, k1, k2, "each step has its own key")
+}
+
+func TestTransientThenSuccessKeepsKey(t *testing.T) {
+	t.Parallel()
+	b := setup(t, twoSteps)
+	b.sys["first"].do = func(n int, _ connector.Request) (connector.Result, error) {
+		if n < 3 {
+			return connector.Result{Status: 503}, errors.New("503 Service Unavailable")
+		}
+		return connector.Result{Output: map[string]any{"id": 1}, Status: 200}, nil
+	}
+	b.sys["second"].do = ok(nil)
+	b.insert(t, "k1", `{"n": 1}`)
+	runs := b.runUntil(t, allFinished)
+	require.Equal(t, store.RunSucceeded, runs[0].State)
+	calls := b.sys["first"].Calls()
+	require.Len(t, calls, 3)
+	require.Equal(t, calls[0].IdempotencyKey, calls[2].IdempotencyKey, "retries carry the same key")
+	attempts, err := b.store.ListAttempts(t.Context(), runs[0].ID)
+	require.NoError(t, err)
+	require.Len(t, attempts, 4)
+	require.Equal(t, []int{1, 2, 3, 1}, []int{attempts[0].Number, attempts[1].Number, attempts[2].Number, attempts[3].Number})
+	require.Equal(t, store.AttemptRetry, attempts[0].Outcome)
+}
+
+func TestDeadLetters(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		payload string
+		first   func(int, connector.Request) (connector.Result, error)
+		calls   int
+		wantErr string
+		step    string
+	}{
+		{
+			name: "permanent error", payload: `{"n": 1}`, calls: 1, step: "one", wantErr: "400 Bad Request",
+			first: func(int, connector.Request) (connector.Result, error) {
+				return connector.Result{Status: 400}, connector.Permanent(errors.New("400 Bad Request"))
+			},
+		},
+		{
+			name: "attempts exhausted", payload: `{"n": 1}`, calls: 3, step: "one", wantErr: "gave up after 3 attempts: 502",
+			first: func(int, connector.Request) (connector.Result, error) {
+				return connector.Result{Status: 502}, errors.New("502 Bad Gateway")
+			},
+		},
+		{
+			name: "mapping error in a later step", payload: `{"n": 1}`, calls: 1, step: "two", wantErr: "cannot add",
+			first: ok(map[string]any{"id": "not a number"}),
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, twoSteps)
+			b.sys["first"].do = tt.first
+			b.sys["second"].do = ok(nil)
+			ev := b.insert(t, "k1", tt.payload)
+			runs := b.runUntil(t, allFinished)
+			require.Equal(t, store.RunDead, runs[0].State)
+			require.Contains(t, runs[0].LastError, tt.wantErr)
+			require.Equal(t, tt.step, runs[0].StepID)
+			require.Len(t, b.sys["first"].Calls(), tt.calls)
+			require.Empty(t, b.sys["second"].Calls())
+			require.Len(t, b.dead.dead, 1)
+			require.Equal(t, ev.EventID, b.dead.dead[0].EventID)
+			require.Equal(t, tt.step, b.dead.dead[0].Step)
+		})
+	}
+}
+
+func TestWhenErrorDeadLetters(t *testing.T) {
+	t.Parallel()
+	b := setup(t, `
+version: 1
+systems: { sys: { kind: fake } }
+sources: { src: { webhook: {} } }
+flows:
+  f:
+    on: src
+    when: .n + 1 > 2
+    steps: [ { id: one, do: sys.first } ]
+`)
+	b.sys["first"].do = ok(nil)
+	b.insert(t, "k1", `{"n": "text"}`)
+	runs := b.runUntil(t, allFinished)
+	require.Equal(t, store.RunDead, runs[0].State)
+	require.Contains(t, runs[0].LastError, "when:")
+	require.Empty(t, b.sys["first"].Calls())
+}
+
+// TestResumesAfterCheckpoint simulates a crash after step one succeeded:
+// the next executor starts at step two and never calls step one again.
+func TestResumesAfterCheckpoint(t *testing.T) {
+	t.Parallel()
+	b := setup(t, twoSteps)
+	b.sys["first"].do = ok(nil)
+	b.sys["second"].do = ok(nil)
+	b.insert(t, "k1", `{"n": 1}`)
+	now := time.Now()
+	claimed, err := b.store.ClaimRuns(t.Context(), store.ClaimParams{Token: "dead-node", Now: now, LeaseUntil: now.Add(time.Hour), Limit: 1})
+	require.NoError(t, err)
+	errs, err := b.store.FinishAttempts(t.Context(), []store.FinishParams{{
+		RunID: claimed[0].Run.ID, Token: "dead-node", Now: now,
+		Attempt: store.Attempt{StepIndex: 0, StepID: "one", Number: 1, Outcome: store.AttemptSucceeded, StartedAt: now},
+		Output:  []byte(`{"id": 99}`), State: store.RunRunning, Step: 1, StepID: "two", RunAttempt: 1, DueAt: now.Add(time.Hour),
+	}})
+	require.NoError(t, err)
+	require.NoError(t, errs[0])
+	// The node died; on restart (SQLite) its leases are released.
+	_, err = b.store.ReleaseLeases(t.Context(), time.Now())
+	require.NoError(t, err)
+
+	runs := b.runUntil(t, allFinished)
+	require.Equal(t, store.RunSucceeded, runs[0].State)
+	require.Empty(t, b.sys["first"].Calls(), "a checkpointed step is not repeated")
+	require.Equal(t, 100.0, toFloat(b.sys["second"].Calls()[0].Input["value"]), "its output is restored")
+}
+
+func toFloat(v any) float64 {
+	switch v := v.(type) {
+	case float64:
+		return v
+	case int:
+		return float64(v)
+	case interface{ Float64() (float64, error) }:
+		f, _ := v.Float64()
+		return f
+	}
+	return -1
+}
