@@ -215,6 +215,20 @@ type RetryParams struct {
 	Now   time.Time
 }
 
+// LeaseParams take or renew a named lease.
+type LeaseParams struct {
+	Name   string
+	Holder string
+	Now    time.Time
+	Until  time.Time
+}
+
+// DeleteParams select expired events for retention.
+type DeleteParams struct {
+	Before time.Time
+	Limit  int
+}
+
 // Store is every durable operation Switchboard performs. Implementations are
 // safe for concurrent use; each method is one transaction.
 type Store interface {
@@ -247,6 +261,21 @@ type Store interface {
 	// RetryRun moves a dead run back to pending at its failed step with a
 	// fresh attempt count. ErrConflict if the run is not dead.
 	RetryRun(ctx context.Context, p RetryParams) (Run, error)
+
+	// NextDue returns the earliest time a run becomes claimable (a pending
+	// or retrying run's due time, or a lease's expiry); false if none is
+	// waiting. Idle executors sleep until then.
+	NextDue(ctx context.Context) (time.Time, bool, error)
+	// AcquireLease takes the named lease for p.Holder, or renews it if
+	// p.Holder has it, unless another holder's lease is unexpired. It
+	// reports whether p.Holder holds the lease afterwards.
+	AcquireLease(ctx context.Context, p LeaseParams) (bool, error)
+	// ReleaseLease gives up the named lease if holder has it.
+	ReleaseLease(ctx context.Context, name, holder string) error
+	// DeleteExpired deletes up to p.Limit events received before p.Before
+	// whose runs have all finished, with their runs, checkpoints and
+	// attempts, in one short transaction. It returns how many events went.
+	DeleteExpired(ctx context.Context, p DeleteParams) (int, error)
 
 	// Ping checks that the store answers.
 	Ping(ctx context.Context) error

@@ -312,6 +312,103 @@ func Run(t *testing.T, open OpenFunc) {
 		}
 	})
 
+	t.Run("NextDue", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		_, ok, err := b.s.NextDue(b.ctx)
+		require.NoError(t, err)
+		require.False(t, ok, "empty queue")
+		e := newEvent("src", "k1", "flow_a")
+		e.ReceivedAt = t0.Add(time.Minute)
+		_, err = b.s.InsertEvents(b.ctx, []store.NewEvent{e, newEvent("src", "k2", "flow_a")})
+		require.NoError(t, err)
+		due, ok, err := b.s.NextDue(b.ctx)
+		require.NoError(t, err)
+		require.True(t, ok)
+		require.True(t, due.Equal(t0), "earliest first: %s", due)
+		got, err := b.s.ClaimRuns(b.ctx, claim("w1", t0.Add(time.Minute), 10))
+		require.NoError(t, err)
+		require.Len(t, got, 2)
+		due, ok, err = b.s.NextDue(b.ctx)
+		require.NoError(t, err)
+		require.True(t, ok)
+		require.True(t, due.Equal(t0.Add(time.Minute+30*time.Second)), "running runs are due when their lease expires: %s", due)
+	})
+
+	t.Run("Leases", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		lease := func(holder string, now time.Time) bool {
+			t.Helper()
+			ok, err := b.s.AcquireLease(b.ctx, store.LeaseParams{Name: "retention", Holder: holder, Now: now, Until: now.Add(10 * time.Second)})
+			require.NoError(t, err)
+			return ok
+		}
+		require.True(t, lease("a", t0))
+		require.False(t, lease("b", t0.Add(time.Second)), "held by a")
+		require.True(t, lease("a", t0.Add(5*time.Second)), "a renews")
+		require.False(t, lease("b", t0.Add(14*time.Second)), "renewal moved the expiry")
+		require.True(t, lease("b", t0.Add(15*time.Second)), "expired: b takes over")
+		require.False(t, lease("a", t0.Add(16*time.Second)), "a lost it")
+		require.NoError(t, b.s.ReleaseLease(b.ctx, "retention", "a"), "releasing someone else's lease is a no-op")
+		require.False(t, lease("a", t0.Add(17*time.Second)))
+		require.NoError(t, b.s.ReleaseLease(b.ctx, "retention", "b"))
+		require.True(t, lease("a", t0.Add(18*time.Second)), "released: free at once")
+
+		ok, err := b.s.AcquireLease(b.ctx, store.LeaseParams{Name: "other", Holder: "b", Now: t0, Until: t0.Add(time.Second)})
+		require.NoError(t, err)
+		require.True(t, ok, "leases are independent by name")
+	})
+
+	t.Run("DeleteExpired", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		var evs []store.NewEvent
+		for i := range 5 {
+			e := newEvent("src", fmt.Sprintf("old%d", i), "flow_a")
+			e.ReceivedAt = t0.Add(time.Duration(i) * time.Second)
+			evs = append(evs, e)
+		}
+		fresh := newEvent("src", "fresh", "flow_a")
+		fresh.ReceivedAt = t0.Add(time.Hour)
+		res, err := b.s.InsertEvents(b.ctx, append(evs, fresh))
+		require.NoError(t, err)
+		// Finish the runs of old0..old3; old4's run is still pending.
+		got, err := b.s.ClaimRuns(b.ctx, claim("w", t0.Add(3*time.Second), 4))
+		require.NoError(t, err)
+		require.Len(t, got, 4)
+		var fins []store.FinishParams
+		for _, c := range got {
+			fins = append(fins, store.FinishParams{RunID: c.Run.ID, Token: "w", Now: t0.Add(time.Hour),
+				Attempt: attempt(0, "step1", store.AttemptSucceeded), Output: []byte(`{}`),
+				State: store.RunSucceeded, Step: 1, DueAt: t0.Add(time.Hour)})
+		}
+		_, err = b.s.FinishAttempts(b.ctx, fins)
+		require.NoError(t, err)
+
+		cutoff := t0.Add(30 * time.Minute)
+		n, err := b.s.DeleteExpired(b.ctx, store.DeleteParams{Before: cutoff, Limit: 3})
+		require.NoError(t, err)
+		require.Equal(t, 3, n, "batch limit")
+		n, err = b.s.DeleteExpired(b.ctx, store.DeleteParams{Before: cutoff, Limit: 3})
+		require.NoError(t, err)
+		require.Equal(t, 1, n, "unfinished runs keep their event")
+		n, err = b.s.DeleteExpired(b.ctx, store.DeleteParams{Before: cutoff, Limit: 3})
+		require.NoError(t, err)
+		require.Equal(t, 0, n)
+
+		left, err := b.s.ListEvents(b.ctx, store.ListEventsParams{})
+		require.NoError(t, err)
+		require.Len(t, left, 2)
+		_, err = b.s.GetRun(b.ctx, got[0].Run.ID)
+		require.ErrorIs(t, err, store.ErrNotFound, "runs go with their event")
+		attempts, err := b.s.ListAttempts(b.ctx, got[0].Run.ID)
+		require.NoError(t, err)
+		require.Empty(t, attempts, "attempts go with their run")
+		_, err = b.s.GetEvent(b.ctx, res[5].EventID)
+		require.NoError(t, err)
+	})
+
 	t.Run("ListEvents", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)

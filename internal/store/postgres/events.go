@@ -1,0 +1,145 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/switchboard-dev/switchboard/internal/store"
+)
+
+// InsertEvents stores a batch with two statements over arrays (unnest), one
+// round trip each whatever the batch size. Dedupe is the unique index: a
+// concurrent transaction inserting the same key on another node makes this
+// INSERT wait for it and then skip the row, never both insert.
+func (s *Store) InsertEvents(ctx context.Context, events []store.NewEvent) ([]store.InsertResult, error) {
+	n := len(events)
+	ids, sources, keys := make([]string, n), make([]string, n), make([]string, n)
+	received, payloads := make([]time.Time, n), make([][]byte, n)
+	for i, e := range events {
+		ids[i], sources[i], keys[i], received[i], payloads[i] = e.ID, e.Source, e.Key, e.ReceivedAt, e.Payload
+	}
+	results := make([]store.InsertResult, n)
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `INSERT INTO events (id, source, key, received_at, payload)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::bytea[])
+			ON CONFLICT (source, key) DO NOTHING RETURNING id`, ids, sources, keys, received, payloads)
+		if err != nil {
+			return fmt.Errorf("insert events: %w", err)
+		}
+		inserted, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return fmt.Errorf("insert events: %w", err)
+		}
+		isNew := make(map[string]bool, len(inserted))
+		for _, id := range inserted {
+			isNew[id] = true
+		}
+		// The stored ID of every key, for the duplicates (of older events,
+		// of concurrent batches, or of an earlier item in this batch).
+		stored := map[[2]string]string{}
+		var dupSources, dupKeys []string
+		for _, e := range events {
+			if isNew[e.ID] {
+				stored[[2]string{e.Source, e.Key}] = e.ID
+			}
+		}
+		for _, e := range events {
+			if _, ok := stored[[2]string{e.Source, e.Key}]; !ok {
+				dupSources, dupKeys = append(dupSources, e.Source), append(dupKeys, e.Key)
+			}
+		}
+		if len(dupKeys) > 0 {
+			rows, err := tx.Query(ctx, `SELECT e.source, e.key, e.id FROM events e
+				JOIN unnest($1::text[], $2::text[]) AS d(source, key) ON e.source = d.source AND e.key = d.key`, dupSources, dupKeys)
+			if err != nil {
+				return fmt.Errorf("find duplicate events: %w", err)
+			}
+			var src, key, id string
+			_, err = pgx.ForEachRow(rows, []any{&src, &key, &id}, func() error {
+				stored[[2]string{src, key}] = id
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("find duplicate events: %w", err)
+			}
+		}
+		var runIDs, runEvents, runFlows, runSteps []string
+		var runAt []time.Time
+		claimedNew := map[string]bool{}
+		for i, e := range events {
+			id := stored[[2]string{e.Source, e.Key}]
+			if id == "" {
+				return fmt.Errorf("event %s/%s neither inserted nor found", e.Source, e.Key)
+			}
+			fresh := isNew[e.ID] && !claimedNew[e.ID]
+			claimedNew[e.ID] = true
+			results[i] = store.InsertResult{EventID: id, Duplicate: !fresh}
+			if !fresh {
+				continue
+			}
+			for _, r := range e.Runs {
+				runIDs, runEvents, runFlows, runSteps = append(runIDs, r.ID), append(runEvents, id), append(runFlows, r.Flow), append(runSteps, r.StepID)
+				runAt = append(runAt, e.ReceivedAt)
+			}
+		}
+		if len(runIDs) == 0 {
+			return nil
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO runs (id, event_id, flow, state, step_id, due_at, created_at, updated_at)
+			SELECT r.id, r.event_id, r.flow, 'pending', r.step_id, r.at, r.at, r.at
+			FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[]) AS r(id, event_id, flow, step_id, at)`,
+			runIDs, runEvents, runFlows, runSteps, runAt); err != nil {
+			return fmt.Errorf("insert runs: %w", err)
+		}
+		// Delivered at commit, to every node's listening executor.
+		_, err = tx.Exec(ctx, `SELECT pg_notify($1, '')`, channel)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return results, nil
+}
+
+const eventCols = `id, source, key, received_at, payload`
+
+func scanEvent(row pgx.Row) (store.Event, error) {
+	var e store.Event
+	err := row.Scan(&e.ID, &e.Source, &e.Key, &e.ReceivedAt, &e.Payload)
+	e.ReceivedAt = e.ReceivedAt.UTC()
+	return e, err
+}
+
+// GetEvent returns one event.
+func (s *Store) GetEvent(ctx context.Context, id string) (store.Event, error) {
+	e, err := scanEvent(s.pool.QueryRow(ctx, `SELECT `+eventCols+` FROM events WHERE id = $1`, id))
+	if isNoRows(err) {
+		return e, fmt.Errorf("event %s: %w", id, store.ErrNotFound)
+	}
+	return e, err
+}
+
+// ListEvents returns events newest first.
+func (s *Store) ListEvents(ctx context.Context, p store.ListEventsParams) ([]store.Event, error) {
+	q := `SELECT ` + eventCols + ` FROM events WHERE ($1 = '' OR source = $1) AND ($2::timestamptz IS NULL OR received_at < $2)
+		ORDER BY received_at DESC, id DESC LIMIT $3`
+	var before *time.Time
+	if !p.Before.IsZero() {
+		before = &p.Before
+	}
+	rows, err := s.pool.Query(ctx, q, p.Source, before, limit(p.Limit))
+	if err != nil {
+		return nil, fmt.Errorf("list events: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Event, error) { return scanEvent(r) })
+}
+
+func limit(n int) int {
+	if n <= 0 {
+		return 100
+	}
+	return n
+}

@@ -1,0 +1,268 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/switchboard-dev/switchboard/internal/store"
+)
+
+const runCols = `r.id, r.event_id, e.source, r.flow, r.generation, r.state, r.step, r.step_id, r.attempt,
+	r.due_at, r.last_error, r.created_at, r.updated_at`
+
+func scanRun(row pgx.Row, extra ...any) (store.Run, error) {
+	var r store.Run
+	dest := append([]any{&r.ID, &r.EventID, &r.Source, &r.Flow, &r.Generation, &r.State, &r.Step, &r.StepID,
+		&r.Attempt, &r.DueAt, &r.LastError, &r.CreatedAt, &r.UpdatedAt}, extra...)
+	err := row.Scan(dest...)
+	r.DueAt, r.CreatedAt, r.UpdatedAt = r.DueAt.UTC(), r.CreatedAt.UTC(), r.UpdatedAt.UTC()
+	return r, err
+}
+
+// ClaimRuns leases runnable runs. FOR UPDATE SKIP LOCKED lets every node
+// claim at once without waiting on rows another node is claiming; the
+// partial index runs_runnable keeps the scan to claimable rows.
+func (s *Store) ClaimRuns(ctx context.Context, p store.ClaimParams) ([]store.ClaimedRun, error) {
+	var out []store.ClaimedRun
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `UPDATE runs SET state = 'running', lease_token = $1, due_at = $2,
+				attempt = attempt + 1, updated_at = $3
+			WHERE id IN (SELECT id FROM runs
+				WHERE state IN ('pending', 'retrying', 'running') AND due_at <= $3
+				ORDER BY due_at LIMIT $4 FOR UPDATE SKIP LOCKED)
+			RETURNING id`, p.Token, p.LeaseUntil, p.Now, limit(p.Limit))
+		if err != nil {
+			return fmt.Errorf("claim runs: %w", err)
+		}
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return fmt.Errorf("claim runs: %w", err)
+		}
+		if len(ids) == 0 {
+			return nil
+		}
+		rows, err = tx.Query(ctx, `SELECT `+runCols+`, e.key, e.received_at, e.payload
+			FROM runs r JOIN events e ON e.id = r.event_id WHERE r.id = ANY($1) ORDER BY r.created_at, r.id`, ids)
+		if err != nil {
+			return fmt.Errorf("load claimed runs: %w", err)
+		}
+		index := map[string]int{}
+		for rows.Next() {
+			var c store.ClaimedRun
+			c.Run, err = scanRun(rows, &c.Event.Key, &c.Event.ReceivedAt, &c.Event.Payload)
+			if err != nil {
+				rows.Close()
+				return err
+			}
+			c.Event.ID, c.Event.Source, c.Event.ReceivedAt = c.Run.EventID, c.Run.Source, c.Event.ReceivedAt.UTC()
+			index[c.Run.ID] = len(out)
+			out = append(out, c)
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		rows, err = tx.Query(ctx, `SELECT run_id, step_index, step_id, output FROM run_steps
+			WHERE run_id = ANY($1) ORDER BY run_id, step_index`, ids)
+		if err != nil {
+			return fmt.Errorf("load checkpoints: %w", err)
+		}
+		var runID string
+		var o store.StepOutput
+		_, err = pgx.ForEachRow(rows, []any{&runID, &o.Index, &o.StepID, &o.Output}, func() error {
+			c := &out[index[runID]]
+			c.Outputs = append(c.Outputs, store.StepOutput{Index: o.Index, StepID: o.StepID, Output: o.Output})
+			return nil
+		})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// ExtendLeases renews the leases still held by p.Token.
+func (s *Store) ExtendLeases(ctx context.Context, p store.ExtendParams) error {
+	if len(p.RunIDs) == 0 {
+		return nil
+	}
+	_, err := s.pool.Exec(ctx, `UPDATE runs SET due_at = $1, updated_at = $2
+		WHERE lease_token = $3 AND state = 'running' AND id = ANY($4)`, p.LeaseUntil, p.Now, p.Token, p.RunIDs)
+	if err != nil {
+		return fmt.Errorf("extend leases: %w", err)
+	}
+	return nil
+}
+
+// FinishAttempts applies a batch in one transaction, sent as one pipelined
+// pgx.Batch: three statements per attempt, one round trip in all. The
+// checkpoint is written only while the lease is held (checked before the
+// run row changes).
+func (s *Store) FinishAttempts(ctx context.Context, ps []store.FinishParams) ([]error, error) {
+	results := make([]error, len(ps))
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		b := &pgx.Batch{}
+		for _, p := range ps {
+			a := p.Attempt
+			b.Queue(`INSERT INTO attempts (run_id, step_index, step_id, system, number, outcome, status, error,
+					duration_us, response, started_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+				p.RunID, a.StepIndex, a.StepID, a.System, a.Number, a.Outcome, a.Status, a.Error,
+				a.Duration.Microseconds(), a.Response, a.StartedAt)
+			if p.Output != nil {
+				b.Queue(`INSERT INTO run_steps (run_id, step_index, step_id, output, completed_at)
+					SELECT $1, $2, $3, $4, $5 WHERE EXISTS (
+						SELECT 1 FROM runs WHERE id = $1 AND lease_token = $6 AND state = 'running')
+					ON CONFLICT (run_id, step_index) DO UPDATE SET output = excluded.output, completed_at = excluded.completed_at`,
+					p.RunID, a.StepIndex, a.StepID, p.Output, p.Now, p.Token)
+			}
+			b.Queue(`UPDATE runs SET state = $1, step = $2, step_id = $3, attempt = $4, due_at = $5, last_error = $6,
+					updated_at = $7, lease_token = CASE WHEN $1 = 'running' THEN lease_token ELSE '' END
+				WHERE id = $8 AND lease_token = $9 AND state = 'running'`,
+				p.State, p.Step, p.StepID, p.RunAttempt, p.DueAt, p.LastError, p.Now, p.RunID, p.Token)
+		}
+		br := tx.SendBatch(ctx, b)
+		for i, p := range ps {
+			if _, err := br.Exec(); err != nil {
+				br.Close()
+				return fmt.Errorf("record attempt: %w", err)
+			}
+			if p.Output != nil {
+				if _, err := br.Exec(); err != nil {
+					br.Close()
+					return fmt.Errorf("checkpoint step: %w", err)
+				}
+			}
+			tag, err := br.Exec()
+			if err != nil {
+				br.Close()
+				return fmt.Errorf("update run: %w", err)
+			}
+			if tag.RowsAffected() == 0 {
+				results[i] = fmt.Errorf("run %s: %w", p.RunID, store.ErrLeaseLost)
+			}
+		}
+		return br.Close()
+	})
+	if err != nil {
+		return nil, err
+	}
+	return results, nil
+}
+
+// ReleaseLeases makes all running runs claimable at once. With several
+// nodes sharing the database this would steal live leases; only a
+// single-node deployment calls it.
+func (s *Store) ReleaseLeases(ctx context.Context, now time.Time) (int, error) {
+	tag, err := s.pool.Exec(ctx, `UPDATE runs SET due_at = $1, lease_token = '', updated_at = $1 WHERE state = 'running'`, now)
+	if err != nil {
+		return 0, fmt.Errorf("release leases: %w", err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// GetRun returns one run.
+func (s *Store) GetRun(ctx context.Context, id string) (store.Run, error) {
+	r, err := scanRun(s.pool.QueryRow(ctx, `SELECT `+runCols+` FROM runs r JOIN events e ON e.id = r.event_id WHERE r.id = $1`, id))
+	if isNoRows(err) {
+		return r, fmt.Errorf("run %s: %w", id, store.ErrNotFound)
+	}
+	return r, err
+}
+
+// ListRuns returns runs newest first.
+func (s *Store) ListRuns(ctx context.Context, p store.ListRunsParams) ([]store.Run, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+runCols+` FROM runs r JOIN events e ON e.id = r.event_id
+		WHERE ($1 = '' OR r.event_id = $1) AND ($2 = '' OR r.flow = $2) AND ($3 = '' OR r.state = $3)
+		ORDER BY r.created_at DESC, r.id DESC LIMIT $4`, p.EventID, p.Flow, string(p.State), limit(p.Limit))
+	if err != nil {
+		return nil, fmt.Errorf("list runs: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Run, error) { return scanRun(r) })
+}
+
+// ListAttempts returns a run's attempts, oldest first.
+func (s *Store) ListAttempts(ctx context.Context, runID string) ([]store.Attempt, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, run_id, step_index, step_id, system, number, outcome, status, error,
+		duration_us, response, started_at FROM attempts WHERE run_id = $1 ORDER BY id`, runID)
+	if err != nil {
+		return nil, fmt.Errorf("list attempts: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Attempt, error) {
+		var a store.Attempt
+		var dur int64
+		err := r.Scan(&a.ID, &a.RunID, &a.StepIndex, &a.StepID, &a.System, &a.Number, &a.Outcome, &a.Status,
+			&a.Error, &dur, &a.Response, &a.StartedAt)
+		a.Duration, a.StartedAt = time.Duration(dur)*time.Microsecond, a.StartedAt.UTC()
+		return a, err
+	})
+}
+
+// ListOutputs returns a run's checkpoints in step order.
+func (s *Store) ListOutputs(ctx context.Context, runID string) ([]store.StepOutput, error) {
+	rows, err := s.pool.Query(ctx, `SELECT step_index, step_id, output FROM run_steps WHERE run_id = $1 ORDER BY step_index`, runID)
+	if err != nil {
+		return nil, fmt.Errorf("list outputs: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.StepOutput, error) {
+		var o store.StepOutput
+		err := r.Scan(&o.Index, &o.StepID, &o.Output)
+		return o, err
+	})
+}
+
+// ReplayEvent creates new runs, one generation above the highest of each flow.
+func (s *Store) ReplayEvent(ctx context.Context, p store.ReplayParams) ([]store.Run, error) {
+	var ids []string
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// Lock the event row so two concurrent replays get distinct generations.
+		var id string
+		if err := tx.QueryRow(ctx, `SELECT id FROM events WHERE id = $1 FOR UPDATE`, p.EventID).Scan(&id); err != nil {
+			if isNoRows(err) {
+				return fmt.Errorf("event %s: %w", p.EventID, store.ErrNotFound)
+			}
+			return err
+		}
+		for _, r := range p.Runs {
+			if _, err := tx.Exec(ctx, `INSERT INTO runs (id, event_id, flow, generation, state, step_id, due_at, created_at, updated_at)
+				VALUES ($1, $2, $3, (SELECT coalesce(max(generation), -1) + 1 FROM runs WHERE event_id = $2 AND flow = $3),
+				'pending', $4, $5, $5, $5)`, r.ID, p.EventID, r.Flow, r.StepID, p.Now); err != nil {
+				return fmt.Errorf("insert replay run: %w", err)
+			}
+			ids = append(ids, r.ID)
+		}
+		_, err := tx.Exec(ctx, `SELECT pg_notify($1, '')`, channel)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]store.Run, 0, len(ids))
+	for _, id := range ids {
+		r, err := s.GetRun(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// RetryRun re-queues a dead run at its failed step.
+func (s *Store) RetryRun(ctx context.Context, p store.RetryParams) (store.Run, error) {
+	tag, err := s.pool.Exec(ctx, `WITH u AS (UPDATE runs SET state = 'pending', attempt = 0, due_at = $1, updated_at = $1, lease_token = ''
+		WHERE id = $2 AND state = 'dead' RETURNING id) SELECT pg_notify($3, '') FROM u`, p.Now, p.RunID, channel)
+	if err != nil {
+		return store.Run{}, fmt.Errorf("retry run: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		r, err := s.GetRun(ctx, p.RunID)
+		if err != nil {
+			return r, err
+		}
+		return r, fmt.Errorf("run %s is %s, not dead: %w", p.RunID, r.State, store.ErrConflict)
+	}
+	return s.GetRun(ctx, p.RunID)
+}

@@ -1,0 +1,64 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/switchboard-dev/switchboard/internal/store"
+)
+
+// NextDue reads the head of the runnable index.
+func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
+	var due sql.NullInt64
+	err := s.r.QueryRowContext(ctx, `SELECT min(due_at) FROM runs WHERE state IN ('pending', 'retrying', 'running')`).Scan(&due)
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("next due: %w", err)
+	}
+	if !due.Valid {
+		return time.Time{}, false, nil
+	}
+	return fromMicros(due.Int64), true, nil
+}
+
+// AcquireLease is one upsert: it inserts the lease, or takes it over when
+// it is ours or has expired; otherwise it changes nothing.
+func (s *Store) AcquireLease(ctx context.Context, p store.LeaseParams) (bool, error) {
+	var holder string
+	err := s.w.QueryRowContext(ctx, `INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?)
+		ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+		WHERE leases.holder = excluded.holder OR leases.expires_at <= ?
+		RETURNING holder`, p.Name, p.Holder, micros(p.Until), micros(p.Now)).Scan(&holder)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("acquire lease %s: %w", p.Name, err)
+	}
+	return holder == p.Holder, nil
+}
+
+// ReleaseLease deletes the lease if holder has it.
+func (s *Store) ReleaseLease(ctx context.Context, name, holder string) error {
+	if _, err := s.w.ExecContext(ctx, `DELETE FROM leases WHERE name = ? AND holder = ?`, name, holder); err != nil {
+		return fmt.Errorf("release lease %s: %w", name, err)
+	}
+	return nil
+}
+
+// DeleteExpired deletes one batch; ON DELETE CASCADE removes the runs,
+// checkpoints and attempts. Small batches keep the write lock short so
+// ingest is never stalled behind retention.
+func (s *Store) DeleteExpired(ctx context.Context, p store.DeleteParams) (int, error) {
+	res, err := s.w.ExecContext(ctx, `DELETE FROM events WHERE id IN (
+			SELECT e.id FROM events e WHERE e.received_at < ?
+			AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.event_id = e.id AND r.state IN ('pending', 'running', 'retrying'))
+			ORDER BY e.received_at LIMIT ?)`, micros(p.Before), limit(p.Limit))
+	if err != nil {
+		return 0, fmt.Errorf("delete expired events: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return int(n), nil
+}
