@@ -5,11 +5,14 @@ package app
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -22,7 +25,10 @@ import (
 	"github.com/switchboard-dev/switchboard/internal/engine"
 	"github.com/switchboard-dev/switchboard/internal/flow"
 	"github.com/switchboard-dev/switchboard/internal/ingest"
+	"github.com/switchboard-dev/switchboard/internal/leader"
+	"github.com/switchboard-dev/switchboard/internal/retention"
 	"github.com/switchboard-dev/switchboard/internal/store"
+	"github.com/switchboard-dev/switchboard/internal/store/postgres"
 	"github.com/switchboard-dev/switchboard/internal/store/sqlite"
 )
 
@@ -32,12 +38,28 @@ func Registry() *connector.Registry { return all.Registry() }
 // Compile checks a parsed config against the built-in connectors.
 func Compile(c *config.Config) (*flow.Plan, error) { return flow.Compile(c, Registry()) }
 
-// OpenStore opens the store a plan names.
-func OpenStore(ctx context.Context, p *flow.Plan) (store.Store, error) {
-	if p.StorePath == "" {
-		return nil, fmt.Errorf("unsupported store %q", p.Store)
+// OpenStore opens the store a plan names. SQLite is always migrated (one
+// process owns the file); PostgreSQL is migrated only when migrate is true,
+// and otherwise refuses a schema that is behind.
+func OpenStore(ctx context.Context, p *flow.Plan, migrate bool) (store.Store, error) {
+	if p.StorePath != "" {
+		return sqlite.Open(ctx, p.StorePath)
 	}
-	return sqlite.Open(ctx, p.StorePath)
+	return postgres.Open(ctx, p.PostgresDSN.Reveal(), postgres.Options{
+		Migrate: migrate,
+		// Workers claim and finish through the pool, ingest commits, the
+		// listener holds one: leave headroom beyond the workers.
+		MaxConns: int32(p.Workers + 8),
+	})
+}
+
+// NodeID names this process in leases and logs: host, pid and a random
+// suffix, so a restarted process is a new node.
+func NodeID() string {
+	host, _ := os.Hostname()
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b[:]))
 }
 
 // Options configure a Server beyond what the config says.
@@ -52,6 +74,11 @@ type Options struct {
 	ShutdownGrace time.Duration
 	// PollInterval overrides the executor's idle poll (tests).
 	PollInterval time.Duration
+	// NoMigrate makes a PostgreSQL node refuse to start on a schema that is
+	// behind instead of migrating it (`serve --no-migrate`).
+	NoMigrate bool
+	// Node identifies this process; default NodeID().
+	Node string
 }
 
 // Server is one node: ingest, engine and executor over one store.
@@ -64,9 +91,11 @@ type Server struct {
 	unlock   func()
 	draining atomic.Bool
 	handler  http.Handler
+	// listener is the PostgreSQL store's LISTEN loop (nil on SQLite).
+	listener func(ctx context.Context, wake func()) error
 }
 
-// NewServer opens the plan's store and wires a node. The SQLite store is
+// NewServer opens the plan's store and wires a node. A SQLite store is
 // locked for this process: two nodes on one SQLite file would each think
 // the other's leases were theirs to release.
 func NewServer(ctx context.Context, p *flow.Plan, opts Options) (*Server, error) {
@@ -76,28 +105,42 @@ func NewServer(ctx context.Context, p *flow.Plan, opts Options) (*Server, error)
 	if opts.ShutdownGrace <= 0 {
 		opts.ShutdownGrace = 10 * time.Second
 	}
-	unlock, err := lockFile(p.StorePath + ".lock")
-	if err != nil {
-		return nil, fmt.Errorf("store %s is in use by another switchboard process: %w", p.StorePath, err)
+	if opts.Node == "" {
+		opts.Node = NodeID()
 	}
-	st, err := OpenStore(ctx, p)
+	unlock := func() {}
+	if p.StorePath != "" {
+		var err error
+		unlock, err = lockFile(p.StorePath + ".lock")
+		if err != nil {
+			return nil, fmt.Errorf("store %s is in use by another switchboard process (SQLite serves one node; use PostgreSQL for several): %w", p.StorePath, err)
+		}
+	}
+	st, err := OpenStore(ctx, p, !opts.NoMigrate)
 	if err != nil {
 		unlock()
 		return nil, err
 	}
-	// No other process can hold leases on this file: runs a crashed
-	// predecessor left running are claimable now, not a lease period later.
-	if n, err := st.ReleaseLeases(ctx, time.Now()); err != nil {
-		st.Close()
-		unlock()
-		return nil, err
-	} else if n > 0 {
-		opts.Logger.Info("resuming runs left running by a previous process", "runs", n)
+	if p.StorePath != "" {
+		// No other process can hold leases on this file: runs a crashed
+		// predecessor left running are claimable now, not a lease later.
+		n, err := st.ReleaseLeases(ctx, time.Now())
+		if err != nil {
+			st.Close()
+			unlock()
+			return nil, err
+		}
+		if n > 0 {
+			opts.Logger.Info("resuming runs left running by a previous process", "runs", n)
+		}
 	}
 	s := &Server{Plan: p, Store: st, opts: opts, unlock: unlock}
+	if pg, ok := st.(*postgres.Store); ok {
+		s.listener = pg.Listen
+	}
 	s.Executor = delivery.New(delivery.Config{
-		Store: st, Plan: p, Workers: p.Workers, Lease: p.Lease, Notifier: logNotifier{opts.Logger, opts.Notifier},
-		Observe: opts.Observe, Logger: opts.Logger, PollInterval: opts.PollInterval,
+		Store: st, Plan: p, Workers: p.Workers, Lease: p.Lease, Notifier: opts.Notifier,
+		Observe: opts.Observe, Logger: opts.Logger, PollInterval: opts.PollInterval, Grace: opts.ShutdownGrace,
 	})
 	s.Engine = engine.New(engine.Config{Store: st, Plan: p, Notify: s.Executor.Notify, Logger: opts.Logger})
 	mux := http.NewServeMux()
@@ -126,12 +169,18 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write([]byte("ready\n"))
 }
 
+// Close releases the store and its lock without serving (Serve does both
+// itself when it returns).
+func (s *Server) Close() error {
+	defer s.unlock()
+	return s.Store.Close()
+}
+
 // Serve runs the node on ln until ctx ends, then shuts down in order: stop
 // accepting webhooks (503), finish in-flight requests, commit queued events,
 // let in-flight runs finish their step, close the store.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	defer s.unlock()
-	defer s.Store.Close()
+	defer s.Close()
 	srv := &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute}
 
 	engineCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
@@ -142,6 +191,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	engineDone := make(chan struct{})
 	g.Go(func() error { defer close(engineDone); return s.Engine.Run(engineCtx) })
 	g.Go(func() error { return s.Executor.Run(execCtx) })
+	if s.listener != nil {
+		g.Go(func() error { return s.listener(execCtx, s.Executor.Notify) })
+	}
+	elector := leader.New(leader.Config{Store: s.Store, Node: s.opts.Node, TTL: s.Plan.Lease, Logger: s.opts.Logger})
+	sweeper := retention.New(retention.Config{Store: s.Store, Keep: s.Plan.Retention, Logger: s.opts.Logger})
+	g.Go(func() error { return elector.Run(execCtx, leader.Duty{Name: "retention", Run: sweeper.Run}) })
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
@@ -162,16 +217,4 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	<-engineDone
 	stopExec()
 	return errors.Join(err, g.Wait())
-}
-
-// logNotifier logs every dead run at error level and forwards it.
-type logNotifier struct {
-	log  *slog.Logger
-	next delivery.Notifier
-}
-
-func (n logNotifier) RunDead(ctx context.Context, d delivery.DeadRun) {
-	if n.next != nil {
-		n.next.RunDead(ctx, d)
-	}
 }

@@ -43,7 +43,8 @@ var commands []command
 
 func init() {
 	commands = []command{
-		{"serve", "run ingest and executor: serve --config FILE [--addr 127.0.0.1:8080]", runServe},
+		{"serve", "run ingest and executor: serve --config FILE [--addr 127.0.0.1:8080] [--no-migrate]", runServe},
+		{"migrate", "apply the store's schema migrations: migrate --config FILE", runMigrate},
 		{"check", "validate a config and print what it defines: check --config FILE", runCheck},
 		{"demo", "run a self-contained example with a fake CRM and SMS provider", runDemo},
 		{"events", "list or show stored events: events list|show [ID] --config FILE", runEvents},

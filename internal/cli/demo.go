@@ -95,13 +95,13 @@ func runDemo(ctx context.Context, e env, args []string) error {
 	}
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
-		srv.Store.Close()
+		srv.Close()
 		return fmt.Errorf("listen: %w (try --addr 127.0.0.1:0)", err)
 	}
 	base := "http://" + ln.Addr().String()
 	fmt.Fprintf(e.stdout, "Switchboard demo: lead capture, web form → CRM contact → SMS acknowledgment\n")
 	fmt.Fprintf(e.stdout, "  listening   %s   (fake CRM %s, fake SMS %s)\n", base, crmURL, smsURL)
-	fmt.Fprintf(e.stdout, "  config      %s\n  store       %s\n  JSON log    %s\n\n", cfgPath, plan.StorePath, logFile.Name())
+	fmt.Fprintf(e.stdout, "  config      %s\n  store       %s\n  JSON log    %s\n\n", cfgPath, plan.Store, logFile.Name())
 
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()

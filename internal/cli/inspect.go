@@ -9,33 +9,37 @@ import (
 	"time"
 
 	"github.com/switchboard-dev/switchboard/internal/app"
+	"github.com/switchboard-dev/switchboard/internal/flow"
 	"github.com/switchboard-dev/switchboard/internal/store"
 )
 
 // openStore loads the config and opens its store for operator commands.
 // These commands may run beside `serve`: SQLite's WAL lets them read and
-// write while the server runs.
-func openStore(ctx context.Context, e env, fsName string, args []string, npos int, posName string) (store.Store, []string, func(), error) {
-	fs := flags(fsName, e)
-	cfgPath := fs.String("config", "switchboard.yaml", "config file")
+// write while the server runs, and they never migrate a PostgreSQL schema
+// (that is `migrate`'s job). The caller closes the store.
+func openStore(ctx context.Context, e env, cfgPath string) (*flow.Plan, store.Store, error) {
+	plan, err := loadPlan(e, cfgPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := app.OpenStore(ctx, plan, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	return plan, st, nil
+}
+
+// parseWithID parses a command that takes one ID argument and --config.
+func parseWithID(e env, name, idName string, args []string) (cfgPath, id string, err error) {
+	fs := flags(name, e)
+	cfg := fs.String("config", "switchboard.yaml", "config file")
 	if err := parse(fs, args); err != nil {
-		return nil, nil, nil, err
+		return "", "", err
 	}
-	if fs.NArg() != npos {
-		if npos == 0 {
-			return nil, nil, nil, usageError{"unexpected arguments: " + strings.Join(fs.Args(), " ")}
-		}
-		return nil, nil, nil, usageError{posName + " is required"}
+	if fs.NArg() != 1 {
+		return "", "", usageError{idName + " is required"}
 	}
-	plan, err := loadPlan(e, *cfgPath)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	st, err := app.OpenStore(ctx, plan)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	return st, fs.Args(), func() { st.Close() }, nil
+	return *cfg, fs.Arg(0), nil
 }
 
 func runEvents(ctx context.Context, e env, args []string) error {
@@ -59,11 +63,7 @@ func eventsList(ctx context.Context, e env, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	plan, err := loadPlan(e, *cfgPath)
-	if err != nil {
-		return err
-	}
-	st, err := app.OpenStore(ctx, plan)
+	_, st, err := openStore(ctx, e, *cfgPath)
 	if err != nil {
 		return err
 	}
@@ -89,12 +89,16 @@ func eventsList(ctx context.Context, e env, args []string) error {
 }
 
 func eventsShow(ctx context.Context, e env, args []string) error {
-	st, pos, closeFn, err := openStore(ctx, e, "events show", args, 1, "EVENT_ID")
+	cfgPath, id, err := parseWithID(e, "events show", "EVENT_ID", args)
 	if err != nil {
 		return err
 	}
-	defer closeFn()
-	ev, err := st.GetEvent(ctx, pos[0])
+	_, st, err := openStore(ctx, e, cfgPath)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	ev, err := st.GetEvent(ctx, id)
 	if err != nil {
 		return err
 	}
@@ -134,11 +138,16 @@ func runDLQ(ctx context.Context, e env, args []string) error {
 	if len(args) == 0 || args[0] != "list" {
 		return usageError{"want: dlq list --config FILE"}
 	}
-	st, _, closeFn, err := openStore(ctx, e, "dlq list", args[1:], 0, "")
+	fs := flags("dlq list", e)
+	cfgPath := fs.String("config", "switchboard.yaml", "config file")
+	if err := parse(fs, args[1:]); err != nil {
+		return err
+	}
+	_, st, err := openStore(ctx, e, *cfgPath)
 	if err != nil {
 		return err
 	}
-	defer closeFn()
+	defer st.Close()
 	runs, err := st.ListRuns(ctx, store.ListRunsParams{State: store.RunDead, Limit: 1000})
 	if err != nil {
 		return err
@@ -166,11 +175,7 @@ func runReplay(ctx context.Context, e env, args []string) error {
 	if fs.NArg() != 1 {
 		return usageError{"EVENT_ID is required"}
 	}
-	plan, err := loadPlan(e, *cfgPath)
-	if err != nil {
-		return err
-	}
-	st, err := app.OpenStore(ctx, plan)
+	plan, st, err := openStore(ctx, e, *cfgPath)
 	if err != nil {
 		return err
 	}
@@ -204,12 +209,16 @@ func runReplay(ctx context.Context, e env, args []string) error {
 }
 
 func runRetry(ctx context.Context, e env, args []string) error {
-	st, pos, closeFn, err := openStore(ctx, e, "retry", args, 1, "RUN_ID")
+	cfgPath, id, err := parseWithID(e, "retry", "RUN_ID", args)
 	if err != nil {
 		return err
 	}
-	defer closeFn()
-	r, err := st.RetryRun(ctx, store.RetryParams{RunID: pos[0], Now: time.Now()})
+	_, st, err := openStore(ctx, e, cfgPath)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	r, err := st.RetryRun(ctx, store.RetryParams{RunID: id, Now: time.Now()})
 	if errors.Is(err, store.ErrConflict) {
 		return fmt.Errorf("%w; only dead runs can be retried", err)
 	}

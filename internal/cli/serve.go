@@ -15,6 +15,7 @@ func runServe(ctx context.Context, e env, args []string) error {
 	cfgPath := fs.String("config", "switchboard.yaml", "config file")
 	addr := fs.String("addr", "127.0.0.1:8080", "listen address")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	noMigrate := fs.Bool("no-migrate", false, "PostgreSQL: refuse to start on a schema that is behind instead of migrating it")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -29,18 +30,36 @@ func runServe(ctx context.Context, e env, args []string) error {
 	for _, w := range plan.Warnings {
 		log.Warn("config: " + w)
 	}
-	srv, err := app.NewServer(ctx, plan, app.Options{Logger: log})
+	srv, err := app.NewServer(ctx, plan, app.Options{Logger: log, NoMigrate: *noMigrate})
 	if err != nil {
 		return err
 	}
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
-		srv.Store.Close()
+		srv.Close()
 		return fmt.Errorf("listen: %w", err)
 	}
-	log.Info("serving", "addr", ln.Addr().String(), "store", plan.StorePath, "sources", len(plan.Sources),
+	log.Info("serving", "addr", ln.Addr().String(), "store", plan.Store, "sources", len(plan.Sources),
 		"flows", len(plan.Flows), "workers", plan.Workers)
 	return srv.Serve(ctx, ln)
+}
+
+func runMigrate(ctx context.Context, e env, args []string) error {
+	fs := flags("migrate", e)
+	cfgPath := fs.String("config", "switchboard.yaml", "config file")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	plan, err := loadPlan(e, *cfgPath)
+	if err != nil {
+		return err
+	}
+	st, err := app.OpenStore(ctx, plan, true)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "%s: schema is up to date\n", plan.Store)
+	return st.Close()
 }
 
 func runCheck(_ context.Context, e env, args []string) error {

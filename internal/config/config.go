@@ -22,14 +22,20 @@ type Config struct {
 	// Version of the config format. Must be 1.
 	Version int `yaml:"version"`
 	// Store selects the database: "sqlite:PATH" (relative paths are relative
-	// to the config file) or, in a later release, "postgres://...". Defaults
-	// to sqlite:switchboard.db beside the config.
-	Store string `yaml:"store"`
+	// to the config file) or "postgres://user:pass@host:port/db?..." for
+	// several nodes sharing one database (pgx pool parameters such as
+	// pool_max_conns apply). Defaults to sqlite:switchboard.db beside the
+	// config.
+	Store secret.Value `yaml:"store"`
 	// Workers is how many runs execute at once. Defaults to 16.
 	Workers int `yaml:"workers"`
 	// Lease is how long a claimed run stays with its worker without renewal;
 	// workers renew it while a step runs. Defaults to 30s.
 	Lease time.Duration `yaml:"lease"`
+	// Retention is how long events, their runs and attempts are kept after
+	// they were received (runs still pending are never deleted). Default
+	// 30d. Accepts a "d" suffix for days.
+	Retention time.Duration `yaml:"retention"`
 	// Retry is the default retry policy of every step.
 	Retry Retry `yaml:"retry"`
 	// Systems are the external systems, by name. Each is decoded by its kind.
@@ -136,7 +142,10 @@ func Load(path string, getenv func(string) (string, bool)) (*Config, error) {
 func Parse(name string, data []byte, getenv func(string) (string, bool)) (*Config, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, &Error{File: name, Line: yamlErrorLine(err), Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
+		msg := strings.TrimPrefix(err.Error(), "yaml: ")
+		line := yamlErrorLine(err)
+		msg = strings.TrimPrefix(msg, fmt.Sprintf("line %d: ", line))
+		return nil, &Error{File: name, Line: line, Msg: msg}
 	}
 	if root.Kind == 0 {
 		return nil, &Error{File: name, Msg: "the file is empty"}
@@ -145,7 +154,16 @@ func Parse(name string, data []byte, getenv func(string) (string, bool)) (*Confi
 	d := &Decoder{File: name, Getenv: getenv}
 	d.Decode(&root, "", c)
 	if c.Version != 1 && len(d.Errs) == 0 {
-		d.Errs = append(d.Errs, &Error{File: name, Path: "version", Msg: fmt.Sprintf("unsupported version %d (want 1)", c.Version)})
+		// Point at the version's value, or at the top of the document when
+		// the key is missing.
+		at := root.Content[0]
+		for i := 0; at.Kind == yaml.MappingNode && i+1 < len(at.Content); i += 2 {
+			if at.Content[i].Value == "version" {
+				at = at.Content[i+1]
+				break
+			}
+		}
+		d.Errs = append(d.Errs, ErrorAt(name, at, "version", "unsupported version %d (want 1)", c.Version))
 	}
 	if len(d.Errs) > 0 {
 		return nil, errors.Join(d.Errs...)
@@ -156,7 +174,7 @@ func Parse(name string, data []byte, getenv func(string) (string, bool)) (*Confi
 // StorePath returns the SQLite path of the store, resolved against the
 // config file's directory, or "" if the store is not SQLite.
 func (c *Config) StorePath() string {
-	s := c.Store
+	s := c.Store.Reveal()
 	if s == "" {
 		s = "sqlite:switchboard.db"
 	}
@@ -168,6 +186,16 @@ func (c *Config) StorePath() string {
 		p = filepath.Join(filepath.Dir(c.File), p)
 	}
 	return p
+}
+
+// PostgresDSN returns the store's PostgreSQL DSN, or "" if the store is
+// not PostgreSQL.
+func (c *Config) PostgresDSN() string {
+	s := c.Store.Reveal()
+	if strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://") {
+		return s
+	}
+	return ""
 }
 
 // yamlErrorLine extracts "line N" from a yaml.v3 syntax error.

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"reflect"
 	"regexp"
 	"slices"
@@ -27,7 +28,10 @@ func (e *Error) Error() string {
 	var b strings.Builder
 	b.WriteString(e.File)
 	if e.Line > 0 {
-		fmt.Fprintf(&b, ":%d:%d", e.Line, e.Col)
+		fmt.Fprintf(&b, ":%d", e.Line)
+		if e.Col > 0 {
+			fmt.Fprintf(&b, ":%d", e.Col)
+		}
 	}
 	b.WriteString(": ")
 	if e.Path != "" {
@@ -178,18 +182,21 @@ func (d *Decoder) decodeScalar(n *yaml.Node, path string, v reflect.Value) {
 	if !ok {
 		return
 	}
+	// Errors quote the value as written: after ${NAME} expansion it may be
+	// a secret.
+	shown := n.Value
 	switch {
 	case v.Type() == durationType:
-		dur, err := time.ParseDuration(s)
+		dur, err := ParseDuration(s)
 		if err != nil {
-			d.errorf(n, path, "want a duration such as 30s or 5m, got %q", s)
+			d.errorf(n, path, "want a duration such as 30s, 5m or 30d, got %q", shown)
 			return
 		}
 		v.SetInt(int64(dur))
 	case v.Type() == sizeType:
 		size, err := ParseByteSize(s)
 		if err != nil {
-			d.errorf(n, path, "%v", err)
+			d.errorf(n, path, "want a size such as 1048576 or 1MiB, got %q", shown)
 			return
 		}
 		v.SetInt(int64(size))
@@ -198,21 +205,21 @@ func (d *Decoder) decodeScalar(n *yaml.Node, path string, v reflect.Value) {
 	case v.Kind() == reflect.Bool:
 		b, err := strconv.ParseBool(s)
 		if err != nil || n.Tag == "!!str" && n.Style != 0 {
-			d.errorf(n, path, "want true or false, got %q", s)
+			d.errorf(n, path, "want true or false, got %q", shown)
 			return
 		}
 		v.SetBool(b)
 	case v.CanInt():
 		i, err := strconv.ParseInt(s, 10, 64)
 		if err != nil || v.OverflowInt(i) {
-			d.errorf(n, path, "want an integer, got %q", s)
+			d.errorf(n, path, "want an integer, got %q", shown)
 			return
 		}
 		v.SetInt(i)
 	case v.CanFloat():
 		f, err := strconv.ParseFloat(s, 64)
 		if err != nil {
-			d.errorf(n, path, "want a number, got %q", s)
+			d.errorf(n, path, "want a number, got %q", shown)
 			return
 		}
 		v.SetFloat(f)
@@ -274,7 +281,11 @@ func (d *Decoder) expand(n *yaml.Node, path string) (string, bool) {
 			return "$"
 		}
 		name := m[2 : len(m)-1]
-		val, set := d.Getenv(name)
+		var val string
+		var set bool
+		if d.Getenv != nil {
+			val, set = d.Getenv(name)
+		}
 		if !set {
 			d.errorf(n, path, "environment variable %s is not set", name)
 			ok = false
@@ -319,6 +330,19 @@ func want(t reflect.Type) string {
 	return "a scalar"
 }
 
+// ParseDuration is time.ParseDuration plus a "d" suffix for whole days
+// ("30d"), which retention periods want.
+func ParseDuration(s string) (time.Duration, error) {
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.ParseInt(days, 10, 64)
+		if err != nil || n < 0 || n > int64(math.MaxInt64/(24*time.Hour)) {
+			return 0, fmt.Errorf("invalid duration %q", s)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	return time.ParseDuration(s)
+}
+
 // ByteSize is a size in bytes written as an integer or with a unit:
 // 512, 64KiB, 1MiB, 10MB.
 type ByteSize int64
@@ -337,7 +361,7 @@ func ParseByteSize(s string) (ByteSize, error) {
 		}
 	}
 	n, err := strconv.ParseInt(num, 10, 64)
-	if err != nil || n < 0 {
+	if err != nil || n < 0 || n > math.MaxInt64/mult {
 		return 0, fmt.Errorf("want a size such as 1048576 or 1MiB, got %q", s)
 	}
 	return ByteSize(n * mult), nil

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchboard-dev/switchboard/internal/batch"
@@ -24,6 +25,7 @@ type Store interface {
 	ClaimRuns(ctx context.Context, p store.ClaimParams) ([]store.ClaimedRun, error)
 	ExtendLeases(ctx context.Context, p store.ExtendParams) error
 	FinishAttempts(ctx context.Context, ps []store.FinishParams) ([]error, error)
+	NextDue(ctx context.Context) (time.Time, bool, error)
 }
 
 // Notifier is told about every run that dies, at once. Implementations must
@@ -71,7 +73,10 @@ type Config struct {
 	// Lease is how long a claim lasts without renewal.
 	Lease time.Duration
 	// PollInterval is the longest an idle executor waits before looking for
-	// due runs (retries become due without a wake-up). Default 250ms.
+	// due runs when nothing wakes it. It sleeps until the next run is due
+	// (a retry, a lease expiry) when that is sooner, and Notify wakes it
+	// when new runs are committed, so this is only the fallback for runs
+	// created by another process without a notification. Default 1s.
 	PollInterval time.Duration
 	// Notifier is told about dead runs. Optional.
 	Notifier Notifier
@@ -81,6 +86,9 @@ type Config struct {
 	NowFunc func() time.Time
 	// RandN draws uniformly from [0, n) for backoff jitter.
 	RandN func(int64) int64
+	// Grace bounds how long Run waits, after its context ends, for steps in
+	// flight; then their calls are cancelled (and retried later). Default 10s.
+	Grace time.Duration
 }
 
 // Executor runs flows. Create with New; call Run.
@@ -89,6 +97,7 @@ type Executor struct {
 	wake     chan struct{}
 	finisher *batch.Committer[store.FinishParams, error]
 	node     string
+	stopping atomic.Bool // set when Run's context ends: runs stop after their current step
 
 	mu       sync.Mutex        // guards the fields below
 	inflight map[string]string // run ID -> lease token
@@ -103,7 +112,7 @@ func New(cfg Config) *Executor {
 		cfg.Lease = flow.DefaultLease
 	}
 	if cfg.PollInterval <= 0 {
-		cfg.PollInterval = 250 * time.Millisecond
+		cfg.PollInterval = time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -113,6 +122,9 @@ func New(cfg Config) *Executor {
 	}
 	if cfg.RandN == nil {
 		cfg.RandN = defaultRandN
+	}
+	if cfg.Grace <= 0 {
+		cfg.Grace = 10 * time.Second
 	}
 	x := &Executor{cfg: cfg, wake: make(chan struct{}, 1), inflight: map[string]string{}}
 	var b [6]byte
@@ -132,9 +144,10 @@ func (x *Executor) Notify() {
 	}
 }
 
-// Run claims and executes runs until ctx ends, then waits for the runs in
-// flight to finish their current step. Their results are committed; runs
-// not finished stay leased until the lease expires (or ReleaseLeases).
+// Run claims and executes runs until ctx ends, then lets the runs in flight
+// finish their current step (at most Grace; then their calls are
+// cancelled), records the results, and puts unfinished runs back in the
+// queue so another node, or the next start, continues them at once.
 func (x *Executor) Run(ctx context.Context) error {
 	finCtx, stopFinisher := context.WithCancel(context.WithoutCancel(ctx))
 	finDone := make(chan error, 1)
@@ -143,6 +156,10 @@ func (x *Executor) Run(ctx context.Context) error {
 	renewDone := make(chan struct{})
 	go func() { x.renew(renewCtx); close(renewDone) }()
 
+	// Steps in flight get their own context: cancelled only after the
+	// grace period, so a shutdown lets them finish and record their result.
+	stepCtx, cancelSteps := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelSteps()
 	slots := make(chan struct{}, x.cfg.Workers)
 	var wg sync.WaitGroup
 	var seq int
@@ -169,23 +186,44 @@ func (x *Executor) Run(ctx context.Context) error {
 			wg.Go(func() {
 				defer func() { <-slots }()
 				defer x.untrack(c.Run.ID)
-				x.execute(context.WithoutCancel(ctx), token, c)
+				x.execute(stepCtx, token, c)
 			})
 		}
 		if len(claimed) == free {
 			continue // there may be more waiting
 		}
+		wait := x.idleWait(ctx)
 		select {
 		case <-x.wake:
-		case <-time.After(x.cfg.PollInterval):
+		case <-time.After(wait):
 		case <-ctx.Done():
 		}
 	}
-	wg.Wait()
+	x.stopping.Store(true)
+	finished := make(chan struct{})
+	go func() { wg.Wait(); close(finished) }()
+	select {
+	case <-finished:
+	case <-time.After(x.cfg.Grace):
+		x.cfg.Logger.Warn("shutdown grace period over: cancelling steps in flight", "grace", x.cfg.Grace)
+		cancelSteps()
+		<-finished
+	}
 	stopRenew()
 	<-renewDone
 	stopFinisher()
 	return <-finDone
+}
+
+// idleWait is how long to sleep when no run is claimable: until the next
+// one is due, at most PollInterval.
+func (x *Executor) idleWait(ctx context.Context) time.Duration {
+	due, ok, err := x.cfg.Store.NextDue(ctx)
+	if err != nil || !ok {
+		return x.cfg.PollInterval
+	}
+	// A few ms late is fine; waking early would only find nothing due.
+	return min(max(due.Sub(x.cfg.NowFunc())+2*time.Millisecond, time.Millisecond), x.cfg.PollInterval)
 }
 
 func (x *Executor) track(runID, token string) {

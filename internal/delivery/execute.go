@@ -82,12 +82,17 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 				RunID: run.ID, Token: token, Now: now, Attempt: a, Output: out,
 				Step: next, RunAttempt: 1, DueAt: now.Add(x.cfg.Lease),
 			}
-			if next == len(f.Steps) {
+			stopping := x.stopping.Load()
+			switch {
+			case next == len(f.Steps):
 				p.State, p.RunAttempt, p.DueAt = store.RunSucceeded, run.Attempt, now
-			} else {
+			case stopping:
+				// Shutting down: hand the rest of the run back to the queue.
+				p.State, p.StepID, p.RunAttempt, p.DueAt = store.RunPending, f.Steps[next].ID, 0, now
+			default:
 				p.State, p.StepID = store.RunRunning, f.Steps[next].ID
 			}
-			if !x.finish(ctx, c, step, p, 0, nil) {
+			if !x.finish(ctx, c, step, p, 0, nil) || stopping {
 				return
 			}
 			steps[step.ID] = res.Output

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"regexp"
 	"sort"
 	"strings"
@@ -17,18 +18,21 @@ import (
 
 	"github.com/switchboard-dev/switchboard/internal/config"
 	"github.com/switchboard-dev/switchboard/internal/connector"
+	"github.com/switchboard-dev/switchboard/internal/secret"
 	"github.com/switchboard-dev/switchboard/internal/signature"
 	"github.com/switchboard-dev/switchboard/internal/transform"
 )
 
 // Defaults applied where the config is silent.
 const (
-	DefaultWorkers  = 16
-	DefaultLease    = 30 * time.Second
-	DefaultMaxBody  = 1 << 20
-	DefaultAttempts = 8
-	DefaultBase     = time.Second
-	DefaultCap      = 10 * time.Minute
+	DefaultWorkers = 16
+	DefaultLease   = 30 * time.Second
+	// DefaultRetention is how long finished events are kept.
+	DefaultRetention = 30 * 24 * time.Hour
+	DefaultMaxBody   = 1 << 20
+	DefaultAttempts  = 8
+	DefaultBase      = time.Second
+	DefaultCap       = 10 * time.Minute
 )
 
 // StepVars are the jq variables a step's inputs may use, in the order their
@@ -37,9 +41,17 @@ var StepVars = []string{"$steps", "$event"}
 
 // Plan is a compiled config, ready to run. It is read-only once built.
 type Plan struct {
-	File      string
+	File string
+	// StorePath is the SQLite file, or "" for PostgreSQL.
 	StorePath string
-	Store     string
+	// PostgresDSN is the PostgreSQL DSN, or "" for SQLite. It may hold a
+	// password: print Store instead.
+	PostgresDSN secret.Value
+	// Store describes the store for people: the SQLite path or the
+	// PostgreSQL URL with its password removed.
+	Store string
+	// Retention is how long finished events are kept.
+	Retention time.Duration
 	Workers   int
 	Lease     time.Duration
 	Systems   map[string]*System
@@ -126,20 +138,28 @@ var nameRe = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 func Compile(c *config.Config, reg *connector.Registry) (*Plan, error) {
 	cp := &compiler{c: c, reg: reg, file: c.File}
 	p := &Plan{
-		File:      c.File,
-		Store:     c.Store,
-		StorePath: c.StorePath(),
-		Workers:   defaultInt(c.Workers, DefaultWorkers),
-		Lease:     defaultDur(c.Lease, DefaultLease),
-		Systems:   map[string]*System{},
-		Sources:   map[string]*Source{},
-		Flows:     map[string]*Flow{},
+		File:        c.File,
+		StorePath:   c.StorePath(),
+		PostgresDSN: secret.Value(c.PostgresDSN()),
+		Retention:   defaultDur(c.Retention, DefaultRetention),
+		Workers:     defaultInt(c.Workers, DefaultWorkers),
+		Lease:       defaultDur(c.Lease, DefaultLease),
+		Systems:     map[string]*System{},
+		Sources:     map[string]*Source{},
+		Flows:       map[string]*Flow{},
 	}
-	if c.Store == "" {
-		p.Store = "sqlite:switchboard.db"
-	}
-	if p.StorePath == "" {
-		cp.errorf(cp.node("store"), "store", "unsupported store %q (want sqlite:PATH; postgres comes in a later release)", c.Store)
+	switch {
+	case p.StorePath != "":
+		p.Store = "sqlite:" + p.StorePath
+	case !p.PostgresDSN.IsZero():
+		u, err := url.Parse(p.PostgresDSN.Reveal())
+		if err != nil || u.Host == "" {
+			cp.errorf(cp.node("store"), "store", "invalid PostgreSQL URL (want postgres://user:password@host:port/database)")
+		} else {
+			p.Store = u.Redacted()
+		}
+	default:
+		cp.errorf(cp.node("store"), "store", "unsupported store (want sqlite:PATH or postgres://user@host:port/db)")
 	}
 	if c.Workers < 0 {
 		cp.errorf(cp.node("workers"), "workers", "must be positive")
@@ -277,10 +297,30 @@ func (cp *compiler) system(name string, n *yaml.Node) *System {
 	}
 	sys, err := kind.Open(connector.OpenParams{Name: name, Config: cfg})
 	if err != nil {
-		cp.errorf(n, path, "%v", err)
+		cp.openErrors(n, path, err)
 		return nil
 	}
 	return &System{Name: name, Kind: kind.Name, System: sys}
+}
+
+// openErrors reports a kind's Open error, one line per joined error. A
+// message that starts with one of the system's keys ("base_url: ...") is
+// placed at that key's value.
+func (cp *compiler) openErrors(n *yaml.Node, path string, err error) {
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	for _, e := range errs {
+		msg := e.Error()
+		at, where := n, path
+		if key, rest, ok := strings.Cut(msg, ": "); ok {
+			if c := child(n, key); c != nil {
+				at, where, msg = c, path+"."+key, rest
+			}
+		}
+		cp.errorf(at, where, "%s", msg)
+	}
 }
 
 func (cp *compiler) source(name string, s config.Source) *Source {
@@ -413,6 +453,9 @@ func (cp *compiler) flow(name string, f config.Flow, p *Plan) *Flow {
 			}
 			st.Call = call
 			cp.checkInputs(sp, kind.Kind, st.Action, s.With)
+		}
+		if s.With != nil && s.With.ShortTag() == "!!null" {
+			s.With = nil
 		}
 		if s.With != nil {
 			if s.With.Kind != yaml.MappingNode {

@@ -19,7 +19,26 @@ type Template struct {
 	list []*Template
 }
 
+// maxTemplateNodes bounds a step's with: tree. YAML aliases can make a
+// small file expand exponentially; yaml.v3's own guard does not apply to
+// nodes decoded as *yaml.Node.
+const maxTemplateNodes = 10000
+
 func (cp *compiler) template(path string, n *yaml.Node) *Template {
+	budget := maxTemplateNodes
+	t := cp.templateNode(path, n, &budget)
+	if budget < 0 {
+		cp.errorf(n, path, "more than %d values (are YAML aliases expanding it?)", maxTemplateNodes)
+		return nil
+	}
+	return t
+}
+
+func (cp *compiler) templateNode(path string, n *yaml.Node, budget *int) *Template {
+	*budget--
+	if *budget < 0 {
+		return nil
+	}
 	if n.Kind == yaml.AliasNode {
 		n = n.Alias
 	}
@@ -30,12 +49,12 @@ func (cp *compiler) template(path string, n *yaml.Node) *Template {
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k := n.Content[i].Value
 			t.keys = append(t.keys, k)
-			t.obj[k] = cp.template(path+"."+k, n.Content[i+1])
+			t.obj[k] = cp.templateNode(path+"."+k, n.Content[i+1], budget)
 		}
 	case yaml.SequenceNode:
 		t.list = []*Template{}
 		for i, item := range n.Content {
-			t.list = append(t.list, cp.template(fmt.Sprintf("%s[%d]", path, i), item))
+			t.list = append(t.list, cp.templateNode(fmt.Sprintf("%s[%d]", path, i), item, budget))
 		}
 	default:
 		src := n.Value

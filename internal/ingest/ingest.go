@@ -81,7 +81,7 @@ func reject(status int, public string, err error) *httpError {
 // ServeHTTP answers one webhook.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	source := r.PathValue("source")
-	res, err := h.serve(r, source)
+	res, err := h.serve(w, r, source)
 	if err != nil {
 		var he *httpError
 		if !errors.As(err, &he) {
@@ -114,7 +114,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(res)
 }
 
-func (h *Handler) serve(r *http.Request, name string) (Response, error) {
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, name string) (Response, error) {
 	if h.cfg.Draining() {
 		return Response{}, &httpError{Status: http.StatusServiceUnavailable, Public: "shutting down; retry on another node or later", RetryAfter: 5}
 	}
@@ -135,7 +135,7 @@ func (h *Handler) serve(r *http.Request, name string) (Response, error) {
 	if r.ContentLength > wh.MaxBody {
 		return Response{}, reject(http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", wh.MaxBody), nil)
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, wh.MaxBody))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, wh.MaxBody))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {

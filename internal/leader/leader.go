@@ -1,0 +1,110 @@
+// Package leader runs singleton duties (retention today; polling and alert
+// evaluation later) on exactly one node at a time, through a named lease in
+// the store. When the holder dies, its lease expires and another node takes
+// the duty over within one lease period.
+package leader
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/switchboard-dev/switchboard/internal/store"
+)
+
+// Leaser is the store's lease API.
+type Leaser interface {
+	AcquireLease(ctx context.Context, p store.LeaseParams) (bool, error)
+	ReleaseLease(ctx context.Context, name, holder string) error
+}
+
+// Duty is a singleton: Name keys the lease, Run does the work until its
+// context ends (it is cancelled when leadership is lost).
+type Duty struct {
+	Name string
+	Run  func(ctx context.Context)
+}
+
+// Config configures an Elector.
+type Config struct {
+	Store Leaser
+	// Node identifies this process in the lease (host, pid, random).
+	Node string
+	// TTL is how long a lease lasts unless renewed; it is renewed every
+	// third of it, so a live leader never loses it to a slow round trip.
+	TTL     time.Duration
+	Logger  *slog.Logger
+	NowFunc func() time.Time
+}
+
+// Elector runs duties while it holds their leases.
+type Elector struct{ cfg Config }
+
+// New returns an Elector.
+func New(cfg Config) *Elector {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.NowFunc == nil {
+		cfg.NowFunc = time.Now
+	}
+	return &Elector{cfg: cfg}
+}
+
+// Run campaigns for d until ctx ends: whenever it holds the lease it runs
+// the duty, and it cancels the duty the moment a renewal fails. On return
+// it releases the lease so another node can take over at once.
+func (e *Elector) Run(ctx context.Context, d Duty) error {
+	log := e.cfg.Logger.With("duty", d.Name, "node", e.cfg.Node)
+	tick := time.NewTicker(e.cfg.TTL / 3)
+	defer tick.Stop()
+	var active *running
+	defer func() {
+		if active != nil {
+			active.stop()
+			_ = e.cfg.Store.ReleaseLease(context.WithoutCancel(ctx), d.Name, e.cfg.Node)
+			log.Info("leadership released")
+		}
+	}()
+	for {
+		now := e.cfg.NowFunc()
+		held, err := e.cfg.Store.AcquireLease(ctx, store.LeaseParams{Name: d.Name, Holder: e.cfg.Node, Now: now, Until: now.Add(e.cfg.TTL)})
+		if err != nil && ctx.Err() == nil {
+			log.Error("lease renewal failed", "error", err)
+			held = false
+		}
+		switch {
+		case held && active == nil:
+			log.Info("leadership acquired: running duty")
+			active = start(ctx, d.Run)
+		case !held && active != nil:
+			log.Warn("leadership lost: duty stopped")
+			active.stop()
+			active = nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// running is a duty in progress.
+type running struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func start(ctx context.Context, fn func(context.Context)) *running {
+	ctx, cancel := context.WithCancel(ctx)
+	r := &running{cancel: cancel, done: make(chan struct{})}
+	go func() { defer close(r.done); fn(ctx) }()
+	return r
+}
+
+// stop cancels the duty and waits for it to return.
+func (r *running) stop() {
+	r.cancel()
+	<-r.done
+}
