@@ -3,10 +3,10 @@ package batch_test
 import (
 	"context"
 	"errors"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -15,12 +15,13 @@ import (
 
 func TestGroupsConcurrentSubmits(t *testing.T) {
 	t.Parallel()
-	var calls, maxSeen atomic.Int64
+	var calls, maxSeen, firstLen atomic.Int64
 	release := make(chan struct{})
-	first := true
+	first := true // only the committer goroutine touches it
 	c := batch.New(func(_ context.Context, items []int) ([]int, error) {
 		if first {
 			first = false
+			firstLen.Store(int64(len(items)))
 			<-release // hold the first commit so the others pile up
 		}
 		calls.Add(1)
@@ -47,9 +48,11 @@ func TestGroupsConcurrentSubmits(t *testing.T) {
 			results[i] = r
 		})
 	}
-	for c.Pending() < 100 {
-		runtime.Gosched() // wait until the others queue behind the held commit
-	}
+	// Wait until every submission is either in the held commit or queued
+	// behind it.
+	require.Eventually(t, func() bool {
+		return firstLen.Load() > 0 && int64(c.Pending())+firstLen.Load() == 101
+	}, 10*time.Second, time.Millisecond)
 	close(release)
 	wg.Wait()
 	for i := range 101 {
@@ -79,9 +82,7 @@ func TestOverloaded(t *testing.T) {
 	c := batch.New(func(_ context.Context, items []int) ([]int, error) { return items, nil }, 8, 1)
 	// Not running: the first submit fills the queue, the second is refused.
 	go c.Submit(t.Context(), 1)
-	for c.Pending() < 1 {
-		runtime.Gosched()
-	}
+	require.Eventually(t, func() bool { return c.Pending() == 1 }, 10*time.Second, time.Millisecond)
 	_, err := c.Submit(t.Context(), 2)
 	require.ErrorIs(t, err, batch.ErrOverloaded)
 }

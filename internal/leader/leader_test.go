@@ -1,0 +1,97 @@
+package leader_test
+
+import (
+	"context"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/switchboard-dev/switchboard/internal/leader"
+	"github.com/switchboard-dev/switchboard/internal/store"
+	"github.com/switchboard-dev/switchboard/internal/store/sqlite"
+)
+
+func openStore(t *testing.T) store.Store {
+	t.Helper()
+	s, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "test.db"))
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// TestOneHolderAtATime runs three electors for one duty and checks that the
+// duty never runs on two of them at once, and that stopping the holder
+// hands the duty to another.
+func TestOneHolderAtATime(t *testing.T) {
+	t.Parallel()
+	st := openStore(t)
+	var running, maxRunning atomic.Int32
+	holders := make(chan string, 10)
+	duty := func(node string) leader.Duty {
+		return leader.Duty{Name: "retention", Run: func(ctx context.Context) {
+			n := running.Add(1)
+			if n > maxRunning.Load() {
+				maxRunning.Store(n)
+			}
+			holders <- node
+			<-ctx.Done()
+			running.Add(-1)
+		}}
+	}
+	cancels := map[string]context.CancelFunc{}
+	var wg sync.WaitGroup
+	for _, node := range []string{"a", "b", "c"} {
+		ctx, cancel := context.WithCancel(t.Context())
+		cancels[node] = cancel
+		e := leader.New(leader.Config{Store: st, Node: node, TTL: 300 * time.Millisecond})
+		wg.Go(func() { require.NoError(t, e.Run(ctx, duty(node))) })
+	}
+	first := <-holders
+	time.Sleep(time.Second) // three lease periods: nobody else may start
+	require.Empty(t, holders, "a second node ran the duty while %s held it", first)
+
+	cancels[first]() // stop the holder: it releases the lease
+	select {
+	case second := <-holders:
+		require.NotEqual(t, first, second)
+	case <-time.After(5 * time.Second):
+		t.Fatal("no node took the duty over")
+	}
+	for _, c := range cancels {
+		c()
+	}
+	wg.Wait()
+	require.Equal(t, int32(1), maxRunning.Load(), "the duty ran on two nodes at once")
+}
+
+// TestTakeOverExpiredLease: a holder that died (stopped renewing without
+// releasing) loses the duty once its lease expires.
+func TestTakeOverExpiredLease(t *testing.T) {
+	t.Parallel()
+	st := openStore(t)
+	now := time.Now()
+	ok, err := st.AcquireLease(t.Context(), store.LeaseParams{Name: "retention", Holder: "dead-node", Now: now, Until: now.Add(time.Second)})
+	require.NoError(t, err)
+	require.True(t, ok)
+
+	started := make(chan time.Time, 1)
+	ctx, cancel := context.WithCancel(t.Context())
+	e := leader.New(leader.Config{Store: st, Node: "live", TTL: 300 * time.Millisecond})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = e.Run(ctx, leader.Duty{Name: "retention", Run: func(ctx context.Context) { started <- time.Now(); <-ctx.Done() }})
+	}()
+	select {
+	case at := <-started:
+		require.False(t, at.Before(now.Add(time.Second)), "took over before the dead node's lease expired")
+	case <-time.After(5 * time.Second):
+		t.Fatal("the expired lease was never taken over")
+	}
+	cancel()
+	<-done
+}

@@ -1,0 +1,47 @@
+package retention_test
+
+import (
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/switchboard-dev/switchboard/internal/retention"
+	"github.com/switchboard-dev/switchboard/internal/store"
+	"github.com/switchboard-dev/switchboard/internal/store/sqlite"
+)
+
+func TestSweepDeletesOnlyExpiredFinishedEvents(t *testing.T) {
+	t.Parallel()
+	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "test.db"))
+	require.NoError(t, err)
+	defer st.Close()
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	var evs []store.NewEvent
+	for i := range 1200 {
+		evs = append(evs, store.NewEvent{ID: store.NewID("evt_", now), Source: "s", Key: fmt.Sprint(i),
+			ReceivedAt: now.Add(-40 * 24 * time.Hour), Payload: []byte(`{}`)})
+	}
+	// One old event still has a pending run: it must survive.
+	evs = append(evs, store.NewEvent{ID: store.NewID("evt_", now), Source: "s", Key: "pending",
+		ReceivedAt: now.Add(-40 * 24 * time.Hour), Payload: []byte(`{}`),
+		Runs: []store.NewRun{{ID: store.NewID("run_", now), Flow: "f", StepID: "a"}}})
+	evs = append(evs, store.NewEvent{ID: store.NewID("evt_", now), Source: "s", Key: "recent",
+		ReceivedAt: now.Add(-time.Hour), Payload: []byte(`{}`)})
+	_, err = st.InsertEvents(t.Context(), evs)
+	require.NoError(t, err)
+
+	s := retention.New(retention.Config{Store: st, Keep: 30 * 24 * time.Hour, Batch: 500, NowFunc: func() time.Time { return now }})
+	n, err := s.Sweep(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, 1200, n, "three batches")
+	left, err := st.ListEvents(t.Context(), store.ListEventsParams{})
+	require.NoError(t, err)
+	var keys []string
+	for _, e := range left {
+		keys = append(keys, e.Key)
+	}
+	require.ElementsMatch(t, []string{"pending", "recent"}, keys)
+}
