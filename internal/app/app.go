@@ -79,6 +79,9 @@ type Options struct {
 	NoMigrate bool
 	// Node identifies this process; default NodeID().
 	Node string
+	// NoExecutor runs ingest only: events and runs are stored, nothing is
+	// executed (the benchmark's ingest phase).
+	NoExecutor bool
 }
 
 // Server is one node: ingest, engine and executor over one store.
@@ -190,8 +193,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	var g errgroup.Group
 	engineDone := make(chan struct{})
 	g.Go(func() error { defer close(engineDone); return s.Engine.Run(engineCtx) })
-	g.Go(func() error { return s.Executor.Run(execCtx) })
-	if s.listener != nil {
+	if !s.opts.NoExecutor {
+		g.Go(func() error { return s.Executor.Run(execCtx) })
+	}
+	if s.listener != nil && !s.opts.NoExecutor {
 		g.Go(func() error { return s.listener(execCtx, s.Executor.Notify) })
 	}
 	elector := leader.New(leader.Config{Store: s.Store, Node: s.opts.Node, TTL: s.Plan.Lease, Logger: s.opts.Logger})

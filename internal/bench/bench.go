@@ -1,0 +1,397 @@
+// Package bench is `switchboard bench`: it measures, in one process and
+// against loopback only, a bare net/http handler (the machine's ceiling),
+// ingest alone, and ingest plus delivery, under the same load, and reports
+// each as a ratio of the baseline and as CPU time per event. It fails when
+// an acknowledged event is lost or delivered twice.
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/switchboard-dev/switchboard/internal/app"
+	"github.com/switchboard-dev/switchboard/internal/config"
+)
+
+// Config is what `switchboard bench` was asked to do.
+type Config struct {
+	// Store is "" for SQLite in a temporary directory, or a postgres:// DSN
+	// (each phase then uses a fresh schema, dropped afterwards).
+	Store       string  `json:"store"`
+	Connections int     `json:"connections"`
+	Duration    Dur     `json:"duration"`
+	Rate        float64 `json:"rate"`
+	BodySize    int     `json:"body_size"`
+	DupPercent  float64 `json:"dup_percent"`
+	FailPercent float64 `json:"fail_percent"`
+	Workers     int     `json:"workers"`
+	// Drain bounds how long the end-to-end phase waits for deliveries
+	// after the load stops.
+	Drain Dur `json:"drain"`
+}
+
+// Dur is a time.Duration that prints as "10s" in JSON.
+type Dur time.Duration
+
+// MarshalText prints the duration as Go writes it.
+func (d Dur) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// Phase is one measured phase.
+type Phase struct {
+	Name       string  `json:"name"`
+	Requests   int64   `json:"requests"`
+	RPS        float64 `json:"rps"`
+	Ratio      float64 `json:"ratio"`
+	P50ms      float64 `json:"p50_ms"`
+	P99ms      float64 `json:"p99_ms"`
+	P999ms     float64 `json:"p999_ms"`
+	CPUPerEvUS float64 `json:"cpu_us_per_event"`
+	PeakRSSMB  float64 `json:"peak_rss_mb"`
+	// End-to-end only.
+	Delivered   int     `json:"delivered,omitempty"`
+	DeliveredPS float64 `json:"delivered_per_s,omitempty"`
+	LagP50ms    float64 `json:"lag_p50_ms,omitempty"`
+	LagP99ms    float64 `json:"lag_p99_ms,omitempty"`
+	Lost        int     `json:"lost"`
+	Duplicates  int     `json:"duplicates"`
+}
+
+// Report is the whole run.
+type Report struct {
+	Settings Config  `json:"settings"`
+	Phases   []Phase `json:"phases"`
+
+	BaselineRPS        float64 `json:"baseline_rps"`
+	IngestRPS          float64 `json:"ingest_rps"`
+	IngestP99ms        float64 `json:"ingest_p99_ms"`
+	IngestCPUPerEvUS   float64 `json:"ingest_cpu_us_per_event"`
+	E2EDeliveredPerS   float64 `json:"e2e_delivered_per_s"`
+	E2ELagP99ms        float64 `json:"e2e_lag_p99_ms"`
+	E2ECPUPerEvUS      float64 `json:"e2e_cpu_us_per_event"`
+	Lost               int     `json:"lost"`
+	Duplicates         int     `json:"duplicates"`
+	PeakRSSMB          float64 `json:"peak_rss_mb"`
+	StoreKind          string  `json:"store"`
+	IngestRatio        float64 `json:"ingest_ratio"`
+	E2EDeliveredRatio  float64 `json:"e2e_delivered_ratio"`
+	IdleRSSMB          float64 `json:"idle_rss_mb"`
+	ServeReadyMS       float64 `json:"serve_ready_ms"`
+}
+
+// ErrLostOrDuplicated fails a run that lost or duplicated an event.
+var ErrLostOrDuplicated = errors.New("events lost or delivered twice")
+
+// WithDefaults fills unset settings.
+func (c Config) WithDefaults() Config {
+	if c.Connections <= 0 {
+		c.Connections = 64
+	}
+	if c.Duration <= 0 {
+		c.Duration = Dur(10 * time.Second)
+	}
+	if c.BodySize <= 0 {
+		c.BodySize = 1024
+	}
+	if c.Workers <= 0 {
+		c.Workers = 32
+	}
+	if c.Drain <= 0 {
+		c.Drain = Dur(2 * time.Minute)
+	}
+	return c
+}
+
+// Run runs the three phases and returns the report. progress receives a
+// line per phase as it finishes.
+func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
+	cfg = cfg.WithDefaults()
+	rep := &Report{Settings: cfg, StoreKind: "sqlite"}
+	if cfg.Store != "" {
+		rep.StoreKind = "postgres"
+	}
+	body := func(n int64) ([]byte, int64) {
+		id := n
+		if cfg.DupPercent > 0 && n > 1 && int64(float64(n)*cfg.DupPercent/100) != int64(float64(n-1)*cfg.DupPercent/100) {
+			id = n - 1 // a retry of the previous event by its sender
+		}
+		return eventBody(id, cfg.BodySize), id
+	}
+
+	base, err := measure(ctx, "baseline", func(ctx context.Context) (*Phase, error) {
+		url, stop, err := serveHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			w.WriteHeader(http.StatusOK)
+		}))
+		if err != nil {
+			return nil, err
+		}
+		defer stop()
+		res, err := runLoad(ctx, loadConfig{URL: url, Connections: cfg.Connections, Duration: time.Duration(cfg.Duration), Rate: cfg.Rate, Body: body})
+		return phaseOf("baseline", res), err
+	})
+	if err != nil {
+		return nil, err
+	}
+	rep.add(base, progress)
+
+	ingestStore, dropIngest, err := newStore(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer dropIngest()
+	ingest, err := measure(ctx, "ingest", func(ctx context.Context) (*Phase, error) {
+		srv, err := startNode(ctx, cfg, ingestStore, "http://127.0.0.1:9/", true)
+		if err != nil {
+			return nil, err
+		}
+		defer srv.stop()
+		runtime.GC()
+		rep.IdleRSSMB = float64(rssBytes()) / (1 << 20)
+		res, err := runLoad(ctx, loadConfig{URL: srv.url, Connections: cfg.Connections, Duration: time.Duration(cfg.Duration), Rate: cfg.Rate, Body: body})
+		return phaseOf("ingest", res), err
+	})
+	if err != nil {
+		return nil, err
+	}
+	rep.add(ingest, progress)
+	// Readiness on an existing database: the ingest phase's store, now
+	// holding every event it accepted.
+	t0 := time.Now()
+	again, err := startNode(ctx, cfg, ingestStore, "http://127.0.0.1:9/", true)
+	if err != nil {
+		return nil, fmt.Errorf("restart on the ingest store: %w", err)
+	}
+	rep.ServeReadyMS = ms(time.Since(t0))
+	again.stop()
+
+	e2e, err := measure(ctx, "e2e", func(ctx context.Context) (*Phase, error) {
+		sk := newSink(cfg.FailPercent)
+		sinkURL, stopSink, err := serveHandler(sk)
+		if err != nil {
+			return nil, err
+		}
+		defer stopSink()
+		storeRef, drop, err := newStore(ctx, cfg)
+		if err != nil {
+			return nil, err
+		}
+		defer drop()
+		srv, err := startNode(ctx, cfg, storeRef, sinkURL, false)
+		if err != nil {
+			return nil, err
+		}
+		defer srv.stop()
+		start := time.Now()
+		res, err := runLoad(ctx, loadConfig{URL: srv.url, Connections: cfg.Connections, Duration: time.Duration(cfg.Duration), Rate: cfg.Rate, Body: body})
+		if err != nil {
+			return nil, err
+		}
+		deadline := time.Now().Add(time.Duration(cfg.Drain))
+		for sk.delivered() < len(res.AckedIDs) && time.Now().Before(deadline) && ctx.Err() == nil {
+			time.Sleep(5 * time.Millisecond)
+		}
+		p := phaseOf("e2e", res)
+		p.Lost, p.Duplicates = sk.check(res.AckedIDs)
+		p.Delivered = sk.delivered()
+		sk.mu.Lock()
+		last := sk.last
+		sk.mu.Unlock()
+		if elapsed := last.Sub(start).Seconds(); elapsed > 0 {
+			p.DeliveredPS = float64(p.Delivered) / elapsed
+		}
+		p.LagP50ms, p.LagP99ms = ms(sk.lagPercentile(50)), ms(sk.lagPercentile(99))
+		return p, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	rep.add(e2e, progress)
+	if rep.Lost > 0 || rep.Duplicates > 0 {
+		return rep, fmt.Errorf("%w: %d acknowledged events not delivered, %d delivered twice", ErrLostOrDuplicated, rep.Lost, rep.Duplicates)
+	}
+	return rep, nil
+}
+
+func (r *Report) add(p *Phase, progress io.Writer) {
+	if len(r.Phases) > 0 && r.Phases[0].RPS > 0 {
+		p.Ratio = p.RPS / r.Phases[0].RPS
+	} else {
+		p.Ratio = 1
+	}
+	r.Phases = append(r.Phases, *p)
+	r.PeakRSSMB = max(r.PeakRSSMB, p.PeakRSSMB)
+	switch p.Name {
+	case "baseline":
+		r.BaselineRPS = p.RPS
+	case "ingest":
+		r.IngestRPS, r.IngestP99ms, r.IngestCPUPerEvUS, r.IngestRatio = p.RPS, p.P99ms, p.CPUPerEvUS, p.Ratio
+	case "e2e":
+		r.E2EDeliveredPerS, r.E2ELagP99ms, r.E2ECPUPerEvUS = p.DeliveredPS, p.LagP99ms, p.CPUPerEvUS
+		r.Lost, r.Duplicates = p.Lost, p.Duplicates
+		if r.BaselineRPS > 0 {
+			r.E2EDeliveredRatio = p.DeliveredPS / r.BaselineRPS
+		}
+	}
+	if progress != nil {
+		fmt.Fprintf(progress, "%-8s done: %.0f req/s\n", p.Name, p.RPS)
+	}
+}
+
+func phaseOf(name string, res *loadResult) *Phase {
+	if res == nil {
+		return &Phase{Name: name}
+	}
+	return &Phase{
+		Name: name, Requests: res.Requests, RPS: res.rps(),
+		P50ms: ms(res.percentile(50)), P99ms: ms(res.percentile(99)), P999ms: ms(res.percentile(99.9)),
+	}
+}
+
+// measure runs fn with CPU accounting and an RSS sampler around it.
+func measure(ctx context.Context, name string, fn func(context.Context) (*Phase, error)) (*Phase, error) {
+	cpu0 := cpuTime()
+	rss := startRSSSampler()
+	p, err := fn(ctx)
+	peak := rss()
+	if err != nil {
+		return nil, fmt.Errorf("%s phase: %w", name, err)
+	}
+	if p.Requests > 0 {
+		p.CPUPerEvUS = float64((cpuTime() - cpu0).Microseconds()) / float64(p.Requests)
+	}
+	p.PeakRSSMB = float64(peak) / (1 << 20)
+	return p, nil
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// serveHandler serves h on a loopback port.
+func serveHandler(h http.Handler) (string, func(), error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	return "http://" + ln.Addr().String(), func() { srv.Close() }, nil
+}
+
+const benchConfig = `version: 1
+store: ${BENCH_STORE}
+workers: ${BENCH_WORKERS}
+retry: { base: 100ms, cap: 2s, attempts: 10 }
+systems:
+  sink: { kind: http, base_url: "${BENCH_SINK}", timeout: 10s }
+sources:
+  bench:
+    webhook: { max_body: 64KiB }
+    key: .id
+flows:
+  deliver:
+    on: bench
+    steps:
+      - id: post
+        do: sink.request
+        with:
+          method: '"POST"'
+          path: '"/events"'
+          body: '{id: .id, sent: .sent_ns, email: .email}'
+`
+
+type node struct {
+	url  string
+	stop func()
+}
+
+// newStore returns a store reference for a fresh, empty store and a
+// function that deletes it.
+func newStore(ctx context.Context, cfg Config) (string, func(), error) {
+	dir, err := os.MkdirTemp("", "switchboard-bench-")
+	if err != nil {
+		return "", nil, err
+	}
+	if cfg.Store == "" {
+		return "sqlite:" + filepath.Join(dir, "bench.db"), func() { os.RemoveAll(dir) }, nil
+	}
+	os.RemoveAll(dir)
+	return freshSchema(ctx, cfg.Store)
+}
+
+// startNode starts a Switchboard server on storeRef and waits until it is
+// ready.
+func startNode(ctx context.Context, cfg Config, storeRef, sinkURL string, noExecutor bool) (*node, error) {
+	env := map[string]string{"BENCH_STORE": storeRef, "BENCH_SINK": sinkURL, "BENCH_WORKERS": fmt.Sprint(cfg.Workers)}
+	c, err := config.Parse("bench.yaml", []byte(benchConfig), func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil {
+		return nil, err
+	}
+	plan, err := app.Compile(c)
+	if err != nil {
+		return nil, err
+	}
+	srv, err := app.NewServer(ctx, plan, app.Options{Logger: slog.New(slog.DiscardHandler), NoExecutor: noExecutor})
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		srv.Close()
+		return nil, err
+	}
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(sctx, ln) }()
+	base := "http://" + ln.Addr().String()
+	for {
+		resp, err := http.Get(base + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return &node{url: base + "/hooks/bench", stop: func() { cancel(); <-done }}, nil
+}
+
+// freshSchema creates a schema for one phase and returns a DSN using it.
+func freshSchema(ctx context.Context, dsn string) (string, func(), error) {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	schema := "sb_bench_" + hex.EncodeToString(b[:])
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return "", nil, fmt.Errorf("connect: %w", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+		return "", nil, err
+	}
+	sep := "?"
+	if strings.Contains(dsn, "?") {
+		sep = "&"
+	}
+	drop := func() {
+		c, err := pgx.Connect(context.Background(), dsn)
+		if err == nil {
+			_, _ = c.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
+			c.Close(context.Background())
+		}
+	}
+	return dsn + sep + "search_path=" + schema, drop, nil
+}

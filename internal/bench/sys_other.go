@@ -1,0 +1,11 @@
+//go:build !linux
+
+package bench
+
+import "time"
+
+func cpuTime() time.Duration { return 0 }
+
+func rssBytes() int64 { return 0 }
+
+func startRSSSampler() func() int64 { return func() int64 { return 0 } }

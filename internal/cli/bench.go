@@ -1,0 +1,71 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/switchboard-dev/switchboard/internal/bench"
+)
+
+func runBench(ctx context.Context, e env, args []string) error {
+	fs := flags("bench", e)
+	var cfg bench.Config
+	fs.StringVar(&cfg.Store, "store", "", "postgres://… to measure PostgreSQL (default: SQLite in a temporary directory)")
+	fs.IntVar(&cfg.Connections, "connections", 64, "concurrent connections")
+	dur := fs.Duration("duration", 10*time.Second, "load duration of each phase")
+	fs.Float64Var(&cfg.Rate, "rate", 0, "open loop: requests per second (0: closed loop)")
+	fs.IntVar(&cfg.BodySize, "body", 1024, "request body size in bytes")
+	fs.Float64Var(&cfg.DupPercent, "dup", 3, "percent of requests that re-send the previous event")
+	fs.Float64Var(&cfg.FailPercent, "fail", 0, "percent of deliveries the downstream answers 503 (first attempt)")
+	fs.IntVar(&cfg.Workers, "workers", 32, "executor workers")
+	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	cfg.Duration = bench.Dur(*dur)
+	progress := e.stderr
+	rep, err := bench.Run(ctx, cfg, progress)
+	if rep == nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		if encErr := enc.Encode(rep); encErr != nil {
+			return encErr
+		}
+		return err
+	}
+	s := rep.Settings
+	mode := "closed loop"
+	if s.Rate > 0 {
+		mode = fmt.Sprintf("open loop at %.0f req/s", s.Rate)
+	}
+	fmt.Fprintf(e.stdout, "store %s, %d connections, %s, %s per phase, %d-byte bodies, %.0f%% duplicates, %.0f%% downstream 503s, %d workers\n\n",
+		rep.StoreKind, s.Connections, mode, time.Duration(s.Duration), s.BodySize, s.DupPercent, s.FailPercent, s.Workers)
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "phase\treq/s\tof baseline\tp50 ms\tp99 ms\tp99.9 ms\tdelivered/s\tlag p50 ms\tlag p99 ms\tCPU µs/event\tpeak RSS MB\t")
+	for _, p := range rep.Phases {
+		delivered, lag50, lag99 := "-", "-", "-"
+		if p.Name == "e2e" {
+			delivered = fmt.Sprintf("%.0f (%.0f%%)", p.DeliveredPS, 100*rep.E2EDeliveredRatio)
+			lag50, lag99 = fmt.Sprintf("%.1f", p.LagP50ms), fmt.Sprintf("%.1f", p.LagP99ms)
+		}
+		fmt.Fprintf(tw, "%s\t%.0f\t%.0f%%\t%.2f\t%.2f\t%.2f\t%s\t%s\t%s\t%.0f\t%.0f\t\n",
+			p.Name, p.RPS, 100*p.Ratio, p.P50ms, p.P99ms, p.P999ms, delivered, lag50, lag99, p.CPUPerEvUS, p.PeakRSSMB)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "\nidle RSS %.0f MB; serve ready on an existing database in %.0f ms\n", rep.IdleRSSMB, rep.ServeReadyMS)
+	if errors.Is(err, bench.ErrLostOrDuplicated) {
+		fmt.Fprintf(e.stdout, "FAILED: %d acknowledged events lost, %d delivered twice\n", rep.Lost, rep.Duplicates)
+	} else {
+		fmt.Fprintf(e.stdout, "every acknowledged event delivered exactly once (%d lost, %d duplicates)\n", rep.Lost, rep.Duplicates)
+	}
+	return err
+}
