@@ -75,21 +75,21 @@ type Report struct {
 	Settings Config  `json:"settings"`
 	Phases   []Phase `json:"phases"`
 
-	BaselineRPS        float64 `json:"baseline_rps"`
-	IngestRPS          float64 `json:"ingest_rps"`
-	IngestP99ms        float64 `json:"ingest_p99_ms"`
-	IngestCPUPerEvUS   float64 `json:"ingest_cpu_us_per_event"`
-	E2EDeliveredPerS   float64 `json:"e2e_delivered_per_s"`
-	E2ELagP99ms        float64 `json:"e2e_lag_p99_ms"`
-	E2ECPUPerEvUS      float64 `json:"e2e_cpu_us_per_event"`
-	Lost               int     `json:"lost"`
-	Duplicates         int     `json:"duplicates"`
-	PeakRSSMB          float64 `json:"peak_rss_mb"`
-	StoreKind          string  `json:"store"`
-	IngestRatio        float64 `json:"ingest_ratio"`
-	E2EDeliveredRatio  float64 `json:"e2e_delivered_ratio"`
-	IdleRSSMB          float64 `json:"idle_rss_mb"`
-	ServeReadyMS       float64 `json:"serve_ready_ms"`
+	BaselineRPS       float64 `json:"baseline_rps"`
+	IngestRPS         float64 `json:"ingest_rps"`
+	IngestP99ms       float64 `json:"ingest_p99_ms"`
+	IngestCPUPerEvUS  float64 `json:"ingest_cpu_us_per_event"`
+	E2EDeliveredPerS  float64 `json:"e2e_delivered_per_s"`
+	E2ELagP99ms       float64 `json:"e2e_lag_p99_ms"`
+	E2ECPUPerEvUS     float64 `json:"e2e_cpu_us_per_event"`
+	Lost              int     `json:"lost"`
+	Duplicates        int     `json:"duplicates"`
+	PeakRSSMB         float64 `json:"peak_rss_mb"`
+	StoreKind         string  `json:"store"`
+	IngestRatio       float64 `json:"ingest_ratio"`
+	E2EDeliveredRatio float64 `json:"e2e_delivered_ratio"`
+	IdleRSSMB         float64 `json:"idle_rss_mb"`
+	ServeReadyMS      float64 `json:"serve_ready_ms"`
 }
 
 // ErrLostOrDuplicated fails a run that lost or duplicated an event.
