@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"runtime/pprof"
 	"text/tabwriter"
 	"time"
 
@@ -23,8 +25,20 @@ func runBench(ctx context.Context, e env, args []string) error {
 	fs.Float64Var(&cfg.FailPercent, "fail", 0, "percent of deliveries the downstream answers 503 (first attempt)")
 	fs.IntVar(&cfg.Workers, "workers", 32, "executor workers")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	cfg.Duration = bench.Dur(*dur)
 	progress := e.stderr

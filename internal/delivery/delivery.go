@@ -160,16 +160,30 @@ func (x *Executor) Run(ctx context.Context) error {
 	// grace period, so a shutdown lets them finish and record their result.
 	stepCtx, cancelSteps := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelSteps()
-	slots := make(chan struct{}, x.cfg.Workers)
+	// Claims are batched: a claim is a write transaction, so claiming one
+	// run each time a worker frees up would cost one commit per run. The
+	// loop waits (briefly) until a quarter of the workers are free.
+	minBatch := max(1, x.cfg.Workers/4)
+	var busy atomic.Int64
+	freed := make(chan struct{}, 1)
 	var wg sync.WaitGroup
 	var seq int
 	for ctx.Err() == nil {
-		free := x.cfg.Workers - len(slots)
-		if free == 0 {
-			// Every worker is busy: wait for one to finish.
-			slots <- struct{}{}
-			<-slots
-			continue
+		free := x.cfg.Workers - int(busy.Load())
+		if free < minBatch {
+			linger := time.NewTimer(2 * time.Millisecond)
+			if free == 0 {
+				linger.Stop() // nothing to claim for: wait for a worker
+			}
+			select {
+			case <-freed:
+				linger.Stop()
+				continue
+			case <-linger.C:
+			case <-ctx.Done():
+				linger.Stop()
+				continue
+			}
 		}
 		seq++
 		token := fmt.Sprintf("%s-%d", x.node, seq)
@@ -181,10 +195,16 @@ func (x *Executor) Run(ctx context.Context) error {
 			x.cfg.Logger.Error("claim runs", "error", err)
 		}
 		for _, c := range claimed {
-			slots <- struct{}{}
+			busy.Add(1)
 			x.track(c.Run.ID, token)
 			wg.Go(func() {
-				defer func() { <-slots }()
+				defer func() {
+					busy.Add(-1)
+					select {
+					case freed <- struct{}{}:
+					default:
+					}
+				}()
 				defer x.untrack(c.Run.ID)
 				x.execute(stepCtx, token, c)
 			})

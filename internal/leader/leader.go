@@ -69,7 +69,12 @@ func (e *Elector) Run(ctx context.Context, d Duty) error {
 	for {
 		now := e.cfg.NowFunc()
 		held, err := e.cfg.Store.AcquireLease(ctx, store.LeaseParams{Name: d.Name, Holder: e.cfg.Node, Now: now, Until: now.Add(e.cfg.TTL)})
-		if err != nil && ctx.Err() == nil {
+		if ctx.Err() != nil {
+			// Shutting down: the renewal was cut off, not refused. Return
+			// so the deferred release hands the lease over at once.
+			return nil
+		}
+		if err != nil {
 			log.Error("lease renewal failed", "error", err)
 			held = false
 		}

@@ -9,37 +9,46 @@ import (
 	"github.com/switchboard-dev/switchboard/internal/store"
 )
 
+// Statements prepared once at Open (see Store.stmt).
+const (
+	qInsEvent = `INSERT INTO events (id, source, key, received_at, payload)
+			VALUES (?, ?, ?, ?, ?) ON CONFLICT (source, key) DO NOTHING`
+	qInsRun = `INSERT INTO runs (id, event_id, flow, state, step_id, due_at, created_at, updated_at)
+			VALUES (?, ?, ?, 'pending', ?, ?, ?, ?)`
+	qFindEvent = `SELECT id FROM events WHERE source = ? AND key = ?`
+)
+
 // InsertEvents stores a batch in one transaction: one fsync for all of it.
 // Dedupe relies on the unique index, never on a prior SELECT, so two
 // concurrent batches holding the same key cannot both insert it.
 func (s *Store) InsertEvents(ctx context.Context, events []store.NewEvent) ([]store.InsertResult, error) {
 	results := make([]store.InsertResult, len(events))
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		insEvent, err := tx.PrepareContext(ctx, `INSERT INTO events (id, source, key, received_at, payload)
-			VALUES (?, ?, ?, ?, ?) ON CONFLICT (source, key) DO NOTHING RETURNING id`)
+		insEvent, err := s.stmt(ctx, tx, qInsEvent)
 		if err != nil {
 			return err
 		}
-		defer insEvent.Close()
-		insRun, err := tx.PrepareContext(ctx, `INSERT INTO runs (id, event_id, flow, state, step_id, due_at, created_at, updated_at)
-			VALUES (?, ?, ?, 'pending', ?, ?, ?, ?)`)
+		insRun, err := s.stmt(ctx, tx, qInsRun)
 		if err != nil {
 			return err
 		}
-		defer insRun.Close()
+		findEvent, err := s.stmt(ctx, tx, qFindEvent)
+		if err != nil {
+			return err
+		}
 		for i, e := range events {
 			at := micros(e.ReceivedAt)
-			var id string
-			err := insEvent.QueryRowContext(ctx, e.ID, e.Source, e.Key, at, e.Payload).Scan(&id)
-			if errors.Is(err, sql.ErrNoRows) {
-				if err := tx.QueryRowContext(ctx, `SELECT id FROM events WHERE source = ? AND key = ?`, e.Source, e.Key).Scan(&id); err != nil {
+			res, err := insEvent.ExecContext(ctx, e.ID, e.Source, e.Key, at, e.Payload)
+			if err != nil {
+				return fmt.Errorf("insert event: %w", err)
+			}
+			id := e.ID
+			if n, _ := res.RowsAffected(); n == 0 {
+				if err := findEvent.QueryRowContext(ctx, e.Source, e.Key).Scan(&id); err != nil {
 					return fmt.Errorf("find duplicate event: %w", err)
 				}
 				results[i] = store.InsertResult{EventID: id, Duplicate: true}
 				continue
-			}
-			if err != nil {
-				return fmt.Errorf("insert event: %w", err)
 			}
 			results[i] = store.InsertResult{EventID: id}
 			for _, r := range e.Runs {

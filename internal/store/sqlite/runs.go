@@ -3,11 +3,34 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/switchboard-dev/switchboard/internal/store"
+)
+
+// Statements prepared once at Open (see Store.stmt).
+const (
+	qClaim = `UPDATE runs SET state = 'running', lease_token = ?, due_at = ?,
+				attempt = attempt + 1, updated_at = ?
+			WHERE id IN (SELECT id FROM runs
+				WHERE state IN ('pending', 'retrying', 'running') AND due_at <= ?
+				ORDER BY due_at LIMIT ?)
+			RETURNING id`
+	qLoad = `SELECT ` + runCols + `, e.key, e.received_at, e.payload
+		FROM runs r JOIN events e ON e.id = r.event_id WHERE r.id IN (SELECT value FROM json_each(?)) ORDER BY r.created_at, r.id`
+	qLoadOuts = `SELECT run_id, step_index, step_id, output FROM run_steps
+		WHERE run_id IN (SELECT value FROM json_each(?)) ORDER BY run_id, step_index`
+	qInsAttempt = `INSERT INTO attempts (run_id, step_index, step_id, system, number, outcome,
+				status, error, duration_us, response, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	qUpdRun = `UPDATE runs SET state = ?, step = ?, step_id = ?, attempt = ?, due_at = ?,
+				last_error = ?, updated_at = ?, lease_token = CASE WHEN ? = 'running' THEN lease_token ELSE '' END
+			WHERE id = ? AND lease_token = ? AND state = 'running'`
+	qInsStep = `INSERT INTO run_steps (run_id, step_index, step_id, output, completed_at)
+				VALUES (?, ?, ?, ?, ?) ON CONFLICT (run_id, step_index) DO UPDATE SET output = excluded.output,
+				completed_at = excluded.completed_at`
 )
 
 const runCols = `r.id, r.event_id, e.source, r.flow, r.generation, r.state, r.step, r.step_id, r.attempt,
@@ -28,12 +51,11 @@ func scanRun(row interface{ Scan(...any) error }) (store.Run, error) {
 func (s *Store) ClaimRuns(ctx context.Context, p store.ClaimParams) ([]store.ClaimedRun, error) {
 	var out []store.ClaimedRun
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `UPDATE runs SET state = 'running', lease_token = ?, due_at = ?,
-				attempt = attempt + 1, updated_at = ?
-			WHERE id IN (SELECT id FROM runs
-				WHERE state IN ('pending', 'retrying', 'running') AND due_at <= ?
-				ORDER BY due_at LIMIT ?)
-			RETURNING id`, p.Token, micros(p.LeaseUntil), micros(p.Now), micros(p.Now), limit(p.Limit))
+		claim, err := s.stmt(ctx, tx, qClaim)
+		if err != nil {
+			return err
+		}
+		rows, err := claim.QueryContext(ctx, p.Token, micros(p.LeaseUntil), micros(p.Now), micros(p.Now), limit(p.Limit))
 		if err != nil {
 			return fmt.Errorf("claim runs: %w", err)
 		}
@@ -52,7 +74,7 @@ func (s *Store) ClaimRuns(ctx context.Context, p store.ClaimParams) ([]store.Cla
 		if len(ids) == 0 {
 			return nil
 		}
-		out, err = loadClaimed(ctx, tx, ids)
+		out, err = s.loadClaimed(ctx, tx, ids)
 		return err
 	})
 	return out, err
@@ -60,10 +82,18 @@ func (s *Store) ClaimRuns(ctx context.Context, p store.ClaimParams) ([]store.Cla
 
 // loadClaimed reads the runs, their events and checkpoints inside the claim
 // transaction, so a worker never sees a half-written run.
-func loadClaimed(ctx context.Context, tx *sql.Tx, ids []string) ([]store.ClaimedRun, error) {
-	in := placeholders(len(ids))
-	rows, err := tx.QueryContext(ctx, `SELECT `+runCols+`, e.key, e.received_at, e.payload
-		FROM runs r JOIN events e ON e.id = r.event_id WHERE r.id IN (`+in+`) ORDER BY r.created_at, r.id`, anys(ids)...)
+// The IDs travel as one JSON array (json_each), so the statement text is
+// the same for any number of runs and is prepared once.
+func (s *Store) loadClaimed(ctx context.Context, tx *sql.Tx, ids []string) ([]store.ClaimedRun, error) {
+	idList, err := json.Marshal(ids)
+	if err != nil {
+		return nil, err
+	}
+	load, err := s.stmt(ctx, tx, qLoad)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := load.QueryContext(ctx, string(idList))
 	if err != nil {
 		return nil, fmt.Errorf("load claimed runs: %w", err)
 	}
@@ -86,8 +116,11 @@ func loadClaimed(ctx context.Context, tx *sql.Tx, ids []string) ([]store.Claimed
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	outs, err := tx.QueryContext(ctx, `SELECT run_id, step_index, step_id, output FROM run_steps
-		WHERE run_id IN (`+in+`) ORDER BY run_id, step_index`, anys(ids)...)
+	loadOuts, err := s.stmt(ctx, tx, qLoadOuts)
+	if err != nil {
+		return nil, err
+	}
+	outs, err := loadOuts.QueryContext(ctx, string(idList))
 	if err != nil {
 		return nil, fmt.Errorf("load checkpoints: %w", err)
 	}
@@ -122,17 +155,26 @@ func (s *Store) ExtendLeases(ctx context.Context, p store.ExtendParams) error {
 func (s *Store) FinishAttempts(ctx context.Context, ps []store.FinishParams) ([]error, error) {
 	results := make([]error, len(ps))
 	err := s.tx(ctx, func(tx *sql.Tx) error {
+		insAttempt, err := s.stmt(ctx, tx, qInsAttempt)
+		if err != nil {
+			return err
+		}
+		updRun, err := s.stmt(ctx, tx, qUpdRun)
+		if err != nil {
+			return err
+		}
+		insStep, err := s.stmt(ctx, tx, qInsStep)
+		if err != nil {
+			return err
+		}
 		for i, p := range ps {
 			a := p.Attempt
-			if _, err := tx.ExecContext(ctx, `INSERT INTO attempts (run_id, step_index, step_id, system, number, outcome,
-					status, error, duration_us, response, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			if _, err := insAttempt.ExecContext(ctx,
 				p.RunID, a.StepIndex, a.StepID, a.System, a.Number, a.Outcome, a.Status, a.Error,
 				a.Duration.Microseconds(), a.Response, micros(a.StartedAt)); err != nil {
 				return fmt.Errorf("record attempt: %w", err)
 			}
-			res, err := tx.ExecContext(ctx, `UPDATE runs SET state = ?, step = ?, step_id = ?, attempt = ?, due_at = ?,
-					last_error = ?, updated_at = ?, lease_token = CASE WHEN ? = 'running' THEN lease_token ELSE '' END
-				WHERE id = ? AND lease_token = ? AND state = 'running'`,
+			res, err := updRun.ExecContext(ctx,
 				p.State, p.Step, p.StepID, p.RunAttempt, micros(p.DueAt), p.LastError, micros(p.Now), p.State,
 				p.RunID, p.Token)
 			if err != nil {
@@ -143,9 +185,7 @@ func (s *Store) FinishAttempts(ctx context.Context, ps []store.FinishParams) ([]
 				continue
 			}
 			if p.Output != nil {
-				if _, err := tx.ExecContext(ctx, `INSERT INTO run_steps (run_id, step_index, step_id, output, completed_at)
-						VALUES (?, ?, ?, ?, ?) ON CONFLICT (run_id, step_index) DO UPDATE SET output = excluded.output,
-						completed_at = excluded.completed_at`,
+				if _, err := insStep.ExecContext(ctx,
 					p.RunID, a.StepIndex, a.StepID, p.Output, micros(p.Now)); err != nil {
 					return fmt.Errorf("checkpoint step: %w", err)
 				}

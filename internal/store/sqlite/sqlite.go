@@ -28,6 +28,8 @@ var migrations embed.FS
 type Store struct {
 	w *sql.DB // the one writer connection
 	r *sql.DB // readers
+
+	stmts map[string]*sql.Stmt // prepared at Open, read-only afterwards
 }
 
 var _ store.Store = (*Store)(nil)
@@ -48,10 +50,14 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
-	s := &Store{w: w}
+	s := &Store{w: w, stmts: map[string]*sql.Stmt{}}
 	if err := s.migrate(ctx); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("migrate sqlite %s: %w", path, err)
+	}
+	if err := s.prepare(ctx); err != nil {
+		s.Close()
+		return nil, err
 	}
 	r, err := sql.Open("sqlite", base+"?"+pragmas)
 	if err != nil {
@@ -65,10 +71,38 @@ func Open(ctx context.Context, path string) (*Store, error) {
 }
 
 // Close closes both connection pools.
-func (s *Store) Close() error { return errors.Join(s.r.Close(), s.w.Close()) }
+func (s *Store) Close() error {
+	for _, st := range s.stmts {
+		st.Close()
+	}
+	return errors.Join(s.r.Close(), s.w.Close())
+}
 
-// Ping checks the writer connection, the one ingest depends on.
-func (s *Store) Ping(ctx context.Context) error { return s.w.PingContext(ctx) }
+// preparedQueries are prepared on the writer connection at Open. Parsing
+// SQL costs more than running these small statements, and the writer is one
+// long-lived connection, so each is prepared once. (They cannot be prepared
+// lazily: inside a transaction the only connection is taken.)
+var preparedQueries = []string{qInsEvent, qInsRun, qFindEvent, qClaim, qLoad, qLoadOuts, qInsAttempt, qUpdRun, qInsStep}
+
+func (s *Store) prepare(ctx context.Context) error {
+	for _, q := range preparedQueries {
+		st, err := s.w.PrepareContext(ctx, q)
+		if err != nil {
+			return fmt.Errorf("prepare %q: %w", q, err)
+		}
+		s.stmts[q] = st
+	}
+	return nil
+}
+
+// stmt returns the prepared statement for query, bound to tx.
+func (s *Store) stmt(ctx context.Context, tx *sql.Tx, query string) (*sql.Stmt, error) {
+	st, ok := s.stmts[query]
+	if !ok {
+		return nil, fmt.Errorf("sqlite: statement not prepared: %q", query)
+	}
+	return tx.StmtContext(ctx, st), nil
+}
 
 func (s *Store) migrate(ctx context.Context) error {
 	if _, err := s.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
@@ -136,3 +170,6 @@ func anys(ss []string) []any {
 	}
 	return out
 }
+
+// Ping checks the writer connection, the one ingest depends on.
+func (s *Store) Ping(ctx context.Context) error { return s.w.PingContext(ctx) }

@@ -1,0 +1,80 @@
+package sqlite_test
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/switchboard-dev/switchboard/internal/store"
+	"github.com/switchboard-dev/switchboard/internal/store/sqlite"
+)
+
+func openBench(b *testing.B) *sqlite.Store {
+	b.Helper()
+	s, err := sqlite.Open(b.Context(), filepath.Join(b.TempDir(), "bench.db"))
+	require.NoError(b, err)
+	b.Cleanup(func() { s.Close() })
+	return s
+}
+
+var payload = []byte(`{"id":"x","email":"ann@example.com","notes":"` + strings.Repeat("x", 950) + `"}`)
+
+func batchOf(n, from int, now time.Time) []store.NewEvent {
+	evs := make([]store.NewEvent, n)
+	for i := range evs {
+		evs[i] = store.NewEvent{
+			ID: store.NewID("evt_", now), Source: "bench", Key: fmt.Sprint(from + i), ReceivedAt: now, Payload: payload,
+			Runs: []store.NewRun{{ID: store.NewID("run_", now), Flow: "deliver", StepID: "post"}},
+		}
+	}
+	return evs
+}
+
+// BenchmarkInsertEvents measures one group commit of 64 events with a run
+// each: the ingest hot path. Report per event with -benchtime and the
+// events/op metric.
+func BenchmarkInsertEvents(b *testing.B) {
+	s := openBench(b)
+	now := time.Now()
+	n := 0
+	for b.Loop() {
+		_, err := s.InsertEvents(b.Context(), batchOf(64, n, now))
+		require.NoError(b, err)
+		n += 64
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(n), "µs/event")
+}
+
+// BenchmarkClaimFinish measures the executor's store cycle: claim 32 runs,
+// then finish them in one batch.
+func BenchmarkClaimFinish(b *testing.B) {
+	s := openBench(b)
+	now := time.Now()
+	for i := 0; i < 200; i++ {
+		_, err := s.InsertEvents(b.Context(), batchOf(256, i*256, now))
+		require.NoError(b, err)
+	}
+	runs := 0
+	for b.Loop() {
+		tok := store.NewID("tok_", now)
+		got, err := s.ClaimRuns(b.Context(), store.ClaimParams{Token: tok, Now: now.Add(time.Second), LeaseUntil: now.Add(time.Minute), Limit: 32})
+		require.NoError(b, err)
+		if len(got) == 0 {
+			b.Fatal("queue drained; raise the number of events")
+		}
+		ps := make([]store.FinishParams, len(got))
+		for i, c := range got {
+			ps[i] = store.FinishParams{RunID: c.Run.ID, Token: tok, Now: now,
+				Attempt: store.Attempt{StepID: "post", System: "sink", Number: 1, Outcome: store.AttemptSucceeded, Status: 200, Response: []byte(`{"ok":true}`), StartedAt: now},
+				Output:  []byte(`{"ok":true}`), State: store.RunSucceeded, Step: 1, RunAttempt: 1, DueAt: now}
+		}
+		_, err = s.FinishAttempts(b.Context(), ps)
+		require.NoError(b, err)
+		runs += len(got)
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(runs), "µs/run")
+}
