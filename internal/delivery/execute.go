@@ -85,7 +85,10 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 			stopping := x.stopping.Load()
 			switch {
 			case next == len(f.Steps):
-				p.State, p.RunAttempt, p.DueAt = store.RunSucceeded, run.Attempt, now
+				// No later step reads the last output and a finished run
+				// never resumes, so it is not checkpointed (the attempt
+				// keeps the response body): one write less per run.
+				p.State, p.RunAttempt, p.DueAt, p.Output = store.RunSucceeded, run.Attempt, now, nil
 			case stopping:
 				// Shutting down: hand the rest of the run back to the queue.
 				p.State, p.StepID, p.RunAttempt, p.DueAt = store.RunPending, f.Steps[next].ID, 0, now
