@@ -86,3 +86,21 @@ func TestOverloaded(t *testing.T) {
 	_, err := c.Submit(t.Context(), 2)
 	require.ErrorIs(t, err, batch.ErrOverloaded)
 }
+
+// BenchmarkCommitter measures the committer's own overhead per item under
+// 64 concurrent submitters (the commit function does no work).
+func BenchmarkCommitter(b *testing.B) {
+	c := batch.New(func(_ context.Context, items []int) ([]int, error) { return items, nil }, 256, 8192)
+	ctx, cancel := context.WithCancel(b.Context())
+	defer cancel()
+	go c.Run(ctx)
+	b.SetParallelism(32)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := c.Submit(b.Context(), 1); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
