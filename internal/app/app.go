@@ -47,9 +47,11 @@ func OpenStore(ctx context.Context, p *flow.Plan, migrate bool) (store.Store, er
 	}
 	return postgres.Open(ctx, p.PostgresDSN.Reveal(), postgres.Options{
 		Migrate: migrate,
-		// Workers claim and finish through the pool, ingest commits, the
-		// listener holds one: leave headroom beyond the workers.
-		MaxConns: int32(p.Workers + 8),
+		// Workers never hold a connection while a step runs: the store is
+		// used by the ingest committer, the claim loop, the finisher, the
+		// lease renewer, the LISTEN connection, retention and operator
+		// reads. A small pool keeps many nodes within max_connections.
+		MaxConns: 12,
 	})
 }
 
@@ -138,14 +140,19 @@ func NewServer(ctx context.Context, p *flow.Plan, opts Options) (*Server, error)
 		}
 	}
 	s := &Server{Plan: p, Store: st, opts: opts, unlock: unlock}
+	// SQLite has one writer: commits run one at a time. PostgreSQL overlaps
+	// concurrent transactions, so a few commits in flight hide round trips.
+	parallel := 1
 	if pg, ok := st.(*postgres.Store); ok {
 		s.listener = pg.Listen
+		parallel = 4
 	}
 	s.Executor = delivery.New(delivery.Config{
 		Store: st, Plan: p, Workers: p.Workers, Lease: p.Lease, Notifier: opts.Notifier,
 		Observe: opts.Observe, Logger: opts.Logger, PollInterval: opts.PollInterval, Grace: opts.ShutdownGrace,
+		CommitParallel: parallel,
 	})
-	s.Engine = engine.New(engine.Config{Store: st, Plan: p, Notify: s.Executor.Notify, Logger: opts.Logger})
+	s.Engine = engine.New(engine.Config{Store: st, Plan: p, Notify: s.Executor.Notify, Logger: opts.Logger, CommitParallel: parallel})
 	mux := http.NewServeMux()
 	mux.Handle("POST /hooks/{source}", ingest.New(ingest.Config{
 		Plan: p, Engine: s.Engine, Logger: opts.Logger, Draining: s.draining.Load,

@@ -25,9 +25,10 @@ type Func[T, R any] func(ctx context.Context, items []T) ([]R, error)
 
 // Committer groups submissions into batches. Create with New, then call Run.
 type Committer[T, R any] struct {
-	fn    Func[T, R]
-	max   int
-	queue chan *pending[T, R]
+	fn       Func[T, R]
+	max      int
+	parallel int
+	queue    chan *pending[T, R]
 
 	mu     sync.RWMutex // guards closed; held shared while sending to queue
 	closed bool
@@ -44,9 +45,11 @@ type outcome[R any] struct {
 }
 
 // New returns a committer that passes at most maxBatch items to fn at once
-// and holds at most queue items waiting.
-func New[T, R any](fn Func[T, R], maxBatch, queue int) *Committer[T, R] {
-	return &Committer[T, R]{fn: fn, max: maxBatch, queue: make(chan *pending[T, R], queue)}
+// and holds at most queue items waiting. parallel is how many batches may
+// commit at once: 1 for a single-writer store (SQLite), a few for a server
+// database, where concurrent transactions overlap their round trips.
+func New[T, R any](fn Func[T, R], maxBatch, queue, parallel int) *Committer[T, R] {
+	return &Committer[T, R]{fn: fn, max: maxBatch, parallel: max(1, parallel), queue: make(chan *pending[T, R], queue)}
 }
 
 // Submit queues item and waits for its batch to commit. It returns
@@ -79,6 +82,15 @@ func (c *Committer[T, R]) Submit(ctx context.Context, item T) (R, error) {
 // (with a context that is not cancelled, so accepted work is not failed
 // needlessly), answers later submitters with ErrClosed and returns.
 func (c *Committer[T, R]) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for range c.parallel {
+		wg.Go(func() { c.loop(ctx) })
+	}
+	wg.Wait()
+	return nil
+}
+
+func (c *Committer[T, R]) loop(ctx context.Context) {
 	batch := make([]*pending[T, R], 0, c.max)
 	for {
 		select {
@@ -92,7 +104,7 @@ func (c *Committer[T, R]) Run(ctx context.Context) error {
 			for {
 				batch = c.fill(batch[:0])
 				if len(batch) == 0 {
-					return nil
+					return
 				}
 				c.commit(context.WithoutCancel(ctx), batch)
 			}

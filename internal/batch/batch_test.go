@@ -33,7 +33,7 @@ func TestGroupsConcurrentSubmits(t *testing.T) {
 			out[i] = v * 2
 		}
 		return out, nil
-	}, 64, 1000)
+	}, 64, 1000, 1)
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error)
 	go func() { done <- c.Run(ctx) }()
@@ -69,7 +69,7 @@ func TestGroupsConcurrentSubmits(t *testing.T) {
 func TestErrorFailsWholeBatch(t *testing.T) {
 	t.Parallel()
 	boom := errors.New("disk full")
-	c := batch.New(func(context.Context, []int) ([]int, error) { return nil, boom }, 8, 8)
+	c := batch.New(func(context.Context, []int) ([]int, error) { return nil, boom }, 8, 8, 1)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	go c.Run(ctx)
@@ -79,7 +79,7 @@ func TestErrorFailsWholeBatch(t *testing.T) {
 
 func TestOverloaded(t *testing.T) {
 	t.Parallel()
-	c := batch.New(func(_ context.Context, items []int) ([]int, error) { return items, nil }, 8, 1)
+	c := batch.New(func(_ context.Context, items []int) ([]int, error) { return items, nil }, 8, 1, 1)
 	// Not running: the first submit fills the queue, the second is refused.
 	go c.Submit(t.Context(), 1)
 	require.Eventually(t, func() bool { return c.Pending() == 1 }, 10*time.Second, time.Millisecond)
@@ -90,7 +90,7 @@ func TestOverloaded(t *testing.T) {
 // BenchmarkCommitter measures the committer's own overhead per item under
 // 64 concurrent submitters (the commit function does no work).
 func BenchmarkCommitter(b *testing.B) {
-	c := batch.New(func(_ context.Context, items []int) ([]int, error) { return items, nil }, 256, 8192)
+	c := batch.New(func(_ context.Context, items []int) ([]int, error) { return items, nil }, 256, 8192, 1)
 	ctx, cancel := context.WithCancel(b.Context())
 	defer cancel()
 	go c.Run(ctx)

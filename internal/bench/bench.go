@@ -110,7 +110,7 @@ func (c Config) WithDefaults() Config {
 		c.BodySize = 1024
 	}
 	if c.Workers <= 0 {
-		c.Workers = 32
+		c.Workers = 128
 	}
 	if c.Drain <= 0 {
 		c.Drain = Dur(2 * time.Minute)

@@ -23,7 +23,7 @@ func runBench(ctx context.Context, e env, args []string) error {
 	fs.IntVar(&cfg.BodySize, "body", 1024, "request body size in bytes")
 	fs.Float64Var(&cfg.DupPercent, "dup", 3, "percent of requests that re-send the previous event")
 	fs.Float64Var(&cfg.FailPercent, "fail", 0, "percent of deliveries the downstream answers 503 (first attempt)")
-	fs.IntVar(&cfg.Workers, "workers", 32, "executor workers")
+	fs.IntVar(&cfg.Workers, "workers", 128, "executor workers (delivery keeps up with ingest only with enough workers to cover commit latency)")
 	fs.StringVar(&cfg.Only, "only", "", "after the baseline, run only this phase: ingest or e2e (for profiling)")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")

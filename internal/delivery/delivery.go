@@ -86,6 +86,9 @@ type Config struct {
 	NowFunc func() time.Time
 	// RandN draws uniformly from [0, n) for backoff jitter.
 	RandN func(int64) int64
+	// CommitParallel is how many batches of results may commit at once: 1
+	// (the default) for SQLite's single writer, a few for PostgreSQL.
+	CommitParallel int
 	// Grace bounds how long Run waits, after its context ends, for steps in
 	// flight; then their calls are cancelled (and retried later). Default 10s.
 	Grace time.Duration
@@ -132,7 +135,7 @@ func New(cfg Config) *Executor {
 	x.node = hex.EncodeToString(b[:])
 	x.finisher = batch.New(func(ctx context.Context, ps []store.FinishParams) ([]error, error) {
 		return cfg.Store.FinishAttempts(ctx, ps)
-	}, 256, 4*cfg.Workers)
+	}, 256, 4*cfg.Workers, cfg.CommitParallel)
 	return x
 }
 

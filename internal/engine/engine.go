@@ -46,6 +46,9 @@ type Config struct {
 	// NowFunc returns the time. Defaults to time.Now.
 	NowFunc func() time.Time
 	Logger  *slog.Logger
+	// CommitParallel is how many group commits may run at once: 1 (the
+	// default) for SQLite's single writer, a few for PostgreSQL.
+	CommitParallel int
 }
 
 // Engine accepts events. Call Run to start its committer.
@@ -66,7 +69,7 @@ func New(cfg Config) *Engine {
 		cfg.Notify = func() {}
 	}
 	e := &Engine{cfg: cfg}
-	e.committer = batch.New(e.commit, MaxBatch, MaxQueued)
+	e.committer = batch.New(e.commit, MaxBatch, MaxQueued, cfg.CommitParallel)
 	return e
 }
 
