@@ -17,7 +17,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"time"
 
@@ -45,6 +44,10 @@ type Config struct {
 	// Only, when set, runs only the named phase ("ingest" or "e2e") after
 	// the baseline, for profiling one of them.
 	Only string `json:"only,omitempty"`
+	// Self is the switchboard binary. When set, readiness and idle memory
+	// are measured on a real `serve` process started on the ingest phase's
+	// store; otherwise readiness is measured in process and idle RSS is 0.
+	Self string `json:"-"`
 }
 
 // Dur is a time.Duration that prints as "10s" in JSON.
@@ -184,8 +187,6 @@ func runIngest(ctx context.Context, cfg Config, rep *Report, body bodyFunc, prog
 			return nil, err
 		}
 		defer srv.stop()
-		runtime.GC()
-		rep.IdleRSSMB = float64(rssBytes()) / (1 << 20)
 		res, err := runLoad(ctx, loadConfig{URL: srv.url, Connections: cfg.Connections, Duration: time.Duration(cfg.Duration), Rate: cfg.Rate, Body: body})
 		return phaseOf("ingest", res), err
 	})
@@ -195,6 +196,14 @@ func runIngest(ctx context.Context, cfg Config, rep *Report, body bodyFunc, prog
 	rep.add(ingest, progress)
 	// Readiness on an existing database: the ingest phase's store, now
 	// holding every event it accepted.
+	if cfg.Self != "" {
+		ready, rss, err := measureServe(ctx, cfg, ingestStore)
+		if err != nil {
+			return fmt.Errorf("start serve on the ingest store: %w", err)
+		}
+		rep.ServeReadyMS, rep.IdleRSSMB = ms(ready), float64(rss)/(1<<20)
+		return nil
+	}
 	t0 := time.Now()
 	again, err := startNode(ctx, cfg, ingestStore, "http://127.0.0.1:9/", true)
 	if err != nil {

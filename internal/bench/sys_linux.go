@@ -19,9 +19,14 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// rssBytes reads the resident set size from /proc.
-func rssBytes() int64 {
-	f, err := os.Open("/proc/self/status")
+// rssBytes reads this process's resident set size from /proc.
+func rssBytes() int64 { return readRSS("/proc/self/status") }
+
+// processRSS reads another process's resident set size from /proc.
+func processRSS(pid int) int64 { return readRSS("/proc/" + strconv.Itoa(pid) + "/status") }
+
+func readRSS(path string) int64 {
+	f, err := os.Open(path)
 	if err != nil {
 		return 0
 	}

@@ -26,8 +26,11 @@ const (
 	actionRequest  = "request"
 	defaultTimeout = 30 * time.Second
 	// maxIdleConnsPerHost is far above net/http's default of 2: a system is one
-	// host, and many delivery workers call it at once.
-	maxIdleConnsPerHost = 64
+	// host, and many delivery workers call it at once. It must cover the
+	// worker count: a connection that cannot go back to the idle pool is
+	// closed, and the next call pays for a new TCP (and TLS) handshake.
+	// Idle connections still close after IdleConnTimeout (90 s).
+	maxIdleConnsPerHost = 1024
 )
 
 // Register adds the "http" kind to r.
@@ -126,6 +129,7 @@ func open(p connector.OpenParams) (connector.System, error) {
 		transport = dt.Clone()
 	}
 	transport.MaxIdleConnsPerHost = maxIdleConnsPerHost
+	transport.MaxIdleConns = 0 // no cap across hosts: each system has its own transport
 
 	return &system{
 		base:     base,
