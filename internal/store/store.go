@@ -229,6 +229,25 @@ type DeleteParams struct {
 	Limit  int
 }
 
+// FlowStats is the state of one flow's queue.
+type FlowStats struct {
+	Flow string
+	// Waiting counts runs pending or retrying: the queue depth.
+	Waiting int
+	Running int
+	Dead    int
+	// OldestWaiting is when the oldest waiting run was created (zero if
+	// none is waiting).
+	OldestWaiting time.Time
+}
+
+// AttemptCount is how many attempts against one system had one outcome.
+type AttemptCount struct {
+	System  string
+	Outcome AttemptOutcome
+	Count   int
+}
+
 // Store is every durable operation Switchboard performs. Implementations are
 // safe for concurrent use; each method is one transaction.
 type Store interface {
@@ -276,6 +295,16 @@ type Store interface {
 	// whose runs have all finished, with their runs, checkpoints and
 	// attempts, in one short transaction. It returns how many events went.
 	DeleteExpired(ctx context.Context, p DeleteParams) (int, error)
+
+	// QueueStats summarises the runs of each flow that has any waiting,
+	// running or dead: the numbers behind queue-depth metrics and alerts.
+	QueueStats(ctx context.Context) ([]FlowStats, error)
+	// LastEventAt returns when the newest event of source was received;
+	// false if the store holds none.
+	LastEventAt(ctx context.Context, source string) (time.Time, bool, error)
+	// AttemptStats counts attempts started at or after since, by system
+	// and outcome: the numbers behind error-rate alerts.
+	AttemptStats(ctx context.Context, since time.Time) ([]AttemptCount, error)
 
 	// Ping checks that the store answers.
 	Ping(ctx context.Context) error

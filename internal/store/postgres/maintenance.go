@@ -59,3 +59,73 @@ func (s *Store) DeleteExpired(ctx context.Context, p store.DeleteParams) (int, e
 	}
 	return int(tag.RowsAffected()), nil
 }
+
+// QueueStats groups the unfinished and dead runs by flow.
+func (s *Store) QueueStats(ctx context.Context) ([]store.FlowStats, error) {
+	rows, err := s.pool.Query(ctx, `SELECT flow, state, count(*), min(created_at) FROM runs
+		WHERE state IN ('pending', 'retrying', 'running', 'dead') GROUP BY flow, state ORDER BY flow`)
+	if err != nil {
+		return nil, fmt.Errorf("queue stats: %w", err)
+	}
+	defer rows.Close()
+	var out []store.FlowStats
+	for rows.Next() {
+		var g struct {
+			flow   string
+			state  store.RunState
+			n      int
+			oldest time.Time
+		}
+		if err := rows.Scan(&g.flow, &g.state, &g.n, &g.oldest); err != nil {
+			return nil, err
+		}
+		if len(out) == 0 || out[len(out)-1].Flow != g.flow {
+			out = append(out, store.FlowStats{Flow: g.flow})
+		}
+		f := &out[len(out)-1]
+		switch g.state {
+		case store.RunPending, store.RunRetrying:
+			f.Waiting += g.n
+			if f.OldestWaiting.IsZero() || g.oldest.Before(f.OldestWaiting) {
+				f.OldestWaiting = g.oldest.UTC()
+			}
+		case store.RunRunning:
+			f.Running += g.n
+		case store.RunDead:
+			f.Dead += g.n
+		}
+	}
+	return out, rows.Err()
+}
+
+// LastEventAt reads the newest event of a source from the index on
+// (source, received_at).
+func (s *Store) LastEventAt(ctx context.Context, source string) (time.Time, bool, error) {
+	var at *time.Time
+	if err := s.pool.QueryRow(ctx, `SELECT max(received_at) FROM events WHERE source = $1`, source).Scan(&at); err != nil {
+		return time.Time{}, false, fmt.Errorf("last event of %s: %w", source, err)
+	}
+	if at == nil {
+		return time.Time{}, false, nil
+	}
+	return at.UTC(), true, nil
+}
+
+// AttemptStats counts recent attempts by system and outcome.
+func (s *Store) AttemptStats(ctx context.Context, since time.Time) ([]store.AttemptCount, error) {
+	rows, err := s.pool.Query(ctx, `SELECT system, outcome, count(*) FROM attempts WHERE started_at >= $1
+		GROUP BY system, outcome ORDER BY system, outcome`, since)
+	if err != nil {
+		return nil, fmt.Errorf("attempt stats: %w", err)
+	}
+	defer rows.Close()
+	var out []store.AttemptCount
+	for rows.Next() {
+		var c store.AttemptCount
+		if err := rows.Scan(&c.System, &c.Outcome, &c.Count); err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}

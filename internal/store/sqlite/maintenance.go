@@ -62,3 +62,79 @@ func (s *Store) DeleteExpired(ctx context.Context, p store.DeleteParams) (int, e
 	n, _ := res.RowsAffected()
 	return int(n), nil
 }
+
+// QueueStats groups the unfinished and dead runs by flow. Finished runs
+// are not read: the partial indexes cover the rest.
+func (s *Store) QueueStats(ctx context.Context) ([]store.FlowStats, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT flow, state, count(*), min(created_at) FROM runs
+		WHERE state IN ('pending', 'retrying', 'running', 'dead') GROUP BY flow, state ORDER BY flow`)
+	if err != nil {
+		return nil, fmt.Errorf("queue stats: %w", err)
+	}
+	defer rows.Close()
+	var out []store.FlowStats
+	for rows.Next() {
+		var flow string
+		var state store.RunState
+		var n int
+		var oldest int64
+		if err := rows.Scan(&flow, &state, &n, &oldest); err != nil {
+			return nil, err
+		}
+		out = addFlowStats(out, flow, state, n, fromMicros(oldest))
+	}
+	return out, rows.Err()
+}
+
+// addFlowStats folds one (flow, state) group into the list, which is
+// ordered by flow.
+func addFlowStats(out []store.FlowStats, flow string, state store.RunState, n int, oldest time.Time) []store.FlowStats {
+	if len(out) == 0 || out[len(out)-1].Flow != flow {
+		out = append(out, store.FlowStats{Flow: flow})
+	}
+	f := &out[len(out)-1]
+	switch state {
+	case store.RunPending, store.RunRetrying:
+		f.Waiting += n
+		if f.OldestWaiting.IsZero() || oldest.Before(f.OldestWaiting) {
+			f.OldestWaiting = oldest
+		}
+	case store.RunRunning:
+		f.Running += n
+	case store.RunDead:
+		f.Dead += n
+	}
+	return out
+}
+
+// LastEventAt reads the newest event of a source from the index on
+// (source, received_at).
+func (s *Store) LastEventAt(ctx context.Context, source string) (time.Time, bool, error) {
+	var at sql.NullInt64
+	if err := s.r.QueryRowContext(ctx, `SELECT max(received_at) FROM events WHERE source = ?`, source).Scan(&at); err != nil {
+		return time.Time{}, false, fmt.Errorf("last event of %s: %w", source, err)
+	}
+	if !at.Valid {
+		return time.Time{}, false, nil
+	}
+	return fromMicros(at.Int64), true, nil
+}
+
+// AttemptStats counts recent attempts by system and outcome.
+func (s *Store) AttemptStats(ctx context.Context, since time.Time) ([]store.AttemptCount, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT system, outcome, count(*) FROM attempts WHERE started_at >= ?
+		GROUP BY system, outcome ORDER BY system, outcome`, micros(since))
+	if err != nil {
+		return nil, fmt.Errorf("attempt stats: %w", err)
+	}
+	defer rows.Close()
+	var out []store.AttemptCount
+	for rows.Next() {
+		var c store.AttemptCount
+		if err := rows.Scan(&c.System, &c.Outcome, &c.Count); err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}

@@ -409,6 +409,71 @@ func Run(t *testing.T, open OpenFunc) {
 		require.NoError(t, err)
 	})
 
+	t.Run("Stats", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		stats, err := b.s.QueueStats(b.ctx)
+		require.NoError(t, err)
+		require.Empty(t, stats)
+		_, ok, err := b.s.LastEventAt(b.ctx, "src")
+		require.NoError(t, err)
+		require.False(t, ok)
+
+		var evs []store.NewEvent
+		for i := range 4 {
+			e := newEvent("src", fmt.Sprintf("k%d", i), "flow_a")
+			e.ReceivedAt = t0.Add(time.Duration(i) * time.Second)
+			evs = append(evs, e)
+		}
+		other := newEvent("other", "k9", "flow_b")
+		other.ReceivedAt = t0.Add(10 * time.Second) // not due at the claim below
+		evs = append(evs, other)
+		_, err = b.s.InsertEvents(b.ctx, evs)
+		require.NoError(t, err)
+		// flow_a: k0 succeeds, k1 dies, k2 runs, k3 waits.
+		got, err := b.s.ClaimRuns(b.ctx, claim("w", t0.Add(2*time.Second), 3))
+		require.NoError(t, err)
+		require.Len(t, got, 3)
+		byKey := map[string]store.ClaimedRun{}
+		for _, c := range got {
+			byKey[c.Event.Key] = c
+		}
+		done := attempt(0, "step1", store.AttemptSucceeded)
+		failed := attempt(0, "step1", store.AttemptDead)
+		failed.Status, failed.System = 400, "sms"
+		_, err = b.s.FinishAttempts(b.ctx, []store.FinishParams{
+			{RunID: byKey["k0"].Run.ID, Token: "w", Now: t0.Add(3 * time.Second), Attempt: done, State: store.RunSucceeded, Step: 1, DueAt: t0},
+			{RunID: byKey["k1"].Run.ID, Token: "w", Now: t0.Add(3 * time.Second), Attempt: failed, State: store.RunDead, Step: 0, DueAt: t0},
+		})
+		require.NoError(t, err)
+
+		stats, err = b.s.QueueStats(b.ctx)
+		require.NoError(t, err)
+		require.Equal(t, []store.FlowStats{
+			{Flow: "flow_a", Waiting: 1, Running: 1, Dead: 1, OldestWaiting: t0.Add(3 * time.Second)},
+			{Flow: "flow_b", Waiting: 1, OldestWaiting: t0.Add(10 * time.Second)},
+		}, stats)
+
+		last, ok, err := b.s.LastEventAt(b.ctx, "src")
+		require.NoError(t, err)
+		require.True(t, ok)
+		require.True(t, last.Equal(t0.Add(3*time.Second)), "newest event of the source: %s", last)
+		last, ok, err = b.s.LastEventAt(b.ctx, "other")
+		require.NoError(t, err)
+		require.True(t, ok)
+		require.True(t, last.Equal(t0.Add(10*time.Second)), "sources are apart: %s", last)
+
+		counts, err := b.s.AttemptStats(b.ctx, t0)
+		require.NoError(t, err)
+		require.Equal(t, []store.AttemptCount{
+			{System: "crm", Outcome: store.AttemptSucceeded, Count: 1},
+			{System: "sms", Outcome: store.AttemptDead, Count: 1},
+		}, counts)
+		later, err := b.s.AttemptStats(b.ctx, t0.Add(time.Hour))
+		require.NoError(t, err)
+		require.Empty(t, later, "only attempts in the window")
+	})
+
 	t.Run("ListEvents", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
