@@ -64,6 +64,15 @@ func (s *Store) ClaimRuns(ctx context.Context, p store.ClaimParams) ([]store.Cla
 		if err := rows.Err(); err != nil {
 			return err
 		}
+		// Runs at their first step have no checkpoints: most claims skip
+		// the second query.
+		resumed := false
+		for _, c := range out {
+			resumed = resumed || c.Run.Step > 0
+		}
+		if !resumed {
+			return nil
+		}
 		rows, err = tx.Query(ctx, `SELECT run_id, step_index, step_id, output FROM run_steps
 			WHERE run_id = ANY($1) ORDER BY run_id, step_index`, ids)
 		if err != nil {

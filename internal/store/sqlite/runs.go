@@ -116,6 +116,15 @@ func (s *Store) loadClaimed(ctx context.Context, tx *sql.Tx, ids []string) ([]st
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
+	// Runs at their first step have no checkpoints: most claims skip the
+	// second query.
+	resumed := false
+	for _, c := range out {
+		resumed = resumed || c.Run.Step > 0
+	}
+	if !resumed {
+		return out, nil
+	}
 	loadOuts, err := s.stmt(ctx, tx, qLoadOuts)
 	if err != nil {
 		return nil, err
