@@ -241,6 +241,28 @@ type FlowStats struct {
 	OldestWaiting time.Time
 }
 
+// AddFlowStats folds one (flow, state) group of a QueueStats query into
+// out, which the query orders by flow. Both stores use it so the two
+// dialects cannot disagree on what counts as waiting.
+func AddFlowStats(out []FlowStats, flow string, state RunState, n int, oldest time.Time) []FlowStats {
+	if len(out) == 0 || out[len(out)-1].Flow != flow {
+		out = append(out, FlowStats{Flow: flow})
+	}
+	f := &out[len(out)-1]
+	switch state {
+	case RunPending, RunRetrying:
+		f.Waiting += n
+		if f.OldestWaiting.IsZero() || oldest.Before(f.OldestWaiting) {
+			f.OldestWaiting = oldest.UTC()
+		}
+	case RunRunning:
+		f.Running += n
+	case RunDead:
+		f.Dead += n
+	}
+	return out
+}
+
 // AttemptCount is how many attempts against one system had one outcome.
 type AttemptCount struct {
 	System  string

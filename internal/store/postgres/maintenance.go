@@ -79,21 +79,7 @@ func (s *Store) QueueStats(ctx context.Context) ([]store.FlowStats, error) {
 		if err := rows.Scan(&g.flow, &g.state, &g.n, &g.oldest); err != nil {
 			return nil, err
 		}
-		if len(out) == 0 || out[len(out)-1].Flow != g.flow {
-			out = append(out, store.FlowStats{Flow: g.flow})
-		}
-		f := &out[len(out)-1]
-		switch g.state {
-		case store.RunPending, store.RunRetrying:
-			f.Waiting += g.n
-			if f.OldestWaiting.IsZero() || g.oldest.Before(f.OldestWaiting) {
-				f.OldestWaiting = g.oldest.UTC()
-			}
-		case store.RunRunning:
-			f.Running += g.n
-		case store.RunDead:
-			f.Dead += g.n
-		}
+		out = store.AddFlowStats(out, g.flow, g.state, g.n, g.oldest)
 	}
 	return out, rows.Err()
 }

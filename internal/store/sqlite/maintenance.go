@@ -81,30 +81,9 @@ func (s *Store) QueueStats(ctx context.Context) ([]store.FlowStats, error) {
 		if err := rows.Scan(&flow, &state, &n, &oldest); err != nil {
 			return nil, err
 		}
-		out = addFlowStats(out, flow, state, n, fromMicros(oldest))
+		out = store.AddFlowStats(out, flow, state, n, fromMicros(oldest))
 	}
 	return out, rows.Err()
-}
-
-// addFlowStats folds one (flow, state) group into the list, which is
-// ordered by flow.
-func addFlowStats(out []store.FlowStats, flow string, state store.RunState, n int, oldest time.Time) []store.FlowStats {
-	if len(out) == 0 || out[len(out)-1].Flow != flow {
-		out = append(out, store.FlowStats{Flow: flow})
-	}
-	f := &out[len(out)-1]
-	switch state {
-	case store.RunPending, store.RunRetrying:
-		f.Waiting += n
-		if f.OldestWaiting.IsZero() || oldest.Before(f.OldestWaiting) {
-			f.OldestWaiting = oldest
-		}
-	case store.RunRunning:
-		f.Running += n
-	case store.RunDead:
-		f.Dead += n
-	}
-	return out
 }
 
 // LastEventAt reads the newest event of a source from the index on
