@@ -2,6 +2,7 @@ package signature_test
 
 import (
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -33,5 +34,27 @@ func BenchmarkStandardWebhooksVerify(b *testing.B) {
 	for b.Loop() {
 		_, _, err := sw.Verify(hdr, benchBody, now)
 		require.NoError(b, err)
+	}
+}
+
+func BenchmarkStripeVerify(b *testing.B) {
+	s := signature.Stripe{Secret: "whsec_switchboard_bench"}
+	now := time.Unix(1767225600, 0)
+	hdr := http.Header{}
+	hdr.Set("Stripe-Signature", s.Sign(now, benchBody))
+	for b.Loop() {
+		_, err := s.Verify(hdr, benchBody, now)
+		require.NoError(b, err)
+	}
+}
+
+func BenchmarkTwilioVerify(b *testing.B) {
+	tw := signature.Twilio{AuthToken: "switchboard-bench"}
+	const publicURL = "https://hooks.example.com/twilio/sms"
+	form := url.Values{"Body": {string(benchBody)}, "From": {"+15005550006"}, "MessageSid": {"SM1"}, "To": {"+15005550001"}}
+	hdr := http.Header{}
+	hdr.Set("X-Twilio-Signature", tw.Sign(publicURL, form))
+	for b.Loop() {
+		require.NoError(b, tw.Verify(hdr, publicURL, form, nil))
 	}
 }

@@ -574,7 +574,7 @@ func TestHMACSign(t *testing.T) {
 	}
 }
 
-// requireSentinel is the property both fuzz targets check: whatever the
+// requireSentinel is the property every fuzz target checks: whatever the
 // input, a failure is one of the documented sentinels, so ingest can always
 // classify it.
 func requireSentinel(tb testing.TB, err error) {
@@ -635,10 +635,26 @@ func FuzzHMACVerify(f *testing.F) {
 		{Header: "X-Hub-Signature-256", Secret: []byte(githubSecret), Encoding: "base64", Prefix: "sha256="},
 	}
 
+	// The vendor presets wrap HMAC; fuzz them with the same values.
+	vendors := []interface {
+		Verify(http.Header, []byte) error
+	}{
+		signature.GitHub{Secret: githubSecret},
+		signature.Shopify{Secret: githubSecret},
+	}
+
 	f.Fuzz(func(t *testing.T, value string, body []byte) {
 		h := http.Header{}
 		h.Set("X-Hub-Signature-256", value)
+		h.Set("X-Shopify-Hmac-Sha256", value)
 		for _, v := range verifiers {
+			err := v.Verify(h, body)
+			if err != nil {
+				requireSentinel(t, err)
+				requireNoLeak(t, err, githubSecret)
+			}
+		}
+		for _, v := range vendors {
 			err := v.Verify(h, body)
 			if err != nil {
 				requireSentinel(t, err)
