@@ -10,14 +10,19 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/switchboard-dev/switchboard/internal/alert"
 	"github.com/switchboard-dev/switchboard/internal/config"
 	"github.com/switchboard-dev/switchboard/internal/connector"
 	"github.com/switchboard-dev/switchboard/internal/connector/all"
@@ -26,6 +31,7 @@ import (
 	"github.com/switchboard-dev/switchboard/internal/flow"
 	"github.com/switchboard-dev/switchboard/internal/ingest"
 	"github.com/switchboard-dev/switchboard/internal/leader"
+	"github.com/switchboard-dev/switchboard/internal/metrics"
 	"github.com/switchboard-dev/switchboard/internal/retention"
 	"github.com/switchboard-dev/switchboard/internal/store"
 	"github.com/switchboard-dev/switchboard/internal/store/postgres"
@@ -84,6 +90,9 @@ type Options struct {
 	// NoExecutor runs ingest only: events and runs are stored, nothing is
 	// executed (the benchmark's ingest phase).
 	NoExecutor bool
+	// MetricsEvery is how often the queue gauges are sampled from the
+	// store. Default metrics.DefaultSampleEvery (5s).
+	MetricsEvery time.Duration
 }
 
 // Server is one node: ingest, engine and executor over one store.
@@ -96,6 +105,9 @@ type Server struct {
 	unlock   func()
 	draining atomic.Bool
 	handler  http.Handler
+	registry *prometheus.Registry
+	sampler  *metrics.Sampler
+	alerts   *alert.Manager
 	// listener is the PostgreSQL store's LISTEN loop (nil on SQLite).
 	listener func(ctx context.Context, wake func()) error
 }
@@ -139,7 +151,14 @@ func NewServer(ctx context.Context, p *flow.Plan, opts Options) (*Server, error)
 			opts.Logger.Info("resuming runs left running by a previous process", "runs", n)
 		}
 	}
-	s := &Server{Plan: p, Store: st, opts: opts, unlock: unlock}
+	// Each server has its own registry: tests run many in one process, and
+	// the global default would mix (or refuse) their collectors.
+	reg := prometheus.NewRegistry()
+	m := metrics.New(reg)
+	s := &Server{Plan: p, Store: st, opts: opts, unlock: unlock, registry: reg}
+	// Every node samples the shared store, so each exports the same gauges.
+	s.sampler = metrics.NewSampler(m, st, slices.Sorted(maps.Keys(p.Flows)), opts.MetricsEvery, nil)
+	s.sampler.Logger = opts.Logger
 	// SQLite has one writer: commits run one at a time. PostgreSQL overlaps
 	// concurrent transactions, so a few commits in flight hide round trips.
 	parallel := 1
@@ -147,16 +166,28 @@ func NewServer(ctx context.Context, p *flow.Plan, opts Options) (*Server, error)
 		s.listener = pg.Listen
 		parallel = 4
 	}
+	s.alerts, err = alert.New(alert.Config{Alerts: p.Alerts, Stats: st, Logger: opts.Logger})
+	if err != nil {
+		st.Close()
+		unlock()
+		return nil, err
+	}
 	s.Executor = delivery.New(delivery.Config{
-		Store: st, Plan: p, Workers: p.Workers, Lease: p.Lease, Notifier: opts.Notifier,
-		Observe: opts.Observe, Logger: opts.Logger, PollInterval: opts.PollInterval, Grace: opts.ShutdownGrace,
-		CommitParallel: parallel,
+		Store: st, Plan: p, Workers: p.Workers, Lease: p.Lease,
+		Notifier: deadLetters{alerts: s.alerts, next: opts.Notifier},
+		Observe:  s.observe, Logger: opts.Logger, PollInterval: opts.PollInterval, Grace: opts.ShutdownGrace,
+		CommitParallel: parallel, Metrics: m,
 	})
-	s.Engine = engine.New(engine.Config{Store: st, Plan: p, Notify: s.Executor.Notify, Logger: opts.Logger, CommitParallel: parallel})
+	s.Engine = engine.New(engine.Config{
+		Store: st, Plan: p, Notify: s.Executor.Notify, Logger: opts.Logger, CommitParallel: parallel, Metrics: m,
+	})
+	m.WatchCommitQueue("engine", s.Engine.Pending)
+	m.WatchCommitQueue("finisher", s.Executor.Pending)
 	mux := http.NewServeMux()
 	mux.Handle("POST /hooks/{source}", ingest.New(ingest.Config{
-		Plan: p, Engine: s.Engine, Logger: opts.Logger, Draining: s.draining.Load,
+		Plan: p, Engine: s.Engine, Logger: opts.Logger, Draining: s.draining.Load, Metrics: m,
 	}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", s.ready)
 	s.handler = mux
@@ -165,6 +196,9 @@ func NewServer(ctx context.Context, p *flow.Plan, opts Options) (*Server, error)
 
 // Handler returns the node's HTTP handler.
 func (s *Server) Handler() http.Handler { return s.handler }
+
+// Registry returns the node's Prometheus registry, served at GET /metrics.
+func (s *Server) Registry() *prometheus.Registry { return s.registry }
 
 func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	if s.draining.Load() {
@@ -209,6 +243,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	elector := leader.New(leader.Config{Store: s.Store, Node: s.opts.Node, TTL: s.Plan.Lease, Logger: s.opts.Logger})
 	sweeper := retention.New(retention.Config{Store: s.Store, Keep: s.Plan.Retention, Logger: s.opts.Logger})
 	g.Go(func() error { return elector.Run(execCtx, leader.Duty{Name: "retention", Run: sweeper.Run}) })
+	g.Go(func() error { return s.sampler.Run(execCtx) })
+	// Dead-letter alerts go out from every node the moment a run dies; the
+	// other rules are evaluated by one node at a time.
+	g.Go(func() error { return s.alerts.Deliver(execCtx) })
+	g.Go(func() error {
+		return elector.Run(execCtx, leader.Duty{Name: "alerts", Run: func(ctx context.Context) { _ = s.alerts.Run(ctx) }})
+	})
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
@@ -229,4 +270,32 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	<-engineDone
 	stopExec()
 	return errors.Join(err, g.Wait())
+}
+
+// observe feeds finished runs' lag to the alert rules, then the caller's
+// observer.
+func (s *Server) observe(r delivery.Report) {
+	if r.Done {
+		s.alerts.ObserveLag(r.Flow, r.Lag)
+	}
+	if s.opts.Observe != nil {
+		s.opts.Observe(r)
+	}
+}
+
+// deadLetters hands every dead run to the alert manager (which never
+// blocks) and to the caller's notifier.
+type deadLetters struct {
+	alerts *alert.Manager
+	next   delivery.Notifier
+}
+
+func (d deadLetters) RunDead(ctx context.Context, r delivery.DeadRun) {
+	d.alerts.RunDead(ctx, alert.DeadLetter{
+		RunID: r.RunID, EventID: r.EventID, Source: r.Source, Flow: r.Flow,
+		Step: r.Step, System: r.System, Attempts: r.Attempts, Error: r.Error,
+	})
+	if d.next != nil {
+		d.next.RunDead(ctx, r)
+	}
 }

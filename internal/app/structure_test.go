@@ -24,6 +24,7 @@ var forbidden = map[string][]string{
 	"internal/transform":          {"internal/"},
 	"internal/secret":             {"internal/"},
 	"internal/batch":              {"internal/"},
+	"internal/metrics":            {"internal/"},
 	"internal/connector":          {"internal/store", "internal/engine", "internal/delivery", "internal/flow", "internal/ingest", "internal/app"},
 	"internal/config":             {"internal/store", "internal/engine", "internal/delivery", "internal/flow", "internal/ingest", "internal/app", "internal/connector"},
 	"internal/flow":               {"internal/store", "internal/engine", "internal/delivery", "internal/ingest", "internal/app", "internal/connector/"},
@@ -37,6 +38,7 @@ var forbidden = map[string][]string{
 var allowedInternal = map[string][]string{
 	"internal/connector":          {"internal/secret"},
 	"internal/config":             {"internal/secret"},
+	"internal/metrics":            {"internal/store"},
 	"internal/connector/httpcall": {"internal/connector", "internal/secret"},
 }
 

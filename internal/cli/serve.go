@@ -1,12 +1,14 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net"
 	"sort"
 	"strings"
 
+	"github.com/switchboard-dev/switchboard/internal/alert/rule"
 	"github.com/switchboard-dev/switchboard/internal/app"
 )
 
@@ -105,6 +107,20 @@ func runCheck(_ context.Context, e env, args []string) error {
 			when = " when " + f.When.String()
 		}
 		fmt.Fprintf(w, "  %-16s on %s%s: %s\n", name, f.Source, when, strings.Join(steps, " → "))
+	}
+	if a := plan.Alerts; a != nil {
+		var targets []string
+		for _, t := range a.Targets {
+			targets = append(targets, string(t.Kind))
+		}
+		fmt.Fprintf(w, "\nalerts (%d rules, to %s, evaluated every %s):\n", len(a.Rules), strings.Join(targets, ", "), a.EvaluateEvery)
+		for _, r := range a.Rules {
+			subject := cmp.Or(r.Flow, r.System, r.Source, "every flow")
+			if r.Kind == rule.ErrorRate && r.System == "" {
+				subject = "every system"
+			}
+			fmt.Fprintf(w, "  %-16s %s\n", r.Kind, subject)
+		}
 	}
 	if len(plan.Warnings) > 0 {
 		fmt.Fprintf(w, "\nwarnings (%d):\n", len(plan.Warnings))

@@ -44,6 +44,8 @@ type Config struct {
 	Sources map[string]Source `yaml:"sources"`
 	// Flows are the flows, by name.
 	Flows map[string]Flow `yaml:"flows"`
+	// Alerts configures alert rules and their notifications. Optional.
+	Alerts *Alerts `yaml:"alerts"`
 
 	// File is the path the config was read from.
 	File string `yaml:"-"`
@@ -90,7 +92,8 @@ type Webhook struct {
 
 // Verify configures signature verification.
 type Verify struct {
-	// Scheme is "hmac-sha256" or "standard-webhooks".
+	// Scheme is "hmac-sha256", "standard-webhooks", "stripe", "github",
+	// "shopify" or "twilio".
 	Scheme string `yaml:"scheme"`
 	// Header carries the signature (hmac-sha256 only).
 	Header string `yaml:"header"`
@@ -100,8 +103,13 @@ type Verify struct {
 	Encoding string `yaml:"encoding"`
 	// Prefix before the signature, such as "sha256=" (hmac-sha256).
 	Prefix string `yaml:"prefix"`
-	// Tolerance is the accepted clock skew of timestamped schemes. Default 5m.
+	// Tolerance is the accepted clock skew of timestamped schemes
+	// (standard-webhooks, stripe). Default 5m.
 	Tolerance time.Duration `yaml:"tolerance"`
+	// PublicURL is the URL the sender calls, as it sees it (twilio signs the
+	// full URL; behind a proxy the node cannot know it). Default: rebuilt
+	// from the request (Host, X-Forwarded-Proto, path and query).
+	PublicURL string `yaml:"public_url"`
 }
 
 // Flow is a flow: when an event arrives on a source, run steps in order.

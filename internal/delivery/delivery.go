@@ -17,6 +17,7 @@ import (
 
 	"github.com/switchboard-dev/switchboard/internal/batch"
 	"github.com/switchboard-dev/switchboard/internal/flow"
+	"github.com/switchboard-dev/switchboard/internal/metrics"
 	"github.com/switchboard-dev/switchboard/internal/store"
 )
 
@@ -62,6 +63,8 @@ type Report struct {
 	Wait time.Duration
 	// Done reports whether the run finished (succeeded or dead).
 	Done bool
+	// Lag is the time from the run's creation to now, set when Done.
+	Lag time.Duration
 }
 
 // Config configures an Executor.
@@ -92,6 +95,9 @@ type Config struct {
 	// Grace bounds how long Run waits, after its context ends, for steps in
 	// flight; then their calls are cancelled (and retried later). Default 10s.
 	Grace time.Duration
+	// Metrics counts attempts and run transitions and times calls and
+	// runs. Optional.
+	Metrics *metrics.Metrics
 }
 
 // Executor runs flows. Create with New; call Run.
@@ -138,6 +144,9 @@ func New(cfg Config) *Executor {
 	}, 256, 4*cfg.Workers, cfg.CommitParallel)
 	return x
 }
+
+// Pending returns how many attempt results wait for a commit.
+func (x *Executor) Pending() int { return x.finisher.Pending() }
 
 // Notify wakes an idle executor: new runs were committed.
 func (x *Executor) Notify() {

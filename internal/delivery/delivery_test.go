@@ -8,12 +8,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-dev/switchboard/internal/config"
 	"github.com/switchboard-dev/switchboard/internal/connector"
 	"github.com/switchboard-dev/switchboard/internal/delivery"
 	"github.com/switchboard-dev/switchboard/internal/flow"
+	"github.com/switchboard-dev/switchboard/internal/metrics"
 	"github.com/switchboard-dev/switchboard/internal/store"
 	"github.com/switchboard-dev/switchboard/internal/store/sqlite"
 )
@@ -62,13 +64,17 @@ type bundle struct {
 	plan  *flow.Plan
 	sys   fakeSystem
 	dead  *deadRecorder
+	// reg holds the executor's metrics.
+	reg     *prometheus.Registry
+	metrics *metrics.Metrics
 }
 
 // setup compiles yaml against a registry holding one fake kind whose
 // actions "first" and "second" behave as the test sets them.
 func setup(t *testing.T, yaml string) *bundle {
 	t.Helper()
-	b := &bundle{sys: fakeSystem{"first": {}, "second": {}}, dead: &deadRecorder{}}
+	b := &bundle{sys: fakeSystem{"first": {}, "second": {}}, dead: &deadRecorder{}, reg: prometheus.NewRegistry()}
+	b.metrics = metrics.New(b.reg)
 	reg := connector.NewRegistry()
 	reg.Add(connector.Kind{
 		Name: "fake", NewConfig: func() any { return &struct{}{} },
@@ -118,7 +124,7 @@ func (b *bundle) runUntil(t *testing.T, done func([]store.Run) bool) []store.Run
 	t.Helper()
 	x := delivery.New(delivery.Config{
 		Store: b.store, Plan: b.plan, Workers: 4, Lease: 5 * time.Second,
-		PollInterval: 5 * time.Millisecond, Notifier: b.dead,
+		PollInterval: 5 * time.Millisecond, Notifier: b.dead, Metrics: b.metrics,
 	})
 	ctx, cancel := context.WithCancel(t.Context())
 	errc := make(chan error, 1)

@@ -67,6 +67,7 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 		res, callErr := step.Call.Do(ctx, connector.Request{Input: input, IdempotencyKey: key})
 		now := x.cfg.NowFunc()
 		a.Duration = now.Sub(started)
+		x.cfg.Metrics.StepDuration(step.System, a.Duration)
 		a.Status = res.Status
 		a.Response = truncate(res.Body)
 
@@ -167,6 +168,11 @@ func (x *Executor) finish(ctx context.Context, c store.ClaimedRun, step *flow.St
 	if a.Outcome == store.AttemptRetry {
 		attrs = append(attrs, "retry_in_ms", wait.Milliseconds())
 	}
+	if err == nil || errors.Is(err, store.ErrLeaseLost) {
+		// The store records the attempt even when the lease was lost; only
+		// the run's transition is dropped.
+		x.cfg.Metrics.StepAttempt(c.Run.Flow, a.StepID, a.System, a.Outcome)
+	}
 	switch {
 	case errors.Is(err, store.ErrLeaseLost):
 		x.cfg.Logger.Warn("attempt result dropped: lease lost to another worker", attrs...)
@@ -180,12 +186,22 @@ func (x *Executor) finish(ctx context.Context, c store.ClaimedRun, step *flow.St
 	default:
 		x.cfg.Logger.Info("attempt", attrs...)
 	}
+	switch p.State {
+	case store.RunSucceeded, store.RunDead, store.RunRetrying:
+		// Lag runs from the run's creation: the event's receipt for the
+		// run the event started, the replay for a replayed run.
+		x.cfg.Metrics.RunTransition(c.Run.Flow, p.State, p.Now.Sub(c.Run.CreatedAt))
+	}
 	if x.cfg.Observe != nil {
-		x.cfg.Observe(Report{
+		r := Report{
 			RunID: c.Run.ID, EventID: c.Event.ID, Source: c.Event.Source, Flow: c.Run.Flow,
 			Step: a.StepID, System: a.System, Attempt: a.Number, Outcome: a.Outcome, Status: a.Status,
 			Err: cause, Wait: wait, Done: p.State == store.RunSucceeded || p.State == store.RunDead,
-		})
+		}
+		if r.Done {
+			r.Lag = p.Now.Sub(c.Run.CreatedAt)
+		}
+		x.cfg.Observe(r)
 	}
 	return true
 }

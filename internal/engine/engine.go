@@ -13,6 +13,7 @@ import (
 
 	"github.com/switchboard-dev/switchboard/internal/batch"
 	"github.com/switchboard-dev/switchboard/internal/flow"
+	"github.com/switchboard-dev/switchboard/internal/metrics"
 	"github.com/switchboard-dev/switchboard/internal/store"
 )
 
@@ -49,6 +50,8 @@ type Config struct {
 	// CommitParallel is how many group commits may run at once: 1 (the
 	// default) for SQLite's single writer, a few for PostgreSQL.
 	CommitParallel int
+	// Metrics counts the runs each commit creates. Optional.
+	Metrics *metrics.Metrics
 }
 
 // Engine accepts events. Call Run to start its committer.
@@ -133,6 +136,16 @@ func (e *Engine) commit(ctx context.Context, events []store.NewEvent) ([]store.I
 	res, err := e.cfg.Store.InsertEvents(ctx, events)
 	if err != nil {
 		return nil, fmt.Errorf("store %d events: %w", len(events), err)
+	}
+	// Counted here, after the commit, rather than in Accept: a submitter
+	// whose context ended may never see a result its event still got.
+	for i, r := range res {
+		if r.Duplicate {
+			continue
+		}
+		for _, run := range events[i].Runs {
+			e.cfg.Metrics.RunsCreated(run.Flow, 1)
+		}
 	}
 	e.cfg.Notify()
 	return res, nil

@@ -16,10 +16,10 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/switchboard-dev/switchboard/internal/alert/rule"
 	"github.com/switchboard-dev/switchboard/internal/config"
 	"github.com/switchboard-dev/switchboard/internal/connector"
 	"github.com/switchboard-dev/switchboard/internal/secret"
-	"github.com/switchboard-dev/switchboard/internal/signature"
 	"github.com/switchboard-dev/switchboard/internal/transform"
 )
 
@@ -57,6 +57,9 @@ type Plan struct {
 	Systems   map[string]*System
 	Sources   map[string]*Source
 	Flows     map[string]*Flow
+	// Alerts are the alert rules and where their notifications go; nil
+	// when the config has no alerts: section. app hands it to alert.New.
+	Alerts *rule.Set
 	// Warnings are problems that do not stop the config from running
 	// (an unsigned webhook source, a source no flow listens to).
 	Warnings []string
@@ -100,7 +103,8 @@ type Verified struct {
 
 // Verifier checks a request's signature over its raw body.
 type Verifier interface {
-	Verify(h http.Header, body []byte, now time.Time) (Verified, error)
+	// Verify checks r's signature over body, the raw bytes read from r.
+	Verify(r *http.Request, body []byte, now time.Time) (Verified, error)
 }
 
 // Flow is a compiled flow.
@@ -182,6 +186,7 @@ func Compile(c *config.Config, reg *connector.Registry) (*Plan, error) {
 			}
 		}
 	}
+	p.Alerts = cp.alerts(c.Alerts)
 	for _, name := range sortedKeys(p.Sources) {
 		s := p.Sources[name]
 		if len(s.Flows) == 0 {
@@ -353,51 +358,6 @@ func (cp *compiler) source(name string, s config.Source) *Source {
 	}
 	out.Webhook = w
 	return out
-}
-
-func (cp *compiler) verifier(path string, v *config.Verify) Verifier {
-	n := cp.node(path)
-	if v.Secret.IsZero() {
-		cp.errorf(n, path+".secret", "required")
-		return nil
-	}
-	switch v.Scheme {
-	case "hmac-sha256":
-		if v.Header == "" {
-			cp.errorf(n, path+".header", "required for hmac-sha256")
-			return nil
-		}
-		if v.Encoding != "" && v.Encoding != "hex" && v.Encoding != "base64" {
-			cp.errorf(cp.node(path+".encoding"), path+".encoding", "want hex or base64, got %q", v.Encoding)
-			return nil
-		}
-		return hmacVerifier{signature.HMAC{Header: v.Header, Secret: []byte(v.Secret.Reveal()), Encoding: v.Encoding, Prefix: v.Prefix}}
-	case "standard-webhooks":
-		sw, err := signature.NewStandardWebhooks(v.Secret.Reveal(), v.Tolerance)
-		if err != nil {
-			cp.errorf(cp.node(path+".secret"), path+".secret", "%v", err)
-			return nil
-		}
-		return swVerifier{sw}
-	case "":
-		cp.errorf(n, path+".scheme", "required (hmac-sha256 or standard-webhooks)")
-	default:
-		cp.errorf(cp.node(path+".scheme"), path+".scheme", "unknown scheme %q (want hmac-sha256 or standard-webhooks)", v.Scheme)
-	}
-	return nil
-}
-
-type hmacVerifier struct{ signature.HMAC }
-
-func (h hmacVerifier) Verify(hd http.Header, body []byte, _ time.Time) (Verified, error) {
-	return Verified{}, h.HMAC.Verify(hd, body)
-}
-
-type swVerifier struct{ *signature.StandardWebhooks }
-
-func (s swVerifier) Verify(hd http.Header, body []byte, now time.Time) (Verified, error) {
-	id, at, err := s.StandardWebhooks.Verify(hd, body, now)
-	return Verified{MessageID: id, SentAt: at}, err
 }
 
 func (cp *compiler) flow(name string, f config.Flow, p *Plan) *Flow {

@@ -5,6 +5,7 @@
 package ingest
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/switchboard-dev/switchboard/internal/engine"
 	"github.com/switchboard-dev/switchboard/internal/flow"
+	"github.com/switchboard-dev/switchboard/internal/metrics"
 	"github.com/switchboard-dev/switchboard/internal/transform"
 )
 
@@ -39,6 +41,8 @@ type Config struct {
 	// Draining, when it returns true, makes every request answer 503 (the
 	// node is shutting down).
 	Draining func() bool
+	// Metrics counts every answer by source and outcome. Optional.
+	Metrics *metrics.Metrics
 }
 
 // Handler serves POST /hooks/{source}.
@@ -64,9 +68,11 @@ type Response struct {
 	Duplicate bool   `json:"duplicate"`
 }
 
-// httpError is a rejection: Status and Public go to the client, Err to the log.
+// httpError is a rejection: Status and Public go to the client, Err to the
+// log, Outcome (a metrics.Outcome* constant) to the metrics.
 type httpError struct {
 	Status     int
+	Outcome    string
 	Public     string
 	Err        error
 	RetryAfter int
@@ -74,19 +80,26 @@ type httpError struct {
 
 func (e *httpError) Error() string { return e.Public }
 
-func reject(status int, public string, err error) *httpError {
-	return &httpError{Status: status, Public: public, Err: err}
+func reject(status int, outcome, public string, err error) *httpError {
+	return &httpError{Status: status, Outcome: outcome, Public: public, Err: err}
 }
 
 // ServeHTTP answers one webhook.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	source := r.PathValue("source")
+	// The path is the client's: only a configured webhook source's name
+	// may become a label value.
+	label := metrics.UnknownSource
+	if src, ok := h.cfg.Plan.Sources[source]; ok && src.Webhook != nil {
+		label = source
+	}
 	res, err := h.serve(w, r, source)
 	if err != nil {
 		var he *httpError
 		if !errors.As(err, &he) {
-			he = reject(http.StatusInternalServerError, "internal error", err)
+			he = reject(http.StatusInternalServerError, metrics.OutcomeUnavailable, "internal error", err)
 		}
+		h.cfg.Metrics.EventReceived(label, cmp.Or(he.Outcome, metrics.OutcomeUnavailable))
 		level := slog.LevelWarn
 		if he.Status >= 500 {
 			level = slog.LevelError
@@ -105,22 +118,24 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	status := http.StatusAccepted
+	status, outcome := http.StatusAccepted, metrics.OutcomeAccepted
 	if res.Duplicate {
-		status = http.StatusOK
+		status, outcome = http.StatusOK, metrics.OutcomeDuplicate
 		w.Header().Set("Switchboard-Duplicate", "true")
 	}
+	h.cfg.Metrics.EventReceived(label, outcome)
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(res)
 }
 
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request, name string) (Response, error) {
 	if h.cfg.Draining() {
-		return Response{}, &httpError{Status: http.StatusServiceUnavailable, Public: "shutting down; retry on another node or later", RetryAfter: 5}
+		return Response{}, &httpError{Status: http.StatusServiceUnavailable, Outcome: metrics.OutcomeUnavailable,
+			Public: "shutting down; retry on another node or later", RetryAfter: 5}
 	}
 	src, ok := h.cfg.Plan.Sources[name]
 	if !ok || src.Webhook == nil {
-		return Response{}, reject(http.StatusNotFound, fmt.Sprintf("unknown source %q", name), nil)
+		return Response{}, reject(http.StatusNotFound, metrics.OutcomeUnknownSource, fmt.Sprintf("unknown source %q", name), nil)
 	}
 	wh := src.Webhook
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
@@ -129,41 +144,45 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, name string) (Re
 		want = "application/x-www-form-urlencoded"
 	}
 	if err != nil || mt != want {
-		return Response{}, reject(http.StatusUnsupportedMediaType,
+		return Response{}, reject(http.StatusUnsupportedMediaType, metrics.OutcomeRejectedContentType,
 			fmt.Sprintf("content type %q not accepted; this source takes %s", r.Header.Get("Content-Type"), want), err)
 	}
 	if r.ContentLength > wh.MaxBody {
-		return Response{}, reject(http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", wh.MaxBody), nil)
+		return Response{}, reject(http.StatusRequestEntityTooLarge, metrics.OutcomeRejectedSize, fmt.Sprintf("body larger than %d bytes", wh.MaxBody), nil)
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, wh.MaxBody))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return Response{}, reject(http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", wh.MaxBody), nil)
+			return Response{}, reject(http.StatusRequestEntityTooLarge, metrics.OutcomeRejectedSize, fmt.Sprintf("body larger than %d bytes", wh.MaxBody), nil)
 		}
-		return Response{}, reject(http.StatusBadRequest, "could not read the body", err)
+		return Response{}, reject(http.StatusBadRequest, metrics.OutcomeRejectedBody, "could not read the body", err)
 	}
 	now := h.cfg.NowFunc()
 	var verified flow.Verified
 	if wh.Verifier != nil {
-		verified, err = wh.Verifier.Verify(r.Header, body, now)
+		verified, err = wh.Verifier.Verify(r, body, now)
 		if err != nil {
 			// The reason names which check failed (missing, mismatch,
 			// expired), never the expected signature.
-			return Response{}, reject(http.StatusUnauthorized, "signature verification failed: "+err.Error(), err)
+			return Response{}, reject(http.StatusUnauthorized, metrics.OutcomeRejectedSignature, "signature verification failed: "+err.Error(), err)
+		}
+		if !verified.SentAt.IsZero() {
+			h.cfg.Metrics.DeliveryDelay(name, now.Sub(verified.SentAt))
 		}
 	}
 	payload, value, err := decodeBody(body, wh.Form)
 	if err != nil {
-		return Response{}, reject(http.StatusBadRequest, err.Error(), nil)
+		return Response{}, reject(http.StatusBadRequest, metrics.OutcomeRejectedBody, err.Error(), nil)
 	}
 	key, err := eventKey(r.Context(), src, verified, body, value)
 	if err != nil {
-		return Response{}, reject(http.StatusBadRequest, err.Error(), nil)
+		return Response{}, reject(http.StatusBadRequest, metrics.OutcomeRejectedBody, err.Error(), nil)
 	}
 	acc, err := h.cfg.Engine.Accept(r.Context(), engine.Event{Source: name, Key: key, Payload: payload, Value: value})
 	if err != nil {
-		he := &httpError{Status: http.StatusServiceUnavailable, Public: "event not stored; retry later", Err: err, RetryAfter: 1}
+		he := &httpError{Status: http.StatusServiceUnavailable, Outcome: metrics.OutcomeUnavailable,
+			Public: "event not stored; retry later", Err: err, RetryAfter: 1}
 		if errors.Is(err, engine.ErrOverloaded) {
 			he.Public, he.RetryAfter = "overloaded; retry later", 2
 		}

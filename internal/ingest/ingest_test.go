@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-dev/switchboard/internal/config"
@@ -26,6 +28,7 @@ import (
 	"github.com/switchboard-dev/switchboard/internal/engine"
 	"github.com/switchboard-dev/switchboard/internal/flow"
 	"github.com/switchboard-dev/switchboard/internal/ingest"
+	"github.com/switchboard-dev/switchboard/internal/metrics"
 	"github.com/switchboard-dev/switchboard/internal/signature"
 	"github.com/switchboard-dev/switchboard/internal/store"
 	"github.com/switchboard-dev/switchboard/internal/store/sqlite"
@@ -71,6 +74,21 @@ sources:
       verify: {scheme: standard-webhooks, secret: "${SW_SECRET}"}
   gated:
     webhook: {}
+  stripe:
+    webhook:
+      verify: {scheme: stripe, secret: whsec_stripe_test_secret}
+    key: .id
+  github:
+    webhook:
+      verify: {scheme: github, secret: github-test-secret}
+  shopify:
+    webhook:
+      verify: {scheme: shopify, secret: shopify-test-secret}
+  twilio:
+    webhook:
+      format: form
+      verify: {scheme: twilio, secret: twilio-auth-token}
+    key: .MessageSid
 flows:
   plain: {on: plain, steps: [{id: a, do: crm.request}]}
   form: {on: form, steps: [{id: a, do: crm.request}]}
@@ -78,6 +96,10 @@ flows:
   hmac_hex: {on: hmac_hex, steps: [{id: a, do: crm.request}]}
   hmac_b64: {on: hmac_b64, steps: [{id: a, do: crm.request}]}
   standard: {on: standard, steps: [{id: a, do: crm.request}]}
+  stripe: {on: stripe, steps: [{id: a, do: crm.request}]}
+  github: {on: github, steps: [{id: a, do: crm.request}]}
+  shopify: {on: shopify, steps: [{id: a, do: crm.request}]}
+  twilio: {on: twilio, steps: [{id: a, do: crm.request}]}
   gated:
     on: gated
     when: .go == true
@@ -136,6 +158,8 @@ type testBundle struct {
 	store  *sqlite.Store
 	dbPath string
 	logs   *syncBuffer
+	// metrics is the registry the handler and engine count into.
+	metrics *prometheus.Registry
 	// unknownLength counts requests that arrived without a Content-Length.
 	unknownLength atomic.Int32
 }
@@ -154,7 +178,9 @@ func setup(tb testing.TB, opts options) *testBundle {
 	if ins == nil {
 		ins = st
 	}
-	eng := engine.New(engine.Config{Store: ins, Plan: plan})
+	reg := prometheus.NewRegistry()
+	m := metrics.New(reg)
+	eng := engine.New(engine.Config{Store: ins, Plan: plan, Metrics: m})
 	done := make(chan error, 1)
 	go func() { done <- eng.Run(tb.Context()) }()
 	// tb.Context is cancelled before cleanups run; wait for the committer
@@ -172,8 +198,9 @@ func setup(tb testing.TB, opts options) *testBundle {
 		Logger:   slog.New(slog.NewJSONHandler(logs, nil)),
 		NowFunc:  func() time.Time { return swNow },
 		Draining: opts.draining,
+		Metrics:  m,
 	})
-	b := &testBundle{store: st, dbPath: dbPath, logs: logs}
+	b := &testBundle{store: st, dbPath: dbPath, logs: logs, metrics: reg}
 	mux := http.NewServeMux()
 	mux.Handle("POST /hooks/{source}", h)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -528,6 +555,15 @@ func TestRejections(t *testing.T) {
 			reason := errorBody(t, res)
 			require.Contains(t, reason, tt.wantReason)
 			require.Empty(t, b.events(t), "a rejected request stores nothing")
+			label := tt.req.source
+			if tt.wantStatus == http.StatusNotFound {
+				label = metrics.UnknownSource
+			}
+			require.Equal(t, map[string]float64{
+				received(label, outcomeOf[tt.wantStatus]): 1,
+			}, b.series(t, "switchboard_events_received_total"), "each answer counts one outcome")
+			require.Empty(t, b.series(t, "switchboard_runs_total"))
+			require.Empty(t, b.series(t, "switchboard_delivery_delay_seconds_count"), "only verified timestamps are observed")
 
 			lines := b.logLines(t)
 			require.Len(t, lines, 1)
@@ -559,24 +595,29 @@ func TestAccepted(t *testing.T) {
 		req         request
 		wantKey     string
 		wantPayload string
+		// wantDelay is the delivery delay observed (nil: none).
+		wantDelay *time.Duration
 	}{
 		{
 			name:        "standard webhooks published vector keyed by webhook-id",
 			req:         vectorRequest(),
 			wantKey:     swMsgID,
 			wantPayload: swBody,
+			wantDelay:   new(time.Duration(0)),
 		},
 		{
 			name:        "standard webhooks signed now",
 			req:         swRequest(t, swSecret, "msg_2", swNow, `{"n":1}`),
 			wantKey:     "msg_2",
 			wantPayload: `{"n":1}`,
+			wantDelay:   new(time.Duration(0)),
 		},
 		{
 			name:        "standard webhooks within tolerance",
 			req:         swRequest(t, swSecret, "msg_3", swNow.Add(-4*time.Minute), `{"n":1}`),
 			wantKey:     "msg_3",
 			wantPayload: `{"n":1}`,
+			wantDelay:   new(4 * time.Minute),
 		},
 		{
 			name:        "hmac hex",
@@ -659,6 +700,20 @@ func TestAccepted(t *testing.T) {
 			require.Equal(t, tt.req.source, runs[0].Flow)
 			require.Equal(t, store.RunPending, runs[0].State)
 			require.Empty(t, b.logs.String(), "accepted requests are not logged as rejections")
+			require.Equal(t, map[string]float64{
+				received(tt.req.source, metrics.OutcomeAccepted): 1,
+			}, b.series(t, "switchboard_events_received_total"))
+			require.Equal(t, map[string]float64{
+				fmt.Sprintf(`switchboard_runs_total{flow=%q,state="created"}`, tt.req.source): 1,
+			}, b.series(t, "switchboard_runs_total"))
+			// Standard Webhooks sign a timestamp: receipt minus it is the
+			// delivery delay. The other schemes have none to observe.
+			wantDelay := map[string]float64{}
+			if tt.wantDelay != nil {
+				wantDelay[`switchboard_delivery_delay_seconds_count{source="standard"}`] = 1
+				wantDelay[`switchboard_delivery_delay_seconds_sum{source="standard"}`] = tt.wantDelay.Seconds()
+			}
+			require.Equal(t, wantDelay, b.series(t, "switchboard_delivery_delay_seconds_count", "switchboard_delivery_delay_seconds_sum"))
 		})
 	}
 }
@@ -723,9 +778,19 @@ func TestDuplicates(t *testing.T) {
 			if !tt.wantDuplicate {
 				require.NotEqual(t, id, requireAccepted(t, res))
 				require.Len(t, b.events(t), 2)
+				want := map[string]float64{received(tt.first.source, metrics.OutcomeAccepted): 1}
+				want[received(tt.second.source, metrics.OutcomeAccepted)]++
+				require.Equal(t, want, b.series(t, "switchboard_events_received_total"))
 				return
 			}
 			requireDuplicate(t, res, id)
+			require.Equal(t, map[string]float64{
+				received(tt.first.source, metrics.OutcomeAccepted):  1,
+				received(tt.first.source, metrics.OutcomeDuplicate): 1,
+			}, b.series(t, "switchboard_events_received_total"))
+			require.Equal(t, map[string]float64{
+				fmt.Sprintf(`switchboard_runs_total{flow=%q,state="created"}`, tt.first.source): 1,
+			}, b.series(t, "switchboard_runs_total"), "a duplicate creates no run")
 			evs := b.events(t)
 			require.Len(t, evs, 1)
 			require.Equal(t, firstPayload, string(evs[0].Payload), "the first payload is kept")
@@ -881,6 +946,11 @@ func TestUnavailable(t *testing.T) {
 				require.Equal(t, tt.wantLevel, line["level"])
 				require.Equal(t, tt.wantReason, line["reason"])
 			}
+			require.Equal(t, map[string]float64{
+				received("plain", metrics.OutcomeUnavailable):    1,
+				received("standard", metrics.OutcomeUnavailable): 1,
+			}, b.series(t, "switchboard_events_received_total"))
+			require.Empty(t, b.series(t, "switchboard_runs_total"), "nothing was committed")
 
 			st, err := sqlite.Open(t.Context(), b.dbPath)
 			require.NoError(t, err)

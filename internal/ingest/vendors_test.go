@@ -1,0 +1,52 @@
+package ingest_test
+
+import (
+	"net/http"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/switchboard-dev/switchboard/internal/signature"
+)
+
+// TestVendorSchemes posts webhooks signed as Stripe, GitHub, Shopify and
+// Twilio sign them, through the real handler: each is accepted when signed
+// with the source's secret and refused with 401 otherwise; GitHub's and
+// Shopify's delivery ids are the default idempotency keys.
+func TestVendorSchemes(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{})
+
+	stripe := signature.Stripe{Secret: "whsec_stripe_test_secret"}
+	body := `{"id":"evt_1","type":"invoice.paid"}`
+	ok := jsonRequest("stripe", body).with("Stripe-Signature", stripe.Sign(swNow, []byte(body)))
+	requireAccepted(t, b.post(t, ok))
+	old := jsonRequest("stripe", body).with("Stripe-Signature", stripe.Sign(swNow.Add(-10*time.Minute), []byte(body)))
+	require.Equal(t, http.StatusUnauthorized, b.post(t, old).status, "a replayed old Stripe event")
+
+	gh := signature.GitHub{Secret: "github-test-secret"}
+	ghBody := `{"action":"opened"}`
+	first := requireAccepted(t, b.post(t, jsonRequest("github", ghBody).
+		with("X-Hub-Signature-256", gh.Sign([]byte(ghBody))).with("X-GitHub-Delivery", "d-1")))
+	requireDuplicate(t, b.post(t, jsonRequest("github", ghBody).
+		with("X-Hub-Signature-256", gh.Sign([]byte(ghBody))).with("X-GitHub-Delivery", "d-1")), first)
+	wrong := signature.GitHub{Secret: "not-it"}
+	require.Equal(t, http.StatusUnauthorized, b.post(t, jsonRequest("github", ghBody).
+		with("X-Hub-Signature-256", wrong.Sign([]byte(ghBody))).with("X-GitHub-Delivery", "d-2")).status)
+
+	sh := signature.Shopify{Secret: "shopify-test-secret"}
+	shBody := `{"id":820982911946154508}`
+	requireAccepted(t, b.post(t, jsonRequest("shopify", shBody).
+		with("X-Shopify-Hmac-Sha256", sh.Sign([]byte(shBody))).with("X-Shopify-Webhook-Id", "w-1")))
+	require.Equal(t, http.StatusUnauthorized, b.post(t, jsonRequest("shopify", shBody+" ").
+		with("X-Shopify-Hmac-Sha256", sh.Sign([]byte(shBody))).with("X-Shopify-Webhook-Id", "w-2")).status, "tampered body")
+
+	tw := signature.Twilio{AuthToken: "twilio-auth-token"}
+	form := url.Values{"MessageSid": {"SM1"}, "From": {"+15550100"}, "Body": {"STOP"}}
+	twReq := request{source: "twilio", contentType: "application/x-www-form-urlencoded", body: form.Encode()}
+	requireAccepted(t, b.post(t, twReq.with("X-Twilio-Signature", tw.Sign(b.url+"/hooks/twilio", form))))
+	require.Equal(t, http.StatusUnauthorized, b.post(t, twReq.with("X-Twilio-Signature", tw.Sign("https://elsewhere.example/hooks/twilio", form))).status,
+		"a signature over another URL")
+}
