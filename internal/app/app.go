@@ -4,6 +4,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -120,7 +121,7 @@ func NewServer(ctx context.Context, p *flow.Plan, opts Options) (*Server, error)
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.ShutdownGrace <= 0 {
-		opts.ShutdownGrace = 10 * time.Second
+		opts.ShutdownGrace = cmp.Or(p.ShutdownGrace, 10*time.Second)
 	}
 	if opts.Node == "" {
 		opts.Node = NodeID()

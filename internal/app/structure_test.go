@@ -23,6 +23,7 @@ var forbidden = map[string][]string{
 	"internal/signature":          {"internal/"},
 	"internal/transform":          {"internal/"},
 	"internal/secret":             {"internal/"},
+	"internal/limit":              {"internal/"},
 	"internal/batch":              {"internal/"},
 	"internal/metrics":            {"internal/"},
 	"internal/connector":          {"internal/store", "internal/engine", "internal/delivery", "internal/flow", "internal/ingest", "internal/app"},

@@ -46,6 +46,7 @@ func init() {
 		{"serve", "run ingest and executor: serve --config FILE [--addr 127.0.0.1:8080] [--no-migrate]", runServe},
 		{"migrate", "apply the store's schema migrations: migrate --config FILE", runMigrate},
 		{"check", "validate a config and print what it defines: check --config FILE", runCheck},
+		{"connectors", "list connector kinds, their config keys and actions: connectors [--format text|json] [KIND...]", runConnectors},
 		{"demo", "run a self-contained example with a fake CRM and SMS provider", runDemo},
 		{"events", "list or show stored events: events list|show [ID] --config FILE", runEvents},
 		{"dlq", "list dead-lettered runs: dlq list --config FILE", runDLQ},

@@ -32,6 +32,10 @@ type Config struct {
 	// Lease is how long a claimed run stays with its worker without renewal;
 	// workers renew it while a step runs. Defaults to 30s.
 	Lease time.Duration `yaml:"lease"`
+	// ShutdownGrace bounds a graceful stop (SIGTERM): how long in-flight
+	// requests and steps may take to finish before they are cut off.
+	// Default 10s.
+	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
 	// Retention is how long events, their runs and attempts are kept after
 	// they were received (runs still pending are never deleted). Default
 	// 30d. Accepts a "d" suffix for days.
@@ -53,6 +57,31 @@ type Config struct {
 	Root *yaml.Node `yaml:"-"`
 	// Getenv resolves ${NAME} in nodes decoded later (system configs).
 	Getenv func(string) (string, bool) `yaml:"-"`
+}
+
+// SystemLimits are the keys every system accepts beside its kind's own:
+// how hard Switchboard may push it. They apply per node.
+type SystemLimits struct {
+	// RateLimit is a token bucket: PerSecond requests per second, Burst
+	// at once (default 1).
+	RateLimit *RateLimit `yaml:"rate_limit"`
+	// Concurrency caps requests in flight to the system.
+	Concurrency int `yaml:"concurrency"`
+	// Circuit opens after Failures consecutive transient failures and
+	// holds the system's runs for Cooldown (default 30s) before probing.
+	Circuit *Circuit `yaml:"circuit"`
+}
+
+// RateLimit is a system's token bucket.
+type RateLimit struct {
+	PerSecond float64 `yaml:"per_second"`
+	Burst     int     `yaml:"burst"`
+}
+
+// Circuit is a system's circuit breaker.
+type Circuit struct {
+	Failures int           `yaml:"failures"`
+	Cooldown time.Duration `yaml:"cooldown"`
 }
 
 // Retry is a retry policy. Zero fields inherit from the enclosing level

@@ -44,13 +44,25 @@ type ActionSpec struct {
 	Doc string
 	// Inputs are the keys accepted under the step's `with:`.
 	Inputs []Input
+	// Outputs describes in one line what the step outputs ($steps.ID), e.g.
+	// "the contact {id, properties, new, …}". Optional; shown by
+	// `switchboard connectors`.
+	Outputs string
+	// Writes is the entity type the action writes in its system, e.g.
+	// "customer" or "deal", so one owner per entity can be checked. "" means
+	// none or unknown: a notification writes no entity, and a generic
+	// action's step declares what it writes in its own config.
+	Writes string
 }
 
 // Input documents one key of an action's `with:` map.
 type Input struct {
-	Name     string
+	// Name is the key under `with:`.
+	Name string
+	// Required reports whether a step must set it (to a non-null value).
 	Required bool
-	Doc      string
+	// Doc is one sentence describing the value.
+	Doc string
 }
 
 // System is one configured external system. Implementations are safe for

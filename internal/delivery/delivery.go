@@ -17,6 +17,7 @@ import (
 
 	"github.com/switchboard-dev/switchboard/internal/batch"
 	"github.com/switchboard-dev/switchboard/internal/flow"
+	"github.com/switchboard-dev/switchboard/internal/limit"
 	"github.com/switchboard-dev/switchboard/internal/metrics"
 	"github.com/switchboard-dev/switchboard/internal/store"
 )
@@ -105,6 +106,8 @@ type Executor struct {
 	cfg      Config
 	wake     chan struct{}
 	finisher *batch.Committer[store.FinishParams, error]
+	// gates guard each system's rate, concurrency and circuit; built once.
+	gates    map[string]*limit.Gate
 	node     string
 	stopping atomic.Bool // set when Run's context ends: runs stop after their current step
 
@@ -135,7 +138,10 @@ func New(cfg Config) *Executor {
 	if cfg.Grace <= 0 {
 		cfg.Grace = 10 * time.Second
 	}
-	x := &Executor{cfg: cfg, wake: make(chan struct{}, 1), inflight: map[string]string{}}
+	x := &Executor{cfg: cfg, wake: make(chan struct{}, 1), inflight: map[string]string{}, gates: map[string]*limit.Gate{}}
+	for name, sys := range cfg.Plan.Systems {
+		x.gates[name] = limit.New(name, sys.Limits, cfg.NowFunc)
+	}
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	x.node = hex.EncodeToString(b[:])

@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/switchboard-dev/switchboard/internal/connector"
 	"github.com/switchboard-dev/switchboard/internal/flow"
+	"github.com/switchboard-dev/switchboard/internal/limit"
 	"github.com/switchboard-dev/switchboard/internal/store"
 	"github.com/switchboard-dev/switchboard/internal/transform"
 )
@@ -64,7 +66,32 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 			input, _ = v.(map[string]any)
 		}
 		key := IdempotencyKey(c.Event.Source, c.Event.Key, run.Flow, step.ID, run.Generation)
+		gate := x.gates[step.System]
+		release, err := gate.Acquire(ctx)
+		var hold *limit.Hold
+		if errors.As(err, &hold) {
+			x.hold(ctx, token, c, step, run, hold)
+			return
+		}
+		if err != nil {
+			return // shutting down: the run stays leased and is taken over
+		}
+		started = x.cfg.NowFunc()
+		a.StartedAt = started
 		res, callErr := step.Call.Do(ctx, connector.Request{Input: input, IdempotencyKey: key})
+		outcome, retryAfter := gateOutcome(res.Status, callErr)
+		release(outcome, retryAfter)
+		if outcome == limit.Unauthorized {
+			// The credentials were refused: every run of this system would
+			// fail the same way. The system is paused (one probe at a time)
+			// and this run waits with the others instead of dying.
+			x.cfg.Logger.Error("system paused: credentials refused; its runs wait for a successful probe",
+				"system", step.System, "status", res.Status, "flow", run.Flow, "run_id", run.ID)
+			x.hold(ctx, token, c, step, run, &limit.Hold{
+				Until: x.cfg.NowFunc().Add(time.Minute), Reason: fmt.Sprintf("system %s: credentials refused (HTTP %d)", step.System, res.Status),
+			})
+			return
+		}
 		now := x.cfg.NowFunc()
 		a.Duration = now.Sub(started)
 		x.cfg.Metrics.StepDuration(step.System, a.Duration)
@@ -204,6 +231,45 @@ func (x *Executor) finish(ctx context.Context, c store.ClaimedRun, step *flow.St
 		x.cfg.Observe(r)
 	}
 	return true
+}
+
+// hold puts a run back in the queue until h.Until without counting an
+// attempt: it was not tried (its system's circuit is open, its credentials
+// were refused, or its rate limit would keep the worker waiting).
+func (x *Executor) hold(ctx context.Context, token string, c store.ClaimedRun, step *flow.Step, run store.Run, h *limit.Hold) {
+	now := x.cfg.NowFunc()
+	p := store.FinishParams{
+		RunID: run.ID, Token: token, Now: now, Hold: true,
+		Attempt: store.Attempt{StepIndex: run.Step, StepID: step.ID, System: step.System},
+		State:   store.RunRetrying, Step: run.Step, StepID: step.ID, RunAttempt: max(run.Attempt-1, 0),
+		DueAt: h.Until, LastError: h.Reason,
+	}
+	leaseErr, err := x.finisher.Submit(ctx, p)
+	if err == nil {
+		err = leaseErr
+	}
+	if err != nil {
+		x.cfg.Logger.Warn("run not held; it will be claimed again when its lease expires", "run_id", run.ID, "error", err.Error())
+		return
+	}
+	x.cfg.Logger.Info("run held", "run_id", run.ID, "event_id", c.Event.ID, "flow", run.Flow, "step", step.ID,
+		"system", step.System, "until", h.Until, "reason", h.Reason)
+}
+
+// gateOutcome maps a call's result to what the system's gate learns.
+func gateOutcome(status int, err error) (limit.Outcome, time.Duration) {
+	switch {
+	case err == nil:
+		return limit.Succeeded, 0
+	case status == http.StatusTooManyRequests:
+		ra, _ := connector.RetryAfterOf(err)
+		return limit.Throttled, ra
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		return limit.Unauthorized, 0
+	case connector.IsPermanent(err):
+		return limit.Refused, 0
+	}
+	return limit.Failed, 0
 }
 
 func attemptOf(run store.Run, step *flow.Step, started time.Time) store.Attempt {

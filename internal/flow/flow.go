@@ -19,6 +19,7 @@ import (
 	"github.com/switchboard-dev/switchboard/internal/alert/rule"
 	"github.com/switchboard-dev/switchboard/internal/config"
 	"github.com/switchboard-dev/switchboard/internal/connector"
+	"github.com/switchboard-dev/switchboard/internal/limit"
 	"github.com/switchboard-dev/switchboard/internal/secret"
 	"github.com/switchboard-dev/switchboard/internal/transform"
 )
@@ -52,11 +53,13 @@ type Plan struct {
 	Store string
 	// Retention is how long finished events are kept.
 	Retention time.Duration
-	Workers   int
-	Lease     time.Duration
-	Systems   map[string]*System
-	Sources   map[string]*Source
-	Flows     map[string]*Flow
+	// ShutdownGrace bounds a graceful stop; 0 means the default.
+	ShutdownGrace time.Duration
+	Workers       int
+	Lease         time.Duration
+	Systems       map[string]*System
+	Sources       map[string]*Source
+	Flows         map[string]*Flow
 	// Alerts are the alert rules and where their notifications go; nil
 	// when the config has no alerts: section. app hands it to alert.New.
 	Alerts *rule.Set
@@ -70,6 +73,9 @@ type System struct {
 	Name string
 	Kind string
 	connector.System
+	// Limits are the system's rate limit, concurrency cap and circuit
+	// breaker, applied by the executor on each node.
+	Limits limit.Config
 }
 
 // Source is a compiled inbound source.
@@ -142,15 +148,16 @@ var nameRe = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 func Compile(c *config.Config, reg *connector.Registry) (*Plan, error) {
 	cp := &compiler{c: c, reg: reg, file: c.File}
 	p := &Plan{
-		File:        c.File,
-		StorePath:   c.StorePath(),
-		PostgresDSN: secret.Value(c.PostgresDSN()),
-		Retention:   defaultDur(c.Retention, DefaultRetention),
-		Workers:     defaultInt(c.Workers, DefaultWorkers),
-		Lease:       defaultDur(c.Lease, DefaultLease),
-		Systems:     map[string]*System{},
-		Sources:     map[string]*Source{},
-		Flows:       map[string]*Flow{},
+		File:          c.File,
+		StorePath:     c.StorePath(),
+		PostgresDSN:   secret.Value(c.PostgresDSN()),
+		Retention:     defaultDur(c.Retention, DefaultRetention),
+		ShutdownGrace: c.ShutdownGrace,
+		Workers:       defaultInt(c.Workers, DefaultWorkers),
+		Lease:         defaultDur(c.Lease, DefaultLease),
+		Systems:       map[string]*System{},
+		Sources:       map[string]*Source{},
+		Flows:         map[string]*Flow{},
 	}
 	switch {
 	case p.StorePath != "":
@@ -285,16 +292,24 @@ func (cp *compiler) system(name string, n *yaml.Node) *System {
 		cp.errorf(kindNode, path+".kind", "unknown kind %q (known: %s)", kindNode.Value, strings.Join(names, ", "))
 		return nil
 	}
-	// Decode everything but kind: into the kind's typed config.
-	rest := *n
-	rest.Content = nil
+	// The keys every system has (kind and its limits) are decoded here;
+	// everything else into the kind's typed config.
+	rest, common := *n, *n
+	rest.Content, common.Content = nil, nil
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		if n.Content[i].Value != "kind" {
+		switch n.Content[i].Value {
+		case "kind":
+		case "rate_limit", "concurrency", "circuit":
+			common.Content = append(common.Content, n.Content[i], n.Content[i+1])
+		default:
 			rest.Content = append(rest.Content, n.Content[i], n.Content[i+1])
 		}
 	}
-	cfg := kind.NewConfig()
+	var lim config.SystemLimits
 	d := &config.Decoder{File: cp.file, Getenv: cp.c.Getenv}
+	d.Decode(&common, path, &lim)
+	limits := cp.limits(path, lim)
+	cfg := kind.NewConfig()
 	d.Decode(&rest, path, cfg)
 	if len(d.Errs) > 0 {
 		cp.errs = append(cp.errs, d.Errs...)
@@ -305,7 +320,32 @@ func (cp *compiler) system(name string, n *yaml.Node) *System {
 		cp.openErrors(n, path, err)
 		return nil
 	}
-	return &System{Name: name, Kind: kind.Name, System: sys}
+	return &System{Name: name, Kind: kind.Name, System: sys, Limits: limits}
+}
+
+// limits checks a system's rate_limit, concurrency and circuit keys.
+func (cp *compiler) limits(path string, l config.SystemLimits) limit.Config {
+	var out limit.Config
+	if r := l.RateLimit; r != nil {
+		if r.PerSecond <= 0 {
+			cp.errorf(cp.node(path+".rate_limit"), path+".rate_limit.per_second", "must be positive")
+		}
+		if r.Burst < 0 {
+			cp.errorf(cp.node(path+".rate_limit"), path+".rate_limit.burst", "must not be negative")
+		}
+		out.PerSecond, out.Burst = r.PerSecond, r.Burst
+	}
+	if l.Concurrency < 0 {
+		cp.errorf(cp.node(path+".concurrency"), path+".concurrency", "must be positive")
+	}
+	out.Concurrency = l.Concurrency
+	if c := l.Circuit; c != nil {
+		if c.Failures <= 0 {
+			cp.errorf(cp.node(path+".circuit"), path+".circuit.failures", "must be positive")
+		}
+		out.CircuitFailures, out.CircuitCooldown = c.Failures, c.Cooldown
+	}
+	return out
 }
 
 // openErrors reports a kind's Open error, one line per joined error. A

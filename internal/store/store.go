@@ -165,8 +165,13 @@ type FinishParams struct {
 	RunID string
 	Token string
 	Now   time.Time
-	// Attempt is recorded whether or not the lease is still held.
+	// Attempt is recorded whether or not the lease is still held, unless
+	// Hold is set.
 	Attempt Attempt
+	// Hold puts the run back without recording an attempt: it was never
+	// tried (its system's circuit is open, say). RunAttempt should then
+	// undo the claim's increment.
+	Hold bool
 	// Output, when not nil, checkpoints the attempt's step as done.
 	Output []byte
 	// State, Step, StepID, RunAttempt and DueAt become the run's new values.

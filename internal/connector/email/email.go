@@ -42,50 +42,50 @@ func Register(r *connector.Registry) {
 type Config struct {
 	// Transport is "smtp" or "sendgrid". Required; the block of the same
 	// name configures it, and the other block must be absent.
-	Transport string `yaml:"transport"`
+	Transport string `yaml:"transport" doc:"smtp or sendgrid. Required; the block of that name configures it."`
 	// SMTP configures transport: smtp.
-	SMTP *SMTPConfig `yaml:"smtp"`
+	SMTP *SMTPConfig `yaml:"smtp" doc:"The SMTP server, for transport smtp."`
 	// SendGrid configures transport: sendgrid.
-	SendGrid *SendGridConfig `yaml:"sendgrid"`
+	SendGrid *SendGridConfig `yaml:"sendgrid" doc:"The SendGrid account, for transport sendgrid."`
 	// From is the default sender, e.g. "Acme Plumbing <office@acme.example>".
 	// A step's from overrides it; one of the two is required.
-	From string `yaml:"from"`
+	From string `yaml:"from" doc:"Default sender, e.g. \"Acme <office@acme.example>\"."`
 	// ReplyTo is the default Reply-To address. A step's reply_to overrides it.
-	ReplyTo string `yaml:"reply_to"`
+	ReplyTo string `yaml:"reply_to" doc:"Default Reply-To address."`
 	// Timeout bounds one send: for SMTP, each network operation; for
 	// SendGrid, the whole request. Defaults to 30s.
-	Timeout time.Duration `yaml:"timeout"`
+	Timeout time.Duration `yaml:"timeout" doc:"SMTP: each network operation; SendGrid: the whole request. Default 30s."`
 }
 
 // SMTPConfig is an SMTP submission server.
 type SMTPConfig struct {
 	// Host is the server's host name. Required. TLS certificates are
 	// checked against it.
-	Host string `yaml:"host"`
+	Host string `yaml:"host" doc:"The server's host name; TLS certificates are checked against it. Required."`
 	// Port defaults to 587 (submission with STARTTLS). 465 means implicit
 	// TLS: the connection is TLS from the first byte.
-	Port int `yaml:"port"`
+	Port int `yaml:"port" doc:"Default 587 (STARTTLS); 465 is implicit TLS."`
 	// Username and Password authenticate (SMTP AUTH, the strongest
 	// mechanism the server offers over TLS). Both or neither.
-	Username string       `yaml:"username"`
-	Password secret.Value `yaml:"password"`
+	Username string       `yaml:"username" doc:"SMTP AUTH user; set with password."`
+	Password secret.Value `yaml:"password" doc:"SMTP AUTH password; set with username."`
 	// StartTLS requires STARTTLS before anything else is sent. Defaults to
 	// true. It may be false only with port 465 (implicit TLS) or
 	// insecure_plaintext, so mail and passwords never cross the network
 	// in clear text by accident.
-	StartTLS *bool `yaml:"starttls"`
+	StartTLS *bool `yaml:"starttls" doc:"Require STARTTLS before sending; default true."`
 	// InsecurePlaintext talks to the server without any TLS (and sends
 	// AUTH PLAIN in clear text). For tests and local relays only.
-	InsecurePlaintext bool `yaml:"insecure_plaintext"`
+	InsecurePlaintext bool `yaml:"insecure_plaintext" doc:"No TLS at all, for tests and local relays only."`
 }
 
 // SendGridConfig is a SendGrid account.
 type SendGridConfig struct {
 	// APIKey is an API key with the Mail Send permission. Required.
-	APIKey secret.Value `yaml:"api_key"`
+	APIKey secret.Value `yaml:"api_key" doc:"An API key with Mail Send permission. Required."`
 	// BaseURL defaults to "https://api.sendgrid.com" (EU accounts use
 	// "https://api.eu.sendgrid.com"); tests point it at a fake.
-	BaseURL string `yaml:"base_url"`
+	BaseURL string `yaml:"base_url" doc:"API base URL; default https://api.sendgrid.com (EU accounts: https://api.eu.sendgrid.com)."`
 }
 
 // transport delivers one checked message.

@@ -16,8 +16,10 @@ import (
 )
 
 var sendSpec = connector.ActionSpec{
-	Name: "send",
-	Doc:  "Sends one e-mail; outputs {message_id} (the Message-ID for SMTP, SendGrid's X-Message-Id).",
+	Name:    "send",
+	Doc:     "Sends one e-mail.",
+	Outputs: "{message_id}: the Message-ID for SMTP (with response, the server's acceptance line), SendGrid's X-Message-Id",
+	Writes:  "", // a message, not an entity with a system of record
 	Inputs: []connector.Input{
 		{Name: "to", Required: true, Doc: `Recipients: an address ("ann@example.com", "Ann <ann@example.com>"), a comma-separated list, or a list of addresses.`},
 		{Name: "subject", Required: true, Doc: "The subject line."},

@@ -49,43 +49,53 @@ type Config struct {
 	// BaseURL is the absolute http or https URL every request goes under, e.g.
 	// "https://api.example.com/v1". Required. It may not carry credentials, a
 	// query or a fragment.
-	BaseURL string `yaml:"base_url"`
+	BaseURL string `yaml:"base_url" doc:"Absolute http or https URL every request goes under. Required; no credentials, query or fragment."`
 	// Headers are sent with every request; a step's headers override them.
-	Headers map[string]string `yaml:"headers"`
+	Headers map[string]string `yaml:"headers" doc:"Headers sent with every request; a step's headers override them."`
 	// Auth authenticates every request. At most one method may be set.
-	Auth Auth `yaml:"auth"`
+	Auth Auth `yaml:"auth" doc:"How requests authenticate: at most one of bearer, basic, api_key and oauth2."`
 	// Timeout bounds one whole call, reading the response included. Defaults
-	// to 30s.
-	Timeout time.Duration `yaml:"timeout"`
+	// to 30s. It bounds an OAuth2 token request on its own as well.
+	Timeout time.Duration `yaml:"timeout" doc:"Bounds one call, reading the response included; default 30s."`
+	// PermanentStatuses are response statuses that fail the step at once
+	// (dead letter), overriding the default mapping; e.g. [409, 422]. Each
+	// is 100-599 but not 2xx, and none may be in TransientStatuses.
+	PermanentStatuses []int `yaml:"permanent_statuses" doc:"Statuses that fail a step permanently, overriding the default mapping, e.g. [409, 422]."`
+	// TransientStatuses are response statuses that are retried with
+	// backoff (honouring Retry-After), overriding the default mapping; e.g.
+	// [423] for an API that answers 423 Locked while a record is busy.
+	TransientStatuses []int `yaml:"transient_statuses" doc:"Statuses retried with backoff, overriding the default mapping, e.g. [423]."`
 }
 
 // Auth selects how requests authenticate. At most one field may be set.
 type Auth struct {
 	// Bearer is sent as "Authorization: Bearer <token>".
-	Bearer secret.Value `yaml:"bearer"`
+	Bearer secret.Value `yaml:"bearer" doc:"A static token sent as Authorization: Bearer."`
 	// Basic is sent as HTTP basic authentication.
-	Basic *BasicAuth `yaml:"basic"`
+	Basic *BasicAuth `yaml:"basic" doc:"HTTP basic authentication."`
 	// APIKey is sent in a header or a query parameter.
-	APIKey *APIKeyAuth `yaml:"api_key"`
+	APIKey *APIKeyAuth `yaml:"api_key" doc:"A static key in a header or a query parameter."`
+	// OAuth2 fetches bearer tokens with the client credentials grant.
+	OAuth2 *OAuth2Auth `yaml:"oauth2" doc:"OAuth2 client credentials: tokens fetched, cached and refreshed."`
 }
 
 // BasicAuth is HTTP basic authentication (RFC 7617).
 type BasicAuth struct {
 	// User is required and may not contain ':'.
-	User secret.Value `yaml:"user"`
+	User secret.Value `yaml:"user" doc:"Required; may not contain ':'."`
 	// Password may be empty.
-	Password secret.Value `yaml:"password"`
+	Password secret.Value `yaml:"password" doc:"May be empty."`
 }
 
 // APIKeyAuth sends a static key with every request, in exactly one of a
 // header or a query parameter.
 type APIKeyAuth struct {
 	// Header is the header name, e.g. "X-API-Key".
-	Header string `yaml:"header"`
+	Header string `yaml:"header" doc:"Header name, e.g. X-API-Key; set header or query."`
 	// Query is the query parameter name, e.g. "api_key". Errors redact it.
-	Query string `yaml:"query"`
+	Query string `yaml:"query" doc:"Query parameter name, e.g. api_key; set header or query."`
 	// Value is the key. Required.
-	Value secret.Value `yaml:"value"`
+	Value secret.Value `yaml:"value" doc:"The key. Required."`
 }
 
 // system is one opened `kind: http` system. It is immutable after open and so
@@ -96,6 +106,8 @@ type system struct {
 	baseSegs []segment // base path, already cleaned
 	headers  http.Header
 	auth     authParams
+	oauth    *tokenSource // nil unless auth.oauth2 is set
+	classes  map[int]bool // status → transient (true) or permanent (false), overriding the default
 	client   *http.Client
 	redactor *strings.Replacer // nil when there are no secrets
 }
@@ -130,22 +142,29 @@ func open(p connector.OpenParams) (connector.System, error) {
 	}
 	transport.MaxIdleConnsPerHost = maxIdleConnsPerHost
 	transport.MaxIdleConns = 0 // no cap across hosts: each system has its own transport
+	client := &http.Client{
+		Transport: transport,
+		Timeout:   cmp.Or(cfg.Timeout, defaultTimeout),
+		// Redirects are not followed: a 3xx is reported as a permanent
+		// failure so a call never silently lands on another host or path,
+		// and credentials never travel there.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 
-	return &system{
+	s := &system{
 		base:     base,
 		origin:   origin(base),
 		baseSegs: segs,
 		headers:  headers,
 		auth:     cfg.Auth.params(),
-		client: &http.Client{
-			Transport: transport,
-			Timeout:   cmp.Or(cfg.Timeout, defaultTimeout),
-			// Redirects are not followed: a 3xx is reported as a permanent
-			// failure so a call never silently lands on another host or path.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
+		classes:  cfg.statusClasses(),
+		client:   client,
 		redactor: cfg.Auth.redactor(),
-	}, nil
+	}
+	if o := cfg.Auth.OAuth2; o != nil {
+		s.oauth = newTokenSource(o, client, s.redact)
+	}
+	return s, nil
 }
 
 // Action returns the request action.
@@ -176,6 +195,7 @@ func (c *Config) validate() error {
 		errs = append(errs, errors.New("timeout: must not be negative"))
 	}
 	errs = append(errs, c.Auth.validate()...)
+	errs = append(errs, validateStatuses(c.PermanentStatuses, c.TransientStatuses)...)
 	return errors.Join(errs...)
 }
 
@@ -212,8 +232,12 @@ func (a Auth) validate() []error {
 			errs = append(errs, errors.New("auth.api_key.value: must not contain control characters"))
 		}
 	}
+	if a.OAuth2 != nil {
+		n++
+		errs = append(errs, a.OAuth2.validate()...)
+	}
 	if n > 1 {
-		errs = append(errs, errors.New("auth: set at most one of bearer, basic and api_key"))
+		errs = append(errs, errors.New("auth: set at most one of bearer, basic, api_key and oauth2"))
 	}
 	return errs
 }
@@ -248,6 +272,9 @@ func (a Auth) redactor() *strings.Replacer {
 		v := k.Value.Reveal()
 		plain = append(plain, v, url.QueryEscape(v), url.PathEscape(v))
 	}
+	if o := a.OAuth2; o != nil {
+		plain = append(plain, o.secrets()...)
+	}
 	plain = slices.DeleteFunc(plain, func(s string) bool { return s == "" })
 	if len(plain) == 0 {
 		return nil
@@ -262,11 +289,16 @@ func (a Auth) redactor() *strings.Replacer {
 	return strings.NewReplacer(pairs...)
 }
 
-func (s *system) redact(msg string) string {
-	if s.redactor == nil {
-		return msg
+// redact scrubs the configured secrets from msg, and token too: an OAuth2
+// access token is fetched at run time, so no Replacer knows it in advance.
+func (s *system) redact(msg, token string) string {
+	if s.redactor != nil {
+		msg = s.redactor.Replace(msg)
 	}
-	return s.redactor.Replace(msg)
+	if token != "" {
+		msg = strings.ReplaceAll(msg, token, "[redacted]")
+	}
+	return msg
 }
 
 // parseBaseURL checks base_url and returns it with its cleaned path segments.

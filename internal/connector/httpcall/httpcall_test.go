@@ -128,7 +128,7 @@ func TestOpenValidation(t *testing.T) {
 		{"header newline", &httpcall.Config{BaseURL: good, Headers: map[string]string{"X-A": "a\nb"}}, "headers.X-A: value must not contain control characters"},
 		{"two auth methods", &httpcall.Config{BaseURL: good, Auth: httpcall.Auth{
 			Bearer: token, APIKey: &httpcall.APIKeyAuth{Header: "X-Key", Value: token},
-		}}, "auth: set at most one of bearer, basic and api_key"},
+		}}, "auth: set at most one of bearer, basic, api_key and oauth2"},
 		{"bearer newline", &httpcall.Config{BaseURL: good, Auth: httpcall.Auth{Bearer: token + "\n"}}, "auth.bearer: must not contain control characters"},
 		{"basic without user", &httpcall.Config{BaseURL: good, Auth: httpcall.Auth{
 			Basic: &httpcall.BasicAuth{Password: token},

@@ -19,8 +19,12 @@ import (
 )
 
 var requestSpec = connector.ActionSpec{
-	Name: actionRequest,
-	Doc:  "Sends one HTTP request to a path under the system's base_url and outputs the decoded response.",
+	Name:    actionRequest,
+	Doc:     "Sends one HTTP request to a path under the system's base_url.",
+	Outputs: "the decoded JSON response, or the response text when it is not JSON",
+	// Writes is "": what a generic request writes depends on the API, so
+	// the step declares it.
+	Writes: "",
 	Inputs: []connector.Input{
 		{Name: "method", Doc: `HTTP method; defaults to "POST" when body is set, else "GET".`},
 		{Name: "path", Doc: `Path joined under base_url's path, e.g. "/contacts"; may carry a query. An absolute URL must be on base_url's host and path.`},
@@ -46,21 +50,60 @@ type input struct {
 
 // Do sends one request. Invalid inputs and paths outside base_url are
 // permanent errors; statusError says how a non-2xx answer is classified.
+//
+// With OAuth2, a 401 answer drops the cached token and the request is sent
+// once more with a fresh one: the token may have been revoked or rotated
+// before its expiry. A second 401 is final. Both requests carry the same
+// Idempotency-Key, and only the second one's answer is recorded.
 func (a *requestAction) Do(ctx context.Context, req connector.Request) (connector.Result, error) {
 	in, err := parseInput(req.Input)
 	if err != nil {
 		return connector.Result{}, connector.Permanent(err)
 	}
-	httpReq, err := a.sys.newRequest(ctx, in, req.IdempotencyKey)
+	display := in.method + " " + cmp.Or(in.path, "/")
+	resp, token, err := a.send(ctx, in, req.IdempotencyKey)
 	if err != nil {
-		return connector.Result{}, connector.Permanent(err)
+		return failedResult(err), err
 	}
-	display := httpReq.Method + " " + cmp.Or(in.path, "/")
+	if resp.StatusCode == http.StatusUnauthorized && a.sys.oauth != nil {
+		discard(resp)
+		a.sys.oauth.invalidate(ctx, token)
+		if resp, token, err = a.send(ctx, in, req.IdempotencyKey); err != nil {
+			return failedResult(err), err
+		}
+	}
+	return a.sys.readResponse(ctx, display, token, resp)
+}
+
+// failedResult is the Result of a call that got no API response: empty,
+// unless the token endpoint answered, whose status and body it then holds.
+func failedResult(err error) connector.Result {
+	if te, ok := errors.AsType[*tokenStatusError](err); ok {
+		return connector.Result{Status: te.status, Body: te.body}
+	}
+	return connector.Result{}
+}
+
+// send builds and sends one request, with a bearer token from the token
+// source under OAuth2. It returns the token it sent (or "") so errors can
+// redact it. Its errors are classified.
+func (a *requestAction) send(ctx context.Context, in input, idempotencyKey string) (*http.Response, string, error) {
+	token := ""
+	if a.sys.oauth != nil {
+		var err error
+		if token, err = a.sys.oauth.token(ctx); err != nil {
+			return nil, "", err
+		}
+	}
+	httpReq, err := a.sys.newRequest(ctx, in, idempotencyKey, token)
+	if err != nil {
+		return nil, "", connector.Permanent(err)
+	}
 	resp, err := a.sys.client.Do(httpReq)
 	if err != nil {
-		return connector.Result{}, a.sys.transportError(ctx, display, err)
+		return nil, "", a.sys.transportError(ctx, in.method+" "+cmp.Or(in.path, "/"), token, err)
 	}
-	return a.sys.readResponse(ctx, display, resp)
+	return resp, token, nil
 }
 
 func parseInput(m map[string]any) (input, error) {
@@ -205,8 +248,9 @@ func typeName(v any) string {
 	return fmt.Sprintf("%T", v)
 }
 
-// newRequest builds the HTTP request for in. Its errors are all permanent.
-func (s *system) newRequest(ctx context.Context, in input, idempotencyKey string) (*http.Request, error) {
+// newRequest builds the HTTP request for in; a non-empty accessToken is sent
+// as a bearer token. Its errors are all permanent.
+func (s *system) newRequest(ctx context.Context, in input, idempotencyKey, accessToken string) (*http.Request, error) {
 	u, err := s.resolveURL(in.path, in.query)
 	if err != nil {
 		return nil, fmt.Errorf("input \"path\": %w", err)
@@ -245,6 +289,9 @@ func (s *system) newRequest(ctx context.Context, in input, idempotencyKey string
 	}
 	if s.auth.header != "" {
 		h.Set(s.auth.header, s.auth.headerValue)
+	}
+	if accessToken != "" {
+		h.Set("Authorization", "Bearer "+accessToken)
 	}
 	if idempotencyKey != "" {
 		h.Set("Idempotency-Key", idempotencyKey)

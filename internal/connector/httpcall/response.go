@@ -40,24 +40,23 @@ func (e *redactedError) Error() string { return e.msg }
 func (e *redactedError) Unwrap() error { return e.err }
 
 // transportError reports a failure to get a response. It is transient: the
-// connection broke, timed out or ctx ended.
-func (s *system) transportError(ctx context.Context, display string, err error) error {
+// connection broke, timed out or ctx ended. token is the access token the
+// request carried, if any, and is redacted too.
+func (s *system) transportError(ctx context.Context, display, token string, err error) error {
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		err = ctxErr
 	} else if ue, ok := errors.AsType[*url.Error](err); ok {
 		// url.Error's text holds the whole URL, and with it a query API key.
 		err = ue.Err
 	}
-	return &redactedError{msg: s.redact(display + ": " + err.Error()), err: err}
+	return &redactedError{msg: s.redact(display+": "+err.Error(), token), err: err}
 }
 
 // readResponse reads at most maxBody bytes of resp, closes it, and classifies
-// the outcome by status.
-func (s *system) readResponse(ctx context.Context, display string, resp *http.Response) (connector.Result, error) {
-	defer func() {
-		_, _ = io.CopyN(io.Discard, resp.Body, maxDrain)
-		_ = resp.Body.Close()
-	}()
+// the outcome by status. token is the access token the request carried, if
+// any, redacted from error messages.
+func (s *system) readResponse(ctx context.Context, display, token string, resp *http.Response) (connector.Result, error) {
+	defer discard(resp)
 	body, readErr := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
 	truncated := len(body) > maxBody
 	if truncated {
@@ -69,36 +68,101 @@ func (s *system) readResponse(ctx context.Context, display string, resp *http.Re
 		if readErr != nil {
 			// The call may have taken effect; a retry sends the same
 			// Idempotency-Key, so retrying is safe for servers that honour it.
-			return res, s.transportError(ctx, display+": read response", readErr)
+			return res, s.transportError(ctx, display+": read response", token, readErr)
 		}
 		res.Output = decodeOutput(resp, body, truncated)
 		return res, nil
 	}
-	return res, s.statusError(display, resp, body)
+	return res, s.statusError(display, token, resp, body)
 }
 
 // statusError classifies a non-2xx response: statuses a retry can fix are
 // transient (honouring Retry-After), all others, 3xx included, permanent.
-func (s *system) statusError(display string, resp *http.Response, body []byte) error {
+// The system's permanent_statuses and transient_statuses override that.
+func (s *system) statusError(display, token string, resp *http.Response, body []byte) error {
 	msg := display + ": " + strconv.Itoa(resp.StatusCode)
 	if text := http.StatusText(resp.StatusCode); text != "" {
 		msg += " " + text
 	}
-	if snip := snippet(s.redact(string(body))); snip != "" {
+	if snip := snippet(s.redact(string(body), token)); snip != "" {
 		msg += ": " + snip
 	}
-	err := errors.New(s.redact(msg))
+	err := errors.New(s.redact(msg, token))
 
-	switch resp.StatusCode {
+	transient, custom := s.classes[resp.StatusCode]
+	if !custom {
+		transient = defaultTransient(resp.StatusCode)
+	}
+	if !transient {
+		return connector.Permanent(err)
+	}
+	if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+		return connector.RetryAfter(d, err)
+	}
+	return err
+}
+
+// defaultTransient reports whether a retry can fix a response with this
+// status by default: the request timed out, came too early or too often,
+// or the server failed on its side.
+func defaultTransient(status int) bool {
+	switch status {
 	case http.StatusRequestTimeout, http.StatusTooEarly, http.StatusTooManyRequests,
 		http.StatusInternalServerError, http.StatusBadGateway,
 		http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-		if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
-			return connector.RetryAfter(d, err)
-		}
-		return err
+		return true
 	}
-	return connector.Permanent(err)
+	return false
+}
+
+// validateStatuses checks permanent_statuses and transient_statuses.
+func validateStatuses(permanent, transient []int) []error {
+	var errs []error
+	seen := map[int]string{}
+	for _, list := range []struct {
+		key   string
+		codes []int
+	}{{"permanent_statuses", permanent}, {"transient_statuses", transient}} {
+		for i, code := range list.codes {
+			switch prev, dup := seen[code]; {
+			case code < 100 || code > 599:
+				errs = append(errs, fmt.Errorf("%s[%d]: %d is not an HTTP status (100-599)", list.key, i, code))
+			case code >= 200 && code < 300:
+				errs = append(errs, fmt.Errorf("%s[%d]: %d is a success and cannot be reclassified", list.key, i, code))
+			case dup && prev == list.key:
+				errs = append(errs, fmt.Errorf("%s[%d]: %d is listed twice", list.key, i, code))
+			case dup:
+				errs = append(errs, fmt.Errorf("%s[%d]: %d is also in %s", list.key, i, code, prev))
+			}
+			if _, dup := seen[code]; !dup {
+				seen[code] = list.key
+			}
+		}
+	}
+	return errs
+}
+
+// statusClasses maps each status of permanent_statuses and
+// transient_statuses to whether it is transient; nil when both are empty.
+func (c *Config) statusClasses() map[int]bool {
+	if len(c.PermanentStatuses)+len(c.TransientStatuses) == 0 {
+		return nil
+	}
+	m := make(map[int]bool, len(c.PermanentStatuses)+len(c.TransientStatuses))
+	for _, code := range c.PermanentStatuses {
+		m[code] = false
+	}
+	for _, code := range c.TransientStatuses {
+		m[code] = true
+	}
+	return m
+}
+
+// discard reads what is left of resp's body, up to maxDrain, and closes it,
+// so the connection can be reused.
+func discard(resp *http.Response) {
+	_, _ = io.CopyN(io.Discard, resp.Body, maxDrain)
+	_ = resp.Body.Close()
 }
 
 // snippet returns the start of body on one line, for error messages.

@@ -97,8 +97,10 @@ const (
 var actions = []actionDef{
 	{
 		spec: connector.ActionSpec{
-			Name: "upsert_contact",
-			Doc:  "Creates or updates the contact with this e-mail address (batch upsert by email); outputs the contact object {id, properties, new, …}.",
+			Name:    "upsert_contact",
+			Doc:     "Creates or updates the contact with this e-mail address (batch upsert by email).",
+			Outputs: "the contact {id, properties, new, createdAt, …}; new reports whether it was created",
+			Writes:  "customer",
 			Inputs: []connector.Input{
 				{Name: "email", Required: true, Doc: "The contact's e-mail address, its unique key."},
 				{Name: "properties", Doc: docProperties},
@@ -118,8 +120,10 @@ var actions = []actionDef{
 	},
 	{
 		spec: connector.ActionSpec{
-			Name: "update_contact",
-			Doc:  "Updates properties of an existing contact; outputs the contact object.",
+			Name:    "update_contact",
+			Doc:     "Updates properties of an existing contact.",
+			Outputs: "the contact {id, properties, …}",
+			Writes:  "customer",
 			Inputs: []connector.Input{
 				{Name: "id", Required: true, Doc: "The contact's id (or its id_property value)."},
 				{Name: "properties", Required: true, Doc: docProperties},
@@ -137,8 +141,10 @@ var actions = []actionDef{
 	},
 	{
 		spec: connector.ActionSpec{
-			Name: "assign_owner",
-			Doc:  "Sets a contact's owner (hubspot_owner_id); outputs the contact object.",
+			Name:    "assign_owner",
+			Doc:     "Sets a contact's owner (hubspot_owner_id).",
+			Outputs: "the contact {id, properties, …}",
+			Writes:  "customer",
 			Inputs: []connector.Input{
 				{Name: "id", Required: true, Doc: "The contact's id."},
 				{Name: "owner_id", Required: true, Doc: "The owner's (HubSpot user's) owner id."},
@@ -154,8 +160,10 @@ var actions = []actionDef{
 	},
 	{
 		spec: connector.ActionSpec{
-			Name: "create_note",
-			Doc:  "Adds a note to a contact's timeline; outputs the note object {id, properties, …}.",
+			Name:    "create_note",
+			Doc:     "Adds a note to a contact's timeline.",
+			Outputs: "the note {id, properties, …}",
+			Writes:  "note",
 			Inputs: []connector.Input{
 				{Name: "contact_id", Required: true, Doc: "The contact's id."},
 				{Name: "body", Required: true, Doc: "The note's text (hs_note_body); HubSpot renders simple HTML."},
@@ -183,8 +191,10 @@ var actions = []actionDef{
 	},
 	{
 		spec: connector.ActionSpec{
-			Name: "create_task",
-			Doc:  "Creates a task on a contact; outputs the task object {id, properties, …}.",
+			Name:    "create_task",
+			Doc:     "Creates a task on a contact.",
+			Outputs: "the task {id, properties, …}",
+			Writes:  "task",
 			Inputs: []connector.Input{
 				{Name: "contact_id", Required: true, Doc: "The contact's id."},
 				{Name: "subject", Required: true, Doc: "The task's title (hs_task_subject)."},
@@ -216,8 +226,10 @@ var actions = []actionDef{
 	},
 	{
 		spec: connector.ActionSpec{
-			Name: "create_deal",
-			Doc:  "Creates a deal, optionally associated with a contact; outputs the deal object {id, properties, …}.",
+			Name:    "create_deal",
+			Doc:     "Creates a deal, optionally associated with a contact.",
+			Outputs: "the deal {id, properties, …}",
+			Writes:  "deal",
 			Inputs: []connector.Input{
 				{Name: "properties", Required: true, Doc: "Deal properties: dealname (required), dealstage, pipeline, amount, closedate, … " + docProperties},
 				{Name: "contact_id", Doc: "A contact to associate the deal with."},
@@ -238,8 +250,10 @@ var actions = []actionDef{
 	},
 	{
 		spec: connector.ActionSpec{
-			Name: "update_deal",
-			Doc:  "Updates properties of an existing deal; outputs the deal object.",
+			Name:    "update_deal",
+			Doc:     "Updates properties of an existing deal.",
+			Outputs: "the deal {id, properties, …}",
+			Writes:  "deal",
 			Inputs: []connector.Input{
 				{Name: "id", Required: true, Doc: "The deal's id (or its id_property value)."},
 				{Name: "properties", Required: true, Doc: docProperties},
@@ -257,8 +271,10 @@ var actions = []actionDef{
 	},
 	{
 		spec: connector.ActionSpec{
-			Name: "move_deal_stage",
-			Doc:  "Moves a deal to another stage (dealstage), optionally in another pipeline; outputs the deal object.",
+			Name:    "move_deal_stage",
+			Doc:     "Moves a deal to another stage (dealstage), optionally in another pipeline.",
+			Outputs: "the deal {id, properties, …}",
+			Writes:  "deal",
 			Inputs: []connector.Input{
 				{Name: "id", Required: true, Doc: "The deal's id."},
 				{Name: "dealstage", Required: true, Doc: "The internal id of the target stage, e.g. \"closedwon\"."},
@@ -279,8 +295,10 @@ var actions = []actionDef{
 	},
 	{
 		spec: connector.ActionSpec{
-			Name: "associate_deal_contact",
-			Doc:  "Associates a deal with a contact (default association; repeating it is harmless); outputs HubSpot's answer.",
+			Name:    "associate_deal_contact",
+			Doc:     "Associates a deal with a contact (default association; repeating it is harmless).",
+			Outputs: "HubSpot's answer describing the association",
+			Writes:  "deal",
 			Inputs: []connector.Input{
 				{Name: "deal_id", Required: true, Doc: "The deal's id."},
 				{Name: "contact_id", Required: true, Doc: "The contact's id."},

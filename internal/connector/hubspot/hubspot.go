@@ -47,13 +47,13 @@ type Config struct {
 	// BaseURL is the API's base URL. Defaults to "https://api.hubapi.com";
 	// tests point it at a fake. It may carry a path prefix (for a proxy) but
 	// no credentials, query or fragment.
-	BaseURL string `yaml:"base_url"`
+	BaseURL string `yaml:"base_url" doc:"API base URL; default https://api.hubapi.com. May carry a path prefix, no credentials, query or fragment."`
 	// Token is the private app's access token, sent as a bearer token.
 	// Required.
-	Token secret.Value `yaml:"token"`
+	Token secret.Value `yaml:"token" doc:"The private app's access token (pat-…), sent as a bearer token. Required."`
 	// Timeout bounds one whole call, reading the response included.
 	// Defaults to 30s.
-	Timeout time.Duration `yaml:"timeout"`
+	Timeout time.Duration `yaml:"timeout" doc:"Bounds one call, reading the response included; default 30s."`
 }
 
 // system is one opened `kind: hubspot` system. It is immutable after open

@@ -19,16 +19,20 @@ import (
 
 var (
 	postWebhookSpec = connector.ActionSpec{
-		Name: "post_webhook",
-		Doc:  "Posts a message through the incoming webhook (needs webhook_url); outputs {ok: true}.",
+		Name:    "post_webhook",
+		Doc:     "Posts a message through the incoming webhook (needs webhook_url).",
+		Outputs: "{ok: true}",
+		Writes:  "", // a message, not an entity with a system of record
 		Inputs: []connector.Input{
 			{Name: "text", Doc: "The message text (mrkdwn); the notification fallback when blocks are set. text or blocks is required."},
 			{Name: "blocks", Doc: "Block Kit blocks: an array, passed through as given."},
 		},
 	}
 	postMessageSpec = connector.ActionSpec{
-		Name: "post_message",
-		Doc:  "Posts a message with chat.postMessage (needs bot_token); outputs Slack's answer {ok, channel, ts, message}.",
+		Name:    "post_message",
+		Doc:     "Posts a message with chat.postMessage (needs bot_token).",
+		Outputs: "Slack's answer {ok, channel, ts, message}; ts identifies the message",
+		Writes:  "", // a message, not an entity with a system of record
 		Inputs: []connector.Input{
 			{Name: "channel", Required: true, Doc: "Channel id (C…), user id for a DM, or #name."},
 			{Name: "text", Doc: "The message text (mrkdwn); the notification fallback when blocks are set. text or blocks is required."},

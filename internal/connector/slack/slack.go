@@ -45,15 +45,15 @@ type Config struct {
 	// WebhookURL is an incoming webhook's URL
 	// ("https://hooks.slack.com/services/…"). It is a secret: whoever
 	// has it can post. It enables post_webhook.
-	WebhookURL secret.Value `yaml:"webhook_url"`
+	WebhookURL secret.Value `yaml:"webhook_url" doc:"An incoming webhook URL; enables post_webhook."`
 	// BotToken is a bot user OAuth token ("xoxb-…") with the chat:write
 	// scope. It enables post_message.
-	BotToken secret.Value `yaml:"bot_token"`
+	BotToken secret.Value `yaml:"bot_token" doc:"A bot token (xoxb-…) with chat:write; enables post_message."`
 	// BaseURL is the Web API's base URL for post_message. Defaults to
 	// "https://slack.com/api"; tests point it at a fake.
-	BaseURL string `yaml:"base_url"`
+	BaseURL string `yaml:"base_url" doc:"Web API base URL; default https://slack.com/api."`
 	// Timeout bounds one whole call. Defaults to 30s.
-	Timeout time.Duration `yaml:"timeout"`
+	Timeout time.Duration `yaml:"timeout" doc:"Bounds one call; default 30s."`
 }
 
 // system is one opened `kind: slack` system. It is immutable after open and

@@ -19,8 +19,10 @@ import (
 )
 
 var sendSMSSpec = connector.ActionSpec{
-	Name: "send_sms",
-	Doc:  "Sends one SMS; outputs Twilio's Message resource {sid, status, to, from, …}.",
+	Name:    "send_sms",
+	Doc:     "Sends one SMS.",
+	Outputs: "Twilio's Message resource {sid, status, to, from, …}",
+	Writes:  "", // a message, not an entity with a system of record
 	Inputs: []connector.Input{
 		{Name: "to", Required: true, Doc: "The recipient, an E.164 number such as \"+15550100\"."},
 		{Name: "body", Required: true, Doc: "The text, at most 1600 characters."},

@@ -47,23 +47,23 @@ func Register(r *connector.Registry) {
 type Config struct {
 	// AccountSID is the account's SID, "AC" and 32 hex digits. Required. It
 	// is the basic-auth user and part of every request path.
-	AccountSID string `yaml:"account_sid"`
+	AccountSID string `yaml:"account_sid" doc:"The account SID, AC and 32 hex digits. Required."`
 	// AuthToken is the account's auth token, the basic-auth password.
 	// Required.
-	AuthToken secret.Value `yaml:"auth_token"`
+	AuthToken secret.Value `yaml:"auth_token" doc:"The account's auth token, the basic-auth password. Required."`
 	// BaseURL defaults to "https://api.twilio.com"; tests point it at a fake.
-	BaseURL string `yaml:"base_url"`
+	BaseURL string `yaml:"base_url" doc:"API base URL; default https://api.twilio.com."`
 	// From is the default sender: an E.164 number ("+15550100"), a short
 	// code or an alphanumeric sender id. A step's from overrides it.
-	From string `yaml:"from"`
+	From string `yaml:"from" doc:"Default sender: an E.164 number, short code or alphanumeric id."`
 	// MessagingServiceSID ("MG" and 32 hex digits) sends through a
 	// messaging service, which picks the sender from its pool.
-	MessagingServiceSID string `yaml:"messaging_service_sid"`
+	MessagingServiceSID string `yaml:"messaging_service_sid" doc:"Default messaging service (MG…); Twilio picks the sender from its pool."`
 	// StatusCallback is the default URL Twilio posts delivery status
 	// updates to. A step's status_callback overrides it.
-	StatusCallback string `yaml:"status_callback"`
+	StatusCallback string `yaml:"status_callback" doc:"Default URL Twilio posts delivery status updates to."`
 	// Timeout bounds one whole call. Defaults to 30s.
-	Timeout time.Duration `yaml:"timeout"`
+	Timeout time.Duration `yaml:"timeout" doc:"Bounds one call; default 30s."`
 }
 
 // system is one opened `kind: twilio` system. It is immutable after open

@@ -116,10 +116,16 @@ func (s *Store) FinishAttempts(ctx context.Context, ps []store.FinishParams) ([]
 		b := &pgx.Batch{}
 		for _, p := range ps {
 			a := p.Attempt
-			b.Queue(`INSERT INTO attempts (run_id, step_index, step_id, system, number, outcome, status, error,
+			if p.Hold {
+				// Nothing was tried: no attempt row; keep the batch's
+				// result order with a no-op.
+				b.Queue(`SELECT 1`)
+			} else {
+				b.Queue(`INSERT INTO attempts (run_id, step_index, step_id, system, number, outcome, status, error,
 					duration_us, response, started_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-				p.RunID, a.StepIndex, a.StepID, a.System, a.Number, a.Outcome, a.Status, a.Error,
-				a.Duration.Microseconds(), a.Response, a.StartedAt)
+					p.RunID, a.StepIndex, a.StepID, a.System, a.Number, a.Outcome, a.Status, a.Error,
+					a.Duration.Microseconds(), a.Response, a.StartedAt)
+			}
 			if p.Output != nil {
 				b.Queue(`INSERT INTO run_steps (run_id, step_index, step_id, output, completed_at)
 					SELECT $1, $2, $3, $4, $5 WHERE EXISTS (

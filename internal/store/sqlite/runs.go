@@ -178,10 +178,12 @@ func (s *Store) FinishAttempts(ctx context.Context, ps []store.FinishParams) ([]
 		}
 		for i, p := range ps {
 			a := p.Attempt
-			if _, err := insAttempt.ExecContext(ctx,
-				p.RunID, a.StepIndex, a.StepID, a.System, a.Number, a.Outcome, a.Status, a.Error,
-				a.Duration.Microseconds(), a.Response, micros(a.StartedAt)); err != nil {
-				return fmt.Errorf("record attempt: %w", err)
+			if !p.Hold { // a held run was not tried: no attempt row
+				if _, err := insAttempt.ExecContext(ctx,
+					p.RunID, a.StepIndex, a.StepID, a.System, a.Number, a.Outcome, a.Status, a.Error,
+					a.Duration.Microseconds(), a.Response, micros(a.StartedAt)); err != nil {
+					return fmt.Errorf("record attempt: %w", err)
+				}
 			}
 			res, err := updRun.ExecContext(ctx,
 				p.State, p.Step, p.StepID, p.RunAttempt, micros(p.DueAt), p.LastError, micros(p.Now), p.State,

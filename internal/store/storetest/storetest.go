@@ -272,6 +272,31 @@ func Run(t *testing.T, open OpenFunc) {
 		require.ErrorIs(t, err, store.ErrNotFound)
 	})
 
+	t.Run("Hold", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		_, err := b.s.InsertEvents(b.ctx, []store.NewEvent{newEvent("src", "k1", "flow_a")})
+		require.NoError(t, err)
+		got, err := b.s.ClaimRuns(b.ctx, claim("w1", t0, 10))
+		require.NoError(t, err)
+		require.Len(t, got, 1)
+		errs, err := b.s.FinishAttempts(b.ctx, []store.FinishParams{{
+			RunID: got[0].Run.ID, Token: "w1", Now: t0, Hold: true,
+			Attempt: store.Attempt{StepID: "step1"},
+			State:   store.RunRetrying, Step: 0, StepID: "step1", RunAttempt: 0, DueAt: t0.Add(time.Minute),
+			LastError: "system crm: circuit open",
+		}})
+		require.NoError(t, err)
+		require.NoError(t, errs[0])
+		attempts, err := b.s.ListAttempts(b.ctx, got[0].Run.ID)
+		require.NoError(t, err)
+		require.Empty(t, attempts, "a held run was not tried")
+		again, err := b.s.ClaimRuns(b.ctx, claim("w2", t0.Add(time.Minute), 10))
+		require.NoError(t, err)
+		require.Len(t, again, 1)
+		require.Equal(t, 1, again[0].Run.Attempt, "the hold gave its attempt back")
+	})
+
 	t.Run("ReleaseLeases", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)

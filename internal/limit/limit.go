@@ -1,0 +1,243 @@
+// Package limit guards each external system on a node: a token bucket
+// (rate_limit), a cap on requests in flight (concurrency), a system-wide
+// back-off when the system answers 429, and a circuit breaker that holds
+// runs (they wait; they are not failed) while a system keeps failing or
+// refuses our credentials. Limits are per node: on PostgreSQL with N nodes a
+// system sees up to N times the configured rate.
+package limit
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// Config are a system's limits. Zero values mean "no limit".
+type Config struct {
+	// PerSecond is the sustained request rate; Burst the bucket size
+	// (default 1, which keeps any one-second window at PerSecond).
+	PerSecond float64
+	Burst     int
+	// Concurrency caps requests in flight.
+	Concurrency int
+	// CircuitFailures opens the circuit after that many consecutive
+	// transient failures; CircuitCooldown is how long it stays open before
+	// one probe request is let through. Default cooldown 30s.
+	CircuitFailures int
+	CircuitCooldown time.Duration
+	// AuthProbeEvery is how often a system paused by a 401 or 403 lets one
+	// probe request through. Default 1m.
+	AuthProbeEvery time.Duration
+}
+
+// Outcome is what a call through the gate ended with.
+type Outcome int
+
+const (
+	// Succeeded: a 2xx (or any answer that is not the system's fault).
+	Succeeded Outcome = iota
+	// Failed: a transient failure (5xx, timeout, connection error).
+	Failed
+	// Throttled: the system answered 429; After is its Retry-After.
+	Throttled
+	// Unauthorized: 401 or 403, the credentials are refused.
+	Unauthorized
+	// Refused: a permanent answer about the request, not the system (400,
+	// 404, 422): it neither trips nor closes the circuit.
+	Refused
+)
+
+// Hold tells the caller not to call now: put the run back until Until.
+type Hold struct {
+	Until  time.Time
+	Reason string
+}
+
+func (h *Hold) Error() string { return h.Reason }
+
+// pacing is the share of the configured rate requests are sent at.
+const pacing = 0.9
+
+// maxWait is the longest a worker waits for a token in place; a longer
+// wait holds the run in the store instead, so the worker can serve other
+// systems meanwhile.
+const maxWait = 2 * time.Second
+
+// Gate guards one system. It is safe for concurrent use.
+type Gate struct {
+	name    string
+	cfg     Config
+	limiter *rate.Limiter // nil without a rate limit
+	slots   chan struct{} // nil without a concurrency cap
+	nowFunc func() time.Time
+
+	mu          sync.Mutex // guards the fields below
+	backoff     time.Time  // a 429 asked everyone to wait until then
+	failures    int        // consecutive transient failures
+	openUntil   time.Time  // circuit open: hold until then, then probe
+	probing     bool       // a probe request is in flight
+	paused      bool       // credentials refused
+	pausedUntil time.Time  // next auth probe
+	rateNow     float64    // effective rate after 429s (≤ cfg.PerSecond)
+}
+
+// New returns the gate of system name. nowFunc may be nil (time.Now).
+func New(name string, cfg Config, nowFunc func() time.Time) *Gate {
+	if nowFunc == nil {
+		nowFunc = time.Now
+	}
+	if cfg.CircuitCooldown <= 0 {
+		cfg.CircuitCooldown = 30 * time.Second
+	}
+	if cfg.AuthProbeEvery <= 0 {
+		cfg.AuthProbeEvery = time.Minute
+	}
+	// Requests are paced at 90% of the configured rate: a request's trip
+	// takes a little more or less time each time, and at exactly the rate
+	// that jitter would now and then put one request too many into a
+	// one-second window as the system counts it (seen at 95% under load).
+	cfg.PerSecond *= pacing
+	g := &Gate{name: name, cfg: cfg, nowFunc: nowFunc, rateNow: cfg.PerSecond}
+	if cfg.PerSecond > 0 {
+		g.limiter = rate.NewLimiter(rate.Limit(cfg.PerSecond), max(1, cfg.Burst))
+	}
+	if cfg.Concurrency > 0 {
+		g.slots = make(chan struct{}, cfg.Concurrency)
+	}
+	return g
+}
+
+// Acquire waits for the system to accept a request. It returns a *Hold
+// error when the run should go back to the queue instead (circuit open,
+// credentials refused, a 429 back-off or a long rate-limit wait), or the
+// context's error. On success the caller makes its call and then calls
+// done with the outcome.
+func (g *Gate) Acquire(ctx context.Context) (done func(Outcome, time.Duration), err error) {
+	if h := g.admit(); h != nil {
+		return nil, h
+	}
+	if g.limiter != nil {
+		r := g.limiter.Reserve()
+		if d := r.Delay(); d > maxWait {
+			r.Cancel()
+			g.endProbe()
+			return nil, &Hold{Until: g.nowFunc().Add(d), Reason: fmt.Sprintf("system %s: rate limit (%.3g/s)", g.name, g.limiter.Limit())}
+		} else if d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				r.Cancel()
+				g.endProbe()
+				return nil, ctx.Err()
+			}
+		}
+	}
+	if g.slots != nil {
+		select {
+		case g.slots <- struct{}{}:
+		case <-ctx.Done():
+			g.endProbe()
+			return nil, ctx.Err()
+		}
+	}
+	return func(o Outcome, retryAfter time.Duration) {
+		if g.slots != nil {
+			<-g.slots
+		}
+		g.record(o, retryAfter)
+	}, nil
+}
+
+// admit applies the circuit, the auth pause and the 429 back-off.
+func (g *Gate) admit() *Hold {
+	now := g.nowFunc()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	switch {
+	case g.paused:
+		if now.Before(g.pausedUntil) || g.probing {
+			return &Hold{Until: g.pausedUntil, Reason: fmt.Sprintf("system %s paused: credentials refused (401/403); probing every %s", g.name, g.cfg.AuthProbeEvery)}
+		}
+		g.probing = true // this request is the probe
+	case !g.openUntil.IsZero():
+		if now.Before(g.openUntil) || g.probing {
+			return &Hold{Until: g.openUntil, Reason: fmt.Sprintf("system %s: circuit open after %d consecutive failures", g.name, g.failures)}
+		}
+		g.probing = true
+	case now.Before(g.backoff):
+		return &Hold{Until: g.backoff, Reason: fmt.Sprintf("system %s: backing off after 429", g.name)}
+	}
+	return nil
+}
+
+func (g *Gate) endProbe() {
+	g.mu.Lock()
+	g.probing = false
+	g.mu.Unlock()
+}
+
+// record updates the gate's state with a call's outcome.
+func (g *Gate) record(o Outcome, retryAfter time.Duration) {
+	now := g.nowFunc()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.probing = false
+	switch o {
+	case Succeeded:
+		g.failures, g.openUntil, g.paused = 0, time.Time{}, false
+		g.recover()
+	case Refused:
+		// The request was wrong, not the system: no change.
+	case Failed:
+		g.failures++
+		if g.cfg.CircuitFailures > 0 && g.failures >= g.cfg.CircuitFailures {
+			g.openUntil = now.Add(g.cfg.CircuitCooldown)
+		}
+	case Throttled:
+		g.backoff = now.Add(max(retryAfter, time.Second))
+		g.slowDown()
+	case Unauthorized:
+		g.paused = true
+		g.pausedUntil = now.Add(g.cfg.AuthProbeEvery)
+	}
+}
+
+// slowDown halves the effective rate (to a floor of a tenth of the
+// configured one) after a 429.
+func (g *Gate) slowDown() {
+	if g.limiter == nil {
+		return
+	}
+	g.rateNow = max(g.rateNow/2, g.cfg.PerSecond/10)
+	g.limiter.SetLimit(rate.Limit(g.rateNow))
+}
+
+// recover raises the effective rate back towards the configured one by 5%
+// per successful call.
+func (g *Gate) recover() {
+	if g.limiter == nil || g.rateNow >= g.cfg.PerSecond {
+		return
+	}
+	g.rateNow = min(g.rateNow*1.05, g.cfg.PerSecond)
+	g.limiter.SetLimit(rate.Limit(g.rateNow))
+}
+
+// State describes the gate for logs and operators.
+type State struct {
+	Paused      bool
+	CircuitOpen bool
+	Rate        float64
+	Failures    int
+}
+
+// State returns the gate's current state.
+func (g *Gate) State() State {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return State{Paused: g.paused, CircuitOpen: !g.openUntil.IsZero(), Rate: g.rateNow, Failures: g.failures}
+}

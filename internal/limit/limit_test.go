@@ -1,0 +1,121 @@
+package limit_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/switchboard-dev/switchboard/internal/limit"
+)
+
+// clock is a settable time source.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d); c.mu.Unlock() }
+
+func newClock() *clock { return &clock{now: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)} }
+
+func requireHold(t *testing.T, g *limit.Gate) *limit.Hold {
+	t.Helper()
+	_, err := g.Acquire(t.Context())
+	var h *limit.Hold
+	require.ErrorAs(t, err, &h)
+	return h
+}
+
+func requireAdmit(t *testing.T, g *limit.Gate) func(limit.Outcome, time.Duration) {
+	t.Helper()
+	done, err := g.Acquire(t.Context())
+	require.NoError(t, err)
+	return done
+}
+
+func TestCircuit(t *testing.T) {
+	t.Parallel()
+	c := newClock()
+	g := limit.New("crm", limit.Config{CircuitFailures: 3, CircuitCooldown: 30 * time.Second}, c.Now)
+	for range 3 {
+		requireAdmit(t, g)(limit.Failed, 0)
+	}
+	h := requireHold(t, g)
+	require.Equal(t, c.Now().Add(30*time.Second), h.Until)
+	require.Contains(t, h.Reason, "circuit open")
+
+	c.Add(30 * time.Second)
+	probe := requireAdmit(t, g) // the one probe
+	requireHold(t, g)           // others wait while it runs
+	probe(limit.Failed, 0)
+	requireHold(t, g) // failed probe: open again
+
+	c.Add(30 * time.Second)
+	requireAdmit(t, g)(limit.Succeeded, 0)
+	requireAdmit(t, g)(limit.Succeeded, 0) // closed
+	require.False(t, g.State().CircuitOpen)
+}
+
+func TestRefusedRequestsDoNotTrip(t *testing.T) {
+	t.Parallel()
+	g := limit.New("crm", limit.Config{CircuitFailures: 2}, newClock().Now)
+	for range 5 {
+		requireAdmit(t, g)(limit.Refused, 0)
+	}
+	requireAdmit(t, g)(limit.Succeeded, 0)
+}
+
+func TestAuthPause(t *testing.T) {
+	t.Parallel()
+	c := newClock()
+	g := limit.New("crm", limit.Config{AuthProbeEvery: time.Minute}, c.Now)
+	requireAdmit(t, g)(limit.Unauthorized, 0)
+	h := requireHold(t, g)
+	require.Contains(t, h.Reason, "credentials refused")
+	require.True(t, g.State().Paused)
+	c.Add(time.Minute)
+	requireAdmit(t, g)(limit.Succeeded, 0) // the probe succeeds: resumed
+	require.False(t, g.State().Paused)
+	requireAdmit(t, g)(limit.Succeeded, 0)
+}
+
+func TestThrottleBacksOffAndSlowsDown(t *testing.T) {
+	t.Parallel()
+	c := newClock()
+	g := limit.New("crm", limit.Config{PerSecond: 100}, c.Now)
+	require.InDelta(t, 90, g.State().Rate, 0.001, "paced at 90% of the configured rate")
+	requireAdmit(t, g)(limit.Throttled, 5*time.Second)
+	h := requireHold(t, g)
+	require.Equal(t, c.Now().Add(5*time.Second), h.Until)
+	require.InDelta(t, 45, g.State().Rate, 0.001, "a 429 halves the rate")
+	c.Add(5 * time.Second)
+	requireAdmit(t, g)(limit.Succeeded, 0)
+	require.InDelta(t, 47.25, g.State().Rate, 0.001, "and it recovers 5% per success")
+}
+
+func TestConcurrency(t *testing.T) {
+	t.Parallel()
+	g := limit.New("crm", limit.Config{Concurrency: 2}, nil)
+	a := requireAdmit(t, g)
+	requireAdmit(t, g)
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	_, err := g.Acquire(ctx)
+	require.True(t, errors.Is(err, context.DeadlineExceeded), "a third request waits for a slot")
+	a(limit.Succeeded, 0)
+	requireAdmit(t, g)
+}
+
+func TestLongRateWaitHoldsTheRun(t *testing.T) {
+	t.Parallel()
+	g := limit.New("crm", limit.Config{PerSecond: 0.1}, nil) // one every 10 s
+	requireAdmit(t, g)(limit.Succeeded, 0)
+	h := requireHold(t, g)
+	require.Contains(t, h.Reason, "rate limit")
+	require.Greater(t, time.Until(h.Until), 5*time.Second)
+}
