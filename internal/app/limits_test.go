@@ -151,9 +151,21 @@ func TestUnauthorizedPausesSystem(t *testing.T) {
 	require.NoError(t, err)
 	require.NotEmpty(t, held)
 	require.Contains(t, held[0].LastError, "credentials refused")
+	pauses, err := ts.Server.Store.ListPauses(t.Context())
+	require.NoError(t, err)
+	require.Len(t, pauses, 1, "the pause is shared through the store")
+	require.Equal(t, "downstream", pauses[0].System)
+
+	// The operator fixes the token and resumes the system (what
+	// `switchboard systems resume downstream` does): the held runs go.
 	mu.Lock()
 	tokenOK = true
 	mu.Unlock()
-	// The probe comes a minute after the pause (the default); not waited
-	// for here: the gate's own tests step a clock through it.
+	ok, err := ts.Server.Store.ResumeSystem(t.Context(), "downstream")
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Eventually(t, func() bool {
+		runs, err := ts.Server.Store.ListRuns(t.Context(), store.ListRunsParams{State: store.RunSucceeded, Limit: 100})
+		return err == nil && len(runs) == 10
+	}, 40*time.Second, 100*time.Millisecond, "every held run completes after the resume")
 }

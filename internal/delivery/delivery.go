@@ -28,6 +28,9 @@ type Store interface {
 	ExtendLeases(ctx context.Context, p store.ExtendParams) error
 	FinishAttempts(ctx context.Context, ps []store.FinishParams) ([]error, error)
 	NextDue(ctx context.Context) (time.Time, bool, error)
+	PauseSystem(ctx context.Context, p store.PauseParams) (bool, error)
+	ResumeSystem(ctx context.Context, system string) (bool, error)
+	ListPauses(ctx context.Context) ([]store.SystemPause, error)
 }
 
 // Notifier is told about every run that dies, at once. Implementations must
@@ -173,6 +176,7 @@ func (x *Executor) Run(ctx context.Context) error {
 	renewCtx, stopRenew := context.WithCancel(context.WithoutCancel(ctx))
 	renewDone := make(chan struct{})
 	go func() { x.renew(renewCtx); close(renewDone) }()
+	go x.syncPauses(renewCtx)
 
 	// Steps in flight get their own context: cancelled only after the
 	// grace period, so a shutdown lets them finish and record their result.
@@ -251,6 +255,43 @@ func (x *Executor) Run(ctx context.Context) error {
 	<-renewDone
 	stopFinisher()
 	return <-finDone
+}
+
+// syncPauses applies the store's paused systems to this node's gates every
+// few seconds: a pause another node recorded, or an operator's
+// `switchboard systems resume`.
+func (x *Executor) syncPauses(ctx context.Context) {
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		pauses, err := x.cfg.Store.ListPauses(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				x.cfg.Logger.Warn("read paused systems", "error", err)
+			}
+			continue
+		}
+		paused := map[string]store.SystemPause{}
+		for _, p := range pauses {
+			paused[p.System] = p
+		}
+		for name, g := range x.gates {
+			p, isPaused := paused[name]
+			switch {
+			case isPaused && !g.State().Paused:
+				// An operator's pause holds until resumed; a refusal seen
+				// by another node is probed like one seen here.
+				g.Pause(p.Reason != store.OperatorPause)
+			case !isPaused && g.State().Paused:
+				g.Resume()
+			}
+		}
+	}
 }
 
 // idleWait is how long to sleep when no run is claimable: until the next

@@ -78,17 +78,32 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 		}
 		started = x.cfg.NowFunc()
 		a.StartedAt = started
+		wasPaused := gate.State().Paused // this call is the probe
 		res, callErr := step.Call.Do(ctx, connector.Request{Input: input, IdempotencyKey: key})
 		outcome, retryAfter := gateOutcome(res.Status, callErr)
 		release(outcome, retryAfter)
+		if wasPaused && outcome == limit.Succeeded {
+			if _, err := x.cfg.Store.ResumeSystem(ctx, step.System); err != nil {
+				x.cfg.Logger.Warn("record system resumed", "system", step.System, "error", err)
+			}
+			x.cfg.Logger.Info("system resumed: a probe succeeded", "system", step.System)
+		}
 		if outcome == limit.Unauthorized {
 			// The credentials were refused: every run of this system would
-			// fail the same way. The system is paused (one probe at a time)
-			// and this run waits with the others instead of dying.
-			x.cfg.Logger.Error("system paused: credentials refused; its runs wait for a successful probe",
-				"system", step.System, "status", res.Status, "flow", run.Flow, "run_id", run.ID)
+			// fail the same way. The system is paused on every node (one
+			// probe a minute) and this run waits with the others.
+			first, err := x.cfg.Store.PauseSystem(ctx, store.PauseParams{
+				System: step.System, Reason: fmt.Sprintf("HTTP %d from %s", res.Status, step.System), Now: x.cfg.NowFunc(),
+			})
+			if err != nil {
+				x.cfg.Logger.Warn("record system paused", "system", step.System, "error", err)
+			}
+			if first {
+				x.cfg.Logger.Error("system paused: credentials refused; its runs wait for a successful probe or `switchboard systems resume`",
+					"system", step.System, "status", res.Status, "flow", run.Flow, "run_id", run.ID)
+			}
 			x.hold(ctx, token, c, step, run, &limit.Hold{
-				Until: x.cfg.NowFunc().Add(time.Minute), Reason: fmt.Sprintf("system %s: credentials refused (HTTP %d)", step.System, res.Status),
+				Until: x.cfg.NowFunc().Add(15 * time.Second), Reason: fmt.Sprintf("system %s: credentials refused (HTTP %d)", step.System, res.Status),
 			})
 			return
 		}

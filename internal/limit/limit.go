@@ -58,6 +58,16 @@ type Hold struct {
 
 func (h *Hold) Error() string { return h.Reason }
 
+// recheck bounds how long a run is held for a paused system.
+const recheck = 15 * time.Second
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
 // pacing is the share of the configured rate requests are sent at.
 const pacing = 0.9
 
@@ -161,7 +171,9 @@ func (g *Gate) admit() *Hold {
 	switch {
 	case g.paused:
 		if now.Before(g.pausedUntil) || g.probing {
-			return &Hold{Until: g.pausedUntil, Reason: fmt.Sprintf("system %s paused: credentials refused (401/403); probing every %s", g.name, g.cfg.AuthProbeEvery)}
+			// Held runs look again every recheck, so they go soon after an
+			// operator resumes the system, well before the next probe.
+			return &Hold{Until: minTime(g.pausedUntil, now.Add(recheck)), Reason: fmt.Sprintf("system %s paused: credentials refused (401/403); probing every %s", g.name, g.cfg.AuthProbeEvery)}
 		}
 		g.probing = true // this request is the probe
 	case !g.openUntil.IsZero():
@@ -225,6 +237,29 @@ func (g *Gate) recover() {
 	}
 	g.rateNow = min(g.rateNow*1.05, g.cfg.PerSecond)
 	g.limiter.SetLimit(rate.Limit(g.rateNow))
+}
+
+// Pause pauses the system as if it had answered 401 (another node saw the
+// refusal): the next probe is after AuthProbeEvery. With probe false (an
+// operator paused it) no probe is sent until Resume.
+func (g *Gate) Pause(probe bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.paused {
+		return
+	}
+	g.paused, g.pausedUntil = true, g.nowFunc().Add(g.cfg.AuthProbeEvery)
+	if !probe {
+		g.pausedUntil = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+	}
+}
+
+// Resume lifts a pause at once (an operator resumed the system, or another
+// node's probe succeeded).
+func (g *Gate) Resume() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.paused = false
 }
 
 // State describes the gate for logs and operators.

@@ -275,6 +275,24 @@ type AttemptCount struct {
 	Count   int
 }
 
+// PauseParams pause a system.
+type PauseParams struct {
+	System string
+	Reason string
+	Now    time.Time
+}
+
+// OperatorPause is the reason of a pause an operator asked for; such a
+// pause is never lifted by a probe.
+const OperatorPause = "paused by an operator"
+
+// SystemPause is a paused system.
+type SystemPause struct {
+	System   string
+	Reason   string
+	PausedAt time.Time
+}
+
 // Store is every durable operation Switchboard performs. Implementations are
 // safe for concurrent use; each method is one transaction.
 type Store interface {
@@ -332,6 +350,15 @@ type Store interface {
 	// AttemptStats counts attempts started at or after since, by system
 	// and outcome: the numbers behind error-rate alerts.
 	AttemptStats(ctx context.Context, since time.Time) ([]AttemptCount, error)
+
+	// PauseSystem records that a system refused our credentials. It
+	// reports whether the system was not paused before (so one alert is
+	// raised per pause, whichever node saw it first).
+	PauseSystem(ctx context.Context, p PauseParams) (bool, error)
+	// ResumeSystem lifts a pause; false if the system was not paused.
+	ResumeSystem(ctx context.Context, system string) (bool, error)
+	// ListPauses returns the paused systems.
+	ListPauses(ctx context.Context) ([]SystemPause, error)
 
 	// Ping checks that the store answers.
 	Ping(ctx context.Context) error

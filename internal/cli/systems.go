@@ -1,0 +1,78 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/switchboard-dev/switchboard/internal/store"
+)
+
+// runSystems lists, pauses and resumes systems. A system is paused by the
+// executor when it refuses our credentials (401/403); its runs wait
+// instead of failing until a probe succeeds or an operator resumes it.
+func runSystems(ctx context.Context, e env, args []string) error {
+	if len(args) == 0 {
+		return usageError{"want: systems list | systems pause NAME | systems resume NAME"}
+	}
+	sub := args[0]
+	fs := flags("systems "+sub, e)
+	cfgPath := fs.String("config", "switchboard.yaml", "config file")
+	if err := parse(fs, args[1:]); err != nil {
+		return err
+	}
+	plan, st, err := openStore(ctx, e, *cfgPath)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	switch sub {
+	case "list":
+		pauses, err := st.ListPauses(ctx)
+		if err != nil {
+			return err
+		}
+		paused := map[string]store.SystemPause{}
+		for _, p := range pauses {
+			paused[p.System] = p
+		}
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "SYSTEM\tKIND\tSTATE\tSINCE\tREASON")
+		for _, name := range sortedNames(plan.Systems) {
+			p, ok := paused[name]
+			if !ok {
+				fmt.Fprintf(tw, "%s\t%s\tactive\t\t\n", name, plan.Systems[name].Kind)
+				continue
+			}
+			fmt.Fprintf(tw, "%s\t%s\tPAUSED\t%s\t%s\n", name, plan.Systems[name].Kind, p.PausedAt.Format(time.RFC3339), p.Reason)
+		}
+		return tw.Flush()
+	case "pause", "resume":
+		if fs.NArg() != 1 {
+			return usageError{"NAME is required"}
+		}
+		name := fs.Arg(0)
+		if _, ok := plan.Systems[name]; !ok {
+			return fmt.Errorf("no system %q in %s (defined: %v)", name, *cfgPath, sortedNames(plan.Systems))
+		}
+		if sub == "pause" {
+			if _, err := st.PauseSystem(ctx, store.PauseParams{System: name, Reason: store.OperatorPause, Now: time.Now()}); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "system %s paused: its runs wait until `switchboard systems resume %s` (nodes apply it within seconds)\n", name, name)
+			return nil
+		}
+		ok, err := st.ResumeSystem(ctx, name)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			fmt.Fprintf(e.stdout, "system %s was not paused\n", name)
+			return nil
+		}
+		fmt.Fprintf(e.stdout, "system %s resumed: held runs go within about 15 s\n", name)
+		return nil
+	}
+	return usageError{fmt.Sprintf("unknown subcommand %q (want list, pause or resume)", sub)}
+}

@@ -1,0 +1,43 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/switchboard-dev/switchboard/internal/store"
+)
+
+// PauseSystem inserts the pause unless one exists.
+func (s *Store) PauseSystem(ctx context.Context, p store.PauseParams) (bool, error) {
+	tag, err := s.pool.Exec(ctx, `INSERT INTO system_pauses (system, reason, paused_at) VALUES ($1, $2, $3)
+		ON CONFLICT (system) DO NOTHING`, p.System, p.Reason, p.Now)
+	if err != nil {
+		return false, fmt.Errorf("pause system %s: %w", p.System, err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// ResumeSystem deletes the pause.
+func (s *Store) ResumeSystem(ctx context.Context, system string) (bool, error) {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM system_pauses WHERE system = $1`, system)
+	if err != nil {
+		return false, fmt.Errorf("resume system %s: %w", system, err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// ListPauses returns the paused systems by name.
+func (s *Store) ListPauses(ctx context.Context) ([]store.SystemPause, error) {
+	rows, err := s.pool.Query(ctx, `SELECT system, reason, paused_at FROM system_pauses ORDER BY system`)
+	if err != nil {
+		return nil, fmt.Errorf("list paused systems: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.SystemPause, error) {
+		var p store.SystemPause
+		err := r.Scan(&p.System, &p.Reason, &p.PausedAt)
+		p.PausedAt = p.PausedAt.UTC()
+		return p, err
+	})
+}

@@ -1,0 +1,49 @@
+package sqlite
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/switchboard-dev/switchboard/internal/store"
+)
+
+// PauseSystem inserts the pause unless one exists.
+func (s *Store) PauseSystem(ctx context.Context, p store.PauseParams) (bool, error) {
+	res, err := s.w.ExecContext(ctx, `INSERT INTO system_pauses (system, reason, paused_at) VALUES (?, ?, ?)
+		ON CONFLICT (system) DO NOTHING`, p.System, p.Reason, micros(p.Now))
+	if err != nil {
+		return false, fmt.Errorf("pause system %s: %w", p.System, err)
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
+}
+
+// ResumeSystem deletes the pause.
+func (s *Store) ResumeSystem(ctx context.Context, system string) (bool, error) {
+	res, err := s.w.ExecContext(ctx, `DELETE FROM system_pauses WHERE system = ?`, system)
+	if err != nil {
+		return false, fmt.Errorf("resume system %s: %w", system, err)
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
+}
+
+// ListPauses returns the paused systems by name.
+func (s *Store) ListPauses(ctx context.Context) ([]store.SystemPause, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT system, reason, paused_at FROM system_pauses ORDER BY system`)
+	if err != nil {
+		return nil, fmt.Errorf("list paused systems: %w", err)
+	}
+	defer rows.Close()
+	var out []store.SystemPause
+	for rows.Next() {
+		var p store.SystemPause
+		var at int64
+		if err := rows.Scan(&p.System, &p.Reason, &at); err != nil {
+			return nil, err
+		}
+		p.PausedAt = fromMicros(at)
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
