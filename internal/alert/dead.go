@@ -67,10 +67,12 @@ func (m *Manager) updateDead(ctx context.Context, in *deadInput) error {
 			a.sent, a.newDead = in.now, 0
 		}
 	}
-	m.mu.Unlock()
+	// Queued under mu, in step with RunDead, so a flow's notifications
+	// reach each target in the order of its alert's transitions.
 	for _, n := range out {
 		m.enqueue(n)
 	}
+	m.mu.Unlock()
 	return nil
 }
 

@@ -1,7 +1,8 @@
 // Package alert turns the compiled alerts: rules (package rule) into
 // notifications: it evaluates thresholds over the store's queue, event and
 // attempt statistics, announces dead runs the moment they happen, and sends
-// FIRING, reminder and RESOLVED messages to Slack and webhook targets.
+// FIRING, reminder and RESOLVED messages to Slack, webhook and email
+// targets.
 //
 // # Services
 //
@@ -36,11 +37,14 @@
 //
 // Each target has its own bounded queue and sender goroutine, so a slow
 // Slack does not hold back the webhook. A failed send (a transport error,
-// 408, 425, 429 or 5xx) is retried after 1s, 2s, 4s, … up to 1m, six tries
-// in all; other statuses are not retried. A full queue drops the
-// notification with an error log and counts it in Dropped. Target URLs and
-// header values are secrets: logs name the target's kind, index and HTTP
-// status, never its URL.
+// 408, 425, 429 or 5xx; for email, a connection or TLS error or an SMTP
+// 4xx) is retried after 1s, 2s, 4s, … up to 1m, six tries in all; other
+// statuses (an SMTP 5xx) are not retried. Email goes through go-mail, one
+// SMTP connection per message, as plain text. A full queue drops the
+// notification with an error log and counts it in Dropped. Target URLs,
+// header values and SMTP passwords are secrets: logs name the target's
+// kind, index and HTTP status or SMTP reply code, never its URL or
+// password.
 //
 // Alert state lives in memory. After a restart, or when leadership moves,
 // alerts that still hold are announced again by the node that evaluates

@@ -214,6 +214,8 @@ type bundleOpts struct {
 	queueSize  int
 	maxTries   int
 	now        func() time.Time // default: the fake clock
+	// targets replace the Slack and webhook receivers' targets.
+	targets []rule.Target
 }
 
 func setup(tb testing.TB, o bundleOpts) *testBundle {
@@ -235,6 +237,9 @@ func setup(tb testing.TB, o bundleOpts) *testBundle {
 			{Kind: rule.Webhook, URL: secret.Value(b.hook.srv.URL + "/hook?" + hookSecretQuery),
 				Headers: map[string]secret.Value{"Authorization": hookSecretAuth}},
 		},
+	}
+	if o.targets != nil {
+		set.Targets = o.targets
 	}
 	now := o.now
 	if now == nil {

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -51,8 +52,10 @@ type Config struct {
 	// NowFunc is the clock of the alert logic (pending, reminders,
 	// windows). Defaults to time.Now. Retry waits use real timers.
 	NowFunc func() time.Time
-	// Client sends notifications. Defaults to a client with a 10s timeout
-	// that does not follow redirects.
+	// Client sends the notifications of slack and webhook targets.
+	// Defaults to a client with a 10s timeout that does not follow
+	// redirects. Email targets dial their SMTP server, with a 10s timeout
+	// per network operation.
 	Client *http.Client
 	// QueueSize bounds each target's queue of unsent notifications.
 	// Defaults to 256.
@@ -87,7 +90,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Client == nil {
 		c.Client = &http.Client{
-			Timeout: 10 * time.Second,
+			// Its own connection pool: http.DefaultTransport's is shared,
+			// and anyone's CloseIdleConnections on it (httptest.Server.Close
+			// does that) can break a send in flight, which is then retried
+			// and arrives twice.
+			Transport: http.DefaultTransport.(*http.Transport).Clone(),
+			Timeout:   10 * time.Second,
 			// A redirect is a misconfigured target; following it would
 			// send the alert, and maybe a header, somewhere else.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -179,7 +187,18 @@ func New(cfg Config) (*Manager, error) {
 		return nil, errors.New("alert: Config.Stats is required when there are rules")
 	}
 	for i, t := range m.set.Targets {
-		m.senders = append(m.senders, &sender{target: t, index: i, queue: make(chan notification, cfg.QueueSize)})
+		s := &sender{target: t, index: i, queue: make(chan notification, cfg.QueueSize)}
+		if t.Kind == rule.Email {
+			if t.Email == nil {
+				return nil, fmt.Errorf("alert: notify[%d]: an email target needs Target.Email", i)
+			}
+			ml, err := newMailer(t.Email)
+			if err != nil {
+				return nil, fmt.Errorf("alert: notify[%d] email: %w", i, err)
+			}
+			s.mail = ml
+		}
+		m.senders = append(m.senders, s)
 	}
 	// flow.Compile fills these in; a hand-built Set may leave them zero.
 	m.set.Rules = slices.Clone(m.set.Rules)
@@ -277,11 +296,46 @@ func (m *Manager) RunDead(_ context.Context, d DeadLetter) {
 		m.alerts[k] = &active{since: now, sent: now, dead: d, seq: m.deadSeq}
 		out = append(out, m.deadFiring(r, d, now))
 	}
-	m.mu.Unlock()
+	// Queued under mu (enqueue never blocks): a concurrent updateDead may
+	// resolve this alert the moment mu is released, and its RESOLVED must
+	// not overtake this FIRING in a target's queue.
 	for _, n := range out {
 		m.enqueue(n)
 	}
+	m.mu.Unlock()
 }
+
+// SystemPaused tells every target at once that a system refused our
+// credentials (401/403) and its runs wait. No rule is needed: a paused
+// system stops every flow that calls it. The store makes sure one node
+// calls it per pause. It never blocks.
+func (m *Manager) SystemPaused(system, reason string) {
+	if len(m.senders) == 0 {
+		return
+	}
+	now := m.cfg.NowFunc()
+	m.enqueue(notification{
+		state: firing, rule: SystemPausedRule, subject: system, startedAt: now, at: now, link: m.link(""),
+		summary: fmt.Sprintf("system %s is paused: %s. Its runs wait (none fail) until a probe succeeds or `switchboard systems resume %s`", system, reason, system),
+		details: map[string]any{"system": system, "reason": reason},
+	})
+}
+
+// SystemResumed sends the RESOLVED of SystemPaused.
+func (m *Manager) SystemResumed(system string) {
+	if len(m.senders) == 0 {
+		return
+	}
+	now := m.cfg.NowFunc()
+	m.enqueue(notification{
+		state: resolved, rule: SystemPausedRule, subject: system, startedAt: now, at: now, link: m.link(""),
+		summary: fmt.Sprintf("system %s is resumed: a request succeeded; its waiting runs go", system),
+		details: map[string]any{"system": system},
+	})
+}
+
+// SystemPausedRule names the built-in alert of a paused system.
+const SystemPausedRule rule.Kind = "system_paused"
 
 // ObserveLag records the time from receipt to end of a run of flow that
 // finished on this node, for lag_p95. Only the evaluating node's samples

@@ -67,7 +67,8 @@ func (m *Manager) link(runID string) string {
 }
 
 // enqueue hands n to every target's queue without blocking: a full queue
-// drops it, with an error log and a count.
+// drops it, with an error log and a count. It does not take mu, so callers
+// may hold it to keep their notifications in order.
 func (m *Manager) enqueue(n notification) {
 	attrs := []any{"state", n.state, "rule", n.rule, "subject", n.subject}
 	if n.reminder {
@@ -98,6 +99,8 @@ type sender struct {
 	target rule.Target
 	index  int
 	queue  chan notification
+	// mail sends an email target's messages; nil for the other kinds.
+	mail *mailer
 }
 
 func (m *Manager) sendLoop(ctx context.Context, s *sender) {
@@ -116,23 +119,26 @@ func (m *Manager) sendLoop(ctx context.Context, s *sender) {
 
 // send tries to deliver n to s's target, retrying transient failures with
 // exponential backoff. Failures are logged with the target's kind, index
-// and HTTP status: never its URL or headers, which are credentials.
+// and status (HTTP status or SMTP reply code): never its URL, headers or
+// password, which are credentials.
 func (m *Manager) send(ctx context.Context, s *sender, n notification) {
-	body, err := encode(s.target.Kind, n)
+	once, err := m.attempt(s, n)
 	if err != nil {
 		m.log.Error("encode alert notification", "notifier", s.target.Kind, "rule", n.rule, "error", err)
 		return
 	}
 	for try := 1; ; try++ {
-		status, retryAfter, err := m.post(ctx, s, body)
+		status, retryAfter, err := once(ctx)
 		if err == nil || ctx.Err() != nil {
 			return
 		}
 		attrs := []any{"notifier", s.target.Kind, "target", s.index, "rule", n.rule, "subject", n.subject, "try", try, "status", status}
-		if status == 0 {
+		if status == 0 || s.mail != nil {
+			// An SMTP error names the server's reply, scrubbed of the
+			// password; an HTTP one would only repeat the status.
 			attrs = append(attrs, "error", err.Error())
 		}
-		if !retryable(status) || try >= m.cfg.MaxTries {
+		if !s.retryable(status) || try >= m.cfg.MaxTries {
 			m.log.Error("alert notification failed", attrs...)
 			return
 		}
@@ -152,8 +158,36 @@ func (m *Manager) send(ctx context.Context, s *sender, n notification) {
 	}
 }
 
-// retryable reports whether a failed send may succeed later: no response,
-// or a status that says so.
+// attempt renders n for s's target once and returns the function that
+// tries to deliver it: it returns the HTTP status or SMTP reply code (0
+// without one), the wait the target asked for (0 if none), and an error
+// that is safe to log.
+func (m *Manager) attempt(s *sender, n notification) (func(context.Context) (int, time.Duration, error), error) {
+	if s.mail != nil {
+		msg := s.mail.message(n)
+		return func(ctx context.Context) (int, time.Duration, error) {
+			code, err := s.mail.send(ctx, msg)
+			return code, 0, err
+		}, nil
+	}
+	body, err := encode(s.target.Kind, n)
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context) (int, time.Duration, error) { return m.post(ctx, s, body) }, nil
+}
+
+// retryable reports whether a send to s's target that failed with status
+// may succeed later.
+func (s *sender) retryable(status int) bool {
+	if s.mail != nil {
+		return smtpRetryable(status)
+	}
+	return retryable(status)
+}
+
+// retryable reports whether a failed HTTP send may succeed later: no
+// response, or a status that says so.
 func retryable(status int) bool {
 	switch status {
 	case 0, http.StatusRequestTimeout, http.StatusTooEarly, http.StatusTooManyRequests:

@@ -291,6 +291,12 @@ type deadLetters struct {
 	next   delivery.Notifier
 }
 
+// SystemPaused raises the alert of a system that refused our credentials.
+func (d deadLetters) SystemPaused(system, reason string) { d.alerts.SystemPaused(system, reason) }
+
+// SystemResumed resolves it.
+func (d deadLetters) SystemResumed(system string) { d.alerts.SystemResumed(system) }
+
 func (d deadLetters) RunDead(ctx context.Context, r delivery.DeadRun) {
 	d.alerts.RunDead(ctx, alert.DeadLetter{
 		RunID: r.RunID, EventID: r.EventID, Source: r.Source, Flow: r.Flow,

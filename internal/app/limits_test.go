@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -137,7 +138,23 @@ func TestUnauthorizedPausesSystem(t *testing.T) {
 	}}
 	down := httptest.NewServer(rec)
 	defer down.Close()
-	ts := startServer(t, deliverConfig, map[string]string{"DOWNSTREAM_URL": down.URL, "E2E_SECRET": e2eSecret},
+	var alertMu sync.Mutex
+	var alerts []string
+	slack := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var msg struct{ Text string }
+		_ = json.NewDecoder(r.Body).Decode(&msg)
+		alertMu.Lock()
+		alerts = append(alerts, msg.Text)
+		alertMu.Unlock()
+		_, _ = w.Write([]byte("ok"))
+	}))
+	defer slack.Close()
+	cfg := deliverConfig + `
+alerts:
+  notify: [ { slack: { webhook_url: "${SLACK_URL}" } } ]
+  rules: [ { dead_letter: any } ]
+`
+	ts := startServer(t, cfg, map[string]string{"DOWNSTREAM_URL": down.URL, "E2E_SECRET": e2eSecret, "SLACK_URL": slack.URL},
 		app.Options{PollInterval: 20 * time.Millisecond})
 	for i := range 10 {
 		require.Equal(t, http.StatusAccepted, ts.post(t, "orders", fmt.Sprintf(`{"id":"u%d","mode":"ok"}`, i), true).Status)
@@ -151,6 +168,15 @@ func TestUnauthorizedPausesSystem(t *testing.T) {
 	require.NoError(t, err)
 	require.NotEmpty(t, held)
 	require.Contains(t, held[0].LastError, "credentials refused")
+	alertMu.Lock()
+	paused := 0
+	for _, a := range alerts {
+		if strings.Contains(a, "system downstream is paused") {
+			paused++
+		}
+	}
+	alertMu.Unlock()
+	require.Equal(t, 1, paused, "one alert for the pause, not one per run")
 	pauses, err := ts.Server.Store.ListPauses(t.Context())
 	require.NoError(t, err)
 	require.Len(t, pauses, 1, "the pause is shared through the store")

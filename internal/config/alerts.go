@@ -22,7 +22,7 @@ type Alerts struct {
 	// Defaults to 1h.
 	RemindEvery time.Duration `yaml:"remind_every"`
 	// Notify lists where notifications go; each item has exactly one of
-	// slack: or webhook:. Required when there are rules.
+	// slack:, webhook: or email:. Required when there are rules.
 	Notify []Notify `yaml:"notify"`
 	// Rules are the alert rules. Each item is a mapping with one key, the
 	// rule kind (dead_letter, queue_depth, …), whose value is decoded into
@@ -36,6 +36,8 @@ type Notify struct {
 	Slack *SlackNotify `yaml:"slack"`
 	// Webhook posts a JSON document to any URL.
 	Webhook *WebhookNotify `yaml:"webhook"`
+	// Email sends a plain-text e-mail through an SMTP server.
+	Email *EmailNotify `yaml:"email"`
 }
 
 // SlackNotify is a Slack incoming webhook.
@@ -51,6 +53,38 @@ type WebhookNotify struct {
 	URL secret.Value `yaml:"url"`
 	// Headers are sent with every request; their values are never printed.
 	Headers map[string]secret.Value `yaml:"headers"`
+}
+
+// EmailNotify sends each notification as a plain-text e-mail.
+type EmailNotify struct {
+	// SMTP is the server that relays the mail. Required.
+	SMTP *SMTPServer `yaml:"smtp"`
+	// From is the sender, e.g. "Switchboard <switchboard@example.com>".
+	// Required.
+	From string `yaml:"from"`
+	// To are the recipients, one address per item. Required.
+	To []string `yaml:"to"`
+}
+
+// SMTPServer is an SMTP submission server. Its keys and rules are those of
+// the email connector's smtp: block.
+type SMTPServer struct {
+	// Host is the server's host name or IP address, without port or
+	// scheme. Required. TLS certificates are checked against it.
+	Host string `yaml:"host"`
+	// Port defaults to 587 (submission with STARTTLS). 465 means implicit
+	// TLS: the connection is TLS from the first byte.
+	Port int `yaml:"port"`
+	// Username and Password authenticate with SMTP AUTH. Both or neither.
+	Username string `yaml:"username"`
+	// Password is a credential: write it as ${NAME}. Never printed.
+	Password secret.Value `yaml:"password"`
+	// StartTLS requires STARTTLS before anything else is sent. Defaults to
+	// true. It may be false only with port 465 or insecure_plaintext.
+	StartTLS *bool `yaml:"starttls"`
+	// InsecurePlaintext talks to the server without any TLS (and sends
+	// AUTH PLAIN in clear text). For tests and local relays only.
+	InsecurePlaintext bool `yaml:"insecure_plaintext"`
 }
 
 // DeadLetterRule alerts the moment a run dies. In the config it is either

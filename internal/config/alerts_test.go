@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -21,6 +22,7 @@ alerts:
   notify:
     - slack: { webhook_url: "${URL}/services/x" }
     - webhook: { url: "https://ops.example.com/hook", headers: { Authorization: "${TOKEN}" } }
+    - email: { smtp: { host: smtp.example.com, port: 587, username: alerts, password: "${TOKEN}" }, from: "switchboard@example.com", to: ["ops@example.com"] }
   rules:
     - dead_letter: any
     - queue_depth: { above: 1000, for: 5m }
@@ -32,14 +34,20 @@ alerts:
 	require.Equal(t, "https://switchboard.example.com", a.ConsoleURL)
 	require.Equal(t, 30*time.Second, a.EvaluateEvery)
 	require.Equal(t, 2*time.Hour, a.RemindEvery)
-	require.Len(t, a.Notify, 2)
+	require.Len(t, a.Notify, 3)
 	require.Equal(t, secret.Value("http://127.0.0.1:9001/services/x"), a.Notify[0].Slack.WebhookURL)
 	require.Equal(t, tokenValue, a.Notify[1].Webhook.Headers["Authorization"].Reveal())
 	require.Equal(t, "[redacted]", a.Notify[1].Webhook.Headers["Authorization"].String())
+	require.Equal(t, &config.EmailNotify{
+		SMTP: &config.SMTPServer{Host: "smtp.example.com", Port: 587, Username: "alerts", Password: tokenValue},
+		From: "switchboard@example.com",
+		To:   []string{"ops@example.com"},
+	}, a.Notify[2].Email)
+	require.NotContains(t, fmt.Sprintf("%v %+v", *a.Notify[2].Email.SMTP, *a.Notify[2].Email.SMTP), tokenValue)
 	// Rules are kept as nodes, with their positions, for the compiler.
 	require.Len(t, a.Rules, 2)
-	require.Equal(t, 10, a.Rules[0].Line)
-	require.Equal(t, 11, a.Rules[1].Line)
+	require.Equal(t, 11, a.Rules[0].Line)
+	require.Equal(t, 12, a.Rules[1].Line)
 }
 
 func TestParseAlertsErrors(t *testing.T) {
@@ -62,8 +70,30 @@ func TestParseAlertsErrors(t *testing.T) {
 		},
 		{
 			name: "unknown notifier kind",
-			src:  "version: 1\nalerts:\n  notify:\n    - email: {to: ops@example.com}\n",
-			want: []string{`c.yaml:4:7: alerts.notify[0].email: unknown key (allowed: slack, webhook)`},
+			src:  "version: 1\nalerts:\n  notify:\n    - pagerduty: {key: abc}\n",
+			want: []string{`c.yaml:4:7: alerts.notify[0].pagerduty: unknown key (allowed: email, slack, webhook)`},
+		},
+		{
+			name: "unknown email key",
+			src:  "version: 1\nalerts:\n  notify:\n    - email: {smtp: {host: smtp.example.com, tls: true}, from: a@example.com, to: [b@example.com], cc: [c@example.com]}\n",
+			want: []string{
+				`c.yaml:4:46: alerts.notify[0].email.smtp.tls: unknown key (allowed: host, insecure_plaintext, password, port, starttls, username)`,
+				`c.yaml:4:100: alerts.notify[0].email.cc: unknown key (allowed: from, smtp, to)`,
+			},
+		},
+		{
+			name: "email fields of the wrong type",
+			src:  "version: 1\nalerts:\n  notify:\n    - email: {smtp: {host: h, port: smtp, starttls: maybe}, to: ops@example.com}\n",
+			want: []string{
+				`c.yaml:4:37: alerts.notify[0].email.smtp.port: want an integer, got "smtp"`,
+				`c.yaml:4:53: alerts.notify[0].email.smtp.starttls: want true or false, got "maybe"`,
+				`c.yaml:4:65: alerts.notify[0].email.to: want a list, got "ops@example.com"`,
+			},
+		},
+		{
+			name: "an unset variable in an SMTP password",
+			src:  "version: 1\nalerts:\n  notify:\n    - email: {smtp: {host: h, username: u, password: '${SMTP_PASSWORD}'}}\n",
+			want: []string{`c.yaml:4:54: alerts.notify[0].email.smtp.password: environment variable SMTP_PASSWORD is not set`},
 		},
 		{
 			name: "rules must be a list",

@@ -39,6 +39,14 @@ type Notifier interface {
 	RunDead(ctx context.Context, d DeadRun)
 }
 
+// SystemNotifier, when the Notifier also implements it, is told when a
+// system is paused because it refused our credentials, and when a probe
+// resumes it.
+type SystemNotifier interface {
+	SystemPaused(system, reason string)
+	SystemResumed(system string)
+}
+
 // DeadRun describes a dead-lettered run for notifiers.
 type DeadRun struct {
 	RunID    string

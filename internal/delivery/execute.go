@@ -83,10 +83,16 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 		outcome, retryAfter := gateOutcome(res.Status, callErr)
 		release(outcome, retryAfter)
 		if wasPaused && outcome == limit.Succeeded {
-			if _, err := x.cfg.Store.ResumeSystem(ctx, step.System); err != nil {
+			resumed, err := x.cfg.Store.ResumeSystem(ctx, step.System)
+			if err != nil {
 				x.cfg.Logger.Warn("record system resumed", "system", step.System, "error", err)
 			}
-			x.cfg.Logger.Info("system resumed: a probe succeeded", "system", step.System)
+			if resumed {
+				x.cfg.Logger.Info("system resumed: a probe succeeded", "system", step.System)
+				if n, ok := x.cfg.Notifier.(SystemNotifier); ok {
+					n.SystemResumed(step.System)
+				}
+			}
 		}
 		if outcome == limit.Unauthorized {
 			// The credentials were refused: every run of this system would
@@ -101,6 +107,9 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 			if first {
 				x.cfg.Logger.Error("system paused: credentials refused; its runs wait for a successful probe or `switchboard systems resume`",
 					"system", step.System, "status", res.Status, "flow", run.Flow, "run_id", run.ID)
+				if n, ok := x.cfg.Notifier.(SystemNotifier); ok {
+					n.SystemPaused(step.System, fmt.Sprintf("it answered HTTP %d (credentials refused)", res.Status))
+				}
 			}
 			x.hold(ctx, token, c, step, run, &limit.Hold{
 				Until: x.cfg.NowFunc().Add(15 * time.Second), Reason: fmt.Sprintf("system %s: credentials refused (HTTP %d)", step.System, res.Status),

@@ -1,7 +1,10 @@
 package flow
 
 import (
+	"cmp"
 	"fmt"
+	"net"
+	"net/mail"
 	"net/url"
 	"regexp"
 	"strings"
@@ -12,6 +15,12 @@ import (
 	"github.com/switchboard-dev/switchboard/internal/alert/rule"
 	"github.com/switchboard-dev/switchboard/internal/config"
 	"github.com/switchboard-dev/switchboard/internal/secret"
+)
+
+// SMTP ports with a meaning of their own, as in the email connector.
+const (
+	defaultSMTPPort = 587
+	implicitTLSPort = 465
 )
 
 // headerNameRe is RFC 9110's token: the characters a header name may use.
@@ -52,20 +61,26 @@ func (cp *compiler) alerts(a *config.Alerts) *rule.Set {
 	}
 	switch {
 	case len(a.Rules) > 0 && len(a.Notify) == 0:
-		cp.errorf(cp.node("alerts"), "alerts.notify", "required when there are rules: at least one slack: or webhook: target")
+		cp.errorf(cp.node("alerts"), "alerts.notify", "required when there are rules: at least one slack:, webhook: or email: target")
 	case len(a.Rules) == 0 && len(a.Notify) > 0:
 		cp.warnf(cp.node("alerts"), "alerts: notify is set but there are no rules; nothing will alert")
 	}
 	return set
 }
 
-// alertTarget compiles one notify: item. Errors never quote a URL or a
-// header value: they are credentials.
+// alertTarget compiles one notify: item. Errors never quote a URL, a
+// header value or a password: they are credentials.
 func (cp *compiler) alertTarget(path string, n config.Notify) (rule.Target, bool) {
 	at := cp.node(path)
+	kinds := 0
+	for _, set := range []bool{n.Slack != nil, n.Webhook != nil, n.Email != nil} {
+		if set {
+			kinds++
+		}
+	}
 	switch {
-	case n.Slack != nil && n.Webhook != nil:
-		cp.errorf(at, path, "a target has exactly one of slack: or webhook:; write each as its own list item")
+	case kinds > 1:
+		cp.errorf(at, path, "a target has exactly one of slack:, webhook: or email:; write each as its own list item")
 		return rule.Target{}, false
 	case n.Slack != nil:
 		return rule.Target{Kind: rule.Slack, URL: n.Slack.WebhookURL}, cp.targetURL(path+".slack", "webhook_url", n.Slack.WebhookURL)
@@ -83,9 +98,90 @@ func (cp *compiler) alertTarget(path string, n config.Notify) (rule.Target, bool
 			}
 		}
 		return rule.Target{Kind: rule.Webhook, URL: n.Webhook.URL, Headers: n.Webhook.Headers}, ok
+	case n.Email != nil:
+		e, ok := cp.emailTarget(path+".email", n.Email)
+		return rule.Target{Kind: rule.Email, Email: e}, ok
 	}
-	cp.errorf(at, path, "want slack: {webhook_url: …} or webhook: {url: …}")
+	cp.errorf(at, path, "want slack: {webhook_url: …}, webhook: {url: …} or email: {smtp: …, from: …, to: […]}")
 	return rule.Target{}, false
+}
+
+// emailTarget compiles an email: target at path. Its smtp: rules are the
+// email connector's, so one server block works in both places.
+func (cp *compiler) emailTarget(path string, e *config.EmailNotify) (*rule.EmailTarget, bool) {
+	errs := len(cp.errs)
+	// at is the node of key, or of its parent when the key is absent.
+	at := func(parent, key string) *yaml.Node {
+		if n := cp.node(parent + "." + key); n != nil {
+			return n
+		}
+		return cp.node(parent)
+	}
+	out := &rule.EmailTarget{}
+	if e.SMTP == nil {
+		cp.errorf(cp.node(path), path+".smtp", "required: the SMTP server, {host: …}")
+	} else {
+		out.SMTP = cp.smtpServer(path+".smtp", e.SMTP, at)
+	}
+	switch from, err := mail.ParseAddress(e.From); {
+	case e.From == "":
+		cp.errorf(cp.node(path), path+".from", "required: the sender's address")
+	case err != nil:
+		cp.errorf(at(path, "from"), path+".from", "%q is not an e-mail address", e.From)
+	default:
+		out.From = from
+	}
+	if len(e.To) == 0 {
+		cp.errorf(at(path, "to"), path+".to", "required: at least one recipient's address")
+	}
+	for i, s := range e.To {
+		p := fmt.Sprintf("%s.to[%d]", path, i)
+		to, err := mail.ParseAddress(s)
+		if err != nil {
+			cp.errorf(cp.node(p), p, "%q is not an e-mail address (write one address per item)", s)
+			continue
+		}
+		out.To = append(out.To, to)
+	}
+	return out, len(cp.errs) == errs
+}
+
+// smtpServer checks an smtp: block at path and resolves its TLS mode.
+func (cp *compiler) smtpServer(path string, c *config.SMTPServer, at func(parent, key string) *yaml.Node) rule.SMTP {
+	s := rule.SMTP{Host: c.Host, Port: cmp.Or(c.Port, defaultSMTPPort), Username: c.Username, Password: c.Password, Security: rule.StartTLS}
+	switch {
+	case c.Host == "":
+		cp.errorf(cp.node(path), path+".host", "required: the server's host name")
+	case net.ParseIP(c.Host) == nil && (strings.ContainsAny(c.Host, " /:@[]") || strings.HasPrefix(c.Host, "unix")):
+		cp.errorf(at(path, "host"), path+".host", "want a host name or IP address, without port or scheme")
+	}
+	if c.Port < 0 || c.Port > 65535 {
+		cp.errorf(at(path, "port"), path+".port", "want 1 to 65535")
+	}
+	switch {
+	case c.Username == "" && !c.Password.IsZero():
+		cp.errorf(cp.node(path), path+".username", "required with password")
+	case c.Username != "" && c.Password.IsZero():
+		cp.errorf(cp.node(path), path+".password", "required with username")
+	}
+	implicit := s.Port == implicitTLSPort
+	switch {
+	case c.InsecurePlaintext && implicit:
+		cp.errorf(at(path, "insecure_plaintext"), path+".insecure_plaintext", "port 465 is implicit TLS")
+	case c.InsecurePlaintext && c.StartTLS != nil && *c.StartTLS:
+		cp.errorf(at(path, "starttls"), path+".starttls", "conflicts with insecure_plaintext")
+	case implicit && c.StartTLS != nil && *c.StartTLS:
+		cp.errorf(at(path, "starttls"), path+".starttls", "port 465 uses implicit TLS, not STARTTLS; leave starttls unset")
+	case !implicit && !c.InsecurePlaintext && c.StartTLS != nil && !*c.StartTLS:
+		// Mail and the password never cross the network in clear text
+		// by accident.
+		cp.errorf(at(path, "starttls"), path+".starttls", "may be false only with port 465 (implicit TLS) or insecure_plaintext: true")
+	case implicit:
+		s.Security = rule.ImplicitTLS
+	case c.InsecurePlaintext:
+		s.Security = rule.Plaintext
+	}
+	return s
 }
 
 // targetURL checks a target's URL at path (parent.key).

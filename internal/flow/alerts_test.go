@@ -1,6 +1,8 @@
 package flow_test
 
 import (
+	"fmt"
+	"net/mail"
 	"strings"
 	"testing"
 	"time"
@@ -62,6 +64,40 @@ func TestCompileAlerts(t *testing.T) {
 		{Kind: rule.RisingBacklog, Window: 15 * time.Minute, Growth: 100, Where: "c.yaml:22:7"},
 		{Kind: rule.SilentSource, Source: "web_form", Age: 2 * time.Hour, Where: "c.yaml:23:7"},
 	}, a.Rules)
+}
+
+func TestCompileAlertEmailTargets(t *testing.T) {
+	t.Parallel()
+
+	src := alertsHead + `alerts:
+  notify:
+    - email: { smtp: { host: smtp.example.com, username: alerts, password: "${CRM_TOKEN}" }, from: "Switchboard <switchboard@example.com>", to: ["ops@example.com", "On Call <oncall@example.com>"] }
+    - email: { smtp: { host: smtp.example.com, port: 465, username: alerts, password: "${CRM_TOKEN}" }, from: a@example.com, to: [b@example.com] }
+    - email: { smtp: { host: 127.0.0.1, port: 2525, starttls: false, insecure_plaintext: true }, from: a@example.com, to: [b@example.com] }
+  rules:
+    - dead_letter: any
+`
+	p := mustCompile(t, "c.yaml", src)
+	a := p.Alerts
+	require.NotNil(t, a)
+	ab := []*mail.Address{{Address: "b@example.com"}}
+	from := &mail.Address{Address: "a@example.com"}
+	require.Equal(t, []rule.Target{
+		{Kind: rule.Email, Email: &rule.EmailTarget{
+			SMTP: rule.SMTP{Host: "smtp.example.com", Port: 587, Username: "alerts", Password: "crm-T0ken-never-printed", Security: rule.StartTLS},
+			From: &mail.Address{Name: "Switchboard", Address: "switchboard@example.com"},
+			To:   []*mail.Address{{Address: "ops@example.com"}, {Name: "On Call", Address: "oncall@example.com"}},
+		}},
+		{Kind: rule.Email, Email: &rule.EmailTarget{
+			SMTP: rule.SMTP{Host: "smtp.example.com", Port: 465, Username: "alerts", Password: "crm-T0ken-never-printed", Security: rule.ImplicitTLS},
+			From: from, To: ab,
+		}},
+		{Kind: rule.Email, Email: &rule.EmailTarget{
+			SMTP: rule.SMTP{Host: "127.0.0.1", Port: 2525, Security: rule.Plaintext},
+			From: from, To: ab,
+		}},
+	}, a.Targets)
+	require.NotContains(t, fmt.Sprintf("%v %+v", *a.Targets[0].Email, *a.Targets[0].Email), "crm-T0ken", "a printed target redacts its password")
 }
 
 func TestCompileWithoutAlerts(t *testing.T) {
@@ -166,7 +202,7 @@ func TestCompileAlertErrors(t *testing.T) {
 		{
 			name: "notify is required when there are rules",
 			src:  "alerts:\n  rules: [{dead_letter: any}]\n",
-			want: []string{`c.yaml:11:3: alerts.notify: required when there are rules: at least one slack: or webhook: target`},
+			want: []string{`c.yaml:11:3: alerts.notify: required when there are rules: at least one slack:, webhook: or email: target`},
 		},
 		{
 			name: "bad URLs are reported without quoting them",
@@ -181,10 +217,53 @@ func TestCompileAlertErrors(t *testing.T) {
 		},
 		{
 			name: "a target has one kind",
-			src:  "alerts:\n  notify:\n    - slack: {webhook_url: 'https://hooks.slack.com/x'}\n      webhook: {url: 'https://ops.example.com'}\n    - {}\n",
+			src: "alerts:\n  notify:\n    - slack: {webhook_url: 'https://hooks.slack.com/x'}\n      webhook: {url: 'https://ops.example.com'}\n    - {}\n" +
+				"    - webhook: {url: 'https://ops.example.com'}\n      email: {smtp: {host: h}, from: a@example.com, to: [b@example.com]}\n    - email:\n",
 			want: []string{
-				`c.yaml:12:7: alerts.notify[0]: a target has exactly one of slack: or webhook:; write each as its own list item`,
-				`c.yaml:14:7: alerts.notify[1]: want slack: {webhook_url: …} or webhook: {url: …}`,
+				`c.yaml:12:7: alerts.notify[0]: a target has exactly one of slack:, webhook: or email:; write each as its own list item`,
+				`c.yaml:14:7: alerts.notify[1]: want slack: {webhook_url: …}, webhook: {url: …} or email: {smtp: …, from: …, to: […]}`,
+				`c.yaml:15:7: alerts.notify[2]: a target has exactly one of slack:, webhook: or email:; write each as its own list item`,
+				`c.yaml:17:7: alerts.notify[3]: want slack: {webhook_url: …}, webhook: {url: …} or email: {smtp: …, from: …, to: […]}`,
+			},
+		},
+		{
+			name: "an email target's required settings",
+			src:  "alerts:\n  notify:\n    - email: {}\n    - email: {smtp: {port: 587}, to: []}\n",
+			want: []string{
+				`c.yaml:12:14: alerts.notify[0].email.smtp: required: the SMTP server, {host: …}`,
+				`c.yaml:12:14: alerts.notify[0].email.from: required: the sender's address`,
+				`c.yaml:12:14: alerts.notify[0].email.to: required: at least one recipient's address`,
+				`c.yaml:13:21: alerts.notify[1].email.smtp.host: required: the server's host name`,
+				`c.yaml:13:14: alerts.notify[1].email.from: required: the sender's address`,
+				`c.yaml:13:38: alerts.notify[1].email.to: required: at least one recipient's address`,
+			},
+		},
+		{
+			name: "bad email settings are reported without quoting the password",
+			src: "alerts:\n  notify:\n    - email:\n        smtp: {host: 'smtp.example.com:587', port: 70000, password: '${CRM_TOKEN}', starttls: false}\n" +
+				"        from: switchboard\n        to: [ops@example.com, 'ops', 'a@example.com, b@example.com']\n",
+			want: []string{
+				`c.yaml:13:22: alerts.notify[0].email.smtp.host: want a host name or IP address, without port or scheme`,
+				`c.yaml:13:52: alerts.notify[0].email.smtp.port: want 1 to 65535`,
+				`c.yaml:13:15: alerts.notify[0].email.smtp.username: required with password`,
+				`c.yaml:13:95: alerts.notify[0].email.smtp.starttls: may be false only with port 465 (implicit TLS) or insecure_plaintext: true`,
+				`c.yaml:14:15: alerts.notify[0].email.from: "switchboard" is not an e-mail address`,
+				`c.yaml:15:31: alerts.notify[0].email.to[1]: "ops" is not an e-mail address (write one address per item)`,
+				`c.yaml:15:38: alerts.notify[0].email.to[2]: "a@example.com, b@example.com" is not an e-mail address (write one address per item)`,
+			},
+		},
+		{
+			name: "conflicting SMTP security settings",
+			src: "alerts:\n  notify:\n" +
+				"    - email: {smtp: {host: h, port: 465, insecure_plaintext: true}, from: a@example.com, to: [b@example.com]}\n" +
+				"    - email: {smtp: {host: h, port: 465, starttls: true}, from: a@example.com, to: [b@example.com]}\n" +
+				"    - email: {smtp: {host: h, starttls: true, insecure_plaintext: true}, from: a@example.com, to: [b@example.com]}\n" +
+				"    - email: {smtp: {host: h, username: u}, from: a@example.com, to: [b@example.com]}\n",
+			want: []string{
+				`c.yaml:12:62: alerts.notify[0].email.smtp.insecure_plaintext: port 465 is implicit TLS`,
+				`c.yaml:13:52: alerts.notify[1].email.smtp.starttls: port 465 uses implicit TLS, not STARTTLS; leave starttls unset`,
+				`c.yaml:14:41: alerts.notify[2].email.smtp.starttls: conflicts with insecure_plaintext`,
+				`c.yaml:15:21: alerts.notify[3].email.smtp.password: required with username`,
 			},
 		},
 		{

@@ -5,6 +5,7 @@
 package rule
 
 import (
+	"net/mail"
 	"time"
 
 	"github.com/switchboard-dev/switchboard/internal/secret"
@@ -46,17 +47,61 @@ const (
 	Slack TargetKind = "slack"
 	// Webhook posts a JSON document to any URL.
 	Webhook TargetKind = "webhook"
+	// Email sends a plain-text e-mail through an SMTP server.
+	Email TargetKind = "email"
 )
 
 // Target is where notifications go.
 type Target struct {
 	Kind TargetKind
-	// URL is the endpoint; it is a secret because incoming-webhook URLs
-	// carry their credential in the path.
+	// URL is the endpoint (slack and webhook); it is a secret because
+	// incoming-webhook URLs carry their credential in the path.
 	URL secret.Value
 	// Headers are sent with every request (webhook only).
 	Headers map[string]secret.Value
+	// Email is the server and addresses of an email target; nil for the
+	// other kinds.
+	Email *EmailTarget
 }
+
+// EmailTarget is an email target: who sends to whom, through which server.
+type EmailTarget struct {
+	SMTP SMTP
+	// From is the sender.
+	From *mail.Address
+	// To are the recipients, at least one.
+	To []*mail.Address
+}
+
+// SMTP is an SMTP submission server.
+type SMTP struct {
+	// Host is the server's host name or IP address; TLS certificates are
+	// checked against it.
+	Host string
+	// Port is the server's port (the config defaults it to 587).
+	Port int
+	// Username and Password authenticate with SMTP AUTH; both are empty
+	// when the server needs no authentication.
+	Username string
+	Password secret.Value
+	// Security is how the connection is protected.
+	Security SMTPSecurity
+}
+
+// SMTPSecurity is how an SMTP connection is protected.
+type SMTPSecurity string
+
+// SMTP security modes.
+const (
+	// StartTLS upgrades the connection with STARTTLS before anything else
+	// is sent, and fails if the server does not offer it.
+	StartTLS SMTPSecurity = "starttls"
+	// ImplicitTLS is TLS from the first byte (port 465).
+	ImplicitTLS SMTPSecurity = "implicit_tls"
+	// Plaintext uses no TLS at all, so mail and password cross the
+	// network in clear text: for tests and local relays only.
+	Plaintext SMTPSecurity = "plaintext"
+)
 
 // Kind is a rule kind, spelled as in the config.
 type Kind string
