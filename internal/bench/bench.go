@@ -41,6 +41,10 @@ type Config struct {
 	// Drain bounds how long the end-to-end phase waits for deliveries
 	// after the load stops.
 	Drain Dur `json:"drain"`
+	// Flows is how many flows the source starts (default 1); Steps how
+	// many steps each flow has (default 1). Every step posts to the sink.
+	Flows int `json:"flows"`
+	Steps int `json:"steps"`
 	// Only, when set, runs only the named phase ("ingest" or "e2e") after
 	// the baseline, for profiling one of them.
 	Only string `json:"only,omitempty"`
@@ -239,12 +243,13 @@ func runE2E(ctx context.Context, cfg Config, rep *Report, body bodyFunc, progres
 			return nil, err
 		}
 		deadline := time.Now().Add(time.Duration(cfg.Drain))
-		for sk.delivered() < len(res.AckedIDs) && time.Now().Before(deadline) && ctx.Err() == nil {
+		perEvent := max(1, cfg.Flows) * max(1, cfg.Steps)
+		for sk.effectCount() < len(res.AckedIDs)*perEvent && time.Now().Before(deadline) && ctx.Err() == nil {
 			time.Sleep(5 * time.Millisecond)
 		}
 		p := phaseOf("e2e", res)
-		p.Lost, p.Duplicates = sk.check(res.AckedIDs)
-		p.Delivered = sk.delivered()
+		p.Lost, p.Duplicates = sk.check(res.AckedIDs, perEvent)
+		p.Delivered = len(res.AckedIDs) - p.Lost // events every flow and step delivered
 		sk.mu.Lock()
 		last := sk.last
 		sk.mu.Unlock()
@@ -325,7 +330,11 @@ func serveHandler(h http.Handler) (string, func(), error) {
 	return "http://" + ln.Addr().String(), func() { srv.Close() }, nil
 }
 
-const benchConfig = `version: 1
+// benchConfig returns the bench node's config: one source and cfg.Flows
+// flows of cfg.Steps steps, each step posting to the sink.
+func benchConfig(cfg Config) string {
+	var b strings.Builder
+	b.WriteString(`version: 1
 store: ${BENCH_STORE}
 workers: ${BENCH_WORKERS}
 retry: { base: 100ms, cap: 2s, attempts: 10 }
@@ -333,19 +342,24 @@ systems:
   sink: { kind: http, base_url: "${BENCH_SINK}", timeout: 10s }
 sources:
   bench:
-    webhook: { max_body: 64KiB }
+    webhook: { max_body: 1MiB }
     key: .id
 flows:
-  deliver:
-    on: bench
-    steps:
-      - id: post
+`)
+	for f := range max(1, cfg.Flows) {
+		fmt.Fprintf(&b, "  deliver%d:\n    on: bench\n    steps:\n", f)
+		for s := range max(1, cfg.Steps) {
+			fmt.Fprintf(&b, `      - id: post%d
         do: sink.request
         with:
           method: '"POST"'
           path: '"/events"'
           body: '{id: .id, sent: .sent_ns, email: .email}'
-`
+`, s)
+		}
+	}
+	return b.String()
+}
 
 type node struct {
 	url  string
@@ -370,7 +384,7 @@ func newStore(ctx context.Context, cfg Config) (string, func(), error) {
 // ready.
 func startNode(ctx context.Context, cfg Config, storeRef, sinkURL string, noExecutor bool) (*node, error) {
 	env := map[string]string{"BENCH_STORE": storeRef, "BENCH_SINK": sinkURL, "BENCH_WORKERS": fmt.Sprint(cfg.Workers)}
-	c, err := config.Parse("bench.yaml", []byte(benchConfig), func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	c, err := config.Parse("bench.yaml", []byte(benchConfig(cfg)), func(k string) (string, bool) { v, ok := env[k]; return v, ok })
 	if err != nil {
 		return nil, err
 	}

@@ -23,7 +23,7 @@ func measureServe(ctx context.Context, cfg Config, storeRef string) (time.Durati
 	}
 	defer os.RemoveAll(dir)
 	text := strings.NewReplacer("${BENCH_STORE}", storeRef, "${BENCH_SINK}", "http://127.0.0.1:9/",
-		"${BENCH_WORKERS}", fmt.Sprint(cfg.Workers)).Replace(benchConfig)
+		"${BENCH_WORKERS}", fmt.Sprint(cfg.Workers)).Replace(benchConfig(cfg))
 	cfgPath := filepath.Join(dir, "bench.yaml")
 	if err := os.WriteFile(cfgPath, []byte(text), 0o600); err != nil {
 		return 0, 0, err

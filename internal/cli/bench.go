@@ -24,6 +24,8 @@ func runBench(ctx context.Context, e env, args []string) error {
 	fs.Float64Var(&cfg.DupPercent, "dup", 3, "percent of requests that re-send the previous event")
 	fs.Float64Var(&cfg.FailPercent, "fail", 0, "percent of deliveries the downstream answers 503 (first attempt)")
 	fs.IntVar(&cfg.Workers, "workers", 128, "executor workers (delivery keeps up with ingest only with enough workers to cover commit latency)")
+	fs.IntVar(&cfg.Flows, "flows", 1, "flows started by each event")
+	fs.IntVar(&cfg.Steps, "steps", 1, "steps per flow (each posts to the sink)")
 	fs.StringVar(&cfg.Only, "only", "", "after the baseline, run only this phase: ingest or e2e (for profiling)")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
@@ -63,8 +65,8 @@ func runBench(ctx context.Context, e env, args []string) error {
 	if s.Rate > 0 {
 		mode = fmt.Sprintf("open loop at %.0f req/s", s.Rate)
 	}
-	fmt.Fprintf(e.stdout, "store %s, %d connections, %s, %s per phase, %d-byte bodies, %.0f%% duplicates, %.0f%% downstream 503s, %d workers\n\n",
-		rep.StoreKind, s.Connections, mode, time.Duration(s.Duration), s.BodySize, s.DupPercent, s.FailPercent, s.Workers)
+	fmt.Fprintf(e.stdout, "store %s, %d connections, %s, %s per phase, %d-byte bodies, %.0f%% duplicates, %.0f%% downstream 503s, %d workers, %d flow(s) × %d step(s)\n\n",
+		rep.StoreKind, s.Connections, mode, time.Duration(s.Duration), s.BodySize, s.DupPercent, s.FailPercent, s.Workers, max(1, s.Flows), max(1, s.Steps))
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "phase\treq/s\tof baseline\tp50 ms\tp99 ms\tp99.9 ms\tdelivered/s\tlag p50 ms\tlag p99 ms\tCPU µs/event\tpeak RSS MB\t")
 	for _, p := range rep.Phases {
