@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -13,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/switchboard-dev/switchboard/internal/connector"
+	"github.com/switchboard-dev/switchboard/internal/connector/webapi"
 )
 
 var sendSpec = connector.ActionSpec{
@@ -89,7 +89,7 @@ func (s *system) parseMessage(in map[string]any) (*message, error) {
 		name string
 		dst  **mail.Address
 	}{{"from", &m.from}, {"reply_to", &m.replyTo}} {
-		v, err := optString(in[f.name])
+		v, err := webapi.OptionalString(in[f.name])
 		if err != nil {
 			return nil, wrap(f.name, err)
 		}
@@ -103,7 +103,7 @@ func (s *system) parseMessage(in map[string]any) (*message, error) {
 	if m.from == nil {
 		return nil, errors.New(`input "from": required, since the system sets no from`)
 	}
-	if m.subject, err = optString(in["subject"]); err != nil {
+	if m.subject, err = webapi.OptionalString(in["subject"]); err != nil {
 		return nil, wrap("subject", err)
 	}
 	switch {
@@ -113,10 +113,10 @@ func (s *system) parseMessage(in map[string]any) (*message, error) {
 		// A line break in a header would let the event's data add headers.
 		return nil, wrap("subject", errors.New("must not contain line breaks"))
 	}
-	if m.text, err = optString(in["text"]); err != nil {
+	if m.text, err = webapi.OptionalString(in["text"]); err != nil {
 		return nil, wrap("text", err)
 	}
-	if m.html, err = optString(in["html"]); err != nil {
+	if m.html, err = webapi.OptionalString(in["html"]); err != nil {
 		return nil, wrap("html", err)
 	}
 	if m.text == "" && m.html == "" {
@@ -138,12 +138,12 @@ func addressList(v any) ([]*mail.Address, error) {
 		for _, item := range v {
 			s, ok := item.(string)
 			if !ok {
-				return nil, fmt.Errorf("want a string or a list of strings, got a list holding %s", typeName(item))
+				return nil, fmt.Errorf("want a string or a list of strings, got a list holding %s", webapi.TypeName(item))
 			}
 			items = append(items, s)
 		}
 	default:
-		return nil, fmt.Errorf("want a string or a list of strings, got %s", typeName(v))
+		return nil, fmt.Errorf("want a string or a list of strings, got %s", webapi.TypeName(v))
 	}
 	var out []*mail.Address
 	for _, s := range items {
@@ -171,16 +171,6 @@ func parseAddress(s string) (*mail.Address, error) {
 	return a, nil
 }
 
-func optString(v any) (string, error) {
-	switch v := v.(type) {
-	case nil:
-		return "", nil
-	case string:
-		return v, nil
-	}
-	return "", fmt.Errorf("want a string, got %s", typeName(v))
-}
-
 // messageID derives the Message-ID (without angle brackets) from the
 // idempotency key, so every retry of a step sends the same Message-ID:
 // receiving systems that see the message twice (our first attempt went
@@ -203,22 +193,4 @@ func messageID(idempotencyKey string, from *mail.Address) string {
 		local = "sb-" + hex.EncodeToString(sum[:16])
 	}
 	return local + "@" + domain
-}
-
-func typeName(v any) string {
-	switch v.(type) {
-	case nil:
-		return "null"
-	case string:
-		return "string"
-	case bool:
-		return "bool"
-	case float64, json.Number, int, int64:
-		return "number"
-	case map[string]any:
-		return "object"
-	case []any:
-		return "array"
-	}
-	return fmt.Sprintf("%T", v)
 }

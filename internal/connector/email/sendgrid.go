@@ -6,28 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"math"
 	"net/http"
 	"net/mail"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/switchboard-dev/switchboard/internal/connector"
-)
-
-const (
-	// maxBody is how much of a response is kept in Result.Body.
-	maxBody = 64 << 10
-	// maxDrain bounds how much more is read so the connection can be reused.
-	maxDrain = 256 << 10
-	// maxMessage caps SendGrid's messages in error texts.
-	maxMessage = 300
-	// maxIdleConnsPerHost covers the delivery workers (see httpcall).
-	maxIdleConnsPerHost = 1024
+	"github.com/switchboard-dev/switchboard/internal/connector/webapi"
 )
 
 // sendGrid sends through SendGrid's v3 Mail Send API.
@@ -39,26 +25,14 @@ type sendGrid struct {
 }
 
 func newSendGrid(c *SendGridConfig, timeout time.Duration) *sendGrid {
-	transport := &http.Transport{Proxy: http.ProxyFromEnvironment}
-	if dt, ok := http.DefaultTransport.(*http.Transport); ok {
-		transport = dt.Clone()
-	}
-	transport.MaxIdleConnsPerHost = maxIdleConnsPerHost
-	transport.MaxIdleConns = 0
 	base := strings.TrimSuffix(c.BaseURL, "/")
 	if base == "" {
 		base = defaultSendGridURL
 	}
 	return &sendGrid{
-		url:  base + "/v3/mail/send",
-		auth: "Bearer " + c.APIKey.Reveal(),
-		client: &http.Client{
-			Transport: transport,
-			Timeout:   timeout,
-			// A redirect is reported, not followed: the API key stays on
-			// the configured host.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
+		url:      base + "/v3/mail/send",
+		auth:     "Bearer " + c.APIKey.Reveal(),
+		client:   webapi.NewClient(timeout),
 		redactor: strings.NewReplacer(c.APIKey.Reveal(), "[redacted]"),
 	}
 }
@@ -144,33 +118,22 @@ func (g *sendGrid) send(ctx context.Context, m *message, idempotencyKey string) 
 	}
 	resp, err := g.client.Do(req)
 	if err != nil {
-		return connector.Result{}, g.transportError(ctx, display, err)
+		return connector.Result{}, webapi.TransportError(ctx, g.redactor, display, err)
 	}
-	defer func() {
-		_, _ = io.CopyN(io.Discard, resp.Body, maxDrain)
-		_ = resp.Body.Close()
-	}()
-	raw, readErr := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
-	if len(raw) > maxBody {
-		raw = raw[:maxBody]
-	}
-	res := connector.Result{Status: resp.StatusCode, Body: raw}
+	res, _, readErr := webapi.ReadResponse(resp)
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		// The body of a 202 is empty; a read error there loses nothing.
 		res.Output = map[string]any{"message_id": resp.Header.Get("X-Message-Id")}
 		return res, nil
 	}
 	if readErr != nil {
-		return res, g.transportError(ctx, display+": read response", readErr)
+		return res, webapi.TransportError(ctx, g.redactor, display+": read response", readErr)
 	}
-	return res, g.statusError(display, resp, raw)
+	return res, g.statusError(display, resp, res.Body)
 }
 
 func (g *sendGrid) statusError(display string, resp *http.Response, body []byte) error {
-	msg := display + ": " + strconv.Itoa(resp.StatusCode)
-	if text := http.StatusText(resp.StatusCode); text != "" {
-		msg += " " + text
-	}
+	msg := webapi.StatusMessage(display, resp.StatusCode)
 	var payload struct {
 		Errors []struct {
 			Message string `json:"message"`
@@ -191,14 +154,14 @@ func (g *sendGrid) statusError(display string, resp *http.Response, body []byte)
 		details = append(details, string(body))
 	}
 	if len(details) > 0 {
-		msg += ": " + oneLine(strings.Join(details, "; "))
+		msg += ": " + webapi.OneLine(strings.Join(details, "; "))
 	}
 	err := errors.New(g.redactor.Replace(msg))
 
 	now := time.Now()
 	switch {
 	case resp.StatusCode == http.StatusTooManyRequests:
-		if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), now); ok {
+		if d, ok := webapi.ParseRetryAfter(resp.Header.Get("Retry-After"), now); ok {
 			return connector.RetryAfter(d, err)
 		}
 		// X-RateLimit-Reset is the Unix time the limit resets at.
@@ -206,58 +169,8 @@ func (g *sendGrid) statusError(display string, resp *http.Response, body []byte)
 			return connector.RetryAfter(max(time.Unix(reset, 0).Sub(now), 0), err)
 		}
 		return err
-	case resp.StatusCode == http.StatusRequestTimeout || resp.StatusCode == http.StatusTooEarly || resp.StatusCode >= 500:
-		if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), now); ok {
-			return connector.RetryAfter(d, err)
-		}
-		return err
+	case webapi.Transient(resp.StatusCode):
+		return webapi.RetryAfter(resp.Header, err)
 	}
 	return connector.Permanent(err)
-}
-
-// transportError reports a failure to get a response: transient.
-func (g *sendGrid) transportError(ctx context.Context, display string, err error) error {
-	if ctxErr := ctx.Err(); ctxErr != nil {
-		err = ctxErr
-	} else if ue, ok := errors.AsType[*url.Error](err); ok {
-		err = ue.Err
-	}
-	return redactErr(g.redactor, display+": "+err.Error(), err)
-}
-
-// parseRetryAfter reads a Retry-After value, delay-seconds or HTTP-date
-// (RFC 9110 section 10.2.3). Dates in the past and negative delays mean 0.
-func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0, false
-	}
-	const maxSeconds = math.MaxInt64 / int64(time.Second)
-	if n, err := strconv.ParseInt(v, 10, 64); err == nil || errors.Is(err, strconv.ErrRange) {
-		switch {
-		case n < 0:
-			return 0, true
-		case n > maxSeconds || err != nil:
-			return time.Duration(maxSeconds) * time.Second, true
-		}
-		return time.Duration(n) * time.Second, true
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(t.Sub(now), 0), true
-	}
-	return 0, false
-}
-
-// oneLine squeezes s onto one line of at most maxMessage bytes.
-func oneLine(s string) string {
-	if len(s) > maxMessage {
-		s = strings.ToValidUTF8(s[:maxMessage], "") + "…"
-	}
-	s = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) {
-			return ' '
-		}
-		return r
-	}, s)
-	return strings.Join(strings.Fields(s), " ")
 }

@@ -14,6 +14,7 @@ import (
 	gomail "github.com/wneessen/go-mail"
 
 	"github.com/switchboard-dev/switchboard/internal/connector"
+	"github.com/switchboard-dev/switchboard/internal/connector/webapi"
 )
 
 // smtpTransport sends through an SMTP server with go-mail, one connection
@@ -122,7 +123,7 @@ func (t *smtpTransport) send(ctx context.Context, m *message, idempotencyKey str
 
 func (t *smtpTransport) classify(err error) error {
 	code := smtpCode(err)
-	e := redactErr(t.redactor, "smtp "+t.addr+": "+err.Error(), err)
+	e := webapi.Redact(t.redactor, "smtp "+t.addr+": "+err.Error(), err)
 	if code >= 500 && code < 600 {
 		return connector.Permanent(e)
 	}
@@ -139,25 +140,4 @@ func smtpCode(err error) int {
 		return te.Code
 	}
 	return 0
-}
-
-// redactedError is an error whose text has been scrubbed of secrets.
-type redactedError struct {
-	msg string
-	err error // nil when the cause's own text held a secret
-}
-
-func (e *redactedError) Error() string { return e.msg }
-func (e *redactedError) Unwrap() error { return e.err }
-
-// redactErr scrubs secrets from msg. The cause stays reachable for
-// errors.Is and errors.As only when its own text holds none: a server may
-// echo a credential in its answer, and any error in the chain can be
-// printed.
-func redactErr(r *strings.Replacer, msg string, cause error) error {
-	e := &redactedError{msg: r.Replace(msg)}
-	if text := cause.Error(); r.Replace(text) == text {
-		e.err = cause
-	}
-	return e
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/switchboard-dev/switchboard/internal/connector"
+	"github.com/switchboard-dev/switchboard/internal/connector/webapi"
 	"github.com/switchboard-dev/switchboard/internal/secret"
 )
 
@@ -25,12 +26,6 @@ const (
 	kindName       = "http"
 	actionRequest  = "request"
 	defaultTimeout = 30 * time.Second
-	// maxIdleConnsPerHost is far above net/http's default of 2: a system is one
-	// host, and many delivery workers call it at once. It must cover the
-	// worker count: a connection that cannot go back to the idle pool is
-	// closed, and the next call pays for a new TCP (and TLS) handshake.
-	// Idle connections still close after IdleConnTimeout (90 s).
-	maxIdleConnsPerHost = 1024
 )
 
 // Register adds the "http" kind to r.
@@ -136,20 +131,7 @@ func open(p connector.OpenParams) (connector.System, error) {
 		headers.Set(k, v)
 	}
 
-	transport := &http.Transport{Proxy: http.ProxyFromEnvironment}
-	if dt, ok := http.DefaultTransport.(*http.Transport); ok {
-		transport = dt.Clone()
-	}
-	transport.MaxIdleConnsPerHost = maxIdleConnsPerHost
-	transport.MaxIdleConns = 0 // no cap across hosts: each system has its own transport
-	client := &http.Client{
-		Transport: transport,
-		Timeout:   cmp.Or(cfg.Timeout, defaultTimeout),
-		// Redirects are not followed: a 3xx is reported as a permanent
-		// failure so a call never silently lands on another host or path,
-		// and credentials never travel there.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
+	client := webapi.NewClient(cmp.Or(cfg.Timeout, defaultTimeout))
 
 	s := &system{
 		base:     base,

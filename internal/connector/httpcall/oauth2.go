@@ -7,14 +7,13 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
-	"time"
 
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/switchboard-dev/switchboard/internal/connector"
+	"github.com/switchboard-dev/switchboard/internal/connector/webapi"
 	"github.com/switchboard-dev/switchboard/internal/secret"
 )
 
@@ -176,7 +175,7 @@ func (ts *tokenSource) fetchError(ctx context.Context, err error) error {
 	}
 	if ue, ok := errors.AsType[*url.Error](err); ok {
 		// url.Error's text holds the token URL; keep only the cause.
-		return &redactedError{msg: ts.redact(what+": "+ue.Err.Error(), ""), err: ue.Err}
+		return webapi.Redacted(ts.redact(what+": "+ue.Err.Error(), ""), ue.Err)
 	}
 	msg := ts.redact(what+": "+strings.TrimPrefix(err.Error(), "oauth2: "), "")
 	// The library reports an unreadable response body ("cannot fetch
@@ -208,10 +207,7 @@ func (ts *tokenSource) statusError(re *oauth2.RetrieveError) error {
 	if re.Response != nil {
 		status, header = re.Response.StatusCode, re.Response.Header
 	}
-	msg := "oauth2 token request: " + strconv.Itoa(status)
-	if text := http.StatusText(status); text != "" {
-		msg += " " + text
-	}
+	msg := webapi.StatusMessage("oauth2 token request", status)
 	switch {
 	case re.ErrorCode != "":
 		msg += ": " + re.ErrorCode
@@ -227,15 +223,12 @@ func (ts *tokenSource) statusError(re *oauth2.RetrieveError) error {
 		msg += "; check client_id, client_secret and scopes"
 	}
 	body := re.Body
-	if len(body) > maxBody {
-		body = body[:maxBody]
+	if len(body) > webapi.MaxBody {
+		body = body[:webapi.MaxBody]
 	}
 	err := error(&tokenStatusError{status: status, body: []byte(ts.redact(string(body), "")), err: errors.New(ts.redact(msg, ""))})
-	if status >= 500 || status == http.StatusRequestTimeout || status == http.StatusTooEarly || status == http.StatusTooManyRequests {
-		if d, ok := parseRetryAfter(header.Get("Retry-After"), time.Now()); ok {
-			return connector.RetryAfter(d, err)
-		}
-		return err
+	if webapi.Transient(status) || status == http.StatusTooManyRequests {
+		return webapi.RetryAfter(header, err)
 	}
 	return connector.Permanent(err)
 }

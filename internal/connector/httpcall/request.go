@@ -12,10 +12,10 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/switchboard-dev/switchboard/internal/connector"
+	"github.com/switchboard-dev/switchboard/internal/connector/webapi"
 )
 
 var requestSpec = connector.ActionSpec{
@@ -66,7 +66,7 @@ func (a *requestAction) Do(ctx context.Context, req connector.Request) (connecto
 		return failedResult(err), err
 	}
 	if resp.StatusCode == http.StatusUnauthorized && a.sys.oauth != nil {
-		discard(resp)
+		webapi.Discard(resp)
 		a.sys.oauth.invalidate(ctx, token)
 		if resp, token, err = a.send(ctx, in, req.IdempotencyKey); err != nil {
 			return failedResult(err), err
@@ -113,7 +113,7 @@ func parseInput(m map[string]any) (input, error) {
 		var err error
 		switch k {
 		case "method":
-			in.method, err = optString(v)
+			in.method, err = webapi.OptionalString(v)
 			if err == nil && in.method != "" {
 				in.method = strings.ToUpper(in.method)
 				if !validToken(in.method) {
@@ -121,7 +121,7 @@ func parseInput(m map[string]any) (input, error) {
 				}
 			}
 		case "path":
-			in.path, err = optString(v)
+			in.path, err = webapi.OptionalString(v)
 		case "query":
 			in.query, err = parseQuery(v)
 		case "headers":
@@ -144,23 +144,10 @@ func parseInput(m map[string]any) (input, error) {
 	return in, nil
 }
 
-func optString(v any) (string, error) {
-	switch v := v.(type) {
-	case nil:
-		return "", nil
-	case string:
-		return v, nil
-	}
-	return "", fmt.Errorf("want a string, got %s", typeName(v))
-}
-
 func parseQuery(v any) (url.Values, error) {
-	if v == nil {
-		return nil, nil
-	}
-	m, ok := v.(map[string]any)
-	if !ok {
-		return nil, fmt.Errorf("want an object, got %s", typeName(v))
+	m, err := webapi.OptionalObject(v)
+	if m == nil {
+		return nil, err
 	}
 	q := make(url.Values, len(m))
 	for _, k := range slices.Sorted(maps.Keys(m)) {
@@ -169,9 +156,9 @@ func parseQuery(v any) (url.Values, error) {
 			items = []any{m[k]}
 		}
 		for _, item := range items {
-			s, ok := scalarString(item)
+			s, ok := webapi.ScalarString(item)
 			if !ok {
-				return nil, fmt.Errorf("key %q: want a string, number, bool or an array of them, got %s", k, typeName(item))
+				return nil, fmt.Errorf("key %q: want a string, number, bool or an array of them, got %s", k, webapi.TypeName(item))
 			}
 			if item != nil {
 				q.Add(k, s)
@@ -181,35 +168,10 @@ func parseQuery(v any) (url.Values, error) {
 	return q, nil
 }
 
-// scalarString formats a JSON scalar as a query value. nil is accepted and
-// yields "": callers skip it.
-func scalarString(v any) (string, bool) {
-	switch v := v.(type) {
-	case nil:
-		return "", true
-	case string:
-		return v, true
-	case bool:
-		return strconv.FormatBool(v), true
-	case json.Number:
-		return v.String(), true
-	case float64:
-		return strconv.FormatFloat(v, 'f', -1, 64), true
-	case int:
-		return strconv.Itoa(v), true
-	case int64:
-		return strconv.FormatInt(v, 10), true
-	}
-	return "", false
-}
-
 func parseHeaders(v any) (map[string]string, error) {
-	if v == nil {
-		return nil, nil
-	}
-	m, ok := v.(map[string]any)
-	if !ok {
-		return nil, fmt.Errorf("want an object, got %s", typeName(v))
+	m, err := webapi.OptionalObject(v)
+	if m == nil {
+		return nil, err
 	}
 	h := make(map[string]string, len(m))
 	for _, k := range slices.Sorted(maps.Keys(m)) {
@@ -224,28 +186,10 @@ func parseHeaders(v any) (map[string]string, error) {
 			}
 			h[k] = s
 		default:
-			return nil, fmt.Errorf("key %q: want a string, got %s", k, typeName(s))
+			return nil, fmt.Errorf("key %q: want a string, got %s", k, webapi.TypeName(s))
 		}
 	}
 	return h, nil
-}
-
-func typeName(v any) string {
-	switch v.(type) {
-	case nil:
-		return "null"
-	case string:
-		return "string"
-	case bool:
-		return "bool"
-	case float64, json.Number, int, int64:
-		return "number"
-	case map[string]any:
-		return "object"
-	case []any:
-		return "array"
-	}
-	return fmt.Sprintf("%T", v)
 }
 
 // newRequest builds the HTTP request for in; a non-empty accessToken is sent

@@ -8,25 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net/http"
-	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/switchboard-dev/switchboard/internal/connector"
-)
-
-const (
-	// maxBody is how much of a response is kept in Result.Body and decoded.
-	maxBody = 64 << 10
-	// maxDrain bounds how much more is read so the connection can be reused.
-	maxDrain = 256 << 10
-	// maxMessage caps HubSpot's message in error texts.
-	maxMessage = 300
+	"github.com/switchboard-dev/switchboard/internal/connector/webapi"
 )
 
 // do sends c and classifies the answer.
@@ -66,21 +55,12 @@ func (s *system) do(ctx context.Context, c call, idempotencyKey string) (connect
 
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return connector.Result{}, s.transportError(ctx, display, err)
+		return connector.Result{}, webapi.TransportError(ctx, s.redactor, display, err)
 	}
-	defer func() {
-		_, _ = io.CopyN(io.Discard, resp.Body, maxDrain)
-		_ = resp.Body.Close()
-	}()
-	body, readErr := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
-	truncated := len(body) > maxBody
-	if truncated {
-		body = body[:maxBody]
-	}
-	res := connector.Result{Status: resp.StatusCode, Body: body}
+	res, truncated, readErr := webapi.ReadResponse(resp)
 	if readErr != nil {
 		// The call may have taken effect; the retry is as safe as any.
-		return res, s.transportError(ctx, display+": read response", readErr)
+		return res, webapi.TransportError(ctx, s.redactor, display+": read response", readErr)
 	}
 	return s.classify(res, display, c, resp.Header, truncated)
 }
@@ -101,7 +81,7 @@ func (s *system) classify(res connector.Result, display string, c call, h http.H
 		if len(res.Body) == 0 || status == http.StatusNoContent {
 			return res, nil
 		}
-		out, err := decodeJSON(res.Body)
+		out, err := webapi.DecodeJSON(res.Body)
 		if err != nil || truncated {
 			// The write happened; only its answer is unreadable. Retrying
 			// could write twice, so the step succeeds with no output.
@@ -121,15 +101,12 @@ func (s *system) classify(res connector.Result, display string, c call, h http.H
 			return res, nil
 		}
 	}
-	msg := display + ": " + strconv.Itoa(status)
-	if text := http.StatusText(status); text != "" {
-		msg += " " + text
-	}
+	msg := webapi.StatusMessage(display, status)
 	if errBody.Category != "" {
 		msg += " (" + errBody.Category + ")"
 	}
 	if detail := cmp.Or(errBody.Message, string(res.Body)); detail != "" {
-		msg += ": " + oneLine(detail)
+		msg += ": " + webapi.OneLine(detail)
 	}
 	err := errors.New(s.redact(msg))
 
@@ -141,10 +118,7 @@ func (s *system) classify(res connector.Result, display string, c call, h http.H
 		return res, err
 	case http.StatusRequestTimeout, http.StatusTooEarly, http.StatusInternalServerError,
 		http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-		if d, ok := parseRetryAfter(h.Get("Retry-After"), time.Now()); ok {
-			return res, connector.RetryAfter(d, err)
-		}
-		return res, err
+		return res, webapi.RetryAfter(h, err)
 	}
 	if status >= 500 {
 		return res, err
@@ -175,7 +149,7 @@ func (s *system) batchResult(res connector.Result, display string, c call, out a
 			msg += " (" + category + ")"
 		}
 		if message != "" {
-			msg += ": " + oneLine(message)
+			msg += ": " + webapi.OneLine(message)
 		}
 		return res, connector.Permanent(errors.New(s.redact(msg)))
 	}
@@ -220,7 +194,7 @@ func parseError(body []byte) errorBody {
 // X-HubSpot-RateLimit-Interval-Milliseconds, or the per-second limit's
 // X-HubSpot-RateLimit-Secondly-Remaining: 0).
 func rateLimitWait(h http.Header, now time.Time) (time.Duration, bool) {
-	if d, ok := parseRetryAfter(h.Get("Retry-After"), now); ok {
+	if d, ok := webapi.ParseRetryAfter(h.Get("Retry-After"), now); ok {
 		return d, true
 	}
 	if strings.TrimSpace(h.Get("X-HubSpot-RateLimit-Remaining")) == "0" {
@@ -233,87 +207,4 @@ func rateLimitWait(h http.Header, now time.Time) (time.Duration, bool) {
 		return time.Second, true
 	}
 	return 0, false
-}
-
-// parseRetryAfter reads a Retry-After value, delay-seconds or HTTP-date
-// (RFC 9110 section 10.2.3). Dates in the past and negative delays mean 0.
-func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0, false
-	}
-	const maxSeconds = math.MaxInt64 / int64(time.Second)
-	if n, err := strconv.ParseInt(v, 10, 64); err == nil || errors.Is(err, strconv.ErrRange) {
-		switch {
-		case n < 0:
-			return 0, true
-		case n > maxSeconds || err != nil:
-			return time.Duration(maxSeconds) * time.Second, true
-		}
-		return time.Duration(n) * time.Second, true
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(t.Sub(now), 0), true
-	}
-	return 0, false
-}
-
-// transportError reports a failure to get a response: transient.
-func (s *system) transportError(ctx context.Context, display string, err error) error {
-	if ctxErr := ctx.Err(); ctxErr != nil {
-		err = ctxErr
-	} else if ue, ok := errors.AsType[*url.Error](err); ok {
-		err = ue.Err
-	}
-	return redactErr(s.redactor, display+": "+err.Error(), err)
-}
-
-// redactedError is an error whose text has been scrubbed of secrets.
-type redactedError struct {
-	msg string
-	err error // nil when the cause's own text held a secret
-}
-
-func (e *redactedError) Error() string { return e.msg }
-func (e *redactedError) Unwrap() error { return e.err }
-
-// redactErr scrubs secrets from msg. The cause stays reachable for
-// errors.Is and errors.As only when its own text holds none: a server may
-// echo a credential in its answer, and any error in the chain can be
-// printed.
-func redactErr(r *strings.Replacer, msg string, cause error) error {
-	e := &redactedError{msg: r.Replace(msg)}
-	if text := cause.Error(); r.Replace(text) == text {
-		e.err = cause
-	}
-	return e
-}
-
-// decodeJSON decodes one JSON value, keeping numbers as json.Number so
-// large ids survive.
-func decodeJSON(body []byte) (any, error) {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return nil, err
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, errors.New("trailing data after JSON value")
-	}
-	return v, nil
-}
-
-// oneLine squeezes s onto one line of at most maxMessage bytes.
-func oneLine(s string) string {
-	if len(s) > maxMessage {
-		s = strings.ToValidUTF8(s[:maxMessage], "") + "…"
-	}
-	s = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) {
-			return ' '
-		}
-		return r
-	}, s)
-	return strings.Join(strings.Fields(s), " ")
 }

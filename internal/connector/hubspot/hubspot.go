@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/switchboard-dev/switchboard/internal/connector"
+	"github.com/switchboard-dev/switchboard/internal/connector/webapi"
 	"github.com/switchboard-dev/switchboard/internal/secret"
 )
 
@@ -21,10 +22,6 @@ const (
 	kindName       = "hubspot"
 	defaultBaseURL = "https://api.hubapi.com"
 	defaultTimeout = 30 * time.Second
-	// maxIdleConnsPerHost covers the delivery workers: a connection that
-	// cannot go back to the idle pool is closed, and the next call pays for
-	// a new TLS handshake (see httpcall).
-	maxIdleConnsPerHost = 1024
 )
 
 // Register adds the "hubspot" kind to r.
@@ -76,24 +73,11 @@ func open(p connector.OpenParams) (connector.System, error) {
 	}
 	base := strings.TrimSuffix(cmp.Or(cfg.BaseURL, defaultBaseURL), "/")
 
-	transport := &http.Transport{Proxy: http.ProxyFromEnvironment}
-	if dt, ok := http.DefaultTransport.(*http.Transport); ok {
-		transport = dt.Clone()
-	}
-	transport.MaxIdleConnsPerHost = maxIdleConnsPerHost
-	transport.MaxIdleConns = 0
-
 	token := cfg.Token.Reveal()
 	return &system{
-		base: base,
-		auth: "Bearer " + token,
-		client: &http.Client{
-			Transport: transport,
-			Timeout:   cmp.Or(cfg.Timeout, defaultTimeout),
-			// A redirect is reported, not followed: the bearer token must not
-			// travel to another host.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
+		base:     base,
+		auth:     "Bearer " + token,
+		client:   webapi.NewClient(cmp.Or(cfg.Timeout, defaultTimeout)),
 		redactor: strings.NewReplacer(token, "[redacted]"),
 		nowFunc:  time.Now,
 	}, nil

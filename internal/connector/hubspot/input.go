@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/switchboard-dev/switchboard/internal/connector/webapi"
 )
 
 // inputs reads a step's `with:` values. The first problem is kept in err and
@@ -45,7 +47,7 @@ func (in *inputs) str(name string, required bool) string {
 			return v
 		}
 	default:
-		in.fail(name, fmt.Errorf("want a string, got %s", typeName(v)))
+		in.fail(name, fmt.Errorf("want a string, got %s", webapi.TypeName(v)))
 		return ""
 	}
 	if required {
@@ -73,7 +75,7 @@ func (in *inputs) id(name string, required bool) string {
 	if s, ok := integerString(v); ok {
 		return s
 	}
-	in.fail(name, fmt.Errorf("want a string or an integer, got %s", typeName(v)))
+	in.fail(name, fmt.Errorf("want a string or an integer, got %s", webapi.TypeName(v)))
 	return ""
 }
 
@@ -91,7 +93,7 @@ func (in *inputs) properties(name string, required bool) map[string]string {
 	}
 	obj, ok := v.(map[string]any)
 	if !ok {
-		in.fail(name, fmt.Errorf("want an object, got %s", typeName(v)))
+		in.fail(name, fmt.Errorf("want an object, got %s", webapi.TypeName(v)))
 		return nil
 	}
 	out := make(map[string]string, len(obj))
@@ -110,18 +112,18 @@ func propertyValue(v any) (string, error) {
 	if list, ok := v.([]any); ok {
 		parts := make([]string, len(list))
 		for i, item := range list {
-			s, ok := scalarString(item)
+			s, ok := webapi.ScalarString(item)
 			if !ok || item == nil {
-				return "", fmt.Errorf("list items must be strings, numbers or bools, got %s", typeName(item))
+				return "", fmt.Errorf("list items must be strings, numbers or bools, got %s", webapi.TypeName(item))
 			}
 			parts[i] = s
 		}
 		return strings.Join(parts, ";"), nil
 	}
-	if s, ok := scalarString(v); ok {
+	if s, ok := webapi.ScalarString(v); ok {
 		return s, nil
 	}
-	return "", fmt.Errorf("want a string, number, bool, null or a list of them, got %s", typeName(v))
+	return "", fmt.Errorf("want a string, number, bool, null or a list of them, got %s", webapi.TypeName(v))
 }
 
 // timestamp reads an instant for hs_timestamp: an RFC 3339 string or a Unix
@@ -145,29 +147,8 @@ func (in *inputs) timestamp(name string, now time.Time) string {
 	if s, ok := integerString(v); ok {
 		return s
 	}
-	in.fail(name, fmt.Errorf("want an RFC 3339 string or Unix milliseconds, got %s", typeName(v)))
+	in.fail(name, fmt.Errorf("want an RFC 3339 string or Unix milliseconds, got %s", webapi.TypeName(v)))
 	return ""
-}
-
-// scalarString formats a JSON scalar as HubSpot expects it; nil is "".
-func scalarString(v any) (string, bool) {
-	switch v := v.(type) {
-	case nil:
-		return "", true
-	case string:
-		return v, true
-	case bool:
-		return strconv.FormatBool(v), true
-	case json.Number:
-		return v.String(), true
-	case float64:
-		return strconv.FormatFloat(v, 'f', -1, 64), true
-	case int:
-		return strconv.Itoa(v), true
-	case int64:
-		return strconv.FormatInt(v, 10), true
-	}
-	return "", false
 }
 
 // integerString formats an integral number; json.Number keeps ids beyond
@@ -188,22 +169,4 @@ func integerString(v any) (string, bool) {
 		return strconv.FormatInt(v, 10), true
 	}
 	return "", false
-}
-
-func typeName(v any) string {
-	switch v.(type) {
-	case nil:
-		return "null"
-	case string:
-		return "string"
-	case bool:
-		return "bool"
-	case float64, json.Number, int, int64:
-		return "number"
-	case map[string]any:
-		return "object"
-	case []any:
-		return "array"
-	}
-	return fmt.Sprintf("%T", v)
 }

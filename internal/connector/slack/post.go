@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/switchboard-dev/switchboard/internal/connector"
+	"github.com/switchboard-dev/switchboard/internal/connector/webapi"
 )
 
 var (
@@ -113,10 +114,10 @@ func (a *postMessage) Do(ctx context.Context, req connector.Request) (connector.
 	if jsonErr != nil {
 		// The post may have happened; retrying could post twice, but an
 		// unreadable 2xx is what a proxy's error page looks like.
-		return res, fmt.Errorf("%s: %d: answer is not JSON: %s", display, res.Status, a.sys.redact(oneLine(string(res.Body))))
+		return res, fmt.Errorf("%s: %d: answer is not JSON: %s", display, res.Status, a.sys.redact(webapi.OneLine(string(res.Body))))
 	}
 	if answer.OK {
-		res.Output, _ = decodeJSON(res.Body)
+		res.Output, _ = webapi.DecodeJSON(res.Body)
 		return res, nil
 	}
 	err = errors.New(a.sys.redact(display + ": " + cmp.Or(answer.Error, "ok is false")))
@@ -140,9 +141,9 @@ func parseMessage(in map[string]any, spec connector.ActionSpec) (message, error)
 		var err error
 		switch k {
 		case "channel":
-			msg.Channel, err = optString(v)
+			msg.Channel, err = webapi.OptionalString(v)
 		case "text":
-			msg.Text, err = optString(v)
+			msg.Text, err = webapi.OptionalString(v)
 		case "thread_ts":
 			msg.ThreadTS, err = timestamp(v)
 		case "blocks":
@@ -151,7 +152,7 @@ func parseMessage(in map[string]any, spec connector.ActionSpec) (message, error)
 			case []any:
 				msg.Blocks = b
 			default:
-				err = fmt.Errorf("want an array of Block Kit blocks, got %s", typeName(v))
+				err = fmt.Errorf("want an array of Block Kit blocks, got %s", webapi.TypeName(v))
 			}
 		}
 		if !slices.Contains(accepted, k) {
@@ -170,16 +171,6 @@ func parseMessage(in map[string]any, spec connector.ActionSpec) (message, error)
 	return msg, nil
 }
 
-func optString(v any) (string, error) {
-	switch v := v.(type) {
-	case nil:
-		return "", nil
-	case string:
-		return v, nil
-	}
-	return "", fmt.Errorf("want a string, got %s", typeName(v))
-}
-
 // timestamp reads a message ts ("1503435956.000247"). jq yields it as a
 // number when the source sent one; json.Number keeps its digits.
 func timestamp(v any) (string, error) {
@@ -193,7 +184,7 @@ func timestamp(v any) (string, error) {
 	case float64:
 		return strconv.FormatFloat(v, 'f', 6, 64), nil
 	}
-	return "", fmt.Errorf("want a string, got %s", typeName(v))
+	return "", fmt.Errorf("want a string, got %s", webapi.TypeName(v))
 }
 
 // post sends msg as JSON and reads the answer. Its error is set only when no
@@ -220,36 +211,33 @@ func (s *system) post(ctx context.Context, display, target, auth string, msg mes
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return connector.Result{}, nil, s.transportError(ctx, display, err)
+		return connector.Result{}, nil, webapi.TransportError(ctx, s.redactor, display, err)
 	}
-	res, err := s.readResponse(ctx, display, resp)
-	return res, resp.Header, err
+	res, _, err := webapi.ReadResponse(resp)
+	if err != nil {
+		return res, resp.Header, webapi.TransportError(ctx, s.redactor, display+": read response", err)
+	}
+	return res, resp.Header, nil
 }
 
 // statusError classifies a non-2xx answer whose error text is detail.
 func (s *system) statusError(display string, res connector.Result, h http.Header, detail string) error {
-	msg := display + ": " + strconv.Itoa(res.Status)
-	if text := http.StatusText(res.Status); text != "" {
-		msg += " " + text
-	}
+	msg := webapi.StatusMessage(display, res.Status)
 	if detail != "" {
-		msg += ": " + oneLine(detail)
+		msg += ": " + webapi.OneLine(detail)
 	}
 	err := errors.New(s.redact(msg))
 	switch {
 	case res.Status == http.StatusTooManyRequests:
 		return connector.RetryAfter(retryAfter(h), err)
-	case res.Status == http.StatusRequestTimeout || res.Status == http.StatusTooEarly || res.Status >= 500:
-		if d, ok := parseRetryAfter(h.Get("Retry-After"), time.Now()); ok {
-			return connector.RetryAfter(d, err)
-		}
-		return err
+	case webapi.Transient(res.Status):
+		return webapi.RetryAfter(h, err)
 	}
 	return connector.Permanent(err)
 }
 
 func retryAfter(h http.Header) time.Duration {
-	if d, ok := parseRetryAfter(h.Get("Retry-After"), time.Now()); ok {
+	if d, ok := webapi.ParseRetryAfter(h.Get("Retry-After"), time.Now()); ok {
 		return d
 	}
 	return defaultRateLimitWait

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/switchboard-dev/switchboard/internal/connector"
+	"github.com/switchboard-dev/switchboard/internal/connector/webapi"
 	"github.com/switchboard-dev/switchboard/internal/secret"
 )
 
@@ -21,8 +22,6 @@ const (
 	kindName       = "slack"
 	defaultBaseURL = "https://slack.com/api"
 	defaultTimeout = 30 * time.Second
-	// maxIdleConnsPerHost covers the delivery workers (see httpcall).
-	maxIdleConnsPerHost = 1024
 	// minSecretPath is the shortest webhook path redacted on its own; a
 	// shorter one ("/", "/hook") carries no secret and would garble text.
 	minSecretPath = 12
@@ -74,22 +73,9 @@ func open(p connector.OpenParams) (connector.System, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	transport := &http.Transport{Proxy: http.ProxyFromEnvironment}
-	if dt, ok := http.DefaultTransport.(*http.Transport); ok {
-		transport = dt.Clone()
-	}
-	transport.MaxIdleConnsPerHost = maxIdleConnsPerHost
-	transport.MaxIdleConns = 0
-
 	s := &system{
 		webhookURL: cfg.WebhookURL.Reveal(),
-		client: &http.Client{
-			Transport: transport,
-			Timeout:   cmp.Or(cfg.Timeout, defaultTimeout),
-			// A redirect is reported, not followed: the token and the
-			// webhook's secret path stay on the configured host.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
+		client:     webapi.NewClient(cmp.Or(cfg.Timeout, defaultTimeout)),
 	}
 	if !cfg.BotToken.IsZero() {
 		s.postMessageURL = strings.TrimSuffix(cmp.Or(cfg.BaseURL, defaultBaseURL), "/") + "/chat.postMessage"

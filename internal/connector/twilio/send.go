@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"net/http"
 	"net/url"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/switchboard-dev/switchboard/internal/connector"
+	"github.com/switchboard-dev/switchboard/internal/connector/webapi"
 )
 
 var sendSMSSpec = connector.ActionSpec{
@@ -33,10 +33,6 @@ var sendSMSSpec = connector.ActionSpec{
 }
 
 const (
-	// maxBody is how much of a response is kept in Result.Body and decoded.
-	maxBody = 64 << 10
-	// maxDrain bounds how much more is read so the connection can be reused.
-	maxDrain = 256 << 10
 	// defaultRateLimitWait is the wait after a rate limit without
 	// Retry-After: Twilio's limits are per second.
 	defaultRateLimitWait = time.Second
@@ -71,28 +67,19 @@ func (a *sendSMS) Do(ctx context.Context, req connector.Request) (connector.Resu
 
 	resp, err := a.sys.client.Do(httpReq)
 	if err != nil {
-		return connector.Result{}, a.sys.transportError(ctx, display, err)
+		return connector.Result{}, webapi.TransportError(ctx, a.sys.redactor, display, err)
 	}
-	defer func() {
-		_, _ = io.CopyN(io.Discard, resp.Body, maxDrain)
-		_ = resp.Body.Close()
-	}()
-	body, readErr := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
-	truncated := len(body) > maxBody
-	if truncated {
-		body = body[:maxBody]
-	}
-	res := connector.Result{Status: resp.StatusCode, Body: body}
+	res, truncated, readErr := webapi.ReadResponse(resp)
 	if readErr != nil {
-		return res, a.sys.transportError(ctx, display+": read response", readErr)
+		return res, webapi.TransportError(ctx, a.sys.redactor, display+": read response", readErr)
 	}
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		if !truncated {
-			res.Output, _ = decodeJSON(body)
+			res.Output, _ = webapi.DecodeJSON(res.Body)
 		}
 		return res, nil
 	}
-	return res, a.sys.classify(display, resp, body)
+	return res, a.sys.classify(display, resp, res.Body)
 }
 
 // form builds CreateMessage's form from the step's inputs and the system's
@@ -115,7 +102,7 @@ func (s *system) form(in map[string]any) (url.Values, error) {
 				return v, nil
 			}
 		default:
-			return "", fmt.Errorf("input %q: want a string, got %s", name, typeName(v))
+			return "", fmt.Errorf("input %q: want a string, got %s", name, webapi.TypeName(v))
 		}
 		if required {
 			return "", fmt.Errorf("input %q: required", name)
@@ -224,24 +211,21 @@ func (s *system) classify(display string, resp *http.Response, body []byte) erro
 		Message string `json:"message"`
 	}
 	_ = json.Unmarshal(body, &payload)
-	apiErr := &Error{Status: resp.StatusCode, Code: payload.Code, Message: s.redact(oneLine(payload.Message))}
+	apiErr := &Error{Status: resp.StatusCode, Code: payload.Code, Message: s.redact(webapi.OneLine(payload.Message))}
 	if apiErr.Message == "" && payload.Code == 0 {
-		apiErr.Message = s.redact(oneLine(string(body)))
+		apiErr.Message = s.redact(webapi.OneLine(string(body)))
 	}
 	err := fmt.Errorf("%s: %w", display, apiErr)
 
-	retryAfter, hasRetryAfter := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 	switch {
 	case resp.StatusCode == http.StatusTooManyRequests || rateLimitCodes[payload.Code]:
-		if !hasRetryAfter {
+		retryAfter, ok := webapi.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		if !ok {
 			retryAfter = defaultRateLimitWait
 		}
 		return connector.RetryAfter(retryAfter, err)
-	case resp.StatusCode == http.StatusRequestTimeout || resp.StatusCode == http.StatusTooEarly || resp.StatusCode >= 500:
-		if hasRetryAfter {
-			return connector.RetryAfter(retryAfter, err)
-		}
-		return err
+	case webapi.Transient(resp.StatusCode):
+		return webapi.RetryAfter(resp.Header, err)
 	}
 	return connector.Permanent(err)
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/switchboard-dev/switchboard/internal/connector"
+	"github.com/switchboard-dev/switchboard/internal/connector/webapi"
 	"github.com/switchboard-dev/switchboard/internal/secret"
 )
 
@@ -23,8 +24,6 @@ const (
 	kindName       = "twilio"
 	defaultBaseURL = "https://api.twilio.com"
 	defaultTimeout = 30 * time.Second
-	// maxIdleConnsPerHost covers the delivery workers (see httpcall).
-	maxIdleConnsPerHost = 1024
 )
 
 var (
@@ -87,13 +86,6 @@ func open(p connector.OpenParams) (connector.System, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	transport := &http.Transport{Proxy: http.ProxyFromEnvironment}
-	if dt, ok := http.DefaultTransport.(*http.Transport); ok {
-		transport = dt.Clone()
-	}
-	transport.MaxIdleConnsPerHost = maxIdleConnsPerHost
-	transport.MaxIdleConns = 0
-
 	path := "/2010-04-01/Accounts/" + cfg.AccountSID + "/Messages.json"
 	basic := base64.StdEncoding.EncodeToString([]byte(cfg.AccountSID + ":" + cfg.AuthToken.Reveal()))
 	return &system{
@@ -103,14 +95,8 @@ func open(p connector.OpenParams) (connector.System, error) {
 		from:        cfg.From,
 		serviceSID:  cfg.MessagingServiceSID,
 		callback:    cfg.StatusCallback,
-		client: &http.Client{
-			Transport: transport,
-			Timeout:   cmp.Or(cfg.Timeout, defaultTimeout),
-			// A redirect is reported, not followed: credentials stay on
-			// the configured host.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
-		redactor: strings.NewReplacer(basic, "[redacted]", cfg.AuthToken.Reveal(), "[redacted]"),
+		client:      webapi.NewClient(cmp.Or(cfg.Timeout, defaultTimeout)),
+		redactor:    strings.NewReplacer(basic, "[redacted]", cfg.AuthToken.Reveal(), "[redacted]"),
 	}, nil
 }
 
