@@ -6,6 +6,7 @@ package connector
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sort"
 )
@@ -63,6 +64,66 @@ type Input struct {
 	Required bool
 	// Doc is one sentence describing the value.
 	Doc string
+	// Type is the JSON shape the action accepts, checked at config load
+	// when the step gives a constant value (the check command and serve
+	// report a wrong constant with its file:line). "" accepts anything.
+	Type InputType
+}
+
+// InputType is the shape of an input's value.
+type InputType string
+
+// Input types. A value may also be null when the input is optional.
+const (
+	TypeAny    InputType = ""
+	TypeString InputType = "string"
+	// TypeStrings is a string or a list of strings (recipients, say).
+	TypeStrings InputType = "string or list of strings"
+	TypeNumber  InputType = "number"
+	TypeBool    InputType = "bool"
+	TypeObject  InputType = "object"
+	TypeList    InputType = "list"
+)
+
+// Accepts reports whether v (a decoded JSON value) has type t.
+func (t InputType) Accepts(v any) bool {
+	if v == nil {
+		return true // required-ness is checked separately
+	}
+	switch t {
+	case TypeString:
+		_, ok := v.(string)
+		return ok
+	case TypeStrings:
+		switch v := v.(type) {
+		case string:
+			return true
+		case []any:
+			for _, x := range v {
+				if _, ok := x.(string); !ok {
+					return false
+				}
+			}
+			return true
+		}
+		return false
+	case TypeNumber:
+		switch v.(type) {
+		case int, int64, float64, json.Number:
+			return true
+		}
+		return false
+	case TypeBool:
+		_, ok := v.(bool)
+		return ok
+	case TypeObject:
+		_, ok := v.(map[string]any)
+		return ok
+	case TypeList:
+		_, ok := v.([]any)
+		return ok
+	}
+	return true
 }
 
 // System is one configured external system. Implementations are safe for

@@ -479,17 +479,21 @@ func (cp *compiler) checkInputs(path, kindName, action string, with *yaml.Node) 
 	given := map[string]bool{}
 	if with != nil && with.Kind == yaml.MappingNode {
 		for i := 0; i+1 < len(with.Content); i += 2 {
-			key := with.Content[i]
+			key, val := with.Content[i], with.Content[i+1]
 			given[key.Value] = true
-			found := false
+			var spec1 *connector.Input
 			var names []string
-			for _, in := range spec.Inputs {
+			for j, in := range spec.Inputs {
 				names = append(names, in.Name)
-				found = found || in.Name == key.Value
+				if in.Name == key.Value {
+					spec1 = &spec.Inputs[j]
+				}
 			}
-			if !found {
+			if spec1 == nil {
 				cp.errorf(key, path+".with."+key.Value, "unknown input of %s.%s (accepted: %s)", kindName, action, strings.Join(names, ", "))
+				continue
 			}
+			cp.checkConstant(path+".with."+key.Value, kindName+"."+action, *spec1, val)
 		}
 	}
 	for _, in := range spec.Inputs {
@@ -497,6 +501,52 @@ func (cp *compiler) checkInputs(path, kindName, action string, with *yaml.Node) 
 			cp.errorf(cp.node(path), path+".with."+in.Name, "required input of %s.%s", kindName, action)
 		}
 	}
+}
+
+// checkConstant checks an input given as a literal ('"POST"', 42,
+// '{a: 1}') against the type the action accepts: such a mistake is known at
+// load, so it is reported with its position instead of failing every run.
+func (cp *compiler) checkConstant(path, action string, in connector.Input, val *yaml.Node) {
+	if in.Type == connector.TypeAny || val.Kind != yaml.ScalarNode {
+		return
+	}
+	e, err := transform.Compile(val.Value, StepVars...)
+	if err != nil {
+		return // reported by the template compiler
+	}
+	v, ok := e.Constant()
+	switch {
+	case !ok:
+	case v == nil && in.Required:
+		cp.errorf(val, path, "required input of %s is null", action)
+	case !in.Type.Accepts(v):
+		cp.errorf(val, path, "input of %s wants %s, got %s (a jq string literal is written '\"text\"')", action, withArticle(string(in.Type)), describeValue(v))
+	}
+}
+
+// withArticle puts "a" or "an" before a type name.
+func withArticle(s string) string {
+	if strings.ContainsAny(s[:1], "aeiou") {
+		return "an " + s
+	}
+	return "a " + s
+}
+
+// describeValue names a constant's JSON type for errors.
+func describeValue(v any) string {
+	switch v := v.(type) {
+	case string:
+		return fmt.Sprintf("the string %q", v)
+	case bool:
+		return fmt.Sprintf("the bool %v", v)
+	case map[string]any:
+		return "an object"
+	case []any:
+		return "a list"
+	case nil:
+		return "null"
+	}
+	return fmt.Sprintf("the number %v", v)
 }
 
 func (cp *compiler) expr(path, src string, vars ...string) *transform.Expr {

@@ -108,6 +108,15 @@ func TestCompileErrors(t *testing.T) {
 		want []string
 	}{
 		{
+			name: "a constant input of the wrong type",
+			src: head + "flows:\n  f:\n    on: s\n    steps:\n      - id: a\n        do: crm.request\n        with:\n" +
+				"          path: '42'\n          headers: '\"x\"'\n          method: .method\n          body: '[1]'\n",
+			want: []string{
+				`c.yaml:13:17: flows.f.steps[0].with.path: input of http.request wants a string, got the number 42 (a jq string literal is written '"text"')`,
+				`c.yaml:14:20: flows.f.steps[0].with.headers: input of http.request wants an object, got the string "x" (a jq string literal is written '"text"')`,
+			},
+		},
+		{
 			name: "unknown source in on",
 			src:  head + "flows:\n  f:\n    on: t\n    steps: [{id: a, do: crm.request}]\n",
 			want: []string{`c.yaml:8:9: flows.f.on: unknown source "t" (defined: s)`},

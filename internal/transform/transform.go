@@ -28,6 +28,9 @@ type Expr struct {
 	src  string
 	vars []string
 	code *gojq.Code
+	// constant reports that the expression is a literal (no input, no
+	// variables, no functions), so its value is known at load.
+	constant bool
 }
 
 // SyntaxError is a compile error with the byte offset in the source where
@@ -57,7 +60,53 @@ func Compile(src string, vars ...string) (*Expr, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jq compile %q: %w", src, err)
 	}
-	return &Expr{src: src, vars: vars, code: code}, nil
+	return &Expr{src: src, vars: vars, code: code, constant: isConstant(q)}, nil
+}
+
+// Constant returns the expression's value when it is a literal ("POST",
+// 42, {a: [1, "x"]}), which is known at load and can be checked then.
+func (e *Expr) Constant() (any, bool) {
+	if !e.constant {
+		return nil, false
+	}
+	vals := make([]any, len(e.vars))
+	v, err := e.Eval(context.Background(), nil, vals...)
+	if err != nil {
+		return nil, false
+	}
+	return v, true
+}
+
+// isConstant reports whether q is built only of literals.
+func isConstant(q *gojq.Query) bool {
+	if q == nil || len(q.FuncDefs) > 0 || len(q.Imports) > 0 || q.Meta != nil {
+		return false
+	}
+	if q.Op != 0 {
+		return q.Op == gojq.OpComma && isConstant(q.Left) && isConstant(q.Right)
+	}
+	t := q.Term
+	if t == nil || len(t.SuffixList) > 0 {
+		return false
+	}
+	switch t.Type {
+	case gojq.TermTypeNull, gojq.TermTypeTrue, gojq.TermTypeFalse, gojq.TermTypeNumber:
+		return true
+	case gojq.TermTypeString:
+		return t.Str != nil && len(t.Str.Queries) == 0
+	case gojq.TermTypeArray:
+		return t.Array.Query == nil || isConstant(t.Array.Query)
+	case gojq.TermTypeQuery:
+		return isConstant(t.Query)
+	case gojq.TermTypeObject:
+		for _, kv := range t.Object.KeyVals {
+			if kv.KeyQuery != nil || kv.Val == nil || (kv.KeyString != nil && len(kv.KeyString.Queries) > 0) || !isConstant(kv.Val) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
 }
 
 // MustCompile is Compile for expressions fixed in the source code.

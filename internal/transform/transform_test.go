@@ -75,3 +75,35 @@ func TestErrors(t *testing.T) {
 	_, err = transform.Decode([]byte(`{"a":1} {"b":2}`))
 	require.Error(t, err)
 }
+
+func TestConstant(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		src      string
+		want     any
+		constant bool
+	}{
+		{`"POST"`, "POST", true},
+		{`42`, 42, true},
+		{`null`, nil, true},
+		{`{a: [1, "x"], "b": true}`, map[string]any{"a": []any{1, "x"}, "b": true}, true},
+		{`.email`, nil, false},
+		{`"Hi \(.name)"`, nil, false},
+		{`{email}`, nil, false},
+		{`$steps.a`, nil, false},
+		{`now`, nil, false},
+		{`1 + 1`, nil, false},
+		{`[.[] | .id]`, nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.src, func(t *testing.T) {
+			t.Parallel()
+			e := transform.MustCompile(tt.src, "$steps", "$event")
+			v, ok := e.Constant()
+			require.Equal(t, tt.constant, ok)
+			if ok {
+				require.Equal(t, tt.want, v)
+			}
+		})
+	}
+}

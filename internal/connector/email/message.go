@@ -21,14 +21,14 @@ var sendSpec = connector.ActionSpec{
 	Outputs: "{message_id}: the Message-ID for SMTP (with response, the server's acceptance line), SendGrid's X-Message-Id",
 	Writes:  "", // a message, not an entity with a system of record
 	Inputs: []connector.Input{
-		{Name: "to", Required: true, Doc: `Recipients: an address ("ann@example.com", "Ann <ann@example.com>"), a comma-separated list, or a list of addresses.`},
-		{Name: "subject", Required: true, Doc: "The subject line."},
-		{Name: "text", Doc: "The plain-text body. text, html or both are required; with both, mail clients pick one."},
-		{Name: "html", Doc: "The HTML body."},
-		{Name: "from", Doc: "The sender, overriding the system's from."},
-		{Name: "reply_to", Doc: "The Reply-To address, overriding the system's reply_to."},
-		{Name: "cc", Doc: "Cc recipients, in the forms to accepts."},
-		{Name: "bcc", Doc: "Bcc recipients, in the forms to accepts; they appear in no header."},
+		{Name: "to", Required: true, Type: connector.TypeStrings, Doc: `Recipients: an address ("ann@example.com", "Ann <ann@example.com>"), a comma-separated list, or a list of addresses.`},
+		{Name: "subject", Required: true, Type: connector.TypeString, Doc: "The subject line."},
+		{Name: "text", Type: connector.TypeString, Doc: "The plain-text body. text, html or both are required; with both, mail clients pick one."},
+		{Name: "html", Type: connector.TypeString, Doc: "The HTML body."},
+		{Name: "from", Type: connector.TypeString, Doc: "The sender, overriding the system's from."},
+		{Name: "reply_to", Type: connector.TypeString, Doc: "The Reply-To address, overriding the system's reply_to."},
+		{Name: "cc", Type: connector.TypeStrings, Doc: "Cc recipients, in the forms to accepts."},
+		{Name: "bcc", Type: connector.TypeStrings, Doc: "Bcc recipients, in the forms to accepts; they appear in no header."},
 	},
 }
 

@@ -26,11 +26,12 @@ var requestSpec = connector.ActionSpec{
 	// the step declares it.
 	Writes: "",
 	Inputs: []connector.Input{
-		{Name: "method", Doc: `HTTP method; defaults to "POST" when body is set, else "GET".`},
-		{Name: "path", Doc: `Path joined under base_url's path, e.g. "/contacts"; may carry a query. An absolute URL must be on base_url's host and path.`},
-		{Name: "query", Doc: "Query parameters: an object of strings, numbers, bools or arrays of them; null values are left out."},
-		{Name: "headers", Doc: "Request headers: an object of strings, overriding the system's headers; null values are left out."},
-		{Name: "body", Doc: "Request body: a string is sent as-is (text/plain unless headers set Content-Type), any other value as JSON."},
+		{Name: "method", Type: connector.TypeString, Doc: `HTTP method; defaults to "POST" when body is set, else "GET".`},
+		{Name: "path", Type: connector.TypeString, Doc: `Path joined under base_url's path, e.g. "/contacts"; may carry a query. An absolute URL must be on base_url's host and path.`},
+		{Name: "query", Type: connector.TypeObject, Doc: "Query parameters: an object of strings, numbers, bools or arrays of them; null values are left out."},
+		{Name: "headers", Type: connector.TypeObject, Doc: "Request headers: an object of strings, overriding the system's headers; null values are left out."},
+		// body is any JSON value: a string is sent as text, the rest as JSON.
+		{Name: "body", Type: connector.TypeAny, Doc: "Request body: a string is sent as-is (text/plain unless headers set Content-Type), any other value as JSON."},
 	},
 }
 

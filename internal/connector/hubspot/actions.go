@@ -93,7 +93,9 @@ const (
 	docTimestamp  = "When it happened (hs_timestamp): an RFC 3339 time or Unix milliseconds. Defaults to now."
 )
 
-// actions lists every action of the kind, in documentation order.
+// actions lists every action of the kind, in documentation order. Ids
+// (read by inputs.id) and timestamps take a string or an integer, a shape
+// no InputType names, so their Type is TypeAny.
 var actions = []actionDef{
 	{
 		spec: connector.ActionSpec{
@@ -102,8 +104,8 @@ var actions = []actionDef{
 			Outputs: "the contact {id, properties, new, createdAt, …}; new reports whether it was created",
 			Writes:  "customer",
 			Inputs: []connector.Input{
-				{Name: "email", Required: true, Doc: "The contact's e-mail address, its unique key."},
-				{Name: "properties", Doc: docProperties},
+				{Name: "email", Required: true, Type: connector.TypeString, Doc: "The contact's e-mail address, its unique key."},
+				{Name: "properties", Type: connector.TypeObject, Doc: docProperties},
 			},
 		},
 		build: func(in *inputs, _ time.Time) call {
@@ -125,9 +127,9 @@ var actions = []actionDef{
 			Outputs: "the contact {id, properties, …}",
 			Writes:  "customer",
 			Inputs: []connector.Input{
-				{Name: "id", Required: true, Doc: "The contact's id (or its id_property value)."},
-				{Name: "properties", Required: true, Doc: docProperties},
-				{Name: "id_property", Doc: docIDProperty},
+				{Name: "id", Required: true, Type: connector.TypeAny, Doc: "The contact's id (or its id_property value)."},
+				{Name: "properties", Required: true, Type: connector.TypeObject, Doc: docProperties},
+				{Name: "id_property", Type: connector.TypeString, Doc: docIDProperty},
 			},
 		},
 		build: func(in *inputs, _ time.Time) call {
@@ -146,8 +148,8 @@ var actions = []actionDef{
 			Outputs: "the contact {id, properties, …}",
 			Writes:  "customer",
 			Inputs: []connector.Input{
-				{Name: "id", Required: true, Doc: "The contact's id."},
-				{Name: "owner_id", Required: true, Doc: "The owner's (HubSpot user's) owner id."},
+				{Name: "id", Required: true, Type: connector.TypeAny, Doc: "The contact's id."},
+				{Name: "owner_id", Required: true, Type: connector.TypeAny, Doc: "The owner's (HubSpot user's) owner id."},
 			},
 		},
 		build: func(in *inputs, _ time.Time) call {
@@ -165,10 +167,10 @@ var actions = []actionDef{
 			Outputs: "the note {id, properties, …}",
 			Writes:  "note",
 			Inputs: []connector.Input{
-				{Name: "contact_id", Required: true, Doc: "The contact's id."},
-				{Name: "body", Required: true, Doc: "The note's text (hs_note_body); HubSpot renders simple HTML."},
-				{Name: "timestamp", Doc: docTimestamp},
-				{Name: "properties", Doc: "More note properties, e.g. hubspot_owner_id. " + docProperties},
+				{Name: "contact_id", Required: true, Type: connector.TypeAny, Doc: "The contact's id."},
+				{Name: "body", Required: true, Type: connector.TypeString, Doc: "The note's text (hs_note_body); HubSpot renders simple HTML."},
+				{Name: "timestamp", Type: connector.TypeAny, Doc: docTimestamp},
+				{Name: "properties", Type: connector.TypeObject, Doc: "More note properties, e.g. hubspot_owner_id. " + docProperties},
 			},
 		},
 		build: func(in *inputs, now time.Time) call {
@@ -196,11 +198,11 @@ var actions = []actionDef{
 			Outputs: "the task {id, properties, …}",
 			Writes:  "task",
 			Inputs: []connector.Input{
-				{Name: "contact_id", Required: true, Doc: "The contact's id."},
-				{Name: "subject", Required: true, Doc: "The task's title (hs_task_subject)."},
-				{Name: "body", Doc: "The task's notes (hs_task_body)."},
-				{Name: "timestamp", Doc: "When the task is due (hs_timestamp): an RFC 3339 time or Unix milliseconds. Defaults to now."},
-				{Name: "properties", Doc: "More task properties, e.g. hs_task_priority, hubspot_owner_id. " + docProperties},
+				{Name: "contact_id", Required: true, Type: connector.TypeAny, Doc: "The contact's id."},
+				{Name: "subject", Required: true, Type: connector.TypeString, Doc: "The task's title (hs_task_subject)."},
+				{Name: "body", Type: connector.TypeString, Doc: "The task's notes (hs_task_body)."},
+				{Name: "timestamp", Type: connector.TypeAny, Doc: "When the task is due (hs_timestamp): an RFC 3339 time or Unix milliseconds. Defaults to now."},
+				{Name: "properties", Type: connector.TypeObject, Doc: "More task properties, e.g. hs_task_priority, hubspot_owner_id. " + docProperties},
 			},
 		},
 		build: func(in *inputs, now time.Time) call {
@@ -231,8 +233,8 @@ var actions = []actionDef{
 			Outputs: "the deal {id, properties, …}",
 			Writes:  "deal",
 			Inputs: []connector.Input{
-				{Name: "properties", Required: true, Doc: "Deal properties: dealname (required), dealstage, pipeline, amount, closedate, … " + docProperties},
-				{Name: "contact_id", Doc: "A contact to associate the deal with."},
+				{Name: "properties", Required: true, Type: connector.TypeObject, Doc: "Deal properties: dealname (required), dealstage, pipeline, amount, closedate, … " + docProperties},
+				{Name: "contact_id", Type: connector.TypeAny, Doc: "A contact to associate the deal with."},
 			},
 		},
 		build: func(in *inputs, _ time.Time) call {
@@ -255,9 +257,9 @@ var actions = []actionDef{
 			Outputs: "the deal {id, properties, …}",
 			Writes:  "deal",
 			Inputs: []connector.Input{
-				{Name: "id", Required: true, Doc: "The deal's id (or its id_property value)."},
-				{Name: "properties", Required: true, Doc: docProperties},
-				{Name: "id_property", Doc: docIDProperty},
+				{Name: "id", Required: true, Type: connector.TypeAny, Doc: "The deal's id (or its id_property value)."},
+				{Name: "properties", Required: true, Type: connector.TypeObject, Doc: docProperties},
+				{Name: "id_property", Type: connector.TypeString, Doc: docIDProperty},
 			},
 		},
 		build: func(in *inputs, _ time.Time) call {
@@ -276,9 +278,9 @@ var actions = []actionDef{
 			Outputs: "the deal {id, properties, …}",
 			Writes:  "deal",
 			Inputs: []connector.Input{
-				{Name: "id", Required: true, Doc: "The deal's id."},
-				{Name: "dealstage", Required: true, Doc: "The internal id of the target stage, e.g. \"closedwon\"."},
-				{Name: "pipeline", Doc: "The internal id of the stage's pipeline, when it is not the deal's current one."},
+				{Name: "id", Required: true, Type: connector.TypeAny, Doc: "The deal's id."},
+				{Name: "dealstage", Required: true, Type: connector.TypeAny, Doc: "The internal id of the target stage, e.g. \"closedwon\"."},
+				{Name: "pipeline", Type: connector.TypeAny, Doc: "The internal id of the stage's pipeline, when it is not the deal's current one."},
 			},
 		},
 		build: func(in *inputs, _ time.Time) call {
@@ -300,8 +302,8 @@ var actions = []actionDef{
 			Outputs: "HubSpot's answer describing the association",
 			Writes:  "deal",
 			Inputs: []connector.Input{
-				{Name: "deal_id", Required: true, Doc: "The deal's id."},
-				{Name: "contact_id", Required: true, Doc: "The contact's id."},
+				{Name: "deal_id", Required: true, Type: connector.TypeAny, Doc: "The deal's id."},
+				{Name: "contact_id", Required: true, Type: connector.TypeAny, Doc: "The contact's id."},
 			},
 		},
 		build: func(in *inputs, _ time.Time) call {
@@ -323,15 +325,21 @@ type action struct {
 // Do validates the inputs (problems are permanent), makes the call and
 // classifies HubSpot's answer (see classify).
 func (a *action) Do(ctx context.Context, req connector.Request) (connector.Result, error) {
-	in := &inputs{m: req.Input}
-	accepted := make([]string, len(a.def.spec.Inputs))
-	for i, inp := range a.def.spec.Inputs {
+	c, err := a.def.parse(req.Input, a.sys.nowFunc())
+	if err != nil {
+		return connector.Result{}, connector.Permanent(err)
+	}
+	return a.sys.do(ctx, c, req.IdempotencyKey)
+}
+
+// parse checks a step's `with:` values and builds the call they ask for.
+func (d actionDef) parse(m map[string]any, now time.Time) (call, error) {
+	in := &inputs{m: m}
+	accepted := make([]string, len(d.spec.Inputs))
+	for i, inp := range d.spec.Inputs {
 		accepted[i] = inp.Name
 	}
 	in.checkKnown(accepted)
-	c := a.def.build(in, a.sys.nowFunc())
-	if in.err != nil {
-		return connector.Result{}, connector.Permanent(in.err)
-	}
-	return a.sys.do(ctx, c, req.IdempotencyKey)
+	c := d.build(in, now)
+	return c, in.err
 }

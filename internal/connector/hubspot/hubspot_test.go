@@ -56,7 +56,7 @@ func TestRegister(t *testing.T) {
 	}, names)
 	spec, ok := k.Action("upsert_contact")
 	require.True(t, ok)
-	require.Equal(t, connector.Input{Name: "email", Required: true, Doc: spec.Inputs[0].Doc}, spec.Inputs[0])
+	require.Equal(t, connector.Input{Name: "email", Required: true, Type: connector.TypeString, Doc: spec.Inputs[0].Doc}, spec.Inputs[0])
 
 	sys := openSystem(t, "")
 	for _, n := range names {

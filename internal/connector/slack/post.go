@@ -25,8 +25,8 @@ var (
 		Outputs: "{ok: true}",
 		Writes:  "", // a message, not an entity with a system of record
 		Inputs: []connector.Input{
-			{Name: "text", Doc: "The message text (mrkdwn); the notification fallback when blocks are set. text or blocks is required."},
-			{Name: "blocks", Doc: "Block Kit blocks: an array, passed through as given."},
+			{Name: "text", Type: connector.TypeString, Doc: "The message text (mrkdwn); the notification fallback when blocks are set. text or blocks is required."},
+			{Name: "blocks", Type: connector.TypeList, Doc: "Block Kit blocks: an array, passed through as given."},
 		},
 	}
 	postMessageSpec = connector.ActionSpec{
@@ -35,10 +35,12 @@ var (
 		Outputs: "Slack's answer {ok, channel, ts, message}; ts identifies the message",
 		Writes:  "", // a message, not an entity with a system of record
 		Inputs: []connector.Input{
-			{Name: "channel", Required: true, Doc: "Channel id (C…), user id for a DM, or #name."},
-			{Name: "text", Doc: "The message text (mrkdwn); the notification fallback when blocks are set. text or blocks is required."},
-			{Name: "blocks", Doc: "Block Kit blocks: an array, passed through as given."},
-			{Name: "thread_ts", Doc: "The ts of the parent message, to reply in its thread."},
+			{Name: "channel", Required: true, Type: connector.TypeString, Doc: "Channel id (C…), user id for a DM, or #name."},
+			{Name: "text", Type: connector.TypeString, Doc: "The message text (mrkdwn); the notification fallback when blocks are set. text or blocks is required."},
+			{Name: "blocks", Type: connector.TypeList, Doc: "Block Kit blocks: an array, passed through as given."},
+			// thread_ts is a string or a number (see timestamp): no
+			// InputType names that shape.
+			{Name: "thread_ts", Type: connector.TypeAny, Doc: "The ts of the parent message, to reply in its thread."},
 		},
 	}
 )
@@ -183,6 +185,10 @@ func timestamp(v any) (string, error) {
 		return v.String(), nil
 	case float64:
 		return strconv.FormatFloat(v, 'f', 6, 64), nil
+	case int: // a jq integer literal or arithmetic result
+		return strconv.Itoa(v), nil
+	case int64:
+		return strconv.FormatInt(v, 10), nil
 	}
 	return "", fmt.Errorf("want a string, got %s", webapi.TypeName(v))
 }

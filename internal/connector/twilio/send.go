@@ -24,11 +24,11 @@ var sendSMSSpec = connector.ActionSpec{
 	Outputs: "Twilio's Message resource {sid, status, to, from, …}",
 	Writes:  "", // a message, not an entity with a system of record
 	Inputs: []connector.Input{
-		{Name: "to", Required: true, Doc: "The recipient, an E.164 number such as \"+15550100\"."},
-		{Name: "body", Required: true, Doc: "The text, at most 1600 characters."},
-		{Name: "from", Doc: "The sender, overriding the system's from."},
-		{Name: "messaging_service_sid", Doc: "A messaging service (MG…) to send through, overriding the system's."},
-		{Name: "status_callback", Doc: "URL for delivery status updates, overriding the system's status_callback."},
+		{Name: "to", Required: true, Type: connector.TypeString, Doc: "The recipient, an E.164 number such as \"+15550100\"."},
+		{Name: "body", Required: true, Type: connector.TypeString, Doc: "The text, at most 1600 characters."},
+		{Name: "from", Type: connector.TypeString, Doc: "The sender, overriding the system's from."},
+		{Name: "messaging_service_sid", Type: connector.TypeString, Doc: "A messaging service (MG…) to send through, overriding the system's."},
+		{Name: "status_callback", Type: connector.TypeString, Doc: "URL for delivery status updates, overriding the system's status_callback."},
 	},
 }
 
