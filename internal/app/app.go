@@ -247,7 +247,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	g.Go(func() error { return s.sampler.Run(execCtx) })
 	// Dead-letter alerts go out from every node the moment a run dies; the
 	// other rules are evaluated by one node at a time.
-	g.Go(func() error { return s.alerts.Deliver(execCtx) })
+	// Notifications outlive the executor: runs that die during the
+	// shutdown grace are still announced.
+	alertsCtx, stopAlerts := context.WithCancel(context.WithoutCancel(ctx))
+	alertsDone := make(chan error, 1)
+	go func() { alertsDone <- s.alerts.Deliver(alertsCtx) }()
 	g.Go(func() error {
 		return elector.Run(execCtx, leader.Duty{Name: "alerts", Run: func(ctx context.Context) { _ = s.alerts.Run(ctx) }})
 	})
@@ -270,7 +274,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	stopEngine()
 	<-engineDone
 	stopExec()
-	return errors.Join(err, g.Wait())
+	err = errors.Join(err, g.Wait())
+	// Give queued notifications a moment to leave, then stop the senders.
+	time.Sleep(min(s.opts.ShutdownGrace/10, 500*time.Millisecond))
+	stopAlerts()
+	return errors.Join(err, <-alertsDone)
 }
 
 // observe feeds finished runs' lag to the alert rules, then the caller's

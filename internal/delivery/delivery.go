@@ -223,6 +223,11 @@ func (x *Executor) Run(ctx context.Context) error {
 		})
 		if err != nil && ctx.Err() == nil {
 			x.cfg.Logger.Error("claim runs", "error", err)
+			select { // the store is failing: do not spin on it
+			case <-time.After(x.cfg.PollInterval):
+			case <-ctx.Done():
+			}
+			continue
 		}
 		for _, c := range claimed {
 			busy.Add(1)
@@ -235,7 +240,7 @@ func (x *Executor) Run(ctx context.Context) error {
 					default:
 					}
 				}()
-				defer x.untrack(c.Run.ID)
+				defer x.untrack(c.Run.ID, token)
 				x.execute(stepCtx, token, c)
 			})
 		}
@@ -319,9 +324,13 @@ func (x *Executor) track(runID, token string) {
 	x.mu.Unlock()
 }
 
-func (x *Executor) untrack(runID string) {
+// untrack forgets a run, unless this node has claimed it again since
+// (its lease lapsed): the newer claim's lease must keep being renewed.
+func (x *Executor) untrack(runID, token string) {
 	x.mu.Lock()
-	delete(x.inflight, runID)
+	if x.inflight[runID] == token {
+		delete(x.inflight, runID)
+	}
 	x.mu.Unlock()
 }
 

@@ -300,3 +300,30 @@ func toFloat(v any) float64 {
 	}
 	return -1
 }
+
+// TestFlowChangedUnderRun: a run stopped at a step the edited flow no
+// longer has at that position is dead-lettered with a clear reason instead
+// of running another step.
+func TestFlowChangedUnderRun(t *testing.T) {
+	t.Parallel()
+	b := setup(t, twoSteps)
+	b.sys["first"].do = ok(nil)
+	b.sys["second"].do = ok(nil)
+	b.insert(t, "k1", `{"n": 1}`)
+	now := time.Now()
+	claimed, err := b.store.ClaimRuns(t.Context(), store.ClaimParams{Token: "old-node", Now: now, LeaseUntil: now.Add(time.Hour), Limit: 1})
+	require.NoError(t, err)
+	// The old config's step 1 was called "renamed".
+	_, err = b.store.FinishAttempts(t.Context(), []store.FinishParams{{
+		RunID: claimed[0].Run.ID, Token: "old-node", Now: now,
+		Attempt: store.Attempt{StepIndex: 0, StepID: "one", Number: 1, Outcome: store.AttemptSucceeded, StartedAt: now},
+		Output:  []byte(`{"id": 1}`), State: store.RunRunning, Step: 1, StepID: "renamed", RunAttempt: 1, DueAt: now.Add(time.Hour),
+	}})
+	require.NoError(t, err)
+	_, err = b.store.ReleaseLeases(t.Context(), time.Now())
+	require.NoError(t, err)
+	runs := b.runUntil(t, allFinished)
+	require.Equal(t, store.RunDead, runs[0].State)
+	require.Contains(t, runs[0].LastError, "changed since this run started")
+	require.Empty(t, b.sys["second"].Calls(), "no other step runs in its place")
+}

@@ -27,6 +27,13 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 		x.dead(ctx, token, c, nil, attemptOf(run, nil, time.Now()), fmt.Errorf("flow %q is not in the config any more", run.Flow))
 		return
 	}
+	if run.Step >= len(f.Steps) || f.Steps[run.Step].ID != run.StepID {
+		// The config changed under a run in progress: resuming at the same
+		// index would run another step than the one it stopped at.
+		x.dead(ctx, token, c, nil, attemptOf(run, nil, time.Now()),
+			fmt.Errorf("flow %q changed since this run started: step %q is no longer step %d; replay the event to run the new flow", run.Flow, run.StepID, run.Step+1))
+		return
+	}
 	payload, err := transform.Decode(c.Event.Payload)
 	if err != nil {
 		x.dead(ctx, token, c, nil, attemptOf(run, nil, time.Now()), fmt.Errorf("decode stored payload: %w", err))
@@ -80,6 +87,14 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 		a.StartedAt = started
 		wasPaused := gate.State().Paused // this call is the probe
 		res, callErr := step.Call.Do(ctx, connector.Request{Input: input, IdempotencyKey: key})
+		if ctx.Err() != nil {
+			// Cut off by the end of the shutdown grace: not the system's
+			// fault and not a real attempt. The run goes back to the queue
+			// at this step (the call is repeated with the same key).
+			release(limit.Refused, 0)
+			x.hold(context.WithoutCancel(ctx), token, c, step, run, &limit.Hold{Until: x.cfg.NowFunc(), Reason: "interrupted by shutdown"})
+			return
+		}
 		outcome, retryAfter := gateOutcome(res.Status, callErr)
 		release(outcome, retryAfter)
 		if wasPaused && outcome == limit.Succeeded {
@@ -111,10 +126,11 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 					n.SystemPaused(step.System, fmt.Sprintf("it answered HTTP %d (credentials refused)", res.Status))
 				}
 			}
-			x.hold(ctx, token, c, step, run, &limit.Hold{
-				Until: x.cfg.NowFunc().Add(15 * time.Second), Reason: fmt.Sprintf("system %s: credentials refused (HTTP %d)", step.System, res.Status),
-			})
-			return
+			// This run's call did happen: it is recorded and counted like a
+			// transient failure, waiting at least until the recheck, so a
+			// 403 that is about this one record (and not the credentials)
+			// still ends in the dead-letter queue after its attempts.
+			callErr = connector.RetryAfter(15*time.Second, fmt.Errorf("credentials refused: %w", callErr))
 		}
 		now := x.cfg.NowFunc()
 		a.Duration = now.Sub(started)
@@ -156,7 +172,7 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 		}
 
 		a.Error = callErr.Error()
-		if connector.IsPermanent(callErr) {
+		if connector.IsPermanent(callErr) && outcome != limit.Unauthorized {
 			x.dead(ctx, token, c, step, a, callErr)
 			return
 		}
@@ -203,10 +219,7 @@ func (x *Executor) dead(ctx context.Context, token string, c store.ClaimedRun, s
 // was lost (another worker owns the run now) or the store failed (the lease
 // will expire and the step will be retried with the same idempotency key).
 func (x *Executor) finish(ctx context.Context, c store.ClaimedRun, step *flow.Step, p store.FinishParams, wait time.Duration, cause error) bool {
-	leaseErr, err := x.finisher.Submit(ctx, p)
-	if err == nil {
-		err = leaseErr
-	}
+	err := x.submit(ctx, p)
 	a := p.Attempt
 	attrs := []any{
 		"event_id", c.Event.ID, "source", c.Event.Source, "run_id", c.Run.ID, "flow", c.Run.Flow,
@@ -257,6 +270,32 @@ func (x *Executor) finish(ctx context.Context, c store.ClaimedRun, step *flow.St
 	return true
 }
 
+// submit commits one result through the finisher, retrying a few times
+// when the store fails: the step's effect has happened, and giving up would
+// let the lease lapse and the step run again. The run stays tracked
+// meanwhile, so its lease keeps being renewed. A lost lease is final.
+func (x *Executor) submit(ctx context.Context, p store.FinishParams) error {
+	var err error
+	for i, wait := range []time.Duration{0, 100 * time.Millisecond, 500 * time.Millisecond, 2 * time.Second} {
+		if wait > 0 {
+			select {
+			case <-time.After(wait):
+			case <-ctx.Done():
+				return errors.Join(err, ctx.Err())
+			}
+		}
+		var leaseErr error
+		leaseErr, err = x.finisher.Submit(ctx, p)
+		if err == nil {
+			return leaseErr
+		}
+		if i < 3 {
+			x.cfg.Logger.Warn("store refused an attempt result; retrying", "run_id", p.RunID, "error", err.Error())
+		}
+	}
+	return err
+}
+
 // hold puts a run back in the queue until h.Until without counting an
 // attempt: it was not tried (its system's circuit is open, its credentials
 // were refused, or its rate limit would keep the worker waiting).
@@ -268,10 +307,7 @@ func (x *Executor) hold(ctx context.Context, token string, c store.ClaimedRun, s
 		State:   store.RunRetrying, Step: run.Step, StepID: step.ID, RunAttempt: max(run.Attempt-1, 0),
 		DueAt: h.Until, LastError: h.Reason,
 	}
-	leaseErr, err := x.finisher.Submit(ctx, p)
-	if err == nil {
-		err = leaseErr
-	}
+	err := x.submit(ctx, p)
 	if err != nil {
 		x.cfg.Logger.Warn("run not held; it will be claimed again when its lease expires", "run_id", run.ID, "error", err.Error())
 		return

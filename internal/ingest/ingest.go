@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/switchboard-dev/switchboard/internal/engine"
 	"github.com/switchboard-dev/switchboard/internal/flow"
@@ -239,17 +240,32 @@ func eventKey(ctx context.Context, src *flow.Source, v flow.Verified, body []byt
 			if strings.TrimSpace(k) == "" {
 				return "", fmt.Errorf("idempotency key: %s is empty for this payload", src.Key)
 			}
-			return k, nil
+			return storableKey(k), nil
 		case json.Number:
 			return k.String(), nil
 		default:
 			b, _ := json.Marshal(k)
-			return string(b), nil
+			return storableKey(string(b)), nil
 		}
 	}
 	if v.MessageID != "" {
-		return v.MessageID, nil
+		return storableKey(v.MessageID), nil
 	}
 	sum := sha256.Sum256(body)
 	return "sha256:" + hex.EncodeToString(sum[:]), nil
+}
+
+// maxKey is the longest key stored as given; longer ones are hashed.
+const maxKey = 256
+
+// storableKey keeps a key every store can index: one a sender controls may
+// be long, hold NUL (PostgreSQL text refuses it) or be invalid UTF-8, and
+// would then fail the whole group commit it shares with other events.
+// Such a key is replaced by its SHA-256, which dedupes the same way.
+func storableKey(k string) string {
+	if len(k) <= maxKey && utf8.ValidString(k) && !strings.ContainsRune(k, 0) {
+		return k
+	}
+	sum := sha256.Sum256([]byte(k))
+	return "sha256:" + hex.EncodeToString(sum[:])
 }

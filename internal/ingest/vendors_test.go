@@ -3,6 +3,7 @@ package ingest_test
 import (
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -49,4 +50,20 @@ func TestVendorSchemes(t *testing.T) {
 	requireAccepted(t, b.post(t, twReq.with("X-Twilio-Signature", tw.Sign(b.url+"/hooks/twilio", form))))
 	require.Equal(t, http.StatusUnauthorized, b.post(t, twReq.with("X-Twilio-Signature", tw.Sign("https://elsewhere.example/hooks/twilio", form))).status,
 		"a signature over another URL")
+}
+
+// TestUnstorableKeysAreHashed: a key a sender controls that is very long
+// or holds NUL is stored as its SHA-256, and still dedupes.
+func TestUnstorableKeysAreHashed(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{})
+	long := strings.Repeat("k", 5000)
+	body := `{"id":"` + long + `"}`
+	first := requireAccepted(t, b.post(t, jsonRequest("keyed", body)))
+	requireDuplicate(t, b.post(t, jsonRequest("keyed", body)), first)
+	evs := b.events(t)
+	require.Len(t, evs, 1)
+	require.True(t, strings.HasPrefix(evs[0].Key, "sha256:"), evs[0].Key)
+	nul := requireAccepted(t, b.post(t, jsonRequest("keyed", `{"id":"a\u0000b"}`)))
+	require.NotEqual(t, first, nul)
 }

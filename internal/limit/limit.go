@@ -61,6 +61,17 @@ func (h *Hold) Error() string { return h.Reason }
 // recheck bounds how long a run is held for a paused system.
 const recheck = 15 * time.Second
 
+// minHold is the shortest hold: a hold is a write, and a run held until a
+// time already past would be claimed and held again at once.
+const minHold = time.Second
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
 func minTime(a, b time.Time) time.Time {
 	if a.Before(b) {
 		return a
@@ -172,13 +183,15 @@ func (g *Gate) admit() *Hold {
 	case g.paused:
 		if now.Before(g.pausedUntil) || g.probing {
 			// Held runs look again every recheck, so they go soon after an
-			// operator resumes the system, well before the next probe.
-			return &Hold{Until: minTime(g.pausedUntil, now.Add(recheck)), Reason: fmt.Sprintf("system %s paused: credentials refused (401/403); probing every %s", g.name, g.cfg.AuthProbeEvery)}
+			// operator resumes the system, well before the next probe;
+			// never at a time already past (a probe in flight), which would
+			// have them claimed and held again in a tight loop.
+			return &Hold{Until: maxTime(minTime(g.pausedUntil, now.Add(recheck)), now.Add(minHold)), Reason: fmt.Sprintf("system %s paused: credentials refused (401/403); probing every %s", g.name, g.cfg.AuthProbeEvery)}
 		}
 		g.probing = true // this request is the probe
 	case !g.openUntil.IsZero():
 		if now.Before(g.openUntil) || g.probing {
-			return &Hold{Until: g.openUntil, Reason: fmt.Sprintf("system %s: circuit open after %d consecutive failures", g.name, g.failures)}
+			return &Hold{Until: maxTime(g.openUntil, now.Add(minHold)), Reason: fmt.Sprintf("system %s: circuit open after %d consecutive failures", g.name, g.failures)}
 		}
 		g.probing = true
 	case now.Before(g.backoff):

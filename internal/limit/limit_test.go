@@ -119,3 +119,24 @@ func TestLongRateWaitHoldsTheRun(t *testing.T) {
 	require.Contains(t, h.Reason, "rate limit")
 	require.Greater(t, time.Until(h.Until), 5*time.Second)
 }
+
+// TestHoldNeverInThePast: while a probe is in flight after the cooldown,
+// other runs are held into the future, not until a time already past
+// (which would have them claimed and held again in a tight loop).
+func TestHoldNeverInThePast(t *testing.T) {
+	t.Parallel()
+	c := newClock()
+	g := limit.New("crm", limit.Config{CircuitFailures: 1, CircuitCooldown: 10 * time.Second}, c.Now)
+	requireAdmit(t, g)(limit.Failed, 0)
+	c.Add(time.Minute)
+	requireAdmit(t, g) // the probe, still in flight
+	h := requireHold(t, g)
+	require.False(t, h.Until.Before(c.Now().Add(time.Second)), "held until %s at %s", h.Until, c.Now())
+
+	p := limit.New("sms", limit.Config{AuthProbeEvery: time.Second}, c.Now)
+	requireAdmit(t, p)(limit.Unauthorized, 0)
+	c.Add(time.Minute)
+	requireAdmit(t, p) // the auth probe, in flight
+	h = requireHold(t, p)
+	require.False(t, h.Until.Before(c.Now().Add(time.Second)), "held until %s at %s", h.Until, c.Now())
+}

@@ -62,8 +62,14 @@ func (s *Store) DeleteExpired(ctx context.Context, p store.DeleteParams) (int, e
 
 // QueueStats groups the unfinished and dead runs by flow.
 func (s *Store) QueueStats(ctx context.Context) ([]store.FlowStats, error) {
-	rows, err := s.pool.Query(ctx, `SELECT flow, state, count(*), min(created_at) FROM runs
-		WHERE state IN ('pending', 'retrying', 'running', 'dead') GROUP BY flow, state ORDER BY flow`)
+	// Two arms whose WHERE clauses are exactly the partial indexes'
+	// predicates (runs_runnable, runs_dead), so finished runs are never read.
+	rows, err := s.pool.Query(ctx, `SELECT flow, state, n, oldest FROM (
+			SELECT flow, state, count(*) AS n, min(created_at) AS oldest FROM runs
+			WHERE state IN ('pending', 'retrying', 'running') GROUP BY flow, state
+			UNION ALL
+			SELECT flow, state, count(*), min(created_at) FROM runs WHERE state = 'dead' GROUP BY flow, state
+		) s ORDER BY flow`)
 	if err != nil {
 		return nil, fmt.Errorf("queue stats: %w", err)
 	}

@@ -56,7 +56,10 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("migrate sqlite %s: %w", path, err)
 	}
 	if err := s.prepare(ctx); err != nil {
-		s.Close()
+		for _, st := range s.stmts {
+			st.Close()
+		}
+		w.Close()
 		return nil, err
 	}
 	r, err := sql.Open("sqlite", base+"?"+pragmas)
