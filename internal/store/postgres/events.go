@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -18,8 +19,20 @@ func (s *Store) InsertEvents(ctx context.Context, events []store.NewEvent) ([]st
 	n := len(events)
 	ids, sources, keys := make([]string, n), make([]string, n), make([]string, n)
 	received, payloads := make([]time.Time, n), make([][]byte, n)
-	for i, e := range events {
-		ids[i], sources[i], keys[i], received[i], payloads[i] = e.ID, e.Source, e.Key, e.ReceivedAt, e.Payload
+	// Rows go in (source, key) order: two batches (parallel commits, other
+	// nodes) that share keys then take the unique index's locks in the same
+	// order and cannot deadlock.
+	order := make([]int, n)
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool {
+		ea, eb := events[order[a]], events[order[b]]
+		return ea.Source < eb.Source || ea.Source == eb.Source && ea.Key < eb.Key
+	})
+	for j, i := range order {
+		e := events[i]
+		ids[j], sources[j], keys[j], received[j], payloads[j] = e.ID, e.Source, e.Key, e.ReceivedAt, e.Payload
 	}
 	results := make([]store.InsertResult, n)
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {

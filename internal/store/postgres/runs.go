@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -98,8 +99,10 @@ func (s *Store) ExtendLeases(ctx context.Context, p store.ExtendParams) error {
 	if len(p.RunIDs) == 0 {
 		return nil
 	}
+	// Rows are locked in id order (see FinishAttempts).
 	_, err := s.pool.Exec(ctx, `UPDATE runs SET due_at = $1, updated_at = $2
-		WHERE lease_token = $3 AND state = 'running' AND id = ANY($4)`, p.LeaseUntil, p.Now, p.Token, p.RunIDs)
+		WHERE id IN (SELECT id FROM runs WHERE id = ANY($4) AND lease_token = $3 AND state = 'running' ORDER BY id FOR UPDATE)`,
+		p.LeaseUntil, p.Now, p.Token, p.RunIDs)
 	if err != nil {
 		return fmt.Errorf("extend leases: %w", err)
 	}
@@ -112,9 +115,17 @@ func (s *Store) ExtendLeases(ctx context.Context, p store.ExtendParams) error {
 // run row changes).
 func (s *Store) FinishAttempts(ctx context.Context, ps []store.FinishParams) ([]error, error) {
 	results := make([]error, len(ps))
+	// Runs are updated in id order, as ExtendLeases locks them, so a finish
+	// batch and a renewal (or two finish batches) cannot deadlock.
+	order := make([]int, len(ps))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return ps[order[a]].RunID < ps[order[b]].RunID })
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		b := &pgx.Batch{}
-		for _, p := range ps {
+		for _, i := range order {
+			p := ps[i]
 			a := p.Attempt
 			if p.Hold {
 				// Nothing was tried: no attempt row; keep the batch's
@@ -139,7 +150,8 @@ func (s *Store) FinishAttempts(ctx context.Context, ps []store.FinishParams) ([]
 				p.State, p.Step, p.StepID, p.RunAttempt, p.DueAt, p.LastError, p.Now, p.RunID, p.Token)
 		}
 		br := tx.SendBatch(ctx, b)
-		for i, p := range ps {
+		for _, i := range order {
+			p := ps[i]
 			if _, err := br.Exec(); err != nil {
 				br.Close()
 				return fmt.Errorf("record attempt: %w", err)
