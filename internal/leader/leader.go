@@ -68,7 +68,13 @@ func (e *Elector) Run(ctx context.Context, d Duty) error {
 	}()
 	for {
 		now := e.cfg.NowFunc()
-		held, err := e.cfg.Store.AcquireLease(ctx, store.LeaseParams{Name: d.Name, Holder: e.cfg.Node, Now: now, Until: now.Add(e.cfg.TTL)})
+		// A renewal that hangs (a full pool, a stalled network) must not
+		// keep the duty running past the lease another node may then take:
+		// each try is bounded by a third of the lease, and a failed or late
+		// one stops the duty.
+		tryCtx, cancel := context.WithTimeout(ctx, e.cfg.TTL/3)
+		held, err := e.cfg.Store.AcquireLease(tryCtx, store.LeaseParams{Name: d.Name, Holder: e.cfg.Node, Now: now, Until: now.Add(e.cfg.TTL)})
+		cancel()
 		if ctx.Err() != nil {
 			// Shutting down: the renewal was cut off, not refused. Return
 			// so the deferred release hands the lease over at once.

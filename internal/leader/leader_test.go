@@ -95,3 +95,35 @@ func TestTakeOverExpiredLease(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// stallingLeaser grants the lease once, then hangs on every renewal.
+type stallingLeaser struct{ calls atomic.Int32 }
+
+func (s *stallingLeaser) AcquireLease(ctx context.Context, _ store.LeaseParams) (bool, error) {
+	if s.calls.Add(1) == 1 {
+		return true, nil
+	}
+	<-ctx.Done()
+	return false, ctx.Err()
+}
+
+func (s *stallingLeaser) ReleaseLease(context.Context, string, string) error { return nil }
+
+// TestStalledRenewalStopsTheDuty: a renewal that hangs must not keep the
+// duty running past the lease another node may take meanwhile.
+func TestStalledRenewalStopsTheDuty(t *testing.T) {
+	t.Parallel()
+	stopped := make(chan time.Time, 1)
+	e := leader.New(leader.Config{Store: &stallingLeaser{}, Node: "a", TTL: 300 * time.Millisecond})
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go func() {
+		_ = e.Run(ctx, leader.Duty{Name: "retention", Run: func(ctx context.Context) { <-ctx.Done(); stopped <- time.Now() }})
+	}()
+	select {
+	case <-stopped:
+		// Before the fix the renewal hung forever and the duty never stopped.
+	case <-time.After(5 * time.Second):
+		t.Fatal("a hung renewal never stopped the duty")
+	}
+}
