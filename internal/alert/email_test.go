@@ -1,31 +1,21 @@
 package alert
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"errors"
 	"io"
-	"log"
-	"math/big"
 	"mime"
 	"mime/quotedprintable"
 	"net"
 	"net/mail"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-dev/switchboard/internal/alert/rule"
+	"github.com/switchboard-dev/switchboard/internal/connector/connectortest"
 	"github.com/switchboard-dev/switchboard/internal/secret"
 	"github.com/switchboard-dev/switchboard/internal/store"
 )
@@ -36,96 +26,42 @@ const (
 )
 
 // mailReceived is one message the test SMTP server accepted.
-type mailReceived struct {
-	From   string
-	Rcpts  []string
-	Data   []byte
-	TLS    bool
-	AuthAs string
-}
+type mailReceived = connectortest.SMTPMessage
 
-// smtpServer is an in-process SMTP server (go-smtp) on 127.0.0.1 that
-// accepts AUTH PLAIN as smtpUser, with STARTTLS under a self-signed
-// certificate or, without TLS, AUTH in clear text.
+// smtpServer is connectortest's in-process SMTP server, accepting AUTH PLAIN
+// as smtpUser, with STARTTLS under a self-signed certificate or, without
+// TLS, AUTH in clear text.
 type smtpServer struct {
-	host string
-	port int
-	// clientTLS trusts the server's certificate (nil without TLS).
-	clientTLS *tls.Config
+	*connectortest.SMTPServer
 	// arrived gets every accepted message.
 	arrived chan mailReceived
-
-	mu sync.Mutex // guards the fields below
-	// script answers MAIL FROM, one reply per transaction, before the
-	// server accepts mail.
-	script []*smtp.SMTPError
-	// authErr, when set, answers every AUTH.
-	authErr *smtp.SMTPError
-	// noAuth accepts mail without AUTH.
-	noAuth bool
-	tries  int // MAIL FROM and AUTH commands seen
-	msgs   []mailReceived
 }
 
-func startSMTP(tb testing.TB, withTLS bool, configure func(*smtpServer)) *smtpServer {
+func startSMTP(tb testing.TB, withTLS bool, configure func(*connectortest.SMTPOptions)) *smtpServer {
 	tb.Helper()
-	ts := &smtpServer{host: "127.0.0.1", arrived: make(chan mailReceived, 100)}
+	opts := connectortest.SMTPOptions{Username: smtpUser, Password: smtpPassword, TLS: withTLS, InsecureAuth: !withTLS}
 	if configure != nil {
-		configure(ts)
+		configure(&opts)
 	}
-	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
-		return &smtpSession{srv: ts, conn: c}, nil
-	}))
-	srv.Domain = "localhost"
-	srv.ErrorLog = log.New(io.Discard, "", 0)
-	srv.ReadTimeout, srv.WriteTimeout = 10*time.Second, 10*time.Second
-	if withTLS {
-		cert, pool := selfSigned(tb)
-		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-		ts.clientTLS = &tls.Config{RootCAs: pool, ServerName: ts.host, MinVersion: tls.VersionTLS12}
-	} else {
-		srv.AllowInsecureAuth = true
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(tb, err)
-	ts.port = ln.Addr().(*net.TCPAddr).Port
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.Serve(ln)
-	}()
-	tb.Cleanup(func() {
-		_ = srv.Close()
-		<-done
-	})
-	return ts
+	srv := connectortest.NewSMTPServer(tb, opts)
+	return &smtpServer{SMTPServer: srv, arrived: srv.Arrived}
 }
 
 // take returns the messages accepted since the last take.
-func (ts *smtpServer) take() []mailReceived {
-	ts.mu.Lock()
-	defer ts.mu.Unlock()
-	msgs := ts.msgs
-	ts.msgs = nil
-	return msgs
-}
+func (ts *smtpServer) take() []mailReceived { return ts.Take() }
 
-func (ts *smtpServer) tryCount() int {
-	ts.mu.Lock()
-	defer ts.mu.Unlock()
-	return ts.tries
-}
+func (ts *smtpServer) tryCount() int { return ts.Tries() }
 
 // target is an email target for ts, changed by mutate.
 func (ts *smtpServer) target(mutate func(*rule.EmailTarget)) rule.Target {
 	e := &rule.EmailTarget{
 		SMTP: rule.SMTP{
-			Host: ts.host, Port: ts.port, Username: smtpUser, Password: smtpPassword, Security: rule.StartTLS,
+			Host: ts.Host, Port: ts.Port, Username: smtpUser, Password: smtpPassword, Security: rule.StartTLS,
 		},
 		From: &mail.Address{Name: "Switchboard", Address: "switchboard@example.com"},
 		To:   []*mail.Address{{Address: "ops@example.com"}, {Name: "On Call", Address: "oncall@example.com"}},
 	}
-	if ts.clientTLS == nil {
+	if ts.ClientTLS == nil {
 		e.SMTP.Security = rule.Plaintext
 	}
 	if mutate != nil {
@@ -138,104 +74,14 @@ func (ts *smtpServer) target(mutate func(*rule.EmailTarget)) rule.Target {
 // before Deliver starts.
 func (ts *smtpServer) trust(tb testing.TB, m *Manager) {
 	tb.Helper()
-	if ts.clientTLS == nil {
+	if ts.ClientTLS == nil {
 		return
 	}
 	for _, s := range m.senders {
 		if s.mail != nil {
-			require.NoError(tb, s.mail.client.SetTLSConfig(ts.clientTLS))
+			require.NoError(tb, s.mail.client.SetTLSConfig(ts.ClientTLS))
 		}
 	}
-}
-
-// smtpSession is one SMTP connection's transaction.
-type smtpSession struct {
-	srv    *smtpServer
-	conn   *smtp.Conn
-	authAs string
-	msg    mailReceived
-}
-
-func (s *smtpSession) AuthMechanisms() []string { return []string{sasl.Plain} }
-
-func (s *smtpSession) Auth(string) (sasl.Server, error) {
-	return sasl.NewPlainServer(func(_, username, password string) error {
-		s.srv.mu.Lock()
-		defer s.srv.mu.Unlock()
-		if s.srv.authErr != nil {
-			s.srv.tries++
-			return s.srv.authErr
-		}
-		if username != smtpUser || password != smtpPassword {
-			return errors.New("invalid credentials")
-		}
-		s.authAs = username
-		return nil
-	}), nil
-}
-
-func (s *smtpSession) Mail(from string, _ *smtp.MailOptions) error {
-	s.srv.mu.Lock()
-	defer s.srv.mu.Unlock()
-	s.srv.tries++
-	if len(s.srv.script) > 0 {
-		err := s.srv.script[0]
-		s.srv.script = s.srv.script[1:]
-		return err
-	}
-	if s.authAs == "" && !s.srv.noAuth {
-		return &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Authentication required"}
-	}
-	_, isTLS := s.conn.TLSConnectionState()
-	s.msg = mailReceived{From: from, TLS: isTLS, AuthAs: s.authAs}
-	return nil
-}
-
-func (s *smtpSession) Rcpt(to string, _ *smtp.RcptOptions) error {
-	s.msg.Rcpts = append(s.msg.Rcpts, to)
-	return nil
-}
-
-func (s *smtpSession) Data(r io.Reader) error {
-	data, err := io.ReadAll(r)
-	if err != nil {
-		return err
-	}
-	s.msg.Data = data
-	s.srv.mu.Lock()
-	s.srv.msgs = append(s.srv.msgs, s.msg)
-	s.srv.mu.Unlock()
-	s.srv.arrived <- s.msg
-	return nil
-}
-
-func (s *smtpSession) Reset()        { s.msg = mailReceived{} }
-func (s *smtpSession) Logout() error { return nil }
-
-// selfSigned makes a certificate for 127.0.0.1 and a pool trusting it.
-func selfSigned(tb testing.TB) (tls.Certificate, *x509.CertPool) {
-	tb.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(tb, err)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "switchboard alert test SMTP"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		IsCA:         true,
-
-		BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	require.NoError(tb, err)
-	leaf, err := x509.ParseCertificate(der)
-	require.NoError(tb, err)
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
 }
 
 // parsedMail is a received plain-text message taken apart.
@@ -382,7 +228,7 @@ func TestEmailSendFailures(t *testing.T) {
 
 	tests := []struct {
 		name      string
-		configure func(*smtpServer)
+		configure func(*connectortest.SMTPOptions)
 		mutate    func(*rule.EmailTarget)
 		tries     int // commands the server saw
 		delivered bool
@@ -390,25 +236,25 @@ func TestEmailSendFailures(t *testing.T) {
 	}{
 		{
 			name: "4xx is retried",
-			configure: func(s *smtpServer) {
+			configure: func(s *connectortest.SMTPOptions) {
 				greylist := &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 1}, Message: "Greylisted, try again later"}
-				s.script = []*smtp.SMTPError{greylist, greylist}
+				s.MailErrs = []*smtp.SMTPError{greylist, greylist}
 			},
 			tries: 3, delivered: true,
 			logs: []string{`"msg":"alert notification failed, retrying"`, `"status":451`, "Greylisted"},
 		},
 		{
 			name: "5xx is not retried",
-			configure: func(s *smtpServer) {
-				s.script = []*smtp.SMTPError{{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 0}, Message: "Sender rejected"}}
+			configure: func(s *connectortest.SMTPOptions) {
+				s.MailErrs = []*smtp.SMTPError{{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 0}, Message: "Sender rejected"}}
 			},
 			tries: 1,
 			logs:  []string{`"msg":"alert notification failed"`, `"status":550`, `"notifier":"email"`, "Sender rejected"},
 		},
 		{
 			name: "failed authentication is not retried and the password not logged",
-			configure: func(s *smtpServer) {
-				s.authErr = &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "bad password " + smtpPassword}
+			configure: func(s *connectortest.SMTPOptions) {
+				s.AuthErr = &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "bad password " + smtpPassword}
 			},
 			tries: 1,
 			logs:  []string{`"msg":"alert notification failed"`, `"status":535`, "bad password [redacted]"},
@@ -461,7 +307,7 @@ func TestEmailPlaintext(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			ts := startSMTP(t, false, func(s *smtpServer) { s.noAuth = tt.noAuth })
+			ts := startSMTP(t, false, func(s *connectortest.SMTPOptions) { s.NoAuth = tt.noAuth })
 			b := setup(t, bundleOpts{rules: []rule.Rule{{Kind: rule.DeadLetter}}, targets: []rule.Target{ts.target(tt.mutate)}})
 			b.m.RunDead(t.Context(), deadRun("f", "run_1"))
 			b.flush(t)

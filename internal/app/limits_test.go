@@ -190,6 +190,9 @@ alerts:
 	ok, err := ts.Server.Store.ResumeSystem(t.Context(), "downstream")
 	require.NoError(t, err)
 	require.True(t, ok)
+	woken, err := ts.Server.Store.WakeHeld(t.Context(), "downstream", time.Now())
+	require.NoError(t, err)
+	require.Positive(t, woken, "the held runs wait in the store for the resume")
 	require.Eventually(t, func() bool {
 		runs, err := ts.Server.Store.ListRuns(t.Context(), store.ListRunsParams{State: store.RunSucceeded, Limit: 100})
 		return err == nil && len(runs) == 10

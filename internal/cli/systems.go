@@ -71,7 +71,11 @@ func runSystems(ctx context.Context, e env, args []string) error {
 			fmt.Fprintf(e.stdout, "system %s was not paused\n", name)
 			return nil
 		}
-		fmt.Fprintf(e.stdout, "system %s resumed: held runs go within about 15 s\n", name)
+		n, err := st.WakeHeld(ctx, name, time.Now())
+		if err != nil {
+			return fmt.Errorf("system %s resumed, but its held runs were not woken (they go at their next check): %w", name, err)
+		}
+		fmt.Fprintf(e.stdout, "system %s resumed: %d held run(s) go now\n", name, n)
 		return nil
 	}
 	return usageError{fmt.Sprintf("unknown subcommand %q (want list, pause or resume)", sub)}

@@ -31,6 +31,7 @@ type Store interface {
 	PauseSystem(ctx context.Context, p store.PauseParams) (bool, error)
 	ResumeSystem(ctx context.Context, system string) (bool, error)
 	ListPauses(ctx context.Context) ([]store.SystemPause, error)
+	WakeHeld(ctx context.Context, system string, now time.Time) (int, error)
 }
 
 // Notifier is told about every run that dies, at once. Implementations must
@@ -302,6 +303,11 @@ func (x *Executor) syncPauses(ctx context.Context) {
 				g.Pause(p.Reason != store.OperatorPause)
 			case !isPaused && g.State().Paused:
 				g.Resume()
+				// Runs this node held between the resume and now wait for
+				// a probe time that is no longer coming: wake them.
+				if _, err := x.cfg.Store.WakeHeld(ctx, name, x.cfg.NowFunc()); err != nil && ctx.Err() == nil {
+					x.cfg.Logger.Warn("wake runs held for a resumed system", "system", name, "error", err)
+				}
 			}
 		}
 	}

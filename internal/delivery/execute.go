@@ -103,7 +103,11 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 				x.cfg.Logger.Warn("record system resumed", "system", step.System, "error", err)
 			}
 			if resumed {
-				x.cfg.Logger.Info("system resumed: a probe succeeded", "system", step.System)
+				n, err := x.cfg.Store.WakeHeld(ctx, step.System, x.cfg.NowFunc())
+				if err != nil {
+					x.cfg.Logger.Warn("wake runs held for a resumed system; they go at their next check", "system", step.System, "error", err)
+				}
+				x.cfg.Logger.Info("system resumed: a probe succeeded", "system", step.System, "woken_runs", n)
 				if n, ok := x.cfg.Notifier.(SystemNotifier); ok {
 					n.SystemResumed(step.System)
 				}
@@ -302,7 +306,7 @@ func (x *Executor) submit(ctx context.Context, p store.FinishParams) error {
 func (x *Executor) hold(ctx context.Context, token string, c store.ClaimedRun, step *flow.Step, run store.Run, h *limit.Hold) {
 	now := x.cfg.NowFunc()
 	p := store.FinishParams{
-		RunID: run.ID, Token: token, Now: now, Hold: true,
+		RunID: run.ID, Token: token, Now: now, Hold: true, HeldFor: step.System,
 		Attempt: store.Attempt{StepIndex: run.Step, StepID: step.ID, System: step.System},
 		State:   store.RunRetrying, Step: run.Step, StepID: step.ID, RunAttempt: max(run.Attempt-1, 0),
 		DueAt: h.Until, LastError: h.Reason,

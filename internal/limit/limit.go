@@ -58,8 +58,9 @@ type Hold struct {
 
 func (h *Hold) Error() string { return h.Reason }
 
-// recheck bounds how long a run is held for a paused system.
-const recheck = 15 * time.Second
+// recheck bounds how long a run is held for a paused system; resuming the
+// system wakes held runs sooner.
+const recheck = 10 * time.Minute
 
 // minHold is the shortest hold: a hold is a write, and a run held until a
 // time already past would be claimed and held again at once.
@@ -182,10 +183,11 @@ func (g *Gate) admit() *Hold {
 	switch {
 	case g.paused:
 		if now.Before(g.pausedUntil) || g.probing {
-			// Held runs look again every recheck, so they go soon after an
-			// operator resumes the system, well before the next probe;
-			// never at a time already past (a probe in flight), which would
-			// have them claimed and held again in a tight loop.
+			// Held runs sleep until the next probe (at most recheck, for a
+			// pause that has no probes); resuming the system wakes them
+			// in the store at once. Never until a time already past (a
+			// probe in flight): they would be claimed and held again in a
+			// tight loop.
 			return &Hold{Until: maxTime(minTime(g.pausedUntil, now.Add(recheck)), now.Add(minHold)), Reason: fmt.Sprintf("system %s paused: credentials refused (401/403); probing every %s", g.name, g.cfg.AuthProbeEvery)}
 		}
 		g.probing = true // this request is the probe

@@ -172,6 +172,9 @@ type FinishParams struct {
 	// tried (its system's circuit is open, say). RunAttempt should then
 	// undo the claim's increment.
 	Hold bool
+	// HeldFor names the system a held run waits for; WakeHeld makes such
+	// runs due at once when the system is resumed.
+	HeldFor string
 	// Output, when not nil, checkpoints the attempt's step as done.
 	Output []byte
 	// State, Step, StepID, RunAttempt and DueAt become the run's new values.
@@ -359,6 +362,9 @@ type Store interface {
 	ResumeSystem(ctx context.Context, system string) (bool, error)
 	// ListPauses returns the paused systems.
 	ListPauses(ctx context.Context) ([]SystemPause, error)
+	// WakeHeld makes every run held for system due at now; it returns how
+	// many it woke.
+	WakeHeld(ctx context.Context, system string, now time.Time) (int, error)
 
 	// Ping checks that the store answers.
 	Ping(ctx context.Context) error

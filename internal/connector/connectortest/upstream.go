@@ -63,6 +63,13 @@ func (u *Upstream) Count() int {
 	return len(u.reqs)
 }
 
+// Requests returns every request the upstream got, oldest first.
+func (u *Upstream) Requests() []Request {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([]Request(nil), u.reqs...)
+}
+
 // Last returns the latest request, failing t when there was none.
 func (u *Upstream) Last(t testing.TB) Request {
 	t.Helper()

@@ -2,16 +2,8 @@ package email_test
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"io"
-	"log"
-	"math/big"
 	"mime"
 	"mime/multipart"
 	"net"
@@ -22,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 	"github.com/stretchr/testify/require"
 
@@ -37,150 +28,24 @@ const (
 )
 
 // received is one message the test server accepted.
-type received struct {
-	From   string
-	Rcpts  []string
-	Data   []byte
-	TLS    bool
-	AuthAs string
-}
+type received = connectortest.SMTPMessage
 
-// smtpServer is an in-process SMTP server (go-smtp) on 127.0.0.1 with
-// STARTTLS under a self-signed certificate and AUTH PLAIN.
+// smtpServer is connectortest's in-process SMTP server, with STARTTLS under
+// a self-signed certificate and AUTH PLAIN.
 type smtpServer struct {
-	Host string
-	Port int
-	// ClientTLS trusts the server's certificate.
-	ClientTLS *tls.Config
-
-	// rcptErr, when set, answers every RCPT TO; authErr every AUTH.
-	rcptErr, authErr *smtp.SMTPError
-	// noAuth accepts mail without AUTH.
-	noAuth bool
-
-	mu   sync.Mutex // guards msgs
-	msgs []received
+	*connectortest.SMTPServer
 }
 
-func startSMTP(t testing.TB, withTLS bool, configure func(*smtpServer)) *smtpServer {
+func startSMTP(t testing.TB, withTLS bool, configure func(*connectortest.SMTPOptions)) *smtpServer {
 	t.Helper()
-	ts := &smtpServer{Host: "127.0.0.1"}
+	opts := connectortest.SMTPOptions{Username: smtpUser, Password: smtpPassword, TLS: withTLS}
 	if configure != nil {
-		configure(ts)
+		configure(&opts)
 	}
-	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
-		return &session{srv: ts, conn: c}, nil
-	}))
-	srv.Domain = "localhost"
-	srv.ErrorLog = log.New(io.Discard, "", 0)
-	srv.ReadTimeout, srv.WriteTimeout = 10*time.Second, 10*time.Second
-	if withTLS {
-		cert, pool := selfSigned(t)
-		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-		ts.ClientTLS = &tls.Config{RootCAs: pool, ServerName: ts.Host, MinVersion: tls.VersionTLS12}
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	ts.Port = ln.Addr().(*net.TCPAddr).Port
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.Serve(ln)
-	}()
-	t.Cleanup(func() {
-		_ = srv.Close()
-		<-done
-	})
-	return ts
+	return &smtpServer{connectortest.NewSMTPServer(t, opts)}
 }
 
-func (ts *smtpServer) messages() []received {
-	ts.mu.Lock()
-	defer ts.mu.Unlock()
-	return append([]received(nil), ts.msgs...)
-}
-
-// session is one SMTP connection's transaction.
-type session struct {
-	srv    *smtpServer
-	conn   *smtp.Conn
-	authAs string
-	msg    received
-}
-
-func (s *session) AuthMechanisms() []string { return []string{sasl.Plain} }
-
-func (s *session) Auth(string) (sasl.Server, error) {
-	return sasl.NewPlainServer(func(_, username, password string) error {
-		if s.srv.authErr != nil {
-			return s.srv.authErr
-		}
-		if username != smtpUser || password != smtpPassword {
-			return errors.New("invalid credentials")
-		}
-		s.authAs = username
-		return nil
-	}), nil
-}
-
-func (s *session) Mail(from string, _ *smtp.MailOptions) error {
-	if s.authAs == "" && !s.srv.noAuth {
-		return &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Authentication required"}
-	}
-	_, isTLS := s.conn.TLSConnectionState()
-	s.msg = received{From: from, TLS: isTLS, AuthAs: s.authAs}
-	return nil
-}
-
-func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
-	if s.srv.rcptErr != nil {
-		return s.srv.rcptErr
-	}
-	s.msg.Rcpts = append(s.msg.Rcpts, to)
-	return nil
-}
-
-func (s *session) Data(r io.Reader) error {
-	data, err := io.ReadAll(r)
-	if err != nil {
-		return err
-	}
-	s.msg.Data = data
-	s.srv.mu.Lock()
-	s.srv.msgs = append(s.srv.msgs, s.msg)
-	s.srv.mu.Unlock()
-	return nil
-}
-
-func (s *session) Reset()        { s.msg = received{} }
-func (s *session) Logout() error { return nil }
-
-// selfSigned makes a certificate for 127.0.0.1 and a pool trusting it.
-func selfSigned(t testing.TB) (tls.Certificate, *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "switchboard test SMTP"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		DNSNames:     []string{"localhost"},
-		IsCA:         true,
-
-		BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	require.NoError(t, err)
-	leaf, err := x509.ParseCertificate(der)
-	require.NoError(t, err)
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
-}
+func (ts *smtpServer) messages() []received { return ts.Messages() }
 
 func openSMTP(t testing.TB, ts *smtpServer, mutate func(*email.SMTPConfig)) connector.System {
 	t.Helper()
@@ -387,26 +252,26 @@ func TestSMTPErrors(t *testing.T) {
 	tests := []struct {
 		name      string
 		tls       bool
-		configure func(*smtpServer)
+		configure func(*connectortest.SMTPOptions)
 		mutate    func(*email.SMTPConfig)
 		permanent bool
 		wantErr   string
 	}{
 		{name: "550 mailbox unavailable", tls: true, permanent: true, wantErr: "550",
-			configure: func(s *smtpServer) {
-				s.rcptErr = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "Mailbox unavailable"}
+			configure: func(s *connectortest.SMTPOptions) {
+				s.RcptErr = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "Mailbox unavailable"}
 			}},
 		{name: "451 try later", tls: true, wantErr: "451",
-			configure: func(s *smtpServer) {
-				s.rcptErr = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 1}, Message: "Greylisted, try again later"}
+			configure: func(s *connectortest.SMTPOptions) {
+				s.RcptErr = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 1}, Message: "Greylisted, try again later"}
 			}},
 		{name: "535 authentication failed", tls: true, permanent: true, wantErr: "535",
-			configure: func(s *smtpServer) {
-				s.authErr = &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "bad password " + smtpPassword}
+			configure: func(s *connectortest.SMTPOptions) {
+				s.AuthErr = &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "bad password " + smtpPassword}
 			}},
 		{name: "454 auth temporarily unavailable", tls: true, wantErr: "454",
-			configure: func(s *smtpServer) {
-				s.authErr = &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Temporary authentication failure"}
+			configure: func(s *connectortest.SMTPOptions) {
+				s.AuthErr = &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Temporary authentication failure"}
 			}},
 		{name: "server without STARTTLS", tls: false, wantErr: "STARTTLS"},
 		{name: "530 no credentials configured", tls: true, permanent: true, wantErr: "530",
@@ -434,7 +299,7 @@ func TestSMTPErrors(t *testing.T) {
 func TestSMTPInsecurePlaintext(t *testing.T) {
 	t.Parallel()
 
-	ts := startSMTP(t, false, func(s *smtpServer) { s.noAuth = true })
+	ts := startSMTP(t, false, func(s *connectortest.SMTPOptions) { s.NoAuth = true })
 	sys := openSMTP(t, ts, func(c *email.SMTPConfig) { c.InsecurePlaintext = true; c.Username, c.Password = "", "" })
 	_, err := sendMail(t, sys, map[string]any{"to": "ann@example.com", "subject": "s", "text": "t"})
 	require.NoError(t, err)

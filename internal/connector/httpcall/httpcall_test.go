@@ -3,71 +3,18 @@ package httpcall_test
 import (
 	"encoding/base64"
 	"encoding/json"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-dev/switchboard/internal/connector"
+	"github.com/switchboard-dev/switchboard/internal/connector/connectortest"
 	"github.com/switchboard-dev/switchboard/internal/connector/httpcall"
 )
 
 const token = "s3cr3t-T0ken/+="
-
-// captured is what an upstream saw of one request.
-type captured struct {
-	Method     string
-	RequestURI string
-	Header     http.Header
-	Body       string
-}
-
-// upstream is an httptest server that records every request it gets.
-type upstream struct {
-	URL  string
-	mu   sync.Mutex // guards reqs
-	reqs []captured
-}
-
-// newUpstream starts a recording server answering with h, or 200 "{}" when
-// h is nil.
-func newUpstream(t testing.TB, h http.HandlerFunc) *upstream {
-	t.Helper()
-	u := &upstream{}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		u.mu.Lock()
-		u.reqs = append(u.reqs, captured{r.Method, r.RequestURI, r.Header.Clone(), string(body)})
-		u.mu.Unlock()
-		if h == nil {
-			w.Header().Set("Content-Type", "application/json")
-			_, _ = io.WriteString(w, "{}")
-			return
-		}
-		h(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	u.URL = srv.URL
-	return u
-}
-
-func (u *upstream) count() int {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return len(u.reqs)
-}
-
-func (u *upstream) last(t testing.TB) captured {
-	t.Helper()
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	require.NotEmpty(t, u.reqs, "upstream got no request")
-	return u.reqs[len(u.reqs)-1]
-}
 
 func httpKind(t testing.TB) *connector.Kind {
 	t.Helper()
@@ -179,7 +126,7 @@ func TestAuth(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			up := newUpstream(t, nil)
+			up := connectortest.NewUpstream(t, nil)
 			sys := openSystem(t, &httpcall.Config{BaseURL: up.URL, Auth: tt.auth})
 			_, err := call(t, sys, map[string]any{
 				"path":    "/me",
@@ -187,7 +134,7 @@ func TestAuth(t *testing.T) {
 				"headers": map[string]any{"Authorization": "step", "X-Api-Key": "step"},
 			})
 			require.NoError(t, err)
-			got := up.last(t)
+			got := up.Last(t)
 			if name, value, ok := strings.Cut(tt.wantHeader, ": "); ok {
 				require.Equal(t, []string{value}, got.Header.Values(name))
 			}
@@ -248,11 +195,11 @@ func TestHeaders(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			up := newUpstream(t, nil)
+			up := connectortest.NewUpstream(t, nil)
 			sys := openSystem(t, &httpcall.Config{BaseURL: up.URL, Headers: sysHeaders})
 			_, err := call(t, sys, tt.in)
 			require.NoError(t, err)
-			got := up.last(t)
+			got := up.Last(t)
 			require.Equal(t, tt.wantMethod, got.Method)
 			for name, want := range tt.wantHeader {
 				if want == "" {
@@ -269,7 +216,7 @@ func TestHeaders(t *testing.T) {
 func TestPathJoin(t *testing.T) {
 	t.Parallel()
 
-	up := newUpstream(t, nil)
+	up := connectortest.NewUpstream(t, nil)
 	tests := []struct {
 		name  string
 		base  string
@@ -303,14 +250,12 @@ func TestPathJoin(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, http.StatusOK, res.Status)
 			// Parallel subtests share up, so find this case's request.
-			up.mu.Lock()
-			defer up.mu.Unlock()
-			require.True(t, containsURI(up.reqs, tt.want), "no request for %s", tt.want)
+			require.True(t, containsURI(up.Requests(), tt.want), "no request for %s", tt.want)
 		})
 	}
 }
 
-func containsURI(reqs []captured, uri string) bool {
+func containsURI(reqs []connectortest.Request, uri string) bool {
 	for _, r := range reqs {
 		if r.RequestURI == uri {
 			return true
@@ -322,7 +267,7 @@ func containsURI(reqs []captured, uri string) bool {
 func TestPathEscapeRejected(t *testing.T) {
 	t.Parallel()
 
-	up := newUpstream(t, nil)
+	up := connectortest.NewUpstream(t, nil)
 	sys := openSystem(t, &httpcall.Config{BaseURL: up.URL + "/api/v1"})
 	tests := []struct {
 		name    string
@@ -353,13 +298,13 @@ func TestPathEscapeRejected(t *testing.T) {
 		})
 	}
 	// Runs after the parallel subtests above have finished.
-	t.Cleanup(func() { require.Zero(t, up.count(), "a rejected request reached the server") })
+	t.Cleanup(func() { require.Zero(t, up.Count(), "a rejected request reached the server") })
 }
 
 func TestInputErrors(t *testing.T) {
 	t.Parallel()
 
-	up := newUpstream(t, nil)
+	up := connectortest.NewUpstream(t, nil)
 	sys := openSystem(t, &httpcall.Config{BaseURL: up.URL})
 	tests := []struct {
 		name    string
@@ -386,5 +331,5 @@ func TestInputErrors(t *testing.T) {
 			require.Zero(t, res.Status)
 		})
 	}
-	t.Cleanup(func() { require.Zero(t, up.count()) })
+	t.Cleanup(func() { require.Zero(t, up.Count()) })
 }

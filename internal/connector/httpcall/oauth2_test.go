@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-dev/switchboard/internal/connector"
+	"github.com/switchboard-dev/switchboard/internal/connector/connectortest"
 	"github.com/switchboard-dev/switchboard/internal/connector/httpcall"
 )
 
@@ -70,9 +71,9 @@ func oauthConfig(apiURL, tokenURL string) *httpcall.Config {
 
 // bearerAPI is an upstream that answers 401 to the tokens in refused and
 // 200 to others.
-func bearerAPI(t testing.TB, refused ...string) *upstream {
+func bearerAPI(t testing.TB, refused ...string) *connectortest.Upstream {
 	t.Helper()
-	return newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+	return connectortest.NewUpstream(t, func(w http.ResponseWriter, r *http.Request) {
 		tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		for _, bad := range refused {
 			if tok == bad || bad == "*" {
@@ -117,8 +118,8 @@ func TestOAuth2TokenRequest(t *testing.T) {
 			res, err := call(t, sys, map[string]any{"path": "/invoices", "body": map[string]any{"n": 1.0}})
 			require.NoError(t, err)
 			require.Equal(t, map[string]any{"token": "tok-1"}, res.Output)
-			require.Equal(t, "Bearer tok-1", api.last(t).Header.Get("Authorization"))
-			require.Equal(t, "idem-1", api.last(t).Header.Get("Idempotency-Key"))
+			require.Equal(t, "Bearer tok-1", api.Last(t).Header.Get("Authorization"))
+			require.Equal(t, "idem-1", api.Last(t).Header.Get("Idempotency-Key"))
 
 			tokens.mu.Lock()
 			defer tokens.mu.Unlock()
@@ -162,8 +163,8 @@ func TestOAuth2TokenCache(t *testing.T) {
 				require.NoError(t, err)
 			}
 			require.Equal(t, tt.wantTokens, tokens.requests())
-			require.Equal(t, 3, api.count())
-			require.Equal(t, tt.wantLast, api.last(t).Header.Get("Authorization"))
+			require.Equal(t, 3, api.Count())
+			require.Equal(t, tt.wantLast, api.Last(t).Header.Get("Authorization"))
 		})
 	}
 }
@@ -187,7 +188,7 @@ func TestOAuth2ConcurrentCallsShareOneToken(t *testing.T) {
 	}
 	wg.Wait()
 	require.Equal(t, 1, tokens.requests())
-	require.Equal(t, 20, api.count())
+	require.Equal(t, 20, api.Count())
 }
 
 func TestOAuth2RetryAfter401(t *testing.T) {
@@ -204,10 +205,9 @@ func TestOAuth2RetryAfter401(t *testing.T) {
 		require.Equal(t, http.StatusOK, res.Status)
 		require.Equal(t, map[string]any{"token": "tok-2"}, res.Output)
 		require.Equal(t, 2, tokens.requests())
-		require.Equal(t, 2, api.count())
-		api.mu.Lock()
-		first, second := api.reqs[0], api.reqs[1]
-		api.mu.Unlock()
+		require.Equal(t, 2, api.Count())
+		reqs := api.Requests()
+		first, second := reqs[0], reqs[1]
 		require.Equal(t, "Bearer tok-1", first.Header.Get("Authorization"))
 		require.Equal(t, "Bearer tok-2", second.Header.Get("Authorization"))
 		require.Equal(t, first.Body, second.Body, "the retry resends the body")
@@ -217,7 +217,7 @@ func TestOAuth2RetryAfter401(t *testing.T) {
 		_, err = call(t, sys, map[string]any{"path": "/x"})
 		require.NoError(t, err)
 		require.Equal(t, 2, tokens.requests())
-		require.Equal(t, "Bearer tok-2", api.last(t).Header.Get("Authorization"))
+		require.Equal(t, "Bearer tok-2", api.Last(t).Header.Get("Authorization"))
 	})
 
 	t.Run("second 401 is permanent", func(t *testing.T) {
@@ -230,7 +230,7 @@ func TestOAuth2RetryAfter401(t *testing.T) {
 		require.True(t, connector.IsPermanent(err), "want permanent, got %v", err)
 		require.Equal(t, http.StatusUnauthorized, res.Status)
 		require.Equal(t, 2, tokens.requests(), "one refresh, not a loop")
-		require.Equal(t, 2, api.count(), "one retry, not a loop")
+		require.Equal(t, 2, api.Count(), "one retry, not a loop")
 		require.ErrorContains(t, err, "GET /x: 401 Unauthorized")
 		require.NotContains(t, err.Error(), "tok-2", "the API echoed the token; the error must not")
 	})
@@ -241,7 +241,7 @@ func TestOAuth2RetryAfter401(t *testing.T) {
 		sys := openSystem(t, &httpcall.Config{BaseURL: api.URL, Auth: httpcall.Auth{Bearer: token}})
 		_, err := call(t, sys, map[string]any{"path": "/x"})
 		require.True(t, connector.IsPermanent(err))
-		require.Equal(t, 1, api.count())
+		require.Equal(t, 1, api.Count())
 	})
 }
 
@@ -315,7 +315,7 @@ func TestOAuth2TokenEndpointErrors(t *testing.T) {
 			} else {
 				require.Zero(t, res.Status)
 			}
-			require.Zero(t, api.count(), "no API request without a token")
+			require.Zero(t, api.Count(), "no API request without a token")
 			require.Equal(t, max(tt.wantTokens, 1), tokens.requests())
 			require.ErrorContains(t, err, tt.wantErr)
 			require.NotContains(t, err.Error(), clientSecret)
@@ -339,7 +339,7 @@ func TestOAuth2TokenEndpointErrors(t *testing.T) {
 		require.True(t, strings.HasPrefix(err.Error(), "oauth2 token request: "), err.Error())
 		require.NotContains(t, err.Error(), clientSecret)
 		require.NotContains(t, err.Error(), "t3nant", "the token URL is not echoed")
-		require.Zero(t, api.count())
+		require.Zero(t, api.Count())
 	})
 
 	t.Run("recovers after a transient failure", func(t *testing.T) {
@@ -359,7 +359,7 @@ func TestOAuth2TokenEndpointErrors(t *testing.T) {
 		require.False(t, connector.IsPermanent(err))
 		_, err = call(t, sys, map[string]any{"path": "/x"})
 		require.NoError(t, err)
-		require.Equal(t, "Bearer tok-ok", api.last(t).Header.Get("Authorization"))
+		require.Equal(t, "Bearer tok-ok", api.Last(t).Header.Get("Authorization"))
 	})
 }
 
@@ -388,7 +388,7 @@ func TestStatusOverrides(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			up := newUpstream(t, func(w http.ResponseWriter, _ *http.Request) {
+			up := connectortest.NewUpstream(t, func(w http.ResponseWriter, _ *http.Request) {
 				if tt.retryAfter != "" {
 					w.Header().Set("Retry-After", tt.retryAfter)
 				}

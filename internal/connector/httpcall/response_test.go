@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-dev/switchboard/internal/connector"
+	"github.com/switchboard-dev/switchboard/internal/connector/connectortest"
 	"github.com/switchboard-dev/switchboard/internal/connector/httpcall"
 )
 
@@ -60,7 +61,7 @@ func TestClassification(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			up := newUpstream(t, func(w http.ResponseWriter, _ *http.Request) {
+			up := connectortest.NewUpstream(t, func(w http.ResponseWriter, _ *http.Request) {
 				if tt.retryAfter != "" {
 					w.Header().Set("Retry-After", tt.retryAfter)
 				}
@@ -71,7 +72,7 @@ func TestClassification(t *testing.T) {
 			res, err := call(t, sys, map[string]any{"path": "/x"})
 			require.Equal(t, tt.status, res.Status)
 			require.Equal(t, tt.body, string(res.Body))
-			require.Equal(t, 1, up.count(), "redirects and retries are not followed")
+			require.Equal(t, 1, up.Count(), "redirects and retries are not followed")
 
 			switch tt.want {
 			case ok:
@@ -96,7 +97,7 @@ func TestErrorMessage(t *testing.T) {
 	t.Parallel()
 
 	body := "line one\r\n\tline two " + strings.Repeat("é", 200)
-	up := newUpstream(t, func(w http.ResponseWriter, _ *http.Request) {
+	up := connectortest.NewUpstream(t, func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = io.WriteString(w, body)
 	})
@@ -112,7 +113,7 @@ func TestErrorMessage(t *testing.T) {
 func TestConnectionReset(t *testing.T) {
 	t.Parallel()
 
-	up := newUpstream(t, func(w http.ResponseWriter, _ *http.Request) {
+	up := connectortest.NewUpstream(t, func(w http.ResponseWriter, _ *http.Request) {
 		conn, _, err := http.NewResponseController(w).Hijack()
 		if err == nil {
 			_ = conn.Close()
@@ -129,7 +130,7 @@ func TestConnectionReset(t *testing.T) {
 func TestTimeout(t *testing.T) {
 	t.Parallel()
 
-	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+	up := connectortest.NewUpstream(t, func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-r.Context().Done():
 		case <-time.After(5 * time.Second):
@@ -150,7 +151,7 @@ func TestContextCanceled(t *testing.T) {
 	t.Parallel()
 
 	started := make(chan struct{})
-	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+	up := connectortest.NewUpstream(t, func(w http.ResponseWriter, r *http.Request) {
 		close(started)
 		<-r.Context().Done()
 	})
@@ -190,7 +191,7 @@ func TestOutput(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			up := newUpstream(t, func(w http.ResponseWriter, _ *http.Request) {
+			up := connectortest.NewUpstream(t, func(w http.ResponseWriter, _ *http.Request) {
 				w.Header().Set("Content-Type", tt.contentType)
 				_, _ = io.WriteString(w, tt.body)
 			})
@@ -216,7 +217,7 @@ func TestBodyTruncation(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			up := newUpstream(t, func(w http.ResponseWriter, _ *http.Request) {
+			up := connectortest.NewUpstream(t, func(w http.ResponseWriter, _ *http.Request) {
 				w.Header().Set("Content-Type", "text/plain")
 				_, _ = io.WriteString(w, strings.Repeat("x", tt.size))
 			})
@@ -256,7 +257,7 @@ func TestSecretsNotInErrors(t *testing.T) {
 			t.Parallel()
 			base := tt.base
 			if base == "" {
-				base = newUpstream(t, tt.handler).URL
+				base = connectortest.NewUpstream(t, tt.handler).URL
 			}
 			sys := openSystem(t, &httpcall.Config{BaseURL: base, Auth: tt.auth})
 			_, err := call(t, sys, map[string]any{"path": "/me", "query": map[string]any{"q": "1"}})

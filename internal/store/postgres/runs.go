@@ -145,9 +145,9 @@ func (s *Store) FinishAttempts(ctx context.Context, ps []store.FinishParams) ([]
 					p.RunID, a.StepIndex, a.StepID, p.Output, p.Now, p.Token)
 			}
 			b.Queue(`UPDATE runs SET state = $1, step = $2, step_id = $3, attempt = $4, due_at = $5, last_error = $6,
-					updated_at = $7, lease_token = CASE WHEN $1 = 'running' THEN lease_token ELSE '' END
+					updated_at = $7, lease_token = CASE WHEN $1 = 'running' THEN lease_token ELSE '' END, held_system = $10
 				WHERE id = $8 AND lease_token = $9 AND state = 'running'`,
-				p.State, p.Step, p.StepID, p.RunAttempt, p.DueAt, p.LastError, p.Now, p.RunID, p.Token)
+				p.State, p.Step, p.StepID, p.RunAttempt, p.DueAt, p.LastError, p.Now, p.RunID, p.Token, p.HeldFor)
 		}
 		br := tx.SendBatch(ctx, b)
 		for _, i := range order {

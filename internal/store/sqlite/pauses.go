@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/switchboard-dev/switchboard/internal/store"
 )
@@ -46,4 +47,16 @@ func (s *Store) ListPauses(ctx context.Context) ([]store.SystemPause, error) {
 		out = append(out, p)
 	}
 	return out, rows.Err()
+}
+
+// WakeHeld makes the runs held for system due now. The scan stays on the
+// runnable partial index (held runs are retrying).
+func (s *Store) WakeHeld(ctx context.Context, system string, now time.Time) (int, error) {
+	res, err := s.w.ExecContext(ctx, `UPDATE runs SET due_at = ?, held_system = '' WHERE state = 'retrying' AND held_system = ?`,
+		micros(now), system)
+	if err != nil {
+		return 0, fmt.Errorf("wake runs held for %s: %w", system, err)
+	}
+	n, _ := res.RowsAffected()
+	return int(n), nil
 }

@@ -26,7 +26,8 @@ const (
 	qInsAttempt = `INSERT INTO attempts (run_id, step_index, step_id, system, number, outcome,
 				status, error, duration_us, response, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	qUpdRun = `UPDATE runs SET state = ?, step = ?, step_id = ?, attempt = ?, due_at = ?,
-				last_error = ?, updated_at = ?, lease_token = CASE WHEN ? = 'running' THEN lease_token ELSE '' END
+				last_error = ?, updated_at = ?, lease_token = CASE WHEN ? = 'running' THEN lease_token ELSE '' END,
+				held_system = ?
 			WHERE id = ? AND lease_token = ? AND state = 'running'`
 	qInsStep = `INSERT INTO run_steps (run_id, step_index, step_id, output, completed_at)
 				VALUES (?, ?, ?, ?, ?) ON CONFLICT (run_id, step_index) DO UPDATE SET output = excluded.output,
@@ -187,7 +188,7 @@ func (s *Store) FinishAttempts(ctx context.Context, ps []store.FinishParams) ([]
 			}
 			res, err := updRun.ExecContext(ctx,
 				p.State, p.Step, p.StepID, p.RunAttempt, micros(p.DueAt), p.LastError, micros(p.Now), p.State,
-				p.RunID, p.Token)
+				p.HeldFor, p.RunID, p.Token)
 			if err != nil {
 				return fmt.Errorf("update run: %w", err)
 			}

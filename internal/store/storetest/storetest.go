@@ -281,7 +281,7 @@ func Run(t *testing.T, open OpenFunc) {
 		require.NoError(t, err)
 		require.Len(t, got, 1)
 		errs, err := b.s.FinishAttempts(b.ctx, []store.FinishParams{{
-			RunID: got[0].Run.ID, Token: "w1", Now: t0, Hold: true,
+			RunID: got[0].Run.ID, Token: "w1", Now: t0, Hold: true, HeldFor: "crm",
 			Attempt: store.Attempt{StepID: "step1"},
 			State:   store.RunRetrying, Step: 0, StepID: "step1", RunAttempt: 0, DueAt: t0.Add(time.Minute),
 			LastError: "system crm: circuit open",
@@ -291,7 +291,16 @@ func Run(t *testing.T, open OpenFunc) {
 		attempts, err := b.s.ListAttempts(b.ctx, got[0].Run.ID)
 		require.NoError(t, err)
 		require.Empty(t, attempts, "a held run was not tried")
-		again, err := b.s.ClaimRuns(b.ctx, claim("w2", t0.Add(time.Minute), 10))
+		n, err := b.s.WakeHeld(b.ctx, "sms", t0)
+		require.NoError(t, err)
+		require.Zero(t, n, "held for another system")
+		none, err := b.s.ClaimRuns(b.ctx, claim("w2", t0.Add(time.Second), 10))
+		require.NoError(t, err)
+		require.Empty(t, none, "still held")
+		n, err = b.s.WakeHeld(b.ctx, "crm", t0.Add(2*time.Second))
+		require.NoError(t, err)
+		require.Equal(t, 1, n)
+		again, err := b.s.ClaimRuns(b.ctx, claim("w2", t0.Add(2*time.Second), 10))
 		require.NoError(t, err)
 		require.Len(t, again, 1)
 		require.Equal(t, 1, again[0].Run.Attempt, "the hold gave its attempt back")

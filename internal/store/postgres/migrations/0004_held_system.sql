@@ -1,0 +1,3 @@
+-- The system a held run waits for (its circuit, its pause), so resuming the
+-- system wakes exactly its runs.
+ALTER TABLE runs ADD COLUMN held_system text NOT NULL DEFAULT '';
