@@ -107,12 +107,34 @@ func (m *Manager) sendLoop(ctx context.Context, s *sender) {
 	for {
 		select {
 		case <-ctx.Done():
-			if n := len(s.queue); n > 0 {
-				m.log.Warn("alert notifications not sent at shutdown", "notifier", s.target.Kind, "target", s.index, "count", n)
-			}
+			m.flush(s)
 			return
 		case n := <-s.queue:
 			m.send(ctx, s, n)
+		}
+	}
+}
+
+// flushWait bounds how long a stopping node keeps sending what is queued.
+const flushWait = 5 * time.Second
+
+// flush sends what is still queued when the node stops (runs that died in
+// the shutdown grace, say), one try each, within flushWait; what is left
+// is logged.
+func (m *Manager) flush(s *sender) {
+	ctx, cancel := context.WithTimeout(context.Background(), flushWait)
+	defer cancel()
+	for {
+		select {
+		case n := <-s.queue:
+			if ctx.Err() == nil {
+				m.send(ctx, s, n)
+				continue
+			}
+			m.log.Warn("alert notifications not sent at shutdown", "notifier", s.target.Kind, "target", s.index, "count", len(s.queue)+1)
+			return
+		default:
+			return
 		}
 	}
 }

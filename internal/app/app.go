@@ -275,8 +275,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	<-engineDone
 	stopExec()
 	err = errors.Join(err, g.Wait())
-	// Give queued notifications a moment to leave, then stop the senders.
-	time.Sleep(min(s.opts.ShutdownGrace/10, 500*time.Millisecond))
+	// The senders flush what is queued (bounded) before they return.
 	stopAlerts()
 	return errors.Join(err, <-alertsDone)
 }
