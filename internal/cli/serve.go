@@ -4,8 +4,9 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"net"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/switchboard-dev/switchboard/internal/alert/rule"
@@ -77,11 +78,11 @@ func runCheck(_ context.Context, e env, args []string) error {
 	w := e.stdout
 	fmt.Fprintf(w, "%s: ok\n\nstore: %s\n", *cfgPath, plan.Store)
 	fmt.Fprintf(w, "\nsystems (%d):\n", len(plan.Systems))
-	for _, name := range sortedNames(plan.Systems) {
+	for _, name := range slices.Sorted(maps.Keys(plan.Systems)) {
 		fmt.Fprintf(w, "  %-16s kind %s\n", name, plan.Systems[name].Kind)
 	}
 	fmt.Fprintf(w, "\nsources (%d):\n", len(plan.Sources))
-	for _, name := range sortedNames(plan.Sources) {
+	for _, name := range slices.Sorted(maps.Keys(plan.Sources)) {
 		s := plan.Sources[name]
 		verify := "UNSIGNED"
 		if s.Webhook.Verifier != nil {
@@ -96,7 +97,7 @@ func runCheck(_ context.Context, e env, args []string) error {
 		fmt.Fprintf(w, "  %-16s POST /hooks/%s  %s, %s\n", name, name, verify, key)
 	}
 	fmt.Fprintf(w, "\nflows (%d):\n", len(plan.Flows))
-	for _, name := range sortedNames(plan.Flows) {
+	for _, name := range slices.Sorted(maps.Keys(plan.Flows)) {
 		f := plan.Flows[name]
 		var steps []string
 		for _, s := range f.Steps {
@@ -129,13 +130,4 @@ func runCheck(_ context.Context, e env, args []string) error {
 		}
 	}
 	return nil
-}
-
-func sortedNames[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

@@ -3,6 +3,8 @@ package cli
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"text/tabwriter"
 	"time"
 
@@ -39,7 +41,7 @@ func runSystems(ctx context.Context, e env, args []string) error {
 		}
 		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "SYSTEM\tKIND\tSTATE\tSINCE\tREASON")
-		for _, name := range sortedNames(plan.Systems) {
+		for _, name := range slices.Sorted(maps.Keys(plan.Systems)) {
 			p, ok := paused[name]
 			if !ok {
 				fmt.Fprintf(tw, "%s\t%s\tactive\t\t\n", name, plan.Systems[name].Kind)
@@ -54,7 +56,7 @@ func runSystems(ctx context.Context, e env, args []string) error {
 		}
 		name := fs.Arg(0)
 		if _, ok := plan.Systems[name]; !ok {
-			return fmt.Errorf("no system %q in %s (defined: %v)", name, *cfgPath, sortedNames(plan.Systems))
+			return fmt.Errorf("no system %q in %s (defined: %v)", name, *cfgPath, slices.Sorted(maps.Keys(plan.Systems)))
 		}
 		if sub == "pause" {
 			if _, err := st.PauseSystem(ctx, store.PauseParams{System: name, Reason: store.OperatorPause, Now: time.Now()}); err != nil {

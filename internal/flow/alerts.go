@@ -3,10 +3,12 @@ package flow
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"net"
 	"net/mail"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -86,7 +88,7 @@ func (cp *compiler) alertTarget(path string, n config.Notify) (rule.Target, bool
 		return rule.Target{Kind: rule.Slack, URL: n.Slack.WebhookURL}, cp.targetURL(path+".slack", "webhook_url", n.Slack.WebhookURL)
 	case n.Webhook != nil:
 		ok := cp.targetURL(path+".webhook", "url", n.Webhook.URL)
-		for _, name := range sortedKeys(n.Webhook.Headers) {
+		for _, name := range slices.Sorted(maps.Keys(n.Webhook.Headers)) {
 			hp := path + ".webhook.headers." + name
 			if !headerNameRe.MatchString(name) {
 				cp.errorf(cp.node(path+".webhook.headers"), hp, "%q is not a valid header name", name)
@@ -271,7 +273,7 @@ func (cp *compiler) alertRule(path string, n *yaml.Node, every time.Duration) (r
 		var c config.ErrorRateRule
 		if rc.decode(&c) {
 			if c.System != "" && !hasKey(cp.c.Systems, c.System) {
-				cp.errorf(rc.node("system"), rc.path+".system", "unknown system %q%s", c.System, known(sortedKeys(cp.c.Systems)))
+				cp.errorf(rc.node("system"), rc.path+".system", "unknown system %q%s", c.System, known(slices.Sorted(maps.Keys(cp.c.Systems))))
 			}
 			r.System = c.System
 			r.Rate = required(rc, "above", c.Above, "the share of failed attempts, 0 to 1, above which it fires")
@@ -297,7 +299,7 @@ func (cp *compiler) alertRule(path string, n *yaml.Node, every time.Duration) (r
 			case c.Source == "":
 				cp.errorf(v, rc.path+".source", "required: the source expected to receive events")
 			case !hasKey(cp.c.Sources, c.Source):
-				cp.errorf(rc.node("source"), rc.path+".source", "unknown source %q%s", c.Source, known(sortedKeys(cp.c.Sources)))
+				cp.errorf(rc.node("source"), rc.path+".source", "unknown source %q%s", c.Source, known(slices.Sorted(maps.Keys(cp.c.Sources))))
 			}
 			r.Source = c.Source
 			r.Age = required(rc, "for", c.For, "how long without an event is too long")
@@ -341,7 +343,7 @@ func (rc ruleCompiler) node(key string) *yaml.Node {
 // flow checks a rule's optional flow: name.
 func (rc ruleCompiler) flow(name string) string {
 	if name != "" && !hasKey(rc.cp.c.Flows, name) {
-		rc.cp.errorf(rc.node("flow"), rc.path+".flow", "unknown flow %q%s", name, known(sortedKeys(rc.cp.c.Flows)))
+		rc.cp.errorf(rc.node("flow"), rc.path+".flow", "unknown flow %q%s", name, known(slices.Sorted(maps.Keys(rc.cp.c.Flows))))
 	}
 	return name
 }

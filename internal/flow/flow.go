@@ -7,10 +7,11 @@ package flow
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -175,17 +176,17 @@ func Compile(c *config.Config, reg *connector.Registry) (*Plan, error) {
 	if c.Workers < 0 {
 		cp.errorf(cp.node("workers"), "workers", "must be positive")
 	}
-	for _, name := range sortedKeys(c.Systems) {
+	for _, name := range slices.Sorted(maps.Keys(c.Systems)) {
 		if s := cp.system(name, c.Systems[name]); s != nil {
 			p.Systems[name] = s
 		}
 	}
-	for _, name := range sortedKeys(c.Sources) {
+	for _, name := range slices.Sorted(maps.Keys(c.Sources)) {
 		if s := cp.source(name, c.Sources[name]); s != nil {
 			p.Sources[name] = s
 		}
 	}
-	for _, name := range sortedKeys(c.Flows) {
+	for _, name := range slices.Sorted(maps.Keys(c.Flows)) {
 		if f := cp.flow(name, c.Flows[name], p); f != nil {
 			p.Flows[name] = f
 			if src := p.Sources[f.Source]; src != nil {
@@ -194,7 +195,7 @@ func Compile(c *config.Config, reg *connector.Registry) (*Plan, error) {
 		}
 	}
 	p.Alerts = cp.alerts(c.Alerts)
-	for _, name := range sortedKeys(p.Sources) {
+	for _, name := range slices.Sorted(maps.Keys(p.Sources)) {
 		s := p.Sources[name]
 		if len(s.Flows) == 0 {
 			cp.warnf(cp.node("sources."+name), "sources.%s: no flow has on: %s; its events are stored and nothing runs", name, name)
@@ -410,7 +411,7 @@ func (cp *compiler) flow(name string, f config.Flow, p *Plan) *Flow {
 	case f.On == "":
 		cp.errorf(cp.node(path), path+".on", "required: the source whose events start this flow")
 	case !hasKey(cp.c.Sources, f.On):
-		cp.errorf(cp.node(path+".on"), path+".on", "unknown source %q%s", f.On, known(sortedKeys(cp.c.Sources)))
+		cp.errorf(cp.node(path+".on"), path+".on", "unknown source %q%s", f.On, known(slices.Sorted(maps.Keys(cp.c.Sources))))
 	}
 	if f.When != "" {
 		out.When = cp.expr(path+".when", f.When)
@@ -438,7 +439,7 @@ func (cp *compiler) flow(name string, f config.Flow, p *Plan) *Flow {
 		case s.Do == "":
 			cp.errorf(cp.node(sp), sp+".do", "required: SYSTEM.ACTION")
 		case sys == nil:
-			cp.errorf(cp.node(sp+".do"), sp+".do", "unknown system %q in %q%s", st.System, s.Do, known(sortedKeys(cp.c.Systems)))
+			cp.errorf(cp.node(sp+".do"), sp+".do", "unknown system %q in %q%s", st.System, s.Do, known(slices.Sorted(maps.Keys(cp.c.Systems))))
 		case kind == nil:
 			// The system itself failed to compile; that error is reported.
 		default:
@@ -575,15 +576,6 @@ func known(names []string) string {
 		return " (none are defined)"
 	}
 	return " (defined: " + strings.Join(names, ", ") + ")"
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 func hasKey[V any](m map[string]V, k string) bool {
