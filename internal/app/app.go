@@ -110,7 +110,7 @@ type Server struct {
 	sampler  *metrics.Sampler
 	alerts   *alert.Manager
 	// listener is the PostgreSQL store's LISTEN loop (nil on SQLite).
-	listener func(ctx context.Context, wake func()) error
+	listener func(ctx context.Context, wake func(), onError func(error)) error
 }
 
 // NewServer opens the plan's store and wires a node. A SQLite store is
@@ -239,7 +239,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		g.Go(func() error { return s.Executor.Run(execCtx) })
 	}
 	if s.listener != nil && !s.opts.NoExecutor {
-		g.Go(func() error { return s.listener(execCtx, s.Executor.Notify) })
+		g.Go(func() error {
+			return s.listener(execCtx, s.Executor.Notify, func(err error) {
+				s.opts.Logger.Warn("LISTEN connection failed; reconnecting (idle workers poll meanwhile)", "error", err)
+			})
+		})
 	}
 	elector := leader.New(leader.Config{Store: s.Store, Node: s.opts.Node, TTL: s.Plan.Lease, Logger: s.opts.Logger})
 	sweeper := retention.New(retention.Config{Store: s.Store, Keep: s.Plan.Retention, Logger: s.opts.Logger})
@@ -305,10 +309,7 @@ func (d deadLetters) SystemPaused(system, reason string) { d.alerts.SystemPaused
 func (d deadLetters) SystemResumed(system string) { d.alerts.SystemResumed(system) }
 
 func (d deadLetters) RunDead(ctx context.Context, r delivery.DeadRun) {
-	d.alerts.RunDead(ctx, alert.DeadLetter{
-		RunID: r.RunID, EventID: r.EventID, Source: r.Source, Flow: r.Flow,
-		Step: r.Step, System: r.System, Attempts: r.Attempts, Error: r.Error,
-	})
+	d.alerts.RunDead(ctx, alert.DeadLetter(r)) // the same fields, declared apart so alert stays a leaf
 	if d.next != nil {
 		d.next.RunDead(ctx, r)
 	}

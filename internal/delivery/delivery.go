@@ -185,7 +185,8 @@ func (x *Executor) Run(ctx context.Context) error {
 	renewCtx, stopRenew := context.WithCancel(context.WithoutCancel(ctx))
 	renewDone := make(chan struct{})
 	go func() { x.renew(renewCtx); close(renewDone) }()
-	go x.syncPauses(renewCtx)
+	syncDone := make(chan struct{})
+	go func() { x.syncPauses(renewCtx); close(syncDone) }()
 
 	// Steps in flight get their own context: cancelled only after the
 	// grace period, so a shutdown lets them finish and record their result.
@@ -267,6 +268,7 @@ func (x *Executor) Run(ctx context.Context) error {
 	}
 	stopRenew()
 	<-renewDone
+	<-syncDone
 	stopFinisher()
 	return <-finDone
 }

@@ -24,19 +24,19 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 	run := c.Run
 	f, ok := x.cfg.Plan.Flows[run.Flow]
 	if !ok {
-		x.dead(ctx, token, c, nil, attemptOf(run, nil, time.Now()), fmt.Errorf("flow %q is not in the config any more", run.Flow))
+		x.dead(ctx, token, c, nil, attemptOf(run, nil, x.cfg.NowFunc()), fmt.Errorf("flow %q is not in the config any more", run.Flow))
 		return
 	}
 	if run.Step >= len(f.Steps) || f.Steps[run.Step].ID != run.StepID {
 		// The config changed under a run in progress: resuming at the same
 		// index would run another step than the one it stopped at.
-		x.dead(ctx, token, c, nil, attemptOf(run, nil, time.Now()),
+		x.dead(ctx, token, c, nil, attemptOf(run, nil, x.cfg.NowFunc()),
 			fmt.Errorf("flow %q changed since this run started: step %q is no longer step %d; replay the event to run the new flow", run.Flow, run.StepID, run.Step+1))
 		return
 	}
 	payload, err := transform.Decode(c.Event.Payload)
 	if err != nil {
-		x.dead(ctx, token, c, nil, attemptOf(run, nil, time.Now()), fmt.Errorf("decode stored payload: %w", err))
+		x.dead(ctx, token, c, nil, attemptOf(run, nil, x.cfg.NowFunc()), fmt.Errorf("decode stored payload: %w", err))
 		return
 	}
 	event := map[string]any{
@@ -47,7 +47,9 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 	for _, o := range c.Outputs {
 		v, err := transform.Decode(o.Output)
 		if err != nil {
-			v = nil
+			// Later steps would read null where a value was: stop here.
+			x.dead(ctx, token, c, nil, attemptOf(run, nil, x.cfg.NowFunc()), fmt.Errorf("decode checkpoint of step %q: %w", o.StepID, err))
+			return
 		}
 		steps[o.StepID] = v
 	}
@@ -81,7 +83,10 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 			return
 		}
 		if err != nil {
-			return // shutting down: the run stays leased and is taken over
+			// Shutting down while waiting for a token or a slot: hand the
+			// run back now rather than leave it leased until expiry.
+			x.hold(context.WithoutCancel(ctx), token, c, step, run, &limit.Hold{Until: x.cfg.NowFunc(), Reason: "interrupted by shutdown"})
+			return
 		}
 		started = x.cfg.NowFunc()
 		a.StartedAt = started

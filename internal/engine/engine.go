@@ -139,15 +139,19 @@ func (e *Engine) commit(ctx context.Context, events []store.NewEvent) ([]store.I
 	}
 	// Counted here, after the commit, rather than in Accept: a submitter
 	// whose context ended may never see a result its event still got.
+	created := false
 	for i, r := range res {
 		if r.Duplicate {
 			continue
 		}
 		for _, run := range events[i].Runs {
 			e.cfg.Metrics.RunsCreated(run.Flow, 1)
+			created = true
 		}
 	}
-	e.cfg.Notify()
+	if created { // a batch of duplicates gives the executor nothing to do
+		e.cfg.Notify()
+	}
 	return res, nil
 }
 

@@ -176,6 +176,12 @@ func Compile(c *config.Config, reg *connector.Registry) (*Plan, error) {
 	if c.Workers < 0 {
 		cp.errorf(cp.node("workers"), "workers", "must be positive")
 	}
+	// A negative period would otherwise fall back to its default unseen.
+	cp.positive("lease", c.Lease)
+	cp.positive("retention", c.Retention)
+	cp.positive("shutdown_grace", c.ShutdownGrace)
+	cp.positive("retry.base", c.Retry.Base)
+	cp.positive("retry.cap", c.Retry.Cap)
 	for _, name := range slices.Sorted(maps.Keys(c.Systems)) {
 		if s := cp.system(name, c.Systems[name]); s != nil {
 			p.Systems[name] = s
@@ -344,6 +350,7 @@ func (cp *compiler) limits(path string, l config.SystemLimits) limit.Config {
 		if c.Failures <= 0 {
 			cp.errorf(cp.node(path+".circuit"), path+".circuit.failures", "must be positive")
 		}
+		cp.positive(path+".circuit.cooldown", c.Cooldown)
 		out.CircuitFailures, out.CircuitCooldown = c.Failures, c.Cooldown
 	}
 	return out
@@ -419,11 +426,16 @@ func (cp *compiler) flow(name string, f config.Flow, p *Plan) *Flow {
 	if len(f.Steps) == 0 {
 		cp.errorf(cp.node(path), path+".steps", "a flow needs at least one step")
 	}
+	if cp.c.Retry.Attempts < 0 {
+		cp.errorf(cp.node("retry.attempts"), "retry.attempts", "must be positive")
+	}
+	cp.retry(path+".retry", f.Retry)
 	policy := mergeRetry(RetryPolicy{DefaultAttempts, DefaultBase, DefaultCap}, cp.c.Retry)
 	policy = mergeRetry(policy, f.Retry)
 	ids := map[string]bool{}
 	for i, s := range f.Steps {
 		sp := fmt.Sprintf("%s.steps[%d]", path, i)
+		cp.retry(sp+".retry", s.Retry)
 		st := &Step{Index: i, ID: s.ID, Retry: mergeRetry(policy, s.Retry)}
 		switch {
 		case s.ID == "":
@@ -556,6 +568,22 @@ func (cp *compiler) expr(path, src string, vars ...string) *transform.Expr {
 		cp.errorf(cp.node(path), path, "%v", err)
 	}
 	return e
+}
+
+// positive reports a negative period at path.
+func (cp *compiler) positive(path string, d time.Duration) {
+	if d < 0 {
+		cp.errorf(cp.node(path), path, "must not be negative")
+	}
+}
+
+// retry reports negative values in a flow's or step's retry policy.
+func (cp *compiler) retry(path string, r config.Retry) {
+	if r.Attempts < 0 {
+		cp.errorf(cp.node(path+".attempts"), path+".attempts", "must be positive")
+	}
+	cp.positive(path+".base", r.Base)
+	cp.positive(path+".cap", r.Cap)
 }
 
 func mergeRetry(p RetryPolicy, r config.Retry) RetryPolicy {

@@ -117,6 +117,14 @@ func TestCompileErrors(t *testing.T) {
 			},
 		},
 		{
+			name: "negative periods",
+			src:  strings.Replace(head, "version: 1\n", "version: 1\nlease: -5s\nretry: {cap: -1m}\n", 1) + "flows:\n  f:\n    on: s\n    steps: [{id: a, do: crm.request}]\n",
+			want: []string{
+				`c.yaml:2:8: lease: must not be negative`,
+				`c.yaml:3:14: retry.cap: must not be negative`,
+			},
+		},
+		{
 			name: "unknown source in on",
 			src:  head + "flows:\n  f:\n    on: t\n    steps: [{id: a, do: crm.request}]\n",
 			want: []string{`c.yaml:8:9: flows.f.on: unknown source "t" (defined: s)`},

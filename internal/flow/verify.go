@@ -20,6 +20,7 @@ func (cp *compiler) verifier(path string, v *config.Verify) Verifier {
 		cp.errorf(n, path+".secret", "required")
 		return nil
 	}
+	cp.positive(path+".tolerance", v.Tolerance)
 	secret := v.Secret.Reveal()
 	switch v.Scheme {
 	case signature.SchemeHMAC:

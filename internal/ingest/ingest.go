@@ -242,7 +242,7 @@ func eventKey(ctx context.Context, src *flow.Source, v flow.Verified, body []byt
 			}
 			return storableKey(k), nil
 		case json.Number:
-			return k.String(), nil
+			return storableKey(k.String()), nil
 		default:
 			b, _ := json.Marshal(k)
 			return storableKey(string(b)), nil

@@ -66,4 +66,10 @@ func TestUnstorableKeysAreHashed(t *testing.T) {
 	require.True(t, strings.HasPrefix(evs[0].Key, "sha256:"), evs[0].Key)
 	nul := requireAccepted(t, b.post(t, jsonRequest("keyed", `{"id":"a\u0000b"}`)))
 	require.NotEqual(t, first, nul)
+	digits := strings.Repeat("9", 5000)
+	numeric := requireAccepted(t, b.post(t, jsonRequest("keyed", `{"id":`+digits+`}`)))
+	requireDuplicate(t, b.post(t, jsonRequest("keyed", `{"id":`+digits+`}`)), numeric)
+	for _, e := range b.events(t) {
+		require.LessOrEqual(t, len(e.Key), 256, "a long numeric key is hashed too")
+	}
 }

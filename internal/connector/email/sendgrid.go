@@ -154,7 +154,7 @@ func (g *sendGrid) statusError(display string, resp *http.Response, body []byte)
 		details = append(details, string(body))
 	}
 	if len(details) > 0 {
-		msg += ": " + webapi.OneLine(strings.Join(details, "; "))
+		msg += ": " + webapi.OneLine(g.redactor.Replace(strings.Join(details, "; ")))
 	}
 	err := errors.New(g.redactor.Replace(msg))
 

@@ -106,7 +106,7 @@ func (s *system) classify(res connector.Result, display string, c call, h http.H
 		msg += " (" + errBody.Category + ")"
 	}
 	if detail := cmp.Or(errBody.Message, string(res.Body)); detail != "" {
-		msg += ": " + webapi.OneLine(detail)
+		msg += ": " + webapi.OneLine(s.redact(detail))
 	}
 	err := errors.New(s.redact(msg))
 
@@ -149,7 +149,7 @@ func (s *system) batchResult(res connector.Result, display string, c call, out a
 			msg += " (" + category + ")"
 		}
 		if message != "" {
-			msg += ": " + webapi.OneLine(message)
+			msg += ": " + webapi.OneLine(s.redact(message))
 		}
 		return res, connector.Permanent(errors.New(s.redact(msg)))
 	}

@@ -116,7 +116,7 @@ func (a *postMessage) Do(ctx context.Context, req connector.Request) (connector.
 	if jsonErr != nil {
 		// The post may have happened; retrying could post twice, but an
 		// unreadable 2xx is what a proxy's error page looks like.
-		return res, fmt.Errorf("%s: %d: answer is not JSON: %s", display, res.Status, a.sys.redact(webapi.OneLine(string(res.Body))))
+		return res, fmt.Errorf("%s: %d: answer is not JSON: %s", display, res.Status, webapi.OneLine(a.sys.redact(string(res.Body))))
 	}
 	if answer.OK {
 		res.Output, _ = webapi.DecodeJSON(res.Body)
@@ -230,7 +230,7 @@ func (s *system) post(ctx context.Context, display, target, auth string, msg mes
 func (s *system) statusError(display string, res connector.Result, h http.Header, detail string) error {
 	msg := webapi.StatusMessage(display, res.Status)
 	if detail != "" {
-		msg += ": " + webapi.OneLine(detail)
+		msg += ": " + webapi.OneLine(s.redact(detail))
 	}
 	err := errors.New(s.redact(msg))
 	switch {

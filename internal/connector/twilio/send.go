@@ -211,9 +211,9 @@ func (s *system) classify(display string, resp *http.Response, body []byte) erro
 		Message string `json:"message"`
 	}
 	_ = json.Unmarshal(body, &payload)
-	apiErr := &Error{Status: resp.StatusCode, Code: payload.Code, Message: s.redact(webapi.OneLine(payload.Message))}
+	apiErr := &Error{Status: resp.StatusCode, Code: payload.Code, Message: webapi.OneLine(s.redact(payload.Message))}
 	if apiErr.Message == "" && payload.Code == 0 {
-		apiErr.Message = s.redact(webapi.OneLine(string(body)))
+		apiErr.Message = webapi.OneLine(s.redact(string(body)))
 	}
 	err := fmt.Errorf("%s: %w", display, apiErr)
 

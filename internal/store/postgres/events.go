@@ -81,14 +81,12 @@ func (s *Store) InsertEvents(ctx context.Context, events []store.NewEvent) ([]st
 		}
 		var runIDs, runEvents, runFlows, runSteps []string
 		var runAt []time.Time
-		claimedNew := map[string]bool{}
 		for i, e := range events {
 			id := stored[[2]string{e.Source, e.Key}]
 			if id == "" {
 				return fmt.Errorf("event %s/%s neither inserted nor found", e.Source, e.Key)
 			}
-			fresh := isNew[e.ID] && !claimedNew[e.ID]
-			claimedNew[e.ID] = true
+			fresh := isNew[e.ID] // IDs are unique per item: only the first of a key was inserted
 			results[i] = store.InsertResult{EventID: id, Duplicate: !fresh}
 			if !fresh {
 				continue

@@ -45,13 +45,11 @@ func (s *Store) ListPauses(ctx context.Context) ([]store.SystemPause, error) {
 
 // WakeHeld makes the runs held for system due now and wakes idle nodes.
 func (s *Store) WakeHeld(ctx context.Context, system string, now time.Time) (int, error) {
-	var n int
-	err := s.pool.QueryRow(ctx, `WITH w AS (UPDATE runs SET due_at = $1, held_system = ''
-			WHERE state = 'retrying' AND held_system = $2 RETURNING 1)
-		SELECT count(*) FROM w`, now, system).Scan(&n)
+	tag, err := s.pool.Exec(ctx, `UPDATE runs SET due_at = $1, held_system = '' WHERE state = 'retrying' AND held_system = $2`, now, system)
 	if err != nil {
 		return 0, fmt.Errorf("wake runs held for %s: %w", system, err)
 	}
+	n := int(tag.RowsAffected())
 	if n > 0 {
 		_, _ = s.pool.Exec(ctx, `SELECT pg_notify($1, '')`, channel)
 	}

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -152,11 +153,7 @@ func (s *Store) checkSchema(ctx context.Context) error {
 		return err
 	}
 	for _, name := range names {
-		found := false
-		for _, a := range applied {
-			found = found || a == version(name)
-		}
-		if !found {
+		if !slices.Contains(applied, version(name)) {
 			return fmt.Errorf("postgres: migration %s is not applied (run `switchboard migrate`)", version(name))
 		}
 	}
@@ -166,13 +163,17 @@ func (s *Store) checkSchema(ctx context.Context) error {
 // Listen calls wake whenever another connection commits runnable runs,
 // until ctx ends. It holds one connection for LISTEN and reconnects after
 // errors; missed notifications are covered by the executor's fallback poll.
-func (s *Store) Listen(ctx context.Context, wake func()) error {
+func (s *Store) Listen(ctx context.Context, wake func(), onError func(error)) error {
 	for ctx.Err() == nil {
 		err := s.listenOnce(ctx, wake)
 		if ctx.Err() != nil {
 			return nil
 		}
-		_ = err // the caller's fallback poll covers the gap; retry shortly
+		// The caller's fallback poll covers the gap, but a listener that
+		// keeps failing must be seen: report it, then retry shortly.
+		if onError != nil {
+			onError(err)
+		}
 		select {
 		case <-ctx.Done():
 		case <-time.After(time.Second):

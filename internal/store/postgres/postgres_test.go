@@ -64,7 +64,7 @@ func TestNotify(t *testing.T) {
 	t.Parallel()
 	s := open(t).(*postgres.Store)
 	woke := make(chan struct{}, 100)
-	go s.Listen(t.Context(), func() { woke <- struct{}{} })
+	go s.Listen(t.Context(), func() { woke <- struct{}{} }, nil)
 	for i := range 100 {
 		now := time.Now()
 		_, err := s.InsertEvents(t.Context(), []store.NewEvent{{ID: store.NewID("evt_", now), Source: "s", Key: fmt.Sprint(i),

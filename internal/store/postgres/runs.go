@@ -127,11 +127,7 @@ func (s *Store) FinishAttempts(ctx context.Context, ps []store.FinishParams) ([]
 		for _, i := range order {
 			p := ps[i]
 			a := p.Attempt
-			if p.Hold {
-				// Nothing was tried: no attempt row; keep the batch's
-				// result order with a no-op.
-				b.Queue(`SELECT 1`)
-			} else {
+			if !p.Hold { // a held run was not tried: no attempt row
 				b.Queue(`INSERT INTO attempts (run_id, step_index, step_id, system, number, outcome, status, error,
 					duration_us, response, started_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
 					p.RunID, a.StepIndex, a.StepID, a.System, a.Number, a.Outcome, a.Status, a.Error,
@@ -152,9 +148,11 @@ func (s *Store) FinishAttempts(ctx context.Context, ps []store.FinishParams) ([]
 		br := tx.SendBatch(ctx, b)
 		for _, i := range order {
 			p := ps[i]
-			if _, err := br.Exec(); err != nil {
-				br.Close()
-				return fmt.Errorf("record attempt: %w", err)
+			if !p.Hold {
+				if _, err := br.Exec(); err != nil {
+					br.Close()
+					return fmt.Errorf("record attempt: %w", err)
+				}
 			}
 			if p.Output != nil {
 				if _, err := br.Exec(); err != nil {
