@@ -299,10 +299,10 @@ func (x *Executor) syncPauses(ctx context.Context) {
 		for name, g := range x.gates {
 			p, isPaused := paused[name]
 			switch {
+			case isPaused && p.Reason == store.OperatorPause:
+				g.Pause(false) // holds until resumed, even over a pause already probing
 			case isPaused && !g.State().Paused:
-				// An operator's pause holds until resumed; a refusal seen
-				// by another node is probed like one seen here.
-				g.Pause(p.Reason != store.OperatorPause)
+				g.Pause(true) // a refusal another node saw is probed like one seen here
 			case !isPaused && g.State().Paused:
 				g.Resume()
 				// Runs this node held between the resume and now wait for

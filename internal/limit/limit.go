@@ -101,7 +101,8 @@ type Gate struct {
 	failures    int        // consecutive transient failures
 	openUntil   time.Time  // circuit open: hold until then, then probe
 	probing     bool       // a probe request is in flight
-	paused      bool       // credentials refused
+	paused      bool       // credentials refused, or an operator paused it
+	noProbe     bool       // an operator's pause: no probes until Resume
 	pausedUntil time.Time  // next auth probe
 	rateNow     float64    // effective rate after 429s (≤ cfg.PerSecond)
 }
@@ -182,12 +183,15 @@ func (g *Gate) admit() *Hold {
 	defer g.mu.Unlock()
 	switch {
 	case g.paused:
-		if now.Before(g.pausedUntil) || g.probing {
+		if g.noProbe || now.Before(g.pausedUntil) || g.probing {
 			// Held runs sleep until the next probe (at most recheck, for a
 			// pause that has no probes); resuming the system wakes them
 			// in the store at once. Never until a time already past (a
 			// probe in flight): they would be claimed and held again in a
 			// tight loop.
+			if g.noProbe {
+				return &Hold{Until: now.Add(recheck), Reason: fmt.Sprintf("system %s paused by an operator", g.name)}
+			}
 			return &Hold{Until: maxTime(minTime(g.pausedUntil, now.Add(recheck)), now.Add(minHold)), Reason: fmt.Sprintf("system %s paused: credentials refused (401/403); probing every %s", g.name, g.cfg.AuthProbeEvery)}
 		}
 		g.probing = true // this request is the probe
@@ -260,12 +264,14 @@ func (g *Gate) recover() {
 func (g *Gate) Pause(probe bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.paused {
+	if !probe {
+		// An operator's pause, new or replacing a credential pause: no
+		// probes until Resume.
+		g.paused, g.noProbe = true, true
 		return
 	}
-	g.paused, g.pausedUntil = true, g.nowFunc().Add(g.cfg.AuthProbeEvery)
-	if !probe {
-		g.pausedUntil = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+	if !g.paused {
+		g.paused, g.pausedUntil = true, g.nowFunc().Add(g.cfg.AuthProbeEvery)
 	}
 }
 
@@ -274,7 +280,7 @@ func (g *Gate) Pause(probe bool) {
 func (g *Gate) Resume() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.paused = false
+	g.paused, g.noProbe = false, false
 }
 
 // State describes the gate for logs and operators.

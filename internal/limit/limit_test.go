@@ -140,3 +140,19 @@ func TestHoldNeverInThePast(t *testing.T) {
 	h = requireHold(t, p)
 	require.False(t, h.Until.Before(c.Now().Add(time.Second)), "held until %s at %s", h.Until, c.Now())
 }
+
+// TestOperatorPauseOverridesProbing: an operator's pause over a credential
+// pause stops the probes until Resume.
+func TestOperatorPauseOverridesProbing(t *testing.T) {
+	t.Parallel()
+	c := newClock()
+	g := limit.New("crm", limit.Config{AuthProbeEvery: time.Minute}, c.Now)
+	requireAdmit(t, g)(limit.Unauthorized, 0)
+	g.Pause(false)
+	c.Add(time.Hour)
+	h := requireHold(t, g)
+	require.Contains(t, h.Reason, "paused by an operator")
+	require.False(t, h.Until.Before(c.Now().Add(time.Minute)), "held for a while, not re-claimed at once")
+	g.Resume()
+	requireAdmit(t, g)(limit.Succeeded, 0)
+}

@@ -354,9 +354,11 @@ type Store interface {
 	// and outcome: the numbers behind error-rate alerts.
 	AttemptStats(ctx context.Context, since time.Time) ([]AttemptCount, error)
 
-	// PauseSystem records that a system refused our credentials. It
-	// reports whether the system was not paused before (so one alert is
-	// raised per pause, whichever node saw it first).
+	// PauseSystem records that a system refused our credentials, or that
+	// an operator paused it (Reason OperatorPause), which replaces a
+	// credential pause. It reports whether the row was written: for a
+	// credential pause, whether the system was not paused before (so one
+	// alert is raised per pause, whichever node saw it first).
 	PauseSystem(ctx context.Context, p PauseParams) (bool, error)
 	// ResumeSystem lifts a pause; false if the system was not paused.
 	ResumeSystem(ctx context.Context, system string) (bool, error)
