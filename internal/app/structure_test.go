@@ -24,6 +24,8 @@ var forbidden = map[string][]string{
 	"internal/transform":          {"internal/"},
 	"internal/secret":             {"internal/"},
 	"internal/limit":              {"internal/"},
+	"internal/leader":             {"internal/engine", "internal/delivery", "internal/ingest", "internal/app", "internal/store/", "internal/connector"},
+	"internal/retention":          {"internal/engine", "internal/delivery", "internal/ingest", "internal/app", "internal/store/", "internal/connector"},
 	"internal/batch":              {"internal/"},
 	"internal/metrics":            {"internal/"},
 	"internal/connector":          {"internal/store", "internal/engine", "internal/delivery", "internal/flow", "internal/ingest", "internal/app"},

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/switchboard-dev/switchboard/internal/app"
 	"github.com/switchboard-dev/switchboard/internal/flow"
@@ -148,7 +149,7 @@ func runDLQ(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	defer st.Close()
-	runs, err := st.ListRuns(ctx, store.ListRunsParams{State: store.RunDead, Limit: 1000})
+	runs, err := st.ListRuns(ctx, store.ListRunsParams{State: store.RunDead, Limit: dlqLimit})
 	if err != nil {
 		return err
 	}
@@ -160,6 +161,10 @@ func runDLQ(ctx context.Context, e env, args []string) error {
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	if len(runs) == dlqLimit {
+		fmt.Fprintf(e.stderr, "the newest %d dead runs (there may be more)\n", len(runs))
+		return nil
 	}
 	fmt.Fprintf(e.stderr, "%d dead run(s)\n", len(runs))
 	return nil
@@ -196,7 +201,10 @@ func runReplay(ctx context.Context, e env, args []string) error {
 		}
 	}
 	if len(runs) == 0 {
-		return fmt.Errorf("no flow to replay: source %q has no flow%s", ev.Source, map[bool]string{true: " named " + *flowName}[*flowName != ""])
+		if *flowName != "" {
+			return fmt.Errorf("no flow to replay: source %q has no flow named %s", ev.Source, *flowName)
+		}
+		return fmt.Errorf("no flow to replay: source %q has no flow", ev.Source)
 	}
 	created, err := st.ReplayEvent(ctx, store.ReplayParams{EventID: ev.ID, Runs: runs, Now: now})
 	if err != nil {
@@ -229,10 +237,17 @@ func runRetry(ctx context.Context, e env, args []string) error {
 	return nil
 }
 
+// dlqLimit is how many dead runs `dlq list` shows.
+const dlqLimit = 1000
+
 func short(s string, n int) string {
 	s = strings.ReplaceAll(s, "\n", " ")
 	if len(s) <= n {
 		return s
 	}
-	return s[:n-1] + "…"
+	cut := n - 1
+	for cut > 0 && !utf8.RuneStart(s[cut]) { // never split a character
+		cut--
+	}
+	return s[:cut] + "…"
 }
