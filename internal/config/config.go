@@ -106,6 +106,17 @@ type Source struct {
 	Key string `yaml:"key"`
 	// Entity names what the events are about (used by later features).
 	Entity string `yaml:"entity"`
+	// RecordID is jq giving the id of the record an event is about; with
+	// Version, it keys a webhook source a poll backs up (backstop_for).
+	RecordID string `yaml:"record_id"`
+	// Version is jq giving the version of that record (updated_at, say).
+	Version string `yaml:"version"`
+	// Poll makes the source call a system's API on a schedule instead of
+	// receiving webhooks.
+	Poll *Poll `yaml:"poll"`
+	// Schedule makes the source emit a timer event on a schedule, for flows
+	// that run periodically.
+	Schedule *Timing `yaml:"schedule"`
 }
 
 // Webhook configures how a webhook source accepts requests.

@@ -2,11 +2,11 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"reflect"
 	"regexp"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -144,18 +144,9 @@ func (d *Decoder) decodeStruct(n *yaml.Node, path string, v reflect.Value) {
 		d.errorf(n, path, "want a mapping, got %s", describe(n))
 		return
 	}
-	fields := map[string]int{}
-	var names []string
-	t := v.Type()
-	for i := range t.NumField() {
-		name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
-		if name == "" || name == "-" {
-			continue
-		}
-		fields[name] = i
-		names = append(names, name)
-	}
-	sort.Strings(names)
+	fields := map[string][]int{}
+	structFields(v.Type(), nil, fields)
+	names := slices.Sorted(maps.Keys(fields))
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, val := n.Content[i], n.Content[i+1]
@@ -169,7 +160,26 @@ func (d *Decoder) decodeStruct(n *yaml.Node, path string, v reflect.Value) {
 			continue
 		}
 		seen[k.Value] = true
-		d.decode(val, join(path, k.Value), v.Field(idx))
+		d.decode(val, join(path, k.Value), v.FieldByIndex(idx))
+	}
+}
+
+// structFields maps each YAML key of struct type t to its field's index
+// path. A field tagged `yaml:",inline"` lends its struct's keys to t, so
+// settings several sections share (a schedule, a paged listing) are
+// declared once.
+func structFields(t reflect.Type, at []int, out map[string][]int) {
+	for i := range t.NumField() {
+		name, opts, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
+		idx := append(slices.Clone(at), i)
+		if name == "" && opts == "inline" && t.Field(i).Type.Kind() == reflect.Struct {
+			structFields(t.Field(i).Type, idx, out)
+			continue
+		}
+		if name == "" || name == "-" {
+			continue
+		}
+		out[name] = idx
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/url"
 	"sort"
 )
 
@@ -208,3 +210,29 @@ func (k *Kind) Action(name string) (ActionSpec, bool) {
 	}
 	return ActionSpec{}, false
 }
+
+// Fetcher is a system that can be polled: it reads a page of records with a
+// GET under its base URL, with its auth, and classifies failures like its
+// actions do (Permanent, RetryAfter, else transient).
+type Fetcher interface {
+	Fetch(ctx context.Context, req FetchRequest) (FetchResponse, error)
+}
+
+// FetchRequest is one page read.
+type FetchRequest struct {
+	// Path is joined under the system's base URL; it may be an absolute
+	// URL on the base URL's host and path (a Link header's next page).
+	Path  string
+	Query url.Values
+}
+
+// FetchResponse is a page as the system answered it.
+type FetchResponse struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// MaxFetchBody bounds one page: a larger answer is an error, never a
+// silently truncated page.
+const MaxFetchBody = 32 << 20

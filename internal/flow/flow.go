@@ -87,6 +87,12 @@ type Source struct {
 	Key *transform.Expr
 	// Flows are the flows started by this source's events, by name order.
 	Flows []*Flow
+	// RecordID and Version, when set, give the record an event is about;
+	// together they key the event (record_id@version) unless Key is set.
+	RecordID, Version *transform.Expr
+	// Poll is set for a poll source, Schedule for a schedule source.
+	Poll     *Poll
+	Schedule Schedule
 }
 
 // Webhook is a compiled webhook source.
@@ -188,7 +194,7 @@ func Compile(c *config.Config, reg *connector.Registry) (*Plan, error) {
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(c.Sources)) {
-		if s := cp.source(name, c.Sources[name]); s != nil {
+		if s := cp.source(name, c.Sources[name], p); s != nil {
 			p.Sources[name] = s
 		}
 	}
@@ -203,6 +209,12 @@ func Compile(c *config.Config, reg *connector.Registry) (*Plan, error) {
 	p.Alerts = cp.alerts(c.Alerts)
 	for _, name := range slices.Sorted(maps.Keys(p.Sources)) {
 		s := p.Sources[name]
+		if s.Poll != nil && s.Poll.Backstop() {
+			for _, f := range s.Flows {
+				cp.errorf(cp.node("flows."+f.Name+".on"), "flows."+f.Name+".on", "source %q backs up %q and stores its records as %s's events; use on: %s", name, s.Poll.Target, s.Poll.Target, s.Poll.Target)
+			}
+			continue
+		}
 		if len(s.Flows) == 0 {
 			cp.warnf(cp.node("sources."+name), "sources.%s: no flow has on: %s; its events are stored and nothing runs", name, name)
 		}
@@ -376,7 +388,7 @@ func (cp *compiler) openErrors(n *yaml.Node, path string, err error) {
 	}
 }
 
-func (cp *compiler) source(name string, s config.Source) *Source {
+func (cp *compiler) source(name string, s config.Source, p *Plan) *Source {
 	path := "sources." + name
 	if !nameRe.MatchString(name) {
 		cp.errorf(cp.node(path), path, "source names use lowercase letters, digits and _ (they appear in URLs)")
@@ -385,8 +397,26 @@ func (cp *compiler) source(name string, s config.Source) *Source {
 	if s.Key != "" {
 		out.Key = cp.expr(path+".key", s.Key)
 	}
-	if s.Webhook == nil {
-		cp.errorf(cp.node(path), path, "a source needs webhook: (polling sources come in a later release)")
+	cp.recordKey(path, s, out)
+	kinds := 0
+	for _, set := range []bool{s.Webhook != nil, s.Poll != nil, s.Schedule != nil} {
+		if set {
+			kinds++
+		}
+	}
+	if kinds != 1 {
+		cp.errorf(cp.node(path), path, "a source needs exactly one of webhook:, poll: or schedule:")
+		return out
+	}
+	switch {
+	case s.Poll != nil:
+		out.Poll = cp.poll(path, name, s, p)
+		return out
+	case s.Schedule != nil:
+		out.Schedule = cp.schedule(path+".schedule", *s.Schedule)
+		if s.Key != "" {
+			cp.errorf(cp.node(path+".key"), path+".key", "a schedule source's events are keyed by their scheduled time; remove key:")
+		}
 		return out
 	}
 	w := &Webhook{MaxBody: int64(s.Webhook.MaxBody)}

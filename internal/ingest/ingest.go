@@ -20,7 +20,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/switchboard-dev/switchboard/internal/engine"
 	"github.com/switchboard-dev/switchboard/internal/flow"
@@ -228,6 +227,13 @@ func decodeBody(body []byte, form bool) ([]byte, any, error) {
 // eventKey picks the idempotency key: the source's key expression, else
 // the verified message id, else the SHA-256 of the raw body.
 func eventKey(ctx context.Context, src *flow.Source, v flow.Verified, body []byte, value any) (string, error) {
+	if src.Key == nil && src.RecordID != nil && src.Version != nil {
+		id, version, err := src.RecordOf(ctx, value)
+		if err != nil {
+			return "", fmt.Errorf("record key: %v", err)
+		}
+		return flow.RecordKey(id, version), nil
+	}
 	if src.Key != nil {
 		k, err := src.Key.Eval(ctx, value)
 		if err != nil {
@@ -240,32 +246,18 @@ func eventKey(ctx context.Context, src *flow.Source, v flow.Verified, body []byt
 			if strings.TrimSpace(k) == "" {
 				return "", fmt.Errorf("idempotency key: %s is empty for this payload", src.Key)
 			}
-			return storableKey(k), nil
+			return flow.StorableKey(k), nil
 		case json.Number:
-			return storableKey(k.String()), nil
+			return flow.StorableKey(k.String()), nil
 		default:
 			b, _ := json.Marshal(k)
-			return storableKey(string(b)), nil
+			return flow.StorableKey(string(b)), nil
 		}
 	}
 	if v.MessageID != "" {
-		return storableKey(v.MessageID), nil
+		return flow.StorableKey(v.MessageID), nil
 	}
 	sum := sha256.Sum256(body)
 	return "sha256:" + hex.EncodeToString(sum[:]), nil
 }
 
-// maxKey is the longest key stored as given; longer ones are hashed.
-const maxKey = 256
-
-// storableKey keeps a key every store can index: one a sender controls may
-// be long, hold NUL (PostgreSQL text refuses it) or be invalid UTF-8, and
-// would then fail the whole group commit it shares with other events.
-// Such a key is replaced by its SHA-256, which dedupes the same way.
-func storableKey(k string) string {
-	if len(k) <= maxKey && utf8.ValidString(k) && !strings.ContainsRune(k, 0) {
-		return k
-	}
-	sum := sha256.Sum256([]byte(k))
-	return "sha256:" + hex.EncodeToString(sum[:])
-}

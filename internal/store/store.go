@@ -368,6 +368,20 @@ type Store interface {
 	// many it woke.
 	WakeHeld(ctx context.Context, system string, now time.Time) (int, error)
 
+	// InitPollState creates a timed source's state, due at next, unless it
+	// exists.
+	InitPollState(ctx context.Context, source string, next time.Time) error
+	// GetPollState returns a timed source's state; false if there is none.
+	GetPollState(ctx context.Context, source string) (PollState, bool, error)
+	// ListPollStates returns every timed source's state, by name.
+	ListPollStates(ctx context.Context) ([]PollState, error)
+	// CommitPollPage stores the page's new records as events with their
+	// runs, remembers their versions and moves the cursor, in ONE
+	// transaction. It returns one result per record, in order.
+	CommitPollPage(ctx context.Context, p PollPage) ([]PollResult, error)
+	// FinishPoll records a run's end and when the source is due next.
+	FinishPoll(ctx context.Context, p PollRun) error
+
 	// Ping checks that the store answers.
 	Ping(ctx context.Context) error
 	// Close releases the store's connections.

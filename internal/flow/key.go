@@ -1,0 +1,86 @@
+package flow
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/switchboard-dev/switchboard/internal/transform"
+)
+
+// MaxKey is the longest idempotency key stored as given; longer ones are
+// hashed.
+const MaxKey = 256
+
+// StorableKey keeps a key every store can index: one a sender controls may
+// be long, hold NUL (PostgreSQL text refuses it) or be invalid UTF-8, and
+// would then fail the whole group commit it shares with other events.
+// Such a key is replaced by its SHA-256, which dedupes the same way.
+func StorableKey(k string) string {
+	if len(k) <= MaxKey && utf8.ValidString(k) && !strings.ContainsRune(k, 0) {
+		return k
+	}
+	sum := sha256.Sum256([]byte(k))
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// KeyText renders a key part (an id, a version) that jq gave: strings as
+// they are, numbers exactly, anything else as JSON. Null or blank is an
+// error naming the expression.
+func KeyText(e *transform.Expr, v any) (string, error) {
+	switch v := v.(type) {
+	case nil:
+		return "", fmt.Errorf("%s is null for this record", e)
+	case string:
+		if strings.TrimSpace(v) == "" {
+			return "", fmt.Errorf("%s is empty for this record", e)
+		}
+		return v, nil
+	case json.Number:
+		return v.String(), nil
+	}
+	b, err := json.Marshal(v)
+	return string(b), err
+}
+
+// RecordVersion is a record's version: version's value, or, when version
+// is nil, the SHA-256 of the record as canonical JSON (keys sorted), so any
+// change of any field is a new version.
+func RecordVersion(ctx context.Context, version *transform.Expr, record any) (string, error) {
+	if version == nil {
+		b, err := json.Marshal(record)
+		if err != nil {
+			return "", err
+		}
+		sum := sha256.Sum256(b)
+		return "sha256:" + hex.EncodeToString(sum[:16]), nil
+	}
+	v, err := version.Eval(ctx, record)
+	if err != nil {
+		return "", err
+	}
+	return KeyText(version, v)
+}
+
+// RecordKey is the idempotency key of a record's version: id@version.
+// Webhook sources with record_id and version, and the polls that back them
+// up, key events this way, so each sees what the other stored.
+func RecordKey(id, version string) string { return StorableKey(id + "@" + version) }
+
+// RecordOf evaluates a webhook source's record_id and version over a
+// payload, for its RecordKey.
+func (s *Source) RecordOf(ctx context.Context, value any) (id, version string, err error) {
+	v, err := s.RecordID.Eval(ctx, value)
+	if err != nil {
+		return "", "", err
+	}
+	if id, err = KeyText(s.RecordID, v); err != nil {
+		return "", "", err
+	}
+	version, err = RecordVersion(ctx, s.Version, value)
+	return id, version, err
+}

@@ -1,0 +1,155 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/switchboard-dev/switchboard/internal/store"
+)
+
+const pollCols = `source, cursor, next_run_at, last_run_at, last_ok_at, cursor_moved_at, failures, last_error`
+
+func scanPollState(row interface{ Scan(...any) error }) (store.PollState, error) {
+	var p store.PollState
+	var cursor sql.NullString
+	var next, last, ok, moved int64
+	if err := row.Scan(&p.Source, &cursor, &next, &last, &ok, &moved, &p.Failures, &p.LastError); err != nil {
+		return p, err
+	}
+	p.Cursor, p.HasCursor = cursor.String, cursor.Valid
+	p.NextRunAt = fromMicros(next)
+	p.LastRunAt, p.LastOKAt, p.CursorMovedAt = optMicros(last), optMicros(ok), optMicros(moved)
+	return p, nil
+}
+
+// optMicros reads a time stored as 0 when unset.
+func optMicros(us int64) time.Time {
+	if us == 0 {
+		return time.Time{}
+	}
+	return fromMicros(us)
+}
+
+// InitPollState inserts the state unless it exists.
+func (s *Store) InitPollState(ctx context.Context, source string, next time.Time) error {
+	_, err := s.w.ExecContext(ctx, `INSERT INTO poll_state (source, next_run_at) VALUES (?, ?) ON CONFLICT (source) DO NOTHING`, source, micros(next))
+	if err != nil {
+		return fmt.Errorf("init poll state %s: %w", source, err)
+	}
+	return nil
+}
+
+// GetPollState returns one source's state.
+func (s *Store) GetPollState(ctx context.Context, source string) (store.PollState, bool, error) {
+	p, err := scanPollState(s.r.QueryRowContext(ctx, `SELECT `+pollCols+` FROM poll_state WHERE source = ?`, source))
+	if errors.Is(err, sql.ErrNoRows) {
+		return p, false, nil
+	}
+	if err != nil {
+		return p, false, fmt.Errorf("get poll state %s: %w", source, err)
+	}
+	return p, true, nil
+}
+
+// ListPollStates returns every state by source name.
+func (s *Store) ListPollStates(ctx context.Context) ([]store.PollState, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT `+pollCols+` FROM poll_state ORDER BY source`)
+	if err != nil {
+		return nil, fmt.Errorf("list poll states: %w", err)
+	}
+	defer rows.Close()
+	var out []store.PollState
+	for rows.Next() {
+		p, err := scanPollState(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list poll states: %w", err)
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+// CommitPollPage stores a page and its cursor in one transaction.
+func (s *Store) CommitPollPage(ctx context.Context, p store.PollPage) ([]store.PollResult, error) {
+	out := make([]store.PollResult, len(p.Records))
+	now := micros(p.Now)
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		insEvent, err := s.stmt(ctx, tx, qInsEvent)
+		if err != nil {
+			return err
+		}
+		insRun, err := s.stmt(ctx, tx, qInsRun)
+		if err != nil {
+			return err
+		}
+		for i, r := range p.Records {
+			var seen string
+			err := tx.QueryRowContext(ctx, `SELECT version FROM poll_records WHERE source = ? AND record_id = ?`, p.Source, r.RecordID).Scan(&seen)
+			switch {
+			case err == nil && seen == r.Version:
+				out[i] = store.PollResult{Outcome: store.PollUnchanged}
+				continue
+			case err != nil && !errors.Is(err, sql.ErrNoRows):
+				return fmt.Errorf("read seen record: %w", err)
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO poll_records (source, record_id, version, seen_at) VALUES (?, ?, ?, ?)
+				ON CONFLICT (source, record_id) DO UPDATE SET version = excluded.version, seen_at = excluded.seen_at`,
+				p.Source, r.RecordID, r.Version, now); err != nil {
+				return fmt.Errorf("remember record: %w", err)
+			}
+			e := r.Event
+			res, err := insEvent.ExecContext(ctx, e.ID, e.Source, e.Key, micros(e.ReceivedAt), e.Payload)
+			if err != nil {
+				return fmt.Errorf("insert event: %w", err)
+			}
+			if n, _ := res.RowsAffected(); n == 0 {
+				out[i] = store.PollResult{Outcome: store.PollKnown}
+				continue
+			}
+			out[i] = store.PollResult{Outcome: store.PollEmitted, EventID: e.ID}
+			at := micros(e.ReceivedAt)
+			for _, run := range e.Runs {
+				if _, err := insRun.ExecContext(ctx, run.ID, e.ID, run.Flow, run.StepID, at, at, at); err != nil {
+					return fmt.Errorf("insert run: %w", err)
+				}
+			}
+		}
+		if !p.SetCursor {
+			return nil
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO poll_state (source, cursor, next_run_at, cursor_moved_at) VALUES (?, ?, ?, ?)
+			ON CONFLICT (source) DO UPDATE SET cursor = excluded.cursor,
+				cursor_moved_at = CASE WHEN poll_state.cursor IS excluded.cursor THEN poll_state.cursor_moved_at ELSE excluded.cursor_moved_at END`,
+			p.Source, p.Cursor, now, now)
+		if err != nil {
+			return fmt.Errorf("store cursor: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("commit page of %s: %w", p.Source, err)
+	}
+	return out, nil
+}
+
+// FinishPoll records a run's end.
+func (s *Store) FinishPoll(ctx context.Context, p store.PollRun) error {
+	ok := int64(0)
+	if p.Error == "" {
+		ok = micros(p.Now)
+	}
+	_, err := s.w.ExecContext(ctx, `INSERT INTO poll_state (source, next_run_at, last_run_at, last_ok_at, failures, last_error)
+		VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (source) DO UPDATE SET next_run_at = excluded.next_run_at, last_run_at = excluded.last_run_at,
+			last_ok_at = CASE WHEN excluded.last_ok_at = 0 THEN poll_state.last_ok_at ELSE excluded.last_ok_at END,
+			failures = CASE WHEN excluded.last_error = '' THEN 0 ELSE poll_state.failures + 1 END,
+			last_error = excluded.last_error`,
+		p.Source, micros(p.NextRunAt), micros(p.Now), ok, min(1, len(p.Error)), p.Error)
+	if err != nil {
+		return fmt.Errorf("finish poll %s: %w", p.Source, err)
+	}
+	return nil
+}
