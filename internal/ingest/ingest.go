@@ -260,4 +260,3 @@ func eventKey(ctx context.Context, src *flow.Source, v flow.Verified, body []byt
 	sum := sha256.Sum256(body)
 	return "sha256:" + hex.EncodeToString(sum[:]), nil
 }
-
