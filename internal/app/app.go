@@ -33,6 +33,7 @@ import (
 	"github.com/switchboard-dev/switchboard/internal/ingest"
 	"github.com/switchboard-dev/switchboard/internal/leader"
 	"github.com/switchboard-dev/switchboard/internal/metrics"
+	"github.com/switchboard-dev/switchboard/internal/poll"
 	"github.com/switchboard-dev/switchboard/internal/retention"
 	"github.com/switchboard-dev/switchboard/internal/store"
 	"github.com/switchboard-dev/switchboard/internal/store/postgres"
@@ -102,6 +103,8 @@ type Server struct {
 	Store    store.Store
 	Engine   *engine.Engine
 	Executor *delivery.Executor
+	// Poller runs the timed sources (poll, schedule).
+	Poller   *poll.Poller
 	opts     Options
 	unlock   func()
 	draining atomic.Bool
@@ -173,14 +176,20 @@ func NewServer(ctx context.Context, p *flow.Plan, opts Options) (*Server, error)
 		unlock()
 		return nil, err
 	}
+	// Steps and polls of one system draw on the same limits.
+	gates := delivery.NewGates(p, nil)
 	s.Executor = delivery.New(delivery.Config{
 		Store: st, Plan: p, Workers: p.Workers, Lease: p.Lease,
 		Notifier: deadLetters{alerts: s.alerts, next: opts.Notifier},
 		Observe:  s.observe, Logger: opts.Logger, PollInterval: opts.PollInterval, Grace: opts.ShutdownGrace,
-		CommitParallel: parallel, Metrics: m,
+		CommitParallel: parallel, Metrics: m, Gates: gates,
 	})
 	s.Engine = engine.New(engine.Config{
 		Store: st, Plan: p, Notify: s.Executor.Notify, Logger: opts.Logger, CommitParallel: parallel, Metrics: m,
+	})
+	s.Poller = poll.New(poll.Config{
+		Plan: p, Store: st, Engine: s.Engine, Gates: gates, Metrics: m, Logger: opts.Logger,
+		Node: opts.Node, Lease: p.Lease,
 	})
 	m.WatchCommitQueue("engine", s.Engine.Pending)
 	m.WatchCommitQueue("finisher", s.Executor.Pending)
@@ -260,6 +269,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return elector.Run(execCtx, leader.Duty{Name: "alerts", Run: func(ctx context.Context) { _ = s.alerts.Run(ctx) }})
 	})
 
+	// Timed sources stop first on shutdown: a tick goes through the
+	// engine, which must still be committing.
+	pollCtx, stopPoll := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopPoll()
+	pollDone := make(chan struct{})
+	go func() { defer close(pollDone); _ = s.Poller.Run(pollCtx) }()
+
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	var err error
@@ -270,6 +286,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	s.draining.Store(true)
 	s.opts.Logger.Info("shutting down: no new webhooks; finishing in-flight work", "grace", s.opts.ShutdownGrace)
+	stopPoll()
+	<-pollDone
 	shCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.ShutdownGrace)
 	defer cancel()
 	if e := srv.Shutdown(shCtx); e != nil && !errors.Is(e, http.ErrServerClosed) {

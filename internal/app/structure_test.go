@@ -34,6 +34,7 @@ var forbidden = map[string][]string{
 	"internal/engine":             {"internal/delivery", "internal/ingest", "internal/app", "internal/store/sqlite", "internal/connector/"},
 	"internal/delivery":           {"internal/engine", "internal/ingest", "internal/app", "internal/store/sqlite", "internal/connector/"},
 	"internal/ingest":             {"internal/delivery", "internal/app", "internal/store/sqlite", "internal/connector/"},
+	"internal/poll":               {"internal/delivery", "internal/ingest", "internal/app", "internal/store/sqlite", "internal/store/postgres", "internal/connector/"},
 	"internal/connector/httpcall": {"internal/store", "internal/engine", "internal/delivery", "internal/flow", "internal/app"},
 }
 

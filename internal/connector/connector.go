@@ -228,6 +228,8 @@ type FetchRequest struct {
 
 // FetchResponse is a page as the system answered it.
 type FetchResponse struct {
+	// URL is the URL the page was read from, to resolve relative links.
+	URL    *url.URL
 	Status int
 	Header http.Header
 	Body   []byte

@@ -111,6 +111,18 @@ type Config struct {
 	// Metrics counts attempts and run transitions and times calls and
 	// runs. Optional.
 	Metrics *metrics.Metrics
+	// Gates guard each system's limits; shared with the poller so polls
+	// and steps draw on one budget per system. Default: NewGates.
+	Gates map[string]*limit.Gate
+}
+
+// NewGates returns a gate for each of plan's systems.
+func NewGates(plan *flow.Plan, nowFunc func() time.Time) map[string]*limit.Gate {
+	gates := make(map[string]*limit.Gate, len(plan.Systems))
+	for name, sys := range plan.Systems {
+		gates[name] = limit.New(name, sys.Limits, nowFunc)
+	}
+	return gates
 }
 
 // Executor runs flows. Create with New; call Run.
@@ -150,10 +162,10 @@ func New(cfg Config) *Executor {
 	if cfg.Grace <= 0 {
 		cfg.Grace = 10 * time.Second
 	}
-	x := &Executor{cfg: cfg, wake: make(chan struct{}, 1), inflight: map[string]string{}, gates: map[string]*limit.Gate{}}
-	for name, sys := range cfg.Plan.Systems {
-		x.gates[name] = limit.New(name, sys.Limits, cfg.NowFunc)
+	if cfg.Gates == nil {
+		cfg.Gates = NewGates(cfg.Plan, cfg.NowFunc)
 	}
+	x := &Executor{cfg: cfg, wake: make(chan struct{}, 1), inflight: map[string]string{}, gates: cfg.Gates}
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	x.node = hex.EncodeToString(b[:])

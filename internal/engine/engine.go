@@ -103,6 +103,45 @@ func (e *Engine) Accept(ctx context.Context, ev Event) (Accepted, error) {
 	if !ok {
 		return Accepted{}, fmt.Errorf("%w %q", ErrUnknownSource, ev.Source)
 	}
+	ne := e.build(ctx, src, ev)
+	res, err := e.committer.Submit(ctx, ne)
+	if err != nil {
+		return Accepted{}, err
+	}
+	a := Accepted{EventID: res.EventID, Duplicate: res.Duplicate}
+	if !res.Duplicate {
+		a.Runs = len(ne.Runs)
+	}
+	return a, nil
+}
+
+// Build returns the store row of ev with the runs it starts, without
+// storing it: a poll commits a page of events together with its cursor in
+// its own transaction, then reports them with Stored.
+func (e *Engine) Build(ctx context.Context, ev Event) (store.NewEvent, error) {
+	src, ok := e.cfg.Plan.Sources[ev.Source]
+	if !ok {
+		return store.NewEvent{}, fmt.Errorf("%w %q", ErrUnknownSource, ev.Source)
+	}
+	return e.build(ctx, src, ev), nil
+}
+
+// Stored counts the runs of the events a commit made outside the group
+// committer and wakes the executor if there are any.
+func (e *Engine) Stored(events []store.NewEvent) {
+	created := false
+	for _, ev := range events {
+		for _, run := range ev.Runs {
+			e.cfg.Metrics.RunsCreated(run.Flow, 1)
+			created = true
+		}
+	}
+	if created {
+		e.cfg.Notify()
+	}
+}
+
+func (e *Engine) build(ctx context.Context, src *flow.Source, ev Event) store.NewEvent {
 	now := e.cfg.NowFunc()
 	ne := store.NewEvent{
 		ID: store.NewID("evt_", now), Source: ev.Source, Key: ev.Key, ReceivedAt: now, Payload: ev.Payload,
@@ -121,15 +160,7 @@ func (e *Engine) Accept(ctx context.Context, ev Event) (Accepted, error) {
 		}
 		ne.Runs = append(ne.Runs, store.NewRun{ID: store.NewID("run_", now), Flow: f.Name, StepID: f.Steps[0].ID})
 	}
-	res, err := e.committer.Submit(ctx, ne)
-	if err != nil {
-		return Accepted{}, err
-	}
-	a := Accepted{EventID: res.EventID, Duplicate: res.Duplicate}
-	if !res.Duplicate {
-		a.Runs = len(ne.Runs)
-	}
-	return a, nil
+	return ne
 }
 
 func (e *Engine) commit(ctx context.Context, events []store.NewEvent) ([]store.InsertResult, error) {

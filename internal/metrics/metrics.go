@@ -75,6 +75,7 @@ type Metrics struct {
 	stepDuration   *prometheus.HistogramVec
 	deliveryDelay  *prometheus.HistogramVec
 	commitQueue    *commitQueues
+	poll           *pollMetrics
 }
 
 // New creates every collector and registers them on reg, with the Go
@@ -127,6 +128,7 @@ func New(reg *prometheus.Registry) *Metrics {
 				[]string{"queue"}, nil),
 			pending: map[string]func() int{},
 		},
+		poll: newPollMetrics(),
 	}
 	reg.MustRegister(
 		m.eventsReceived, m.runs, m.stepAttempts,
@@ -135,6 +137,7 @@ func New(reg *prometheus.Registry) *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	reg.MustRegister(m.poll.collectors()...)
 	return m
 }
 

@@ -29,7 +29,7 @@ func (s *system) Fetch(ctx context.Context, req connector.FetchRequest) (connect
 			return connector.FetchResponse{}, err
 		}
 	}
-	out := connector.FetchResponse{Status: resp.StatusCode, Header: resp.Header}
+	out := connector.FetchResponse{URL: resp.Request.URL, Status: resp.StatusCode, Header: resp.Header}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		res, _, _ := webapi.ReadResponse(resp)
 		out.Body = res.Body

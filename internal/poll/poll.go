@@ -1,0 +1,333 @@
+// Package poll runs timed sources: polls, which page through a system's API
+// from a stored cursor and turn each new or changed record into an event,
+// and schedules, which emit a timer event on each tick. Each source runs on
+// one node at a time (a lease in the store); its cursor and next run time
+// live in the store, so after a restart, or on another node, the next run
+// continues where the last one stopped.
+package poll
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/switchboard-dev/switchboard/internal/engine"
+	"github.com/switchboard-dev/switchboard/internal/flow"
+	"github.com/switchboard-dev/switchboard/internal/limit"
+	"github.com/switchboard-dev/switchboard/internal/metrics"
+	"github.com/switchboard-dev/switchboard/internal/store"
+	"github.com/switchboard-dev/switchboard/internal/transform"
+)
+
+// Store is what the poller needs of the store.
+type Store interface {
+	InitPollState(ctx context.Context, source string, next time.Time) error
+	GetPollState(ctx context.Context, source string) (store.PollState, bool, error)
+	CommitPollPage(ctx context.Context, p store.PollPage) ([]store.PollResult, error)
+	FinishPoll(ctx context.Context, p store.PollRun) error
+	AcquireLease(ctx context.Context, p store.LeaseParams) (bool, error)
+	ReleaseLease(ctx context.Context, name, holder string) error
+}
+
+// Engine is what the poller needs of the engine: polled records are built
+// into events (with their runs) like webhooks, but committed page by page
+// with the cursor; timer events go through the group committer.
+type Engine interface {
+	Build(ctx context.Context, ev engine.Event) (store.NewEvent, error)
+	Stored(events []store.NewEvent)
+	Accept(ctx context.Context, ev engine.Event) (engine.Accepted, error)
+}
+
+// Config configures a Poller.
+type Config struct {
+	Plan   *flow.Plan
+	Store  Store
+	Engine Engine
+	// Gates are the systems' limits, shared with the executor. Optional.
+	Gates   map[string]*limit.Gate
+	Metrics *metrics.Metrics
+	Logger  *slog.Logger
+	NowFunc func() time.Time
+	// Node names this process in the sources' leases.
+	Node string
+	// Lease is how long a source's lease lasts unless renewed. Default 30s.
+	Lease time.Duration
+	// Recheck bounds how long an idle node waits before reading a source's
+	// state again (another node may have changed it). Default 15s.
+	Recheck time.Duration
+	// RetryBase is the first wait before a failed page is asked again.
+	// Default 1s.
+	RetryBase time.Duration
+}
+
+// Limits of one poll run.
+const (
+	// pageAttempts is how often one page is asked before the run fails.
+	pageAttempts = 4
+	// maxWait is the longest a run waits in place (a Retry-After, a rate
+	// limit); a longer one ends the run, and the next one continues.
+	maxWait = 2 * time.Minute
+	// retryCap bounds the wait before a failed run is tried again.
+	retryCap = 10 * time.Minute
+)
+
+// Poller runs timed sources. Create with New.
+type Poller struct{ cfg Config }
+
+// New returns a Poller.
+func New(cfg Config) *Poller {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.NowFunc == nil {
+		cfg.NowFunc = time.Now
+	}
+	cfg.Lease = cmp.Or(cfg.Lease, 30*time.Second)
+	cfg.Recheck = cmp.Or(cfg.Recheck, 15*time.Second)
+	cfg.RetryBase = cmp.Or(cfg.RetryBase, time.Second)
+	return &Poller{cfg: cfg}
+}
+
+// Stats describe one poll run.
+type Stats struct {
+	Pages     int
+	Records   int
+	Emitted   int
+	Unchanged int
+	Known     int
+	// Cursor is the cursor after the run ("" if the source keeps none).
+	Cursor string
+	// More reports that the run stopped at its page limit with pages left.
+	More bool
+}
+
+// Options change one poll run; the zero value is a scheduled run.
+type Options struct {
+	// StateKey stores the cursor and seen records under another name
+	// (a backfill keeps its own cursor). Default: the source's name.
+	StateKey string
+	// Cursor, when set, replaces the stored cursor for this run.
+	Cursor *string
+	// MaxPages overrides the source's page limit; negative means none.
+	MaxPages int
+	// Progress, when set, is called after each committed page.
+	Progress func(Stats)
+}
+
+// Poll runs one poll of src: it reads pages from the stored cursor (or
+// from o.Cursor, the configured start, or now) and commits each page's new
+// records with the cursor they advance to, in one transaction per page. An
+// error on a page leaves the cursor after the last committed one.
+func (p *Poller) Poll(ctx context.Context, src *flow.Source, o Options) (Stats, error) {
+	pl := src.Poll
+	if pl == nil {
+		return Stats{}, fmt.Errorf("source %s is not a poll source", src.Name)
+	}
+	key := cmp.Or(o.StateKey, src.Name)
+	target := cmp.Or(pl.Target, src.Name)
+	r := &pollRun{p: p, src: src, pl: pl, key: key, target: target}
+	if err := r.startCursor(ctx, o.Cursor); err != nil {
+		return Stats{}, err
+	}
+	r.stats.Cursor = r.cursorText
+	maxPages := pl.MaxPages
+	if o.MaxPages != 0 {
+		maxPages = o.MaxPages
+	}
+	req, err := firstRequest(ctx, &pl.Listing, r.cursor)
+	if err != nil {
+		return r.stats, err
+	}
+	var cur pageCursor
+	for page := 1; ; page++ {
+		resp, err := p.fetch(ctx, &pl.Listing, req)
+		if err != nil {
+			return r.stats, fmt.Errorf("page %d: %w", page, err)
+		}
+		pg, err := decodePage(ctx, &pl.Listing, resp)
+		if err != nil {
+			return r.stats, fmt.Errorf("page %d: %w", page, err)
+		}
+		if err := r.commit(ctx, pg); err != nil {
+			return r.stats, fmt.Errorf("page %d: %w", page, err)
+		}
+		if o.Progress != nil {
+			o.Progress(r.stats)
+		}
+		next, ok, err := nextRequest(ctx, &pl.Listing, req, pg, &cur)
+		if err != nil {
+			return r.stats, fmt.Errorf("page %d: next page: %w", page, err)
+		}
+		if !ok {
+			return r.stats, nil
+		}
+		if maxPages > 0 && page >= maxPages {
+			r.stats.More = true
+			return r.stats, nil
+		}
+		req = next
+	}
+}
+
+// pollRun is the state of one Poll call.
+type pollRun struct {
+	p           *Poller
+	src         *flow.Source
+	pl          *flow.Poll
+	key, target string
+	// cursor is $cursor: the run's starting cursor as text, or nil.
+	cursor     any
+	cursorText string
+	stats      Stats
+}
+
+// startCursor picks the run's cursor. On the very first run the start
+// cursor is stored before anything is read, so a first run that finds
+// nothing does not make the next one start from a later "now".
+func (r *pollRun) startCursor(ctx context.Context, override *string) error {
+	if override != nil {
+		r.cursor, r.cursorText = *override, *override
+		return nil
+	}
+	st, ok, err := r.p.cfg.Store.GetPollState(ctx, r.key)
+	if err != nil {
+		return err
+	}
+	if ok && st.HasCursor {
+		r.cursor, r.cursorText = st.Cursor, st.Cursor
+		return nil
+	}
+	if r.pl.Cursor == nil {
+		return nil // no cursor: every run lists everything
+	}
+	now := r.p.cfg.NowFunc()
+	start := cmp.Or(r.pl.Start, now.UTC().Format(time.RFC3339))
+	if _, err := r.p.cfg.Store.CommitPollPage(ctx, store.PollPage{Source: r.key, Now: now, Cursor: start, SetCursor: true}); err != nil {
+		return err
+	}
+	r.cursor, r.cursorText = start, start
+	return nil
+}
+
+// commit turns a page's items into records and commits them with the
+// cursor of the page's last item.
+func (r *pollRun) commit(ctx context.Context, pg *page) error {
+	records := make([]store.PollRecord, 0, len(pg.items))
+	for i, item := range pg.items {
+		rec, err := r.record(ctx, item)
+		if err != nil {
+			return fmt.Errorf("record %d: %w", i+1, err)
+		}
+		records = append(records, rec)
+	}
+	pp := store.PollPage{Source: r.key, Now: r.p.cfg.NowFunc(), Records: records}
+	if r.pl.Cursor != nil && len(pg.items) > 0 {
+		v, err := r.pl.Cursor.Eval(ctx, pg.items[len(pg.items)-1], pg.body)
+		if err != nil {
+			return fmt.Errorf("cursor: %w", err)
+		}
+		c, err := flow.KeyText(r.pl.Cursor, v)
+		if err != nil {
+			return fmt.Errorf("cursor: %w", err)
+		}
+		pp.Cursor, pp.SetCursor = c, true
+	}
+	res, err := r.p.cfg.Store.CommitPollPage(ctx, pp)
+	if err != nil {
+		return err
+	}
+	var emitted []store.NewEvent
+	for i, x := range res {
+		switch x.Outcome {
+		case store.PollEmitted:
+			r.stats.Emitted++
+			emitted = append(emitted, records[i].Event)
+		case store.PollUnchanged:
+			r.stats.Unchanged++
+		case store.PollKnown:
+			r.stats.Known++
+		}
+	}
+	r.p.cfg.Engine.Stored(emitted)
+	m := r.p.cfg.Metrics
+	m.PollRecords(r.src.Name, metrics.PollEmitted, len(emitted))
+	m.PollRecords(r.src.Name, metrics.PollUnchanged, countOf(res, store.PollUnchanged))
+	m.PollRecords(r.src.Name, metrics.PollKnown, countOf(res, store.PollKnown))
+	if r.pl.Backstop() && len(emitted) > 0 {
+		m.BackstopFound(r.target, len(emitted))
+		r.p.cfg.Logger.Warn("backstop poll found records the webhook source had not delivered",
+			"source", r.src.Name, "webhook_source", r.target, "records", len(emitted))
+	}
+	if pp.SetCursor {
+		r.stats.Cursor = pp.Cursor
+		if pp.Cursor != r.cursorText {
+			m.CursorMoved(r.key, pp.Now)
+		}
+	}
+	r.stats.Pages++
+	r.stats.Records += len(records)
+	return nil
+}
+
+func countOf(res []store.PollResult, o store.PollOutcome) int {
+	n := 0
+	for _, x := range res {
+		if x.Outcome == o {
+			n++
+		}
+	}
+	return n
+}
+
+// record builds one polled item's record: its id, version, and the event
+// it becomes (keyed id@version, like the webhooks of a backed-up source).
+func (r *pollRun) record(ctx context.Context, item any) (store.PollRecord, error) {
+	v, err := r.pl.ID.Eval(ctx, item)
+	if err != nil {
+		return store.PollRecord{}, err
+	}
+	id, err := flow.KeyText(r.pl.ID, v)
+	if err != nil {
+		return store.PollRecord{}, err
+	}
+	version, err := flow.RecordVersion(ctx, r.pl.Version, item)
+	if err != nil {
+		return store.PollRecord{}, err
+	}
+	payload, err := json.Marshal(item)
+	if err != nil {
+		return store.PollRecord{}, err
+	}
+	ev, err := r.p.cfg.Engine.Build(ctx, engine.Event{Source: r.target, Key: flow.RecordKey(id, version), Payload: payload, Value: item})
+	if err != nil {
+		return store.PollRecord{}, err
+	}
+	return store.PollRecord{RecordID: flow.StorableKey(id), Version: version, Event: ev}, nil
+}
+
+// Tick emits one timer event of a schedule source, keyed by its scheduled
+// time, so a tick is emitted once whatever node or restart fires it.
+func (p *Poller) Tick(ctx context.Context, src *flow.Source, scheduled time.Time) (engine.Accepted, error) {
+	now := p.cfg.NowFunc()
+	v := map[string]any{
+		"source":       src.Name,
+		"scheduled_at": scheduled.UTC().Format(time.RFC3339Nano),
+		"fired_at":     now.UTC().Format(time.RFC3339Nano),
+	}
+	payload, err := json.Marshal(v)
+	if err != nil {
+		return engine.Accepted{}, err
+	}
+	value, err := transform.Decode(payload)
+	if err != nil {
+		return engine.Accepted{}, err
+	}
+	return p.cfg.Engine.Accept(ctx, engine.Event{Source: src.Name, Key: "tick:" + scheduled.UTC().Format(time.RFC3339Nano), Payload: payload, Value: value})
+}
+
+// errWaitTooLong ends a run that would have to wait longer than maxWait.
+var errWaitTooLong = errors.New("wait too long")

@@ -1,0 +1,405 @@
+package poll_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+
+	"github.com/switchboard-dev/switchboard/internal/config"
+	"github.com/switchboard-dev/switchboard/internal/connector/all"
+	"github.com/switchboard-dev/switchboard/internal/delivery"
+	"github.com/switchboard-dev/switchboard/internal/engine"
+	"github.com/switchboard-dev/switchboard/internal/flow"
+	"github.com/switchboard-dev/switchboard/internal/metrics"
+	"github.com/switchboard-dev/switchboard/internal/metrics/metricstest"
+	"github.com/switchboard-dev/switchboard/internal/poll"
+	"github.com/switchboard-dev/switchboard/internal/store"
+	"github.com/switchboard-dev/switchboard/internal/store/sqlite"
+)
+
+// harness is one node's poller on a real SQLite store and engine.
+type harness struct {
+	t      *testing.T
+	plan   *flow.Plan
+	st     *sqlite.Store
+	eng    *engine.Engine
+	poller *poll.Poller
+	reg    *prometheus.Registry
+	m      *metrics.Metrics
+	dbPath string
+}
+
+func compile(t testing.TB, yaml string) *flow.Plan {
+	t.Helper()
+	c, err := config.Parse("poll.yaml", []byte(yaml), func(string) (string, bool) { return "", false })
+	require.NoError(t, err)
+	p, err := flow.Compile(c, all.Registry())
+	require.NoError(t, err)
+	return p
+}
+
+// pollConfig is a config with one poll source, jobs, over a's API, and one
+// flow on it.
+func pollConfig(a *fakeAPI, maxPages int) string {
+	return fmt.Sprintf(`version: 1
+systems:
+  api: { kind: http, base_url: %s/api }
+sources:
+  jobs:
+    poll:
+      system: api
+      every: 1s
+      path: /jobs
+      query: { since: $cursor }
+      items: %s
+      id: .id
+      version: .updated_at
+      cursor: .updated_at
+      start: "2026-01-01T00:00:00Z"
+      max_pages: %d
+      %s
+flows:
+  sync:
+    on: jobs
+    steps:
+      - { id: push, do: api.request, with: { path: '"/sink"' } }
+`, a.srv.URL, a.items(), maxPages, a.paginate())
+}
+
+func newHarness(t *testing.T, yaml, dbPath string) *harness {
+	t.Helper()
+	if dbPath == "" {
+		dbPath = filepath.Join(t.TempDir(), "poll.db")
+	}
+	h := &harness{t: t, plan: compile(t, yaml), dbPath: dbPath, reg: prometheus.NewRegistry()}
+	st, err := sqlite.Open(t.Context(), dbPath)
+	require.NoError(t, err)
+	h.st = st
+	m := metrics.New(h.reg)
+	h.m = m
+	h.eng = engine.New(engine.Config{Store: st, Plan: h.plan, Metrics: m})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = h.eng.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		_ = st.Close()
+	})
+	h.poller = poll.New(poll.Config{
+		Plan: h.plan, Store: st, Engine: h.eng, Metrics: m, Node: "node-" + t.Name(),
+		Gates: delivery.NewGates(h.plan, nil), RetryBase: 10 * time.Millisecond, Recheck: 100 * time.Millisecond,
+	})
+	return h
+}
+
+func (h *harness) poll(source string) (poll.Stats, error) {
+	return h.poller.Poll(h.t.Context(), h.plan.Sources[source], poll.Options{})
+}
+
+// keys returns the keys of source's stored events, sorted.
+func (h *harness) keys(source string) []string {
+	evs, err := h.st.ListEvents(h.t.Context(), store.ListEventsParams{Source: source, Limit: 10000})
+	require.NoError(h.t, err)
+	var out []string
+	for _, e := range evs {
+		out = append(out, e.Key)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (h *harness) state(source string) store.PollState {
+	st, ok, err := h.st.GetPollState(h.t.Context(), source)
+	require.NoError(h.t, err)
+	require.True(h.t, ok)
+	return st
+}
+
+func keyOf(j job) string { return fmt.Sprintf("%d@%s", j.ID, j.UpdatedAt) }
+
+func keysOf(jobs ...job) []string {
+	var out []string
+	for _, j := range jobs {
+		out = append(out, keyOf(j))
+	}
+	slices.Sort(out)
+	return out
+}
+
+// seed plants 23 jobs, several updated in the same second (the cursor's
+// resolution), so pages end in the middle of a run of equal cursors.
+func seed(a *fakeAPI) []job {
+	var jobs []job
+	for i := 1; i <= 23; i++ {
+		jobs = append(jobs, job{ID: i, Status: "open", UpdatedAt: at(10 + i/3)})
+	}
+	a.put(jobs...)
+	return jobs
+}
+
+var styles = []string{"token", "page", "offset", "link", "has_more"}
+
+// TestEveryChangeOnce: across many polls, each new record and each change
+// becomes exactly one event, in every paging style; unchanged records and
+// records sharing the last cursor value are neither re-emitted nor missed.
+func TestEveryChangeOnce(t *testing.T) {
+	for _, style := range styles {
+		t.Run(style, func(t *testing.T) {
+			a := newFakeAPI(t, style, 4)
+			h := newHarness(t, pollConfig(a, 100), "")
+			want := seed(a)
+
+			stats, err := h.poll("jobs")
+			require.NoError(t, err)
+			require.Equal(t, 23, stats.Emitted)
+			require.Equal(t, 6, stats.Pages, "23 records in pages of 4")
+			require.Equal(t, at(10+23/3), stats.Cursor)
+			require.Equal(t, keysOf(want...), h.keys("jobs"))
+
+			// Nothing changed: the poll asks from the last cursor
+			// inclusively, sees the records sharing it, emits nothing.
+			stats, err = h.poll("jobs")
+			require.NoError(t, err)
+			require.Zero(t, stats.Emitted)
+			require.Positive(t, stats.Unchanged)
+
+			// Changes: one record updated at exactly the current cursor
+			// (same second, after the poll), two later, one new.
+			changed := []job{
+				{ID: 50, Status: "open", UpdatedAt: at(10 + 23/3)},
+				{ID: 3, Status: "done", UpdatedAt: at(40)},
+				{ID: 7, Status: "done", UpdatedAt: at(41)},
+				{ID: 60, Status: "open", UpdatedAt: at(41)},
+			}
+			a.put(changed...)
+			want = append(want, changed...)
+			stats, err = h.poll("jobs")
+			require.NoError(t, err)
+			require.Equal(t, 4, stats.Emitted)
+			require.Equal(t, keysOf(want...), h.keys("jobs"))
+
+			for range 3 {
+				stats, err = h.poll("jobs")
+				require.NoError(t, err)
+				require.Zero(t, stats.Emitted)
+			}
+			require.Equal(t, keysOf(want...), h.keys("jobs"), "every change exactly once")
+
+			runs, err := h.st.ListRuns(t.Context(), store.ListRunsParams{Flow: "sync", Limit: 1000})
+			require.NoError(t, err)
+			require.Len(t, runs, len(want), "one run per emitted record version")
+		})
+	}
+}
+
+// TestCursorSurvivesRestart: a new process on the same database continues
+// from the stored cursor.
+func TestCursorSurvivesRestart(t *testing.T) {
+	a := newFakeAPI(t, "token", 5)
+	seed(a)
+	dbPath := filepath.Join(t.TempDir(), "poll.db")
+	func() {
+		h := newHarness(t, pollConfig(a, 100), dbPath)
+		_, err := h.poll("jobs")
+		require.NoError(t, err)
+		require.NoError(t, h.st.Close())
+	}()
+
+	a.put(job{ID: 99, Status: "new", UpdatedAt: at(100)})
+	h := newHarness(t, pollConfig(a, 100), dbPath)
+	before := len(a.log())
+	stats, err := h.poll("jobs")
+	require.NoError(t, err)
+	require.Equal(t, 1, stats.Emitted, "only the change made while it was down")
+	first := a.log()[before]
+	require.Contains(t, first, "since="+strings.ReplaceAll(at(10+23/3), ":", "%3A"), "the restarted poll starts from the stored cursor")
+	require.Len(t, h.keys("jobs"), 24)
+}
+
+// TestErrorOnMiddlePage: a 500 on page 3 (after the retries) fails the run
+// with the cursor after page 2; the next run continues from there and
+// nothing is skipped or emitted twice.
+func TestErrorOnMiddlePage(t *testing.T) {
+	for _, style := range styles {
+		t.Run(style, func(t *testing.T) {
+			a := newFakeAPI(t, style, 4)
+			want := seed(a)
+			h := newHarness(t, pollConfig(a, 100), "")
+			a.failOn(3, 500, 100, "")
+
+			stats, err := h.poll("jobs")
+			require.ErrorContains(t, err, "page 3")
+			require.ErrorContains(t, err, "500")
+			require.Equal(t, 2, stats.Pages)
+			require.Equal(t, 8, stats.Emitted)
+			require.Equal(t, want[7].UpdatedAt, h.state("jobs").Cursor, "the cursor is that of page 2's last record")
+			require.Equal(t, keysOf(want[:8]...), h.keys("jobs"))
+
+			a.failOn(0, 0, 0, "")
+			stats, err = h.poll("jobs")
+			require.NoError(t, err)
+			require.Equal(t, 15, stats.Emitted)
+			require.Equal(t, keysOf(want...), h.keys("jobs"))
+		})
+	}
+}
+
+// TestTransientErrorsAreRetried: a page that fails twice and then answers
+// is read within the run; a 429's Retry-After is honoured.
+func TestTransientErrorsAreRetried(t *testing.T) {
+	a := newFakeAPI(t, "page", 4)
+	seed(a)
+	h := newHarness(t, pollConfig(a, 100), "")
+	a.failOn(2, 503, 2, "")
+	stats, err := h.poll("jobs")
+	require.NoError(t, err)
+	require.Equal(t, 23, stats.Emitted)
+
+	a.put(job{ID: 70, UpdatedAt: at(90)})
+	a.failOn(1, 429, 1, "1")
+	started := time.Now()
+	stats, err = h.poll("jobs")
+	require.NoError(t, err)
+	require.Equal(t, 1, stats.Emitted)
+	require.GreaterOrEqual(t, time.Since(started), 900*time.Millisecond, "waited for Retry-After: 1")
+}
+
+// TestPermanentErrorFailsAtOnce: a 404 is not retried.
+func TestPermanentErrorFailsAtOnce(t *testing.T) {
+	a := newFakeAPI(t, "page", 4)
+	seed(a)
+	h := newHarness(t, pollConfig(a, 100), "")
+	a.failOn(1, 404, 100, "")
+	_, err := h.poll("jobs")
+	require.ErrorContains(t, err, "404")
+	require.Len(t, a.log(), 1)
+}
+
+// TestPageLimit: a run stops at max_pages and says more is left; the next
+// run continues from the cursor.
+func TestPageLimit(t *testing.T) {
+	a := newFakeAPI(t, "offset", 4)
+	want := seed(a)
+	h := newHarness(t, pollConfig(a, 2), "")
+	total := 0
+	for i := 0; ; i++ {
+		require.Less(t, i, 10, "the poll never finished")
+		stats, err := h.poll("jobs")
+		require.NoError(t, err)
+		require.LessOrEqual(t, stats.Pages, 2)
+		total += stats.Emitted
+		if !stats.More {
+			break
+		}
+	}
+	require.Equal(t, 23, total)
+	require.Equal(t, keysOf(want...), h.keys("jobs"))
+}
+
+// TestNoPaginationNoCursor: a source without paging or cursor lists
+// everything each run and emits only what changed.
+func TestNoPaginationNoCursor(t *testing.T) {
+	a := newFakeAPI(t, "none", 4)
+	seed(a)
+	h := newHarness(t, fmt.Sprintf(`version: 1
+systems:
+  api: { kind: http, base_url: %s/api }
+sources:
+  jobs:
+    poll:
+      system: api
+      cron: "0 2 * * *"
+      timezone: Europe/Paris
+      path: /jobs
+      items: .jobs[]
+      id: .id
+flows:
+  sync:
+    on: jobs
+    steps: [ { id: push, do: api.request, with: { path: '"/sink"' } } ]
+`, a.srv.URL), "")
+	stats, err := h.poll("jobs")
+	require.NoError(t, err)
+	require.Equal(t, 23, stats.Emitted)
+	a.put(job{ID: 5, Status: "moved", UpdatedAt: at(11)}) // same updated_at, new content
+	stats, err = h.poll("jobs")
+	require.NoError(t, err)
+	require.Equal(t, 1, stats.Emitted, "the default version is a hash of the record")
+	require.Equal(t, 22, stats.Unchanged)
+	require.Len(t, h.keys("jobs"), 24)
+}
+
+// TestBackstop: a poll backing up a webhook source stores what the
+// webhooks missed as that source's events, and nothing the webhooks
+// delivered; the lost webhooks are counted.
+func TestBackstop(t *testing.T) {
+	a := newFakeAPI(t, "token", 10)
+	jobs := seed(a)
+	h := newHarness(t, fmt.Sprintf(`version: 1
+systems:
+  api: { kind: http, base_url: %s/api }
+sources:
+  job_hooks:
+    webhook: {}
+    record_id: .id
+    version: .updated_at
+  job_poll:
+    poll:
+      system: api
+      every: 5m
+      path: /jobs
+      query: { since: $cursor }
+      items: .jobs[]
+      id: .id
+      version: .updated_at
+      cursor: .updated_at
+      start: "2026-01-01T00:00:00Z"
+      paginate: { next: .next, param: page_token }
+      backstop_for: job_hooks
+flows:
+  sync:
+    on: job_hooks
+    steps: [ { id: push, do: api.request, with: { path: '"/sink"' } } ]
+`, a.srv.URL), "")
+	// The webhooks delivered all but jobs 4, 9 and 17.
+	lost := map[int]bool{4: true, 9: true, 17: true}
+	for _, j := range jobs {
+		if lost[j.ID] {
+			continue
+		}
+		src := h.plan.Sources["job_hooks"]
+		value := map[string]any{"id": j.ID, "status": j.Status, "updated_at": j.UpdatedAt}
+		id, version, err := src.RecordOf(t.Context(), value)
+		require.NoError(t, err)
+		_, err = h.eng.Accept(t.Context(), engine.Event{Source: "job_hooks", Key: flow.RecordKey(id, version), Payload: []byte("{}"), Value: value})
+		require.NoError(t, err)
+	}
+	stats, err := h.poll("job_poll")
+	require.NoError(t, err)
+	require.Equal(t, 3, stats.Emitted)
+	require.Equal(t, 20, stats.Known)
+	require.Equal(t, keysOf(jobs...), h.keys("job_hooks"), "the poll filled exactly the gaps")
+	require.Empty(t, h.keys("job_poll"))
+
+	got, err := metricstest.Series(h.reg, "switchboard_backstop_found_total", "switchboard_poll_records_total")
+	require.NoError(t, err)
+	require.Equal(t, 3.0, got[`switchboard_backstop_found_total{source="job_hooks"}`])
+	require.Equal(t, 20.0, got[`switchboard_poll_records_total{result="known",source="job_poll"}`])
+
+	// A webhook arriving late for a record the poll found is a duplicate.
+	src := h.plan.Sources["job_hooks"]
+	j := jobs[3]
+	id, version, err := src.RecordOf(t.Context(), map[string]any{"id": j.ID, "updated_at": j.UpdatedAt})
+	require.NoError(t, err)
+	acc, err := h.eng.Accept(t.Context(), engine.Event{Source: "job_hooks", Key: flow.RecordKey(id, version), Payload: []byte("{}")})
+	require.NoError(t, err)
+	require.True(t, acc.Duplicate)
+}

@@ -1,0 +1,164 @@
+package poll
+
+import (
+	"context"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/switchboard-dev/switchboard/internal/flow"
+	"github.com/switchboard-dev/switchboard/internal/store"
+)
+
+// LeaseName is the store lease a node holds while it runs source.
+func LeaseName(source string) string { return "poll:" + source }
+
+// Run runs every timed source of the plan until ctx ends. Every node runs
+// it; a source's lease makes one node at a time run each source.
+func (p *Poller) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for _, name := range slices.Sorted(maps.Keys(p.cfg.Plan.Sources)) {
+		src := p.cfg.Plan.Sources[name]
+		if src.Timed() == nil {
+			continue
+		}
+		wg.Go(func() { p.loop(ctx, src) })
+	}
+	wg.Wait()
+	return nil
+}
+
+// loop runs src whenever it is due, until ctx ends.
+func (p *Poller) loop(ctx context.Context, src *flow.Source) {
+	log := p.cfg.Logger.With("source", src.Name)
+	for ctx.Err() == nil {
+		wait, err := p.step(ctx, src)
+		if err != nil && ctx.Err() == nil {
+			log.Error("timed source: store error", "error", err)
+			wait = p.cfg.Recheck
+		}
+		if p.sleep(ctx, min(wait, p.cfg.Recheck)) != nil && ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// step runs src once if it is due and this node gets its lease. It
+// returns how long to wait before looking again.
+func (p *Poller) step(ctx context.Context, src *flow.Source) (time.Duration, error) {
+	sched := src.Timed()
+	now := p.cfg.NowFunc()
+	st, ok, err := p.cfg.Store.GetPollState(ctx, src.Name)
+	if err != nil {
+		return 0, err
+	}
+	if !ok {
+		// A poll runs at once on its first start; a schedule waits for
+		// its first tick.
+		first := now
+		if src.Poll == nil {
+			first = sched.Next(now)
+		}
+		return 0, p.cfg.Store.InitPollState(ctx, src.Name, first)
+	}
+	if wait := st.NextRunAt.Sub(now); wait > 0 {
+		p.cfg.Metrics.CursorMoved(src.Name, st.CursorMovedAt)
+		return wait, nil
+	}
+	lease := LeaseName(src.Name)
+	held, err := p.cfg.Store.AcquireLease(ctx, store.LeaseParams{Name: lease, Holder: p.cfg.Node, Now: now, Until: now.Add(p.cfg.Lease)})
+	if err != nil || !held {
+		return p.cfg.Lease / 3, err
+	}
+	defer func() { _ = p.cfg.Store.ReleaseLease(context.WithoutCancel(ctx), lease, p.cfg.Node) }()
+	// Another node may have run it between the read and the lease.
+	if st, _, err = p.cfg.Store.GetPollState(ctx, src.Name); err != nil || st.NextRunAt.After(now) {
+		return 0, err
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	renewed := make(chan struct{})
+	go func() {
+		defer close(renewed)
+		p.renew(runCtx, cancel, lease)
+	}()
+	started := p.cfg.NowFunc()
+	more, runErr := p.runSource(runCtx, src, st)
+	cancel()
+	<-renewed
+	if ctx.Err() != nil {
+		// Shutting down: the run was cut off, not failed. The cursor is
+		// after its last committed page; the next start continues.
+		return 0, nil
+	}
+	finished := p.cfg.NowFunc()
+	next := sched.Next(started)
+	if next.Before(finished) {
+		next = finished // behind schedule: run again at once
+	}
+	run := store.PollRun{Source: src.Name, Now: finished, NextRunAt: next}
+	switch {
+	case runErr != nil:
+		run.Error = runErr.Error()
+		retry := min(p.cfg.RetryBase*30<<min(st.Failures, 10), retryCap)
+		run.NextRunAt = minTime(next, finished.Add(retry))
+		p.cfg.Logger.Error("timed source run failed", "source", src.Name, "failures", st.Failures+1, "retry_at", run.NextRunAt, "error", runErr)
+	case more:
+		run.NextRunAt = finished // pages left: continue at once
+	}
+	p.cfg.Metrics.PollRun(src.Name, runErr == nil, finished)
+	return 0, p.cfg.Store.FinishPoll(context.WithoutCancel(ctx), run)
+}
+
+// runSource runs one poll or one tick.
+func (p *Poller) runSource(ctx context.Context, src *flow.Source, st store.PollState) (more bool, err error) {
+	if src.Poll == nil {
+		acc, err := p.Tick(ctx, src, st.NextRunAt)
+		if err == nil {
+			p.cfg.Logger.Info("schedule fired", "source", src.Name, "scheduled_at", st.NextRunAt, "event_id", acc.EventID, "duplicate", acc.Duplicate, "runs", acc.Runs)
+		}
+		return false, err
+	}
+	started := p.cfg.NowFunc()
+	stats, err := p.Poll(ctx, src, Options{})
+	attrs := []any{"source", src.Name, "pages", stats.Pages, "records", stats.Records, "emitted", stats.Emitted,
+		"unchanged", stats.Unchanged, "known", stats.Known, "cursor", stats.Cursor, "more", stats.More,
+		"duration", p.cfg.NowFunc().Sub(started).Round(time.Millisecond)}
+	if err == nil {
+		p.cfg.Logger.Info("poll finished", attrs...)
+	} else {
+		p.cfg.Logger.Error("poll stopped", append(attrs, "error", err)...)
+	}
+	return stats.More, err
+}
+
+// renew keeps lease while a run goes on; it cancels the run the moment a
+// renewal fails, so a run never outlives its lease.
+func (p *Poller) renew(ctx context.Context, cancel context.CancelFunc, lease string) {
+	t := time.NewTicker(p.cfg.Lease / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := p.cfg.NowFunc()
+		tryCtx, stop := context.WithTimeout(ctx, p.cfg.Lease/3)
+		held, err := p.cfg.Store.AcquireLease(tryCtx, store.LeaseParams{Name: lease, Holder: p.cfg.Node, Now: now, Until: now.Add(p.cfg.Lease)})
+		stop()
+		if (err != nil || !held) && ctx.Err() == nil {
+			p.cfg.Logger.Error("timed source lease lost; stopping the run", "lease", lease, "error", err)
+			cancel()
+			return
+		}
+	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}

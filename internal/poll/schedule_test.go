@@ -1,0 +1,103 @@
+package poll_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/switchboard-dev/switchboard/internal/delivery"
+	"github.com/switchboard-dev/switchboard/internal/metrics/metricstest"
+	"github.com/switchboard-dev/switchboard/internal/poll"
+	"github.com/switchboard-dev/switchboard/internal/store"
+)
+
+// runPollers runs n pollers (n nodes) on h's store until the test ends.
+func runPollers(t *testing.T, h *harness, n int) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for i := range n {
+		p := h.poller
+		if i > 0 {
+			p = poll.New(poll.Config{Plan: h.plan, Store: h.st, Engine: h.eng, Metrics: h.m, Node: fmt.Sprintf("node-%d", i),
+				Gates: delivery.NewGates(h.plan, nil), RetryBase: 10 * time.Millisecond, Recheck: 100 * time.Millisecond})
+		}
+		wg.Go(func() { _ = p.Run(ctx) })
+	}
+	t.Cleanup(func() { cancel(); wg.Wait() })
+}
+
+// TestScheduleTicksOnce: two nodes run a schedule source; each tick is
+// emitted once, one scheduled second after the other.
+func TestScheduleTicksOnce(t *testing.T) {
+	h := newHarness(t, `version: 1
+systems:
+  api: { kind: http, base_url: http://127.0.0.1:1/api }
+sources:
+  tick:
+    schedule: { every: 1s }
+flows:
+  nightly:
+    on: tick
+    steps: [ { id: push, do: api.request, with: { path: '"/x"' } } ]
+`, "")
+	runPollers(t, h, 2)
+	require.Eventually(t, func() bool { return len(h.keys("tick")) >= 3 }, 15*time.Second, 50*time.Millisecond)
+
+	evs, err := h.st.ListEvents(t.Context(), store.ListEventsParams{Source: "tick", Limit: 100})
+	require.NoError(t, err)
+	var times []time.Time
+	for _, e := range evs {
+		var v struct {
+			Source      string    `json:"source"`
+			ScheduledAt time.Time `json:"scheduled_at"`
+			FiredAt     time.Time `json:"fired_at"`
+		}
+		require.NoError(t, json.Unmarshal(e.Payload, &v))
+		require.Equal(t, "tick", v.Source)
+		require.False(t, v.FiredAt.Before(v.ScheduledAt))
+		times = append(times, v.ScheduledAt)
+	}
+	seen := map[time.Time]bool{}
+	for _, tm := range times {
+		require.False(t, seen[tm], "tick %s emitted twice", tm)
+		seen[tm] = true
+	}
+	runs, err := h.st.ListRuns(t.Context(), store.ListRunsParams{Flow: "nightly", Limit: 100})
+	require.NoError(t, err)
+	require.Len(t, runs, len(evs))
+}
+
+// TestPollerFollowsChanges: the scheduled poller picks up changes made
+// between its runs, records its runs, and backs off after failures.
+func TestPollerFollowsChanges(t *testing.T) {
+	a := newFakeAPI(t, "token", 4)
+	want := seed(a)
+	h := newHarness(t, pollConfig(a, 100), "")
+	runPollers(t, h, 2)
+	require.Eventually(t, func() bool { return len(h.keys("jobs")) == len(want) }, 15*time.Second, 50*time.Millisecond)
+
+	extra := job{ID: 400, Status: "new", UpdatedAt: at(500)}
+	a.put(extra)
+	want = append(want, extra)
+	require.Eventually(t, func() bool { return len(h.keys("jobs")) == len(want) }, 15*time.Second, 50*time.Millisecond)
+	require.Equal(t, keysOf(want...), h.keys("jobs"))
+	st := h.state("jobs")
+	require.Equal(t, at(500), st.Cursor)
+	require.False(t, st.LastOKAt.IsZero())
+	require.Zero(t, st.Failures)
+
+	a.failOn(1, 500, 1000, "")
+	require.Eventually(t, func() bool { return h.state("jobs").Failures >= 1 }, 15*time.Second, 50*time.Millisecond)
+	st = h.state("jobs")
+	require.Contains(t, st.LastError, "500")
+	require.True(t, st.NextRunAt.After(st.LastRunAt), "a failed run is tried again later")
+
+	got, err := metricstest.Series(h.reg, "switchboard_poll_runs_total")
+	require.NoError(t, err)
+	require.Positive(t, got[`switchboard_poll_runs_total{outcome="ok",source="jobs"}`]+got[`switchboard_poll_runs_total{outcome="error",source="jobs"}`])
+}
