@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	_ "time/tzdata" // cron time zones work on hosts without a zoneinfo database
 
 	"github.com/switchboard-dev/switchboard/internal/cli"
 )

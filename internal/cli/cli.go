@@ -51,6 +51,8 @@ func init() {
 		{"events", "list or show stored events: events list|show [ID] --config FILE", runEvents},
 		{"dlq", "list dead-lettered runs: dlq list --config FILE", runDLQ},
 		{"replay", "run an event's flows again as new runs: replay EVENT_ID --config FILE", runReplay},
+		{"backfill", "walk a poll source's history: backfill SOURCE --since CURSOR --config FILE", runBackfill},
+		{"polls", "list timed sources: their schedule, cursor, last run and error: polls --config FILE", runPolls},
 		{"systems", "list, pause or resume systems: systems list|pause NAME|resume NAME --config FILE", runSystems},
 		{"retry", "retry a dead run from its failed step: retry RUN_ID --config FILE", runRetry},
 		{"bench", "measure ingest and delivery against a bare HTTP baseline: bench [--store postgres://…] [--json]", runBench},

@@ -59,15 +59,18 @@ func mustCompile(tb testing.TB, file, src string) *flow.Plan {
 	return p
 }
 
-var positioned = regexp.MustCompile(`^testdata/errors\.yaml:\d+:\d+: \S`)
-
-// TestCompileErrorsGolden compiles a config full of mistakes and compares
-// every reported error, one per line, with testdata/errors.golden.
+// TestCompileErrorsGolden compiles configs full of mistakes and compares
+// every reported error, one per line, with testdata/NAME.golden.
 // Regenerate with: go test ./internal/flow -update
 func TestCompileErrorsGolden(t *testing.T) {
 	t.Parallel()
+	for _, file := range []string{"testdata/errors.yaml", "testdata/poll_errors.yaml"} {
+		t.Run(file, func(t *testing.T) { compileErrorsGolden(t, file) })
+	}
+}
 
-	const file = "testdata/errors.yaml"
+func compileErrorsGolden(t *testing.T, file string) {
+	positioned := regexp.MustCompile(`^` + regexp.QuoteMeta(file) + `:\d+:\d+: \S`)
 	data, err := os.ReadFile(file)
 	require.NoError(t, err)
 	_, err = compile(t, file, string(data))

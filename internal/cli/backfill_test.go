@@ -1,0 +1,98 @@
+package cli_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// historyAPI serves 30 jobs updated one a day from 2026-01-01, three per
+// page, with a next-page token; ?since= filters inclusively.
+func historyAPI(t *testing.T) *httptest.Server {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		since := r.URL.Query().Get("since")
+		from, _ := strconv.Atoi(r.URL.Query().Get("page_token"))
+		var jobs []map[string]any
+		for i := range 30 {
+			at := time.Date(2026, 1, 1+i, 0, 0, 0, 0, time.UTC).Format(time.RFC3339)
+			if at >= since {
+				jobs = append(jobs, map[string]any{"id": i + 1, "updated_at": at})
+			}
+		}
+		page := map[string]any{"jobs": jobs[min(from, len(jobs)):min(from+3, len(jobs))], "next": nil}
+		if from+3 < len(jobs) {
+			page["next"] = strconv.Itoa(from + 3)
+		}
+		_ = json.NewEncoder(w).Encode(page)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func TestBackfillAndPolls(t *testing.T) {
+	srv := historyAPI(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "switchboard.yaml")
+	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`version: 1
+store: sqlite:sb.db
+systems:
+  sched: { kind: http, base_url: %s }
+sources:
+  jobs:
+    poll:
+      system: sched
+      every: 5m
+      path: /jobs
+      query: { since: $cursor }
+      items: .jobs[]
+      id: .id
+      version: .updated_at
+      cursor: .updated_at
+      paginate: { next: .next, param: page_token }
+flows:
+  sync:
+    on: jobs
+    steps: [ { id: push, do: sched.request, with: { path: '"/sink"' } } ]
+`, srv.URL)), 0o644))
+
+	code, _, stderr := run(t, nil, "backfill", "jobs", "--config", cfg, "--quiet")
+	require.Equal(t, 2, code)
+	require.Contains(t, stderr, "--since is required")
+
+	code, stdout, stderr := run(t, nil, "backfill", "jobs", "--since", "2026-01-11T00:00:00Z", "--config", cfg, "--quiet")
+	require.Equal(t, 0, code, stderr)
+	require.Contains(t, stdout, "7 pages, 20 records: 20 emitted, 0 unchanged, 0 already stored; cursor 2026-01-30T00:00:00Z")
+
+	// Earlier history: the overlap is not emitted again.
+	code, stdout, stderr = run(t, nil, "backfill", "jobs", "--since", "2026-01-01T00:00:00Z", "--config", cfg, "--quiet")
+	require.Equal(t, 0, code, stderr)
+	require.Contains(t, stdout, "30 records: 10 emitted, 20 unchanged")
+
+	// Without --since it resumes from its own cursor.
+	code, stdout, stderr = run(t, nil, "backfill", "jobs", "--config", cfg)
+	require.Equal(t, 0, code, stderr)
+	require.Contains(t, stderr, "resuming the backfill of jobs from 2026-01-30T00:00:00Z")
+	require.Contains(t, stdout, "1 records: 0 emitted, 1 unchanged")
+
+	code, stdout, _ = run(t, nil, "events", "list", "--source", "jobs", "--limit", "100", "--config", cfg)
+	require.Equal(t, 0, code)
+	require.Equal(t, 31, len(strings.Split(strings.TrimSpace(stdout), "\n")), "a header and 30 events, each once")
+
+	code, stdout, _ = run(t, nil, "polls", "--config", cfg)
+	require.Equal(t, 0, code)
+	require.Contains(t, stdout, "jobs")
+	require.Contains(t, stdout, "not run yet", "a backfill leaves the scheduled poll's state alone")
+
+	code, _, stderr = run(t, nil, "backfill", "nope", "--since", "x", "--config", cfg)
+	require.Equal(t, 2, code)
+	require.Contains(t, stderr, `"nope" is not a poll source`)
+}
