@@ -10,7 +10,8 @@
 // nodes:
 //
 //   - Run evaluates the threshold rules (queue_depth, oldest_pending,
-//     lag_p95, error_rate, rising_backlog, silent_source) every
+//     lag_p95, error_rate, rising_backlog, silent_source, poll_cursor,
+//     poll_failing, backstop_found) every
 //     evaluate_every. It is meant to run on ONE node, under the app's
 //     leader lease: two evaluators would announce every alert twice.
 //   - Deliver sends notifications and keeps this node's dead-letter alerts

@@ -55,7 +55,28 @@ type fakeStats struct {
 	last     map[string]time.Time
 	attempts []store.AttemptCount
 	since    []time.Time // AttemptStats arguments
+	polls    map[string]store.PollState
 	err      error
+}
+
+func (f *fakeStats) ListPollStates(context.Context) ([]store.PollState, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []store.PollState
+	for _, p := range f.polls {
+		out = append(out, p)
+	}
+	return out, f.err
+}
+
+// setPoll replaces the state of one timed source.
+func (f *fakeStats) setPoll(p store.PollState) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.polls == nil {
+		f.polls = map[string]store.PollState{}
+	}
+	f.polls[p.Source] = p
 }
 
 func (f *fakeStats) QueueStats(context.Context) ([]store.FlowStats, error) {

@@ -22,6 +22,7 @@ type Stats interface {
 	QueueStats(ctx context.Context) ([]store.FlowStats, error)
 	LastEventAt(ctx context.Context, source string) (time.Time, bool, error)
 	AttemptStats(ctx context.Context, since time.Time) ([]store.AttemptCount, error)
+	ListPollStates(ctx context.Context) ([]store.PollState, error)
 }
 
 // DeadLetter describes a run that was just dead-lettered (app adapts the

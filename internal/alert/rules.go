@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/switchboard-dev/switchboard/internal/alert/rule"
@@ -18,11 +19,14 @@ var errSkipped = errors.New("statistics unavailable")
 // inputs are one evaluation's statistics, each read once and shared by
 // the rules that need it.
 type inputs struct {
-	m        *Manager
-	now      time.Time
-	queues   []store.FlowStats
-	queueErr error
-	attempts map[time.Duration][]store.AttemptCount
+	m         *Manager
+	now       time.Time
+	queues    []store.FlowStats
+	queueErr  error
+	attempts  map[time.Duration][]store.AttemptCount
+	polls     map[string]store.PollState
+	pollsErr  error
+	pollsRead bool
 }
 
 // observe applies rule i (not dead_letter) to each of its subjects.
@@ -84,6 +88,26 @@ func (in *inputs) observe(ctx context.Context, i int, r rule.Rule) ([]observatio
 			return nil, fmt.Errorf("last event of %s: %w", r.Source, err)
 		}
 		return []observation{silentSource(r, last, ok, in.m.started, in.now)}, nil
+	case rule.PollCursor, rule.PollFailing, rule.BackstopFound:
+		polls, err := in.pollStates(ctx)
+		if err != nil {
+			return nil, err
+		}
+		switch r.Kind {
+		case rule.PollCursor:
+			return []observation{pollCursor(r, polls[r.Source], in.m.started, in.now)}, nil
+		case rule.BackstopFound:
+			return []observation{backstopFound(r, polls[r.Source])}, nil
+		}
+		var names []string
+		for name := range polls {
+			// A backfill keeps its state under "backfill:NAME"; source
+			// names cannot hold a colon.
+			if !strings.Contains(name, ":") {
+				names = append(names, name)
+			}
+		}
+		return in.each(i, r.Source, names, func(s string) observation { return pollFailing(r, polls[s]) }), nil
 	}
 	return nil, fmt.Errorf("unknown rule kind %q", r.Kind)
 }
@@ -113,6 +137,22 @@ func (in *inputs) queue(flow string) store.FlowStats {
 		}
 	}
 	return store.FlowStats{Flow: flow}
+}
+
+// pollStates reads the timed sources' states once per evaluation.
+func (in *inputs) pollStates(ctx context.Context) (map[string]store.PollState, error) {
+	if !in.pollsRead {
+		in.pollsRead = true
+		list, err := in.m.cfg.Stats.ListPollStates(ctx)
+		if err != nil {
+			in.pollsErr = fmt.Errorf("poll states: %w", err)
+		}
+		in.polls = map[string]store.PollState{}
+		for _, p := range list {
+			in.polls[p.Source] = p
+		}
+	}
+	return in.polls, in.pollsErr
 }
 
 func (in *inputs) attemptStats(ctx context.Context, window time.Duration) ([]store.AttemptCount, error) {
@@ -313,4 +353,71 @@ func (m *Manager) depthHistory() map[string][]depthSample {
 		out[flow] = slices.Clone(s)
 	}
 	return out
+}
+
+// pollCursor measures how long a poll source's cursor has stood still,
+// from its last move, or from when alerting started if it never moved.
+func pollCursor(r rule.Rule, p store.PollState, started, now time.Time) observation {
+	since, moved := started, !p.CursorMovedAt.IsZero()
+	if moved {
+		since = p.CursorMovedAt
+	}
+	still := now.Sub(since)
+	o := observation{subject: r.Source, holds: still >= r.Age, details: map[string]any{
+		"source": r.Source, "still_seconds": still.Seconds(), "for_seconds": r.Age.Seconds(),
+		"cursor": p.Cursor, "last_error": p.LastError, "cursor_moved_at": nil,
+	}}
+	if moved {
+		o.details["cursor_moved_at"] = p.CursorMovedAt.UTC()
+	}
+	switch {
+	case o.holds && moved:
+		o.summary = fmt.Sprintf("the cursor of poll source %s has not advanced for %s (still %q since %s; expected within %s)",
+			r.Source, fmtDuration(still), p.Cursor, fmtTime(p.CursorMovedAt), fmtDuration(r.Age))
+	case o.holds:
+		o.summary = fmt.Sprintf("poll source %s has not stored a cursor since alerting started %s ago (expected within %s)",
+			r.Source, fmtDuration(still), fmtDuration(r.Age))
+	default:
+		o.summary = fmt.Sprintf("the cursor of poll source %s advanced %s ago (now %q)", r.Source, fmtDuration(still), p.Cursor)
+	}
+	if o.holds && p.LastError != "" {
+		o.summary += "; last error: " + p.LastError
+	}
+	return o
+}
+
+// pollFailing fires after r.Count failed runs in a row of a timed source.
+func pollFailing(r rule.Rule, p store.PollState) observation {
+	name := p.Source
+	o := observation{subject: name, holds: p.Failures >= r.Count, details: map[string]any{
+		"source": name, "failures": p.Failures, "threshold": r.Count, "last_error": p.LastError,
+		"last_ok_at": nil,
+	}}
+	if !p.LastOKAt.IsZero() {
+		o.details["last_ok_at"] = p.LastOKAt.UTC()
+	}
+	last := "never"
+	if !p.LastOKAt.IsZero() {
+		last = fmtTime(p.LastOKAt)
+	}
+	if o.holds {
+		o.summary = fmt.Sprintf("timed source %s failed %d runs in a row (last success: %s): %s", name, p.Failures, last, p.LastError)
+	} else {
+		o.summary = fmt.Sprintf("timed source %s runs again (last success: %s)", name, last)
+	}
+	return o
+}
+
+// backstopFound fires while the last run of a backstop poll found more
+// than r.Count records its webhook source never delivered.
+func backstopFound(r rule.Rule, p store.PollState) observation {
+	o := observation{subject: r.Source, holds: p.LastFound > r.Count, details: map[string]any{
+		"source": r.Source, "found": p.LastFound, "above": r.Count,
+	}}
+	if o.holds {
+		o.summary = fmt.Sprintf("backstop poll %s found %d records its webhooks never delivered in its last run (lost webhooks; the poll stored them)", r.Source, p.LastFound)
+	} else {
+		o.summary = fmt.Sprintf("backstop poll %s found no record the webhooks missed in its last run", r.Source)
+	}
+	return o
 }

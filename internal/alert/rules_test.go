@@ -112,6 +112,24 @@ func TestRules(t *testing.T) {
 	lastEvent := func(ago time.Duration) func(*testBundle) {
 		return func(b *testBundle) { b.stats.setLast("web_form", b.clock.Now().Add(-ago)) }
 	}
+	pollState := func(p store.PollState, movedAgo time.Duration) func(*testBundle) {
+		return func(b *testBundle) {
+			p.CursorMovedAt = b.clock.Now().Add(movedAgo)
+			b.stats.setPoll(p)
+		}
+	}
+	failing := func(source string, n int) func(*testBundle) {
+		return func(b *testBundle) {
+			p := store.PollState{Source: source, Failures: n}
+			if n > 0 {
+				p.LastError = "page 2: GET /jobs: 500 Internal Server Error"
+			}
+			b.stats.setPoll(p)
+		}
+	}
+	found := func(n int) func(*testBundle) {
+		return func(b *testBundle) { b.stats.setPoll(store.PollState{Source: "job_poll", LastFound: n}) }
+	}
 	rising := rule.Rule{Kind: rule.RisingBacklog, Flow: "f", Window: 15 * time.Minute, Growth: 100}
 	depths := func(ds ...int) []step {
 		var out []step
@@ -213,6 +231,41 @@ func TestRules(t *testing.T) {
 				{advance: 119 * time.Minute},
 				{advance: time.Minute, want: "firing", subject: "web_form",
 					summary: "no event from source web_form since alerting started 2h ago (none stored; expected within 2h)"},
+			},
+		},
+		{
+			name: "poll_cursor fires when the cursor stands still and resolves when it moves",
+			rule: rule.Rule{Kind: rule.PollCursor, Source: "jobs", Age: time.Hour},
+			steps: []step{
+				{set: pollState(store.PollState{Source: "jobs", Cursor: "2025-03-04T08:30:00Z", HasCursor: true}, -30*time.Minute)},
+				{advance: 29 * time.Minute},
+				{advance: time.Minute, set: func(b *testBundle) {
+					b.stats.setPoll(store.PollState{Source: "jobs", Cursor: "2025-03-04T08:30:00Z", HasCursor: true,
+						CursorMovedAt: t0.Add(-30 * time.Minute), LastError: "page 1: GET /jobs: 503 Service Unavailable"})
+				}, want: "firing", subject: "jobs",
+					summary: `the cursor of poll source jobs has not advanced for 1h (still "2025-03-04T08:30:00Z" since 2025-03-04 08:30:00 UTC; expected within 1h); last error: page 1: GET /jobs: 503 Service Unavailable`},
+				{advance: time.Minute, set: pollState(store.PollState{Source: "jobs", Cursor: "2025-03-04T09:31:00Z", HasCursor: true}, 0),
+					want: "resolved", subject: "jobs", summary: `the cursor of poll source jobs advanced 0s ago (now "2025-03-04T09:31:00Z")`},
+			},
+		},
+		{
+			name: "poll_failing fires after failures in a row, per source, and resolves on success",
+			rule: rule.Rule{Kind: rule.PollFailing, Count: 3},
+			steps: []step{
+				{set: failing("jobs", 2)},
+				{set: func(b *testBundle) { failing("jobs", 3)(b); failing("backfill:jobs", 9)(b) }, want: "firing", subject: "jobs",
+					summary: "timed source jobs failed 3 runs in a row (last success: never): page 2: GET /jobs: 500 Internal Server Error"},
+				{set: failing("jobs", 0), want: "resolved", subject: "jobs", summary: "timed source jobs runs again (last success: never)"},
+			},
+		},
+		{
+			name: "backstop_found fires while the last run found lost webhooks",
+			rule: rule.Rule{Kind: rule.BackstopFound, Source: "job_poll"},
+			steps: []step{
+				{set: found(0)},
+				{set: found(3), want: "firing", subject: "job_poll",
+					summary: "backstop poll job_poll found 3 records its webhooks never delivered in its last run (lost webhooks; the poll stored them)"},
+				{set: found(0), want: "resolved", subject: "job_poll", summary: "backstop poll job_poll found no record the webhooks missed in its last run"},
 			},
 		},
 		{

@@ -149,6 +149,33 @@ type RisingBacklogRule struct {
 	Flow string `yaml:"flow"`
 }
 
+// PollCursorRule alerts when a poll source's cursor stops advancing.
+type PollCursorRule struct {
+	// Source is the poll source. Required.
+	Source string `yaml:"source"`
+	// For is how long without a move is too long. Required.
+	For *time.Duration `yaml:"for"`
+}
+
+// PollFailingRule alerts when a timed source keeps failing.
+type PollFailingRule struct {
+	// Source limits the rule to one timed source; by default each is
+	// checked.
+	Source string `yaml:"source"`
+	// Failures is how many runs in a row must fail. Default 3.
+	Failures *int `yaml:"failures"`
+}
+
+// BackstopFoundRule alerts when a backstop poll finds records its webhook
+// source never delivered.
+type BackstopFoundRule struct {
+	// Source is the backstop poll source. Required.
+	Source string `yaml:"source"`
+	// Above is how many records its last run may find before it fires.
+	// Default 0: any.
+	Above *int `yaml:"above"`
+}
+
 // SilentSourceRule alerts when a source stops receiving events.
 type SilentSourceRule struct {
 	// Source is the source's name. Required.

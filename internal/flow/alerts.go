@@ -305,8 +305,42 @@ func (cp *compiler) alertRule(path string, n *yaml.Node, every time.Duration) (r
 			r.Age = required(rc, "for", c.For, "how long without an event is too long")
 			rc.check(c.For == nil || r.Age > 0, "for", "must be positive")
 		}
-	case "poll_cursor":
-		cp.errorf(k, rc.path, "poll_cursor rules come with polling sources, in a later release")
+	case rule.PollCursor:
+		var c config.PollCursorRule
+		if rc.decode(&c) {
+			r.Source = rc.timedSource(c.Source, true, func(s config.Source) string {
+				if s.Poll == nil || s.Poll.Cursor == "" {
+					return "is not a poll source with a cursor:"
+				}
+				return ""
+			})
+			r.Age = required(rc, "for", c.For, "how long the cursor may stand still")
+			rc.check(c.For == nil || r.Age > 0, "for", "must be positive")
+		}
+	case rule.PollFailing:
+		var c config.PollFailingRule
+		if rc.decode(&c) {
+			r.Source = rc.timedSource(c.Source, false, func(s config.Source) string {
+				if s.Poll == nil && s.Schedule == nil {
+					return "is not a timed source (poll: or schedule:)"
+				}
+				return ""
+			})
+			r.Count = defaultInt(ptrValue(c.Failures), rule.DefaultPollFailures)
+			rc.check(c.Failures == nil || *c.Failures > 0, "failures", "must be at least 1")
+		}
+	case rule.BackstopFound:
+		var c config.BackstopFoundRule
+		if rc.decode(&c) {
+			r.Source = rc.timedSource(c.Source, true, func(s config.Source) string {
+				if s.Poll == nil || s.Poll.BackstopFor == "" {
+					return "is not a poll source with backstop_for:"
+				}
+				return ""
+			})
+			r.Count = ptrValue(c.Above)
+			rc.check(c.Above == nil || *c.Above >= 0, "above", "must not be negative")
+		}
 	default:
 		cp.errorf(k, rc.path, "unknown rule kind %q (known: %s)", k.Value, kindList())
 	}
@@ -362,6 +396,29 @@ func required[T any](rc ruleCompiler, key string, v *T, what string) T {
 		return zero
 	}
 	return *v
+}
+
+// timedSource checks the source: of a poll rule; bad says what is wrong
+// with a source of the wrong kind, or "".
+func (rc ruleCompiler) timedSource(name string, need bool, bad func(config.Source) string) string {
+	switch s, ok := rc.cp.c.Sources[name]; {
+	case name == "" && need:
+		rc.cp.errorf(rc.at, rc.path+".source", "required: the source to watch")
+	case name == "":
+	case !ok:
+		rc.cp.errorf(rc.node("source"), rc.path+".source", "unknown source %q%s", name, known(slices.Sorted(maps.Keys(rc.cp.c.Sources))))
+	case bad(s) != "":
+		rc.cp.errorf(rc.node("source"), rc.path+".source", "source %q %s", name, bad(s))
+	}
+	return name
+}
+
+func ptrValue[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
 }
 
 func kindList() string {

@@ -128,12 +128,20 @@ func TestCompileAlertErrors(t *testing.T) {
 		{
 			name:  "unknown rule kind",
 			rules: "    - queue_size: {above: 10}\n",
-			want:  []string{`c.yaml:13:7: alerts.rules[0].queue_size: unknown rule kind "queue_size" (known: dead_letter, queue_depth, oldest_pending, lag_p95, error_rate, rising_backlog, silent_source)`},
+			want:  []string{`c.yaml:13:7: alerts.rules[0].queue_size: unknown rule kind "queue_size" (known: dead_letter, queue_depth, oldest_pending, lag_p95, error_rate, rising_backlog, silent_source, poll_cursor, poll_failing, backstop_found)`},
 		},
 		{
-			name:  "poll_cursor belongs to a later release",
-			rules: "    - poll_cursor: {source: jobs, stale: 1h}\n",
-			want:  []string{`c.yaml:13:7: alerts.rules[0].poll_cursor: poll_cursor rules come with polling sources, in a later release`},
+			name:  "poll rules name a poll source of the right kind",
+			rules: "    - poll_cursor: {source: web_form, for: 1h}\n    - poll_cursor: {source: jobs}\n    - poll_failing: {source: nope, failures: 0}\n    - backstop_found: {source: web_form, above: -1}\n",
+			want: []string{
+				`c.yaml:13:29: alerts.rules[0].poll_cursor.source: source "web_form" is not a poll source with a cursor:`,
+				`c.yaml:14:29: alerts.rules[1].poll_cursor.source: unknown source "jobs" (defined: web_form)`,
+				`c.yaml:14:20: alerts.rules[1].poll_cursor.for: required: how long the cursor may stand still`,
+				`c.yaml:15:30: alerts.rules[2].poll_failing.source: unknown source "nope" (defined: web_form)`,
+				`c.yaml:15:46: alerts.rules[2].poll_failing.failures: must be at least 1`,
+				`c.yaml:16:32: alerts.rules[3].backstop_found.source: source "web_form" is not a poll source with backstop_for:`,
+				`c.yaml:16:49: alerts.rules[3].backstop_found.above: must not be negative`,
+			},
 		},
 		{
 			name:  "two kinds in one item",
@@ -143,7 +151,7 @@ func TestCompileAlertErrors(t *testing.T) {
 		{
 			name:  "an item that is not a mapping",
 			rules: "    - dead_letter\n",
-			want:  []string{`c.yaml:13:7: alerts.rules[0]: want a mapping with one rule kind as its key (dead_letter, queue_depth, oldest_pending, lag_p95, error_rate, rising_backlog, silent_source)`},
+			want:  []string{`c.yaml:13:7: alerts.rules[0]: want a mapping with one rule kind as its key (dead_letter, queue_depth, oldest_pending, lag_p95, error_rate, rising_backlog, silent_source, poll_cursor, poll_failing, backstop_found)`},
 		},
 		{
 			name:  "unknown flow",

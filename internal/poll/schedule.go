@@ -84,7 +84,7 @@ func (p *Poller) step(ctx context.Context, src *flow.Source) (time.Duration, err
 		p.renew(runCtx, cancel, lease)
 	}()
 	started := p.cfg.NowFunc()
-	more, runErr := p.runSource(runCtx, src, st)
+	stats, runErr := p.runSource(runCtx, src, st)
 	cancel()
 	<-renewed
 	if ctx.Err() != nil {
@@ -98,13 +98,16 @@ func (p *Poller) step(ctx context.Context, src *flow.Source) (time.Duration, err
 		next = finished // behind schedule: run again at once
 	}
 	run := store.PollRun{Source: src.Name, Now: finished, NextRunAt: next}
+	if src.Poll != nil && src.Poll.Backstop() {
+		run.Found = stats.Emitted
+	}
 	switch {
 	case runErr != nil:
 		run.Error = runErr.Error()
 		retry := min(p.cfg.RetryBase*30<<min(st.Failures, 10), retryCap)
 		run.NextRunAt = minTime(next, finished.Add(retry))
 		p.cfg.Logger.Error("timed source run failed", "source", src.Name, "failures", st.Failures+1, "retry_at", run.NextRunAt, "error", runErr)
-	case more:
+	case stats.More:
 		run.NextRunAt = finished // pages left: continue at once
 	}
 	p.cfg.Metrics.PollRun(src.Name, runErr == nil, finished)
@@ -112,13 +115,13 @@ func (p *Poller) step(ctx context.Context, src *flow.Source) (time.Duration, err
 }
 
 // runSource runs one poll or one tick.
-func (p *Poller) runSource(ctx context.Context, src *flow.Source, st store.PollState) (more bool, err error) {
+func (p *Poller) runSource(ctx context.Context, src *flow.Source, st store.PollState) (Stats, error) {
 	if src.Poll == nil {
 		acc, err := p.Tick(ctx, src, st.NextRunAt)
 		if err == nil {
 			p.cfg.Logger.Info("schedule fired", "source", src.Name, "scheduled_at", st.NextRunAt, "event_id", acc.EventID, "duplicate", acc.Duplicate, "runs", acc.Runs)
 		}
-		return false, err
+		return Stats{}, err
 	}
 	started := p.cfg.NowFunc()
 	stats, err := p.Poll(ctx, src, Options{})
@@ -130,7 +133,7 @@ func (p *Poller) runSource(ctx context.Context, src *flow.Source, st store.PollS
 	} else {
 		p.cfg.Logger.Error("poll stopped", append(attrs, "error", err)...)
 	}
-	return stats.More, err
+	return stats, err
 }
 
 // renew keeps lease while a run goes on; it cancels the run the moment a

@@ -24,6 +24,9 @@ type PollState struct {
 	// Failures counts consecutive failed runs; LastError is the last one's.
 	Failures  int
 	LastError string
+	// LastFound is how many records the last run of a backstop poll found
+	// that its webhook source had not delivered.
+	LastFound int
 }
 
 // PollRecord is one record of a polled page.
@@ -74,4 +77,7 @@ type PollRun struct {
 	NextRunAt time.Time
 	// Error is "" when the run succeeded.
 	Error string
+	// Found is how many records a backstop poll found that its webhook
+	// source had not delivered.
+	Found int
 }

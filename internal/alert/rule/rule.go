@@ -125,10 +125,20 @@ const (
 	RisingBacklog Kind = "rising_backlog"
 	// SilentSource fires when a source received no event for Age.
 	SilentSource Kind = "silent_source"
+	// PollCursor fires when a poll source's cursor has not advanced for Age.
+	PollCursor Kind = "poll_cursor"
+	// PollFailing fires when Count runs in a row of a timed source failed.
+	PollFailing Kind = "poll_failing"
+	// BackstopFound fires when the last run of a backstop poll found more
+	// than Count records its webhook source had not delivered.
+	BackstopFound Kind = "backstop_found"
 )
 
 // Kinds lists every rule kind, in the order the docs present them.
-var Kinds = []Kind{DeadLetter, QueueDepth, OldestPending, LagP95, ErrorRate, RisingBacklog, SilentSource}
+var Kinds = []Kind{DeadLetter, QueueDepth, OldestPending, LagP95, ErrorRate, RisingBacklog, SilentSource, PollCursor, PollFailing, BackstopFound}
+
+// DefaultPollFailures is poll_failing's default failures.
+const DefaultPollFailures = 3
 
 // Rule is one alert rule. Which fields apply depends on Kind; the others
 // are zero.
@@ -138,8 +148,11 @@ type Rule struct {
 	Flow string
 	// System limits error_rate to one system; "" means each system on its own.
 	System string
-	// Source is silent_source's source.
+	// Source is the source of silent_source and the poll rules; "" in
+	// poll_failing means each timed source on its own.
 	Source string
+	// Count is poll_failing's failures and backstop_found's above.
+	Count int
 
 	// Depth is queue_depth's threshold: it fires above it.
 	Depth int

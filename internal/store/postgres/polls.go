@@ -11,13 +11,13 @@ import (
 	"github.com/switchboard-dev/switchboard/internal/store"
 )
 
-const pollCols = `source, cursor, next_run_at, last_run_at, last_ok_at, cursor_moved_at, failures, last_error`
+const pollCols = `source, cursor, next_run_at, last_run_at, last_ok_at, cursor_moved_at, failures, last_error, last_found`
 
 func scanPollState(row pgx.Row) (store.PollState, error) {
 	var p store.PollState
 	var cursor *string
 	var last, ok, moved *time.Time
-	if err := row.Scan(&p.Source, &cursor, &p.NextRunAt, &last, &ok, &moved, &p.Failures, &p.LastError); err != nil {
+	if err := row.Scan(&p.Source, &cursor, &p.NextRunAt, &last, &ok, &moved, &p.Failures, &p.LastError, &p.LastFound); err != nil {
 		return p, err
 	}
 	if cursor != nil {
@@ -139,13 +139,14 @@ func (s *Store) FinishPoll(ctx context.Context, p store.PollRun) error {
 	if p.Error == "" {
 		ok = &p.Now
 	}
-	_, err := s.pool.Exec(ctx, `INSERT INTO poll_state (source, next_run_at, last_run_at, last_ok_at, failures, last_error)
-		VALUES ($1, $2, $3, $4, CASE WHEN $5 = '' THEN 0 ELSE 1 END, $5)
+	_, err := s.pool.Exec(ctx, `INSERT INTO poll_state (source, next_run_at, last_run_at, last_ok_at, failures, last_error, last_found)
+		VALUES ($1, $2, $3, $4, CASE WHEN $5 = '' THEN 0 ELSE 1 END, $5, $6)
 		ON CONFLICT (source) DO UPDATE SET next_run_at = excluded.next_run_at, last_run_at = excluded.last_run_at,
+			last_found = excluded.last_found,
 			last_ok_at = COALESCE(excluded.last_ok_at, poll_state.last_ok_at),
 			failures = CASE WHEN excluded.last_error = '' THEN 0 ELSE poll_state.failures + 1 END,
 			last_error = excluded.last_error`,
-		p.Source, p.NextRunAt, p.Now, ok, p.Error)
+		p.Source, p.NextRunAt, p.Now, ok, p.Error, p.Found)
 	if err != nil {
 		return fmt.Errorf("finish poll %s: %w", p.Source, err)
 	}

@@ -10,13 +10,13 @@ import (
 	"github.com/switchboard-dev/switchboard/internal/store"
 )
 
-const pollCols = `source, cursor, next_run_at, last_run_at, last_ok_at, cursor_moved_at, failures, last_error`
+const pollCols = `source, cursor, next_run_at, last_run_at, last_ok_at, cursor_moved_at, failures, last_error, last_found`
 
 func scanPollState(row interface{ Scan(...any) error }) (store.PollState, error) {
 	var p store.PollState
 	var cursor sql.NullString
 	var next, last, ok, moved int64
-	if err := row.Scan(&p.Source, &cursor, &next, &last, &ok, &moved, &p.Failures, &p.LastError); err != nil {
+	if err := row.Scan(&p.Source, &cursor, &next, &last, &ok, &moved, &p.Failures, &p.LastError, &p.LastFound); err != nil {
 		return p, err
 	}
 	p.Cursor, p.HasCursor = cursor.String, cursor.Valid
@@ -141,13 +141,14 @@ func (s *Store) FinishPoll(ctx context.Context, p store.PollRun) error {
 	if p.Error == "" {
 		ok = micros(p.Now)
 	}
-	_, err := s.w.ExecContext(ctx, `INSERT INTO poll_state (source, next_run_at, last_run_at, last_ok_at, failures, last_error)
-		VALUES (?, ?, ?, ?, ?, ?)
+	_, err := s.w.ExecContext(ctx, `INSERT INTO poll_state (source, next_run_at, last_run_at, last_ok_at, failures, last_error, last_found)
+		VALUES (?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (source) DO UPDATE SET next_run_at = excluded.next_run_at, last_run_at = excluded.last_run_at,
+			last_found = excluded.last_found,
 			last_ok_at = CASE WHEN excluded.last_ok_at = 0 THEN poll_state.last_ok_at ELSE excluded.last_ok_at END,
 			failures = CASE WHEN excluded.last_error = '' THEN 0 ELSE poll_state.failures + 1 END,
 			last_error = excluded.last_error`,
-		p.Source, micros(p.NextRunAt), micros(p.Now), ok, min(1, len(p.Error)), p.Error)
+		p.Source, micros(p.NextRunAt), micros(p.Now), ok, min(1, len(p.Error)), p.Error, p.Found)
 	if err != nil {
 		return fmt.Errorf("finish poll %s: %w", p.Source, err)
 	}

@@ -50,9 +50,10 @@ func runPolls(t *testing.T, open OpenFunc) {
 		require.True(t, st.LastOKAt.IsZero())
 		require.True(t, st.NextRunAt.Equal(t0.Add(2*time.Minute)))
 
-		require.NoError(t, s.FinishPoll(ctx, store.PollRun{Source: "jobs", Now: t0.Add(3 * time.Second), NextRunAt: t0.Add(3 * time.Minute)}))
+		require.NoError(t, s.FinishPoll(ctx, store.PollRun{Source: "jobs", Now: t0.Add(3 * time.Second), NextRunAt: t0.Add(3 * time.Minute), Found: 4}))
 		st, _, err = s.GetPollState(ctx, "jobs")
 		require.NoError(t, err)
+		require.Equal(t, 4, st.LastFound)
 		require.Zero(t, st.Failures)
 		require.Empty(t, st.LastError)
 		require.True(t, st.LastOKAt.Equal(t0.Add(3*time.Second)))

@@ -8,6 +8,7 @@ CREATE TABLE poll_state (
     last_ok_at      timestamptz,
     cursor_moved_at timestamptz,
     failures        integer NOT NULL DEFAULT 0,
+    last_found      integer NOT NULL DEFAULT 0,
     last_error      text NOT NULL DEFAULT ''
 );
 

@@ -8,6 +8,7 @@ CREATE TABLE poll_state (
     last_ok_at      INTEGER NOT NULL DEFAULT 0,
     cursor_moved_at INTEGER NOT NULL DEFAULT 0,
     failures        INTEGER NOT NULL DEFAULT 0,
+    last_found      INTEGER NOT NULL DEFAULT 0,
     last_error      TEXT NOT NULL DEFAULT ''
 );
 
