@@ -73,6 +73,12 @@ func TestSeedFlows(t *testing.T) {
 			`lead_sms         on web_form when (.phone // "") != "": contact (crm.upsert_contact) → owner (crm.assign_owner) → ack (sms.send_sms)`,
 			"web_form         POST /hooks/web_form  verify hmac-sha256, key: .submission_id",
 		}},
+		{"job-sync-polling.yaml", []string{
+			"job_backstop     poll field GET /jobs every 15m0s, key: .id@.updated_at, backstop for job_events",
+			"job_events       POST /hooks/job_events  verify hmac-sha256, key: .id@.updated_at",
+			`nightly          schedule cron "0 2 * * *" in America/Chicago`,
+			"poll_failing     every timed source",
+		}},
 		{"job-status.yaml", []string{
 			`job_completed    on field_app when .status == "completed": deal (crm.move_deal_stage) → notify (sms.send_sms) → invoice (accounting.request)`,
 			`job_scheduled    on field_app when .status == "scheduled": dispatch (chat.post_webhook)`,

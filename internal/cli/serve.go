@@ -83,18 +83,7 @@ func runCheck(_ context.Context, e env, args []string) error {
 	}
 	fmt.Fprintf(w, "\nsources (%d):\n", len(plan.Sources))
 	for _, name := range slices.Sorted(maps.Keys(plan.Sources)) {
-		s := plan.Sources[name]
-		verify := "UNSIGNED"
-		if s.Webhook.Verifier != nil {
-			verify = "verify " + s.Webhook.Scheme
-		}
-		key := "key: body hash"
-		if s.Key != nil {
-			key = "key: " + s.Key.String()
-		} else if s.Webhook.Scheme == "standard-webhooks" {
-			key = "key: webhook-id"
-		}
-		fmt.Fprintf(w, "  %-16s POST /hooks/%s  %s, %s\n", name, name, verify, key)
+		fmt.Fprintf(w, "  %-16s %s\n", name, describeSource(plan.Sources[name]))
 	}
 	fmt.Fprintf(w, "\nflows (%d):\n", len(plan.Flows))
 	for _, name := range slices.Sorted(maps.Keys(plan.Flows)) {
@@ -117,8 +106,11 @@ func runCheck(_ context.Context, e env, args []string) error {
 		fmt.Fprintf(w, "\nalerts (%d rules, to %s, evaluated every %s):\n", len(a.Rules), strings.Join(targets, ", "), a.EvaluateEvery)
 		for _, r := range a.Rules {
 			subject := cmp.Or(r.Flow, r.System, r.Source, "every flow")
-			if r.Kind == rule.ErrorRate && r.System == "" {
+			switch {
+			case r.Kind == rule.ErrorRate && r.System == "":
 				subject = "every system"
+			case r.Kind == rule.PollFailing && r.Source == "":
+				subject = "every timed source"
 			}
 			fmt.Fprintf(w, "  %-16s %s\n", r.Kind, subject)
 		}
