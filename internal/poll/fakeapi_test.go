@@ -37,6 +37,7 @@ type fakeAPI struct {
 	failPage, failStatus, failTimes int
 	retryAfter                      string
 	requests                        []string
+	at                              []time.Time
 }
 
 func newFakeAPI(t testing.TB, style string, pageSize int) *fakeAPI {
@@ -71,10 +72,18 @@ func (a *fakeAPI) log() []string {
 	return slices.Clone(a.requests)
 }
 
+// times returns when each request arrived.
+func (a *fakeAPI) times() []time.Time {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.at)
+}
+
 func (a *fakeAPI) serve(w http.ResponseWriter, r *http.Request) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.requests = append(a.requests, r.URL.RequestURI())
+	a.at = append(a.at, time.Now())
 	if r.URL.Path != "/api/jobs" {
 		http.Error(w, "no such path", http.StatusNotFound)
 		return

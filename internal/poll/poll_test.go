@@ -21,14 +21,16 @@ import (
 	"github.com/switchboard-dev/switchboard/internal/metrics/metricstest"
 	"github.com/switchboard-dev/switchboard/internal/poll"
 	"github.com/switchboard-dev/switchboard/internal/store"
+	"github.com/switchboard-dev/switchboard/internal/store/postgres"
 	"github.com/switchboard-dev/switchboard/internal/store/sqlite"
+	"github.com/switchboard-dev/switchboard/internal/store/storetest"
 )
 
 // harness is one node's poller on a real SQLite store and engine.
 type harness struct {
 	t      *testing.T
 	plan   *flow.Plan
-	st     *sqlite.Store
+	st     store.Store
 	eng    *engine.Engine
 	poller *poll.Poller
 	reg    *prometheus.Registry
@@ -78,10 +80,25 @@ func newHarness(t *testing.T, yaml, dbPath string) *harness {
 	if dbPath == "" {
 		dbPath = filepath.Join(t.TempDir(), "poll.db")
 	}
-	h := &harness{t: t, plan: compile(t, yaml), dbPath: dbPath, reg: prometheus.NewRegistry()}
 	st, err := sqlite.Open(t.Context(), dbPath)
 	require.NoError(t, err)
-	h.st = st
+	h := newHarnessOn(t, yaml, st)
+	h.dbPath = dbPath
+	return h
+}
+
+// newPostgresHarness runs on a fresh PostgreSQL schema; it skips the test
+// without SWITCHBOARD_TEST_POSTGRES.
+func newPostgresHarness(t *testing.T, yaml string) *harness {
+	t.Helper()
+	st, err := postgres.Open(t.Context(), storetest.PostgresDSN(t), postgres.Options{Migrate: true})
+	require.NoError(t, err)
+	return newHarnessOn(t, yaml, st)
+}
+
+func newHarnessOn(t *testing.T, yaml string, st store.Store) *harness {
+	t.Helper()
+	h := &harness{t: t, plan: compile(t, yaml), reg: prometheus.NewRegistry(), st: st}
 	m := metrics.New(h.reg)
 	h.m = m
 	h.eng = engine.New(engine.Config{Store: st, Plan: h.plan, Metrics: m})

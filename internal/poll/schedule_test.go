@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -75,9 +76,18 @@ flows:
 // TestPollerFollowsChanges: the scheduled poller picks up changes made
 // between its runs, records its runs, and backs off after failures.
 func TestPollerFollowsChanges(t *testing.T) {
-	a := newFakeAPI(t, "token", 4)
+	t.Run("sqlite", func(t *testing.T) {
+		a := newFakeAPI(t, "token", 4)
+		pollerFollowsChanges(t, a, newHarness(t, pollConfig(a, 100), ""))
+	})
+	t.Run("postgres", func(t *testing.T) {
+		a := newFakeAPI(t, "token", 4)
+		pollerFollowsChanges(t, a, newPostgresHarness(t, pollConfig(a, 100)))
+	})
+}
+
+func pollerFollowsChanges(t *testing.T, a *fakeAPI, h *harness) {
 	want := seed(a)
-	h := newHarness(t, pollConfig(a, 100), "")
 	runPollers(t, h, 2)
 	require.Eventually(t, func() bool { return len(h.keys("jobs")) == len(want) }, 15*time.Second, 50*time.Millisecond)
 
@@ -100,4 +110,28 @@ func TestPollerFollowsChanges(t *testing.T) {
 	got, err := metricstest.Series(h.reg, "switchboard_poll_runs_total")
 	require.NoError(t, err)
 	require.Positive(t, got[`switchboard_poll_runs_total{outcome="ok",source="jobs"}`]+got[`switchboard_poll_runs_total{outcome="error",source="jobs"}`])
+}
+
+// TestPollRespectsRateLimit: pages go through the system's rate limit,
+// shared with its steps: never more requests in a second than allowed.
+func TestPollRespectsRateLimit(t *testing.T) {
+	a := newFakeAPI(t, "page", 2)
+	seed(a)
+	yaml := strings.Replace(pollConfig(a, 100), "api: { kind: http, base_url: "+a.srv.URL+"/api }",
+		"api: { kind: http, base_url: "+a.srv.URL+"/api, rate_limit: { per_second: 4 } }", 1)
+	h := newHarness(t, yaml, "")
+	stats, err := h.poll("jobs")
+	require.NoError(t, err)
+	require.Equal(t, 12, stats.Pages)
+	times := a.times()
+	require.Len(t, times, 12)
+	for i := range times {
+		n := 0
+		for _, x := range times[i:] {
+			if x.Sub(times[i]) < time.Second {
+				n++
+			}
+		}
+		require.LessOrEqual(t, n, 4, "requests in the second from request %d", i)
+	}
 }
