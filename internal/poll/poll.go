@@ -254,6 +254,16 @@ func (r *pollRun) commit(ctx context.Context, pg *page) error {
 	}
 	r.p.cfg.Engine.Stored(emitted)
 	m := r.p.cfg.Metrics
+	// Polled records count as received events of the source that stores
+	// them, like webhooks: new ones accepted, already stored duplicate.
+	for _, x := range res {
+		switch x.Outcome {
+		case store.PollEmitted:
+			m.EventReceived(r.target, metrics.OutcomeAccepted)
+		case store.PollKnown:
+			m.EventReceived(r.target, metrics.OutcomeDuplicate)
+		}
+	}
 	m.PollRecords(r.src.Name, metrics.PollEmitted, len(emitted))
 	m.PollRecords(r.src.Name, metrics.PollUnchanged, countOf(res, store.PollUnchanged))
 	m.PollRecords(r.src.Name, metrics.PollKnown, countOf(res, store.PollKnown))

@@ -410,6 +410,12 @@ flows:
 	require.NoError(t, err)
 	require.Equal(t, 3.0, got[`switchboard_backstop_found_total{source="job_hooks"}`])
 	require.Equal(t, 20.0, got[`switchboard_poll_records_total{result="known",source="job_poll"}`])
+	got, err = metricstest.Series(h.reg, "switchboard_events_received_total")
+	require.NoError(t, err)
+	require.Equal(t, map[string]float64{
+		`switchboard_events_received_total{outcome="accepted",source="job_hooks"}`:  3,
+		`switchboard_events_received_total{outcome="duplicate",source="job_hooks"}`: 20,
+	}, got, "polled records count as events of the webhook source they back up (the test's webhooks bypass ingest)")
 
 	// A webhook arriving late for a record the poll found is a duplicate.
 	src := h.plan.Sources["job_hooks"]
