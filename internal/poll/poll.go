@@ -166,11 +166,25 @@ func (p *Poller) Poll(ctx context.Context, src *flow.Source, o Options) (Stats, 
 			return r.stats, nil
 		}
 		if maxPages > 0 && page >= maxPages {
-			r.stats.More = true
-			return r.stats, nil
+			return r.stats, r.pageLimit(maxPages)
 		}
 		req = next
 	}
+}
+
+// pageLimit ends a run that stopped at its page limit with pages left.
+// The next run continues from the cursor, unless there is none or it did
+// not move: then the next run would read the same pages again, forever,
+// and never see the rest. That is an error, not a silent truncation.
+func (r *pollRun) pageLimit(maxPages int) error {
+	switch {
+	case r.pl.Cursor == nil:
+		return fmt.Errorf("the listing has more than max_pages (%d) pages and the source keeps no cursor, so the rest is never read; raise max_pages", maxPages)
+	case r.stats.Cursor == r.cursorText:
+		return fmt.Errorf("%d pages of records share the cursor %q, so the next run would read the same pages; raise max_pages", maxPages, r.cursorText)
+	}
+	r.stats.More = true
+	return nil
 }
 
 // pollRun is the state of one Poll call.

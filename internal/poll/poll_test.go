@@ -426,3 +426,27 @@ flows:
 	require.NoError(t, err)
 	require.True(t, acc.Duplicate)
 }
+
+// TestPageLimitThatWouldLoop: when a run stops at max_pages without moving
+// its cursor (or the source keeps none), the next run would read the same
+// pages forever; the run fails and says so instead.
+func TestPageLimitThatWouldLoop(t *testing.T) {
+	a := newFakeAPI(t, "token", 2)
+	var jobs []job
+	for i := 1; i <= 10; i++ {
+		jobs = append(jobs, job{ID: i, UpdatedAt: at(5)}) // all in the same second
+	}
+	a.put(jobs...)
+	h := newHarness(t, pollConfig(a, 2), "")
+	stats, err := h.poll("jobs")
+	require.NoError(t, err, "the first run moves the cursor from start to the shared value")
+	require.True(t, stats.More)
+	_, err = h.poll("jobs")
+	require.ErrorContains(t, err, `2 pages of records share the cursor "2026-01-01T00:00:05Z", so the next run would read the same pages; raise max_pages`)
+
+	b := newFakeAPI(t, "token", 2)
+	b.put(jobs...)
+	h = newHarness(t, strings.Replace(pollConfig(b, 2), "      cursor: .updated_at\n      start: \"2026-01-01T00:00:00Z\"\n", "", 1), "")
+	_, err = h.poll("jobs")
+	require.ErrorContains(t, err, "the listing has more than max_pages (2) pages and the source keeps no cursor")
+}
