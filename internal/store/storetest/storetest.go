@@ -567,6 +567,8 @@ func Run(t *testing.T, open OpenFunc) {
 		_, err = b.s.GetEvent(b.ctx, "evt_missing")
 		require.ErrorIs(t, err, store.ErrNotFound)
 	})
+
+	runOwnership(t, setup)
 }
 
 func newEvent(source, key string, flows ...string) store.NewEvent {
