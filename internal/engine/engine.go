@@ -52,6 +52,9 @@ type Config struct {
 	CommitParallel int
 	// Metrics counts the runs each commit creates. Optional.
 	Metrics *metrics.Metrics
+	// Fingerprints, when set, recognise echoes of our own writes and carry
+	// the causal chain of writes to events (see lineage.go). Optional.
+	Fingerprints Fingerprints
 }
 
 // Engine accepts events. Call Run to start its committer.
@@ -95,6 +98,9 @@ type Accepted struct {
 	Duplicate bool
 	// Runs is how many runs the event started (0 for a duplicate).
 	Runs int
+	// Outcome is store.EventEcho for our own write coming back and
+	// store.EventConflict for a mirror's change not written back.
+	Outcome store.EventOutcome
 }
 
 // Accept stores ev and its runs durably, or finds it is a duplicate.
@@ -107,7 +113,16 @@ func (e *Engine) Accept(ctx context.Context, ev Event) (Accepted, error) {
 	ne := store.NewEvent{
 		ID: store.NewID("evt_", now), Source: ev.Source, Key: ev.Key, ReceivedAt: now, Payload: ev.Payload,
 	}
+	lineage, forget, err := e.lineage(ctx, src, ev, now)
+	if err != nil {
+		return Accepted{}, err
+	}
+	ne.Lineage = lineage
+	var conflicted []*flow.Flow
 	for _, f := range src.Flows {
+		if lineage.Outcome == store.EventEcho {
+			break // our own write coming back: nothing to do
+		}
 		if f.When != nil {
 			v, err := f.When.Eval(ctx, ev.Value)
 			if err != nil {
@@ -119,7 +134,18 @@ func (e *Engine) Accept(ctx context.Context, ev Event) (Accepted, error) {
 				continue
 			}
 		}
+		if f.Conflict != nil {
+			conflicted = append(conflicted, f)
+			continue
+		}
 		ne.Runs = append(ne.Runs, store.NewRun{ID: store.NewID("run_", now), Flow: f.Name, StepID: f.Steps[0].ID})
+	}
+	if len(conflicted) > 0 {
+		proposals := e.conflicts(ev, conflicted, now)
+		if len(ne.Runs) == 0 && len(proposals) == 0 {
+			ne.Lineage.Outcome = store.EventConflict
+		}
+		ne.Runs = append(ne.Runs, proposals...)
 	}
 	res, err := e.committer.Submit(ctx, ne)
 	if err != nil {
@@ -127,7 +153,18 @@ func (e *Engine) Accept(ctx context.Context, ev Event) (Accepted, error) {
 	}
 	a := Accepted{EventID: res.EventID, Duplicate: res.Duplicate}
 	if !res.Duplicate {
-		a.Runs = len(ne.Runs)
+		a.Runs, a.Outcome = len(ne.Runs), ne.Lineage.Outcome
+		if forget != nil {
+			// Best effort: a fingerprint left behind only lives out its
+			// window, and a retry of this call is harmless.
+			if _, err := e.cfg.Fingerprints.ForgetFingerprints(ctx, *forget); err != nil {
+				e.cfg.Logger.Warn("forget fingerprints of a record changed elsewhere", "source", ev.Source, "error", err)
+			}
+		}
+	}
+	if a.Outcome == store.EventEcho && !res.Duplicate {
+		e.cfg.Logger.Info("echo of our own write: no runs", "source", ev.Source, "event_id", a.EventID,
+			"hop", lineage.Hop, "chain", lineage.Chain)
 	}
 	return a, nil
 }

@@ -436,8 +436,10 @@ func (cp *compiler) checkWrite(path string, f *Flow, st *Step, e *Entity, origin
 			"writes %s.%s to %s, a mirror of that field, from %s: %s owns %s; write it to %s and let a flow on %s's events copy it to the mirrors",
 			e.Name, field, st.System, src, owner, field, owner, owner)
 	}
-	// A mirror's change written back to the owner is a conflict.
-	if from == "" || from == st.System || f.Conflict != nil {
+	// A mirror's change written back to the owner is a conflict. Events
+	// from a system that does not keep this entity (a job's status moving a
+	// deal) are business logic, not a copy coming back.
+	if from == "" || from == st.System || f.Conflict != nil || !e.Holds(from) {
 		return
 	}
 	var held []string // nil: the whole entity

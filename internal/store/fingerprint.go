@@ -48,9 +48,14 @@ type Fingerprint struct {
 	Hash   string
 	// RunID, Hop and Chain carry the causal chain to the echo: Hop is the
 	// write's hop (its event's hop + 1).
-	RunID     string
-	Hop       int
-	Chain     string
+	RunID string
+	Hop   int
+	Chain string
+	// EchoHash is the hash of the whole record as the write's first echo
+	// showed it ("" until an echo came): a later event that matches the
+	// written fields but differs elsewhere is a person's change.
+	// SaveFingerprint never changes it; MarkEcho sets it.
+	EchoHash  string
 	CreatedAt time.Time
 }
 

@@ -385,6 +385,9 @@ type Store interface {
 	// whose record id is not known yet, written at or after p.Since,
 	// newest first.
 	FindFingerprints(ctx context.Context, p FindFingerprintsParams) ([]Fingerprint, error)
+	// MarkEcho records the whole-record hash of a fingerprint's first echo;
+	// it changes nothing when one is recorded already.
+	MarkEcho(ctx context.Context, id, echoHash string) error
 	// ForgetFingerprints deletes the record's fingerprints written before
 	// p.Before; it returns how many.
 	ForgetFingerprints(ctx context.Context, p ForgetFingerprintsParams) (int, error)

@@ -60,7 +60,7 @@ func (s *Store) SaveFingerprint(ctx context.Context, f store.Fingerprint) error 
 // FindFingerprints reads the record's recent fingerprints through
 // fingerprints_record.
 func (s *Store) FindFingerprints(ctx context.Context, p store.FindFingerprintsParams) ([]store.Fingerprint, error) {
-	rows, err := s.pool.Query(ctx, `SELECT id, system, entity, record_id, fields, hash, run_id, hop, chain, created_at
+	rows, err := s.pool.Query(ctx, `SELECT id, system, entity, record_id, fields, hash, run_id, hop, chain, echo_hash, created_at
 		FROM fingerprints WHERE system = $1 AND entity = $2 AND record_id IN ($3, '') AND created_at >= $4
 		ORDER BY created_at DESC, id DESC LIMIT $5`, p.System, p.Entity, p.RecordID, p.Since, limit(p.Limit))
 	if err != nil {
@@ -69,7 +69,7 @@ func (s *Store) FindFingerprints(ctx context.Context, p store.FindFingerprintsPa
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Fingerprint, error) {
 		var f store.Fingerprint
 		var fields string
-		if err := r.Scan(&f.ID, &f.System, &f.Entity, &f.RecordID, &fields, &f.Hash, &f.RunID, &f.Hop, &f.Chain, &f.CreatedAt); err != nil {
+		if err := r.Scan(&f.ID, &f.System, &f.Entity, &f.RecordID, &fields, &f.Hash, &f.RunID, &f.Hop, &f.Chain, &f.EchoHash, &f.CreatedAt); err != nil {
 			return f, err
 		}
 		f.CreatedAt = f.CreatedAt.UTC()
@@ -78,6 +78,14 @@ func (s *Store) FindFingerprints(ctx context.Context, p store.FindFingerprintsPa
 		}
 		return f, nil
 	})
+}
+
+// MarkEcho records the first echo's whole-record hash.
+func (s *Store) MarkEcho(ctx context.Context, id, echoHash string) error {
+	if _, err := s.pool.Exec(ctx, `UPDATE fingerprints SET echo_hash = $1 WHERE id = $2 AND echo_hash = ''`, echoHash, id); err != nil {
+		return fmt.Errorf("mark echo: %w", err)
+	}
+	return nil
 }
 
 // ForgetFingerprints deletes a record's fingerprints written before p.Before.

@@ -50,7 +50,7 @@ func (s *Store) SaveFingerprint(ctx context.Context, f store.Fingerprint) error 
 // FindFingerprints reads the record's recent fingerprints through
 // fingerprints_record: one range for the record, one for unknown ids.
 func (s *Store) FindFingerprints(ctx context.Context, p store.FindFingerprintsParams) ([]store.Fingerprint, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT id, system, entity, record_id, fields, hash, run_id, hop, chain, created_at
+	rows, err := s.r.QueryContext(ctx, `SELECT id, system, entity, record_id, fields, hash, run_id, hop, chain, echo_hash, created_at
 		FROM fingerprints WHERE system = ? AND entity = ? AND record_id IN (?, '') AND created_at >= ?
 		ORDER BY created_at DESC, id DESC LIMIT ?`, p.System, p.Entity, p.RecordID, micros(p.Since), limit(p.Limit))
 	if err != nil {
@@ -62,7 +62,7 @@ func (s *Store) FindFingerprints(ctx context.Context, p store.FindFingerprintsPa
 		var f store.Fingerprint
 		var fields string
 		var at int64
-		if err := rows.Scan(&f.ID, &f.System, &f.Entity, &f.RecordID, &fields, &f.Hash, &f.RunID, &f.Hop, &f.Chain, &at); err != nil {
+		if err := rows.Scan(&f.ID, &f.System, &f.Entity, &f.RecordID, &fields, &f.Hash, &f.RunID, &f.Hop, &f.Chain, &f.EchoHash, &at); err != nil {
 			return nil, err
 		}
 		if err := json.Unmarshal([]byte(fields), &f.Fields); err != nil {
@@ -72,6 +72,14 @@ func (s *Store) FindFingerprints(ctx context.Context, p store.FindFingerprintsPa
 		out = append(out, f)
 	}
 	return out, rows.Err()
+}
+
+// MarkEcho records the first echo's whole-record hash.
+func (s *Store) MarkEcho(ctx context.Context, id, echoHash string) error {
+	if _, err := s.w.ExecContext(ctx, `UPDATE fingerprints SET echo_hash = ? WHERE id = ? AND echo_hash = ''`, echoHash, id); err != nil {
+		return fmt.Errorf("mark echo: %w", err)
+	}
+	return nil
 }
 
 // ForgetFingerprints deletes a record's fingerprints written before p.Before.

@@ -47,6 +47,12 @@ func runOwnership(t *testing.T, setup func(t *testing.T) bundle) {
 		require.Len(t, find(t, b, "42", t0), 2)
 		require.Equal(t, []store.Fingerprint{done}, find(t, b, "44", t0))
 
+		// The first echo's record is kept; a retry's upsert leaves it.
+		require.NoError(t, b.s.MarkEcho(b.ctx, "k2", "whole-1"))
+		require.NoError(t, b.s.MarkEcho(b.ctx, "k2", "whole-2"))
+		require.NoError(t, b.s.SaveFingerprint(b.ctx, fp("k2", "42", "h2", t0.Add(time.Minute))))
+		require.Equal(t, "whole-1", find(t, b, "42", t0)[0].EchoHash, "only the first echo counts, and saving again keeps it")
+
 		n, err := b.s.ForgetFingerprints(b.ctx, store.ForgetFingerprintsParams{System: "crm", Entity: "customer", RecordID: "42", Before: t0.Add(90 * time.Second)})
 		require.NoError(t, err)
 		require.Equal(t, 2, n)

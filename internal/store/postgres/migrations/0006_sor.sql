@@ -13,6 +13,9 @@ CREATE TABLE fingerprints (
     run_id     text NOT NULL,
     hop        integer NOT NULL,
     chain      text NOT NULL,
+    -- the whole record as its first echo showed it ('' until then): a later
+    -- event that differs from it elsewhere is a person's change
+    echo_hash  text NOT NULL DEFAULT '',
     created_at timestamptz NOT NULL
 );
 CREATE INDEX fingerprints_record ON fingerprints (system, entity, record_id, created_at);

@@ -13,6 +13,9 @@ CREATE TABLE fingerprints (
     run_id     TEXT NOT NULL,
     hop        INTEGER NOT NULL,
     chain      TEXT NOT NULL,
+    -- the whole record as its first echo showed it ('' until then): a later
+    -- event that differs from it elsewhere is a person's change
+    echo_hash  TEXT NOT NULL DEFAULT '',
     created_at INTEGER NOT NULL
 );
 CREATE INDEX fingerprints_record ON fingerprints (system, entity, record_id, created_at);
