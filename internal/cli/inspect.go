@@ -106,6 +106,9 @@ func eventsShow(ctx context.Context, e env, args []string) error {
 	w := e.stdout
 	fmt.Fprintf(w, "event    %s\nsource   %s\nkey      %s\nreceived %s\npayload  %s\n", ev.ID, ev.Source, ev.Key,
 		ev.ReceivedAt.Format(time.RFC3339Nano), ev.Payload)
+	if err := printLineage(ctx, w, st, ev.ID); err != nil {
+		return err
+	}
 	runs, err := st.ListRuns(ctx, store.ListRunsParams{EventID: ev.ID})
 	if err != nil {
 		return err

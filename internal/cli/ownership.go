@@ -1,11 +1,29 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 
 	"github.com/switchboard-dev/switchboard/internal/flow"
+	"github.com/switchboard-dev/switchboard/internal/store"
 )
+
+// printLineage prints an event's outcome and causal chain, for `events
+// show`, when it has one.
+func printLineage(ctx context.Context, w io.Writer, st store.Store, eventID string) error {
+	l, err := st.GetLineage(ctx, eventID)
+	if err != nil {
+		return err
+	}
+	if l.Outcome != store.EventProcessed {
+		fmt.Fprintf(w, "outcome  %s (no runs for it)\n", l.Outcome)
+	}
+	if l.Hop > 0 {
+		fmt.Fprintf(w, "hop      %d, caused by run %s\nchain    %s\n", l.Hop, l.ParentRun, l.Chain)
+	}
+	return nil
+}
 
 // printOwnership prints the ownership map and the data-flow graph between
 // systems, for `check`.
