@@ -199,6 +199,12 @@ func runReplay(ctx context.Context, e env, args []string) error {
 	now := time.Now()
 	var runs []store.NewRun
 	for _, f := range src.Flows {
+		if f.Conflict != nil && *flowName == "" {
+			// The engine never ran it: it would write a mirror's change
+			// over the owner. Only an operator who names it replays it.
+			fmt.Fprintf(e.stderr, "not replaying flow %s: %s (name it with --flow to replay it anyway)\n", f.Name, f.Conflict.Reason())
+			continue
+		}
 		if *flowName == "" || f.Name == *flowName {
 			runs = append(runs, store.NewRun{ID: store.NewID("run_", now), Flow: f.Name, StepID: f.Steps[0].ID})
 		}

@@ -4,8 +4,12 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/switchboard-dev/switchboard/internal/store"
+	"github.com/switchboard-dev/switchboard/internal/store/sqlite"
 )
 
 // syncYAML joins a CRM and a scheduler both ways: a cycle check warns about.
@@ -83,4 +87,35 @@ flows:
 	require.Equal(t, 1, code)
 	require.Contains(t, errOut, cfg+":7:22: entities.customer.owner: entity customer has 2 owners (crm, erp)")
 	require.Contains(t, errOut, cfg+":16:22: flows.f.steps[1].do: writes job to crm, which is neither its owner (sched) nor a mirror (it has none)")
+}
+
+// TestEventsShowLineageAndReplayConflicts inspects stored events: an echo
+// shows its outcome and chain, and replay skips a flow the engine refused
+// as a conflict unless the operator names it.
+func TestEventsShowLineageAndReplayConflicts(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "sync.yaml")
+	require.NoError(t, os.WriteFile(cfg, []byte(syncYAML), 0o600))
+	st, err := sqlite.Open(t.Context(), filepath.Join(dir, "sb.db"))
+	require.NoError(t, err)
+	now := time.Now()
+	echo := store.NewEvent{ID: store.NewID("evt_", now), Source: "crm_changed", Key: "e1", ReceivedAt: now, Payload: []byte(`{"id":"c1"}`),
+		Lineage: store.Lineage{Outcome: store.EventEcho, Hop: 1, Chain: "sched_changed → crm customer c1 → crm_changed", ParentRun: "run_1"}}
+	mirror := store.NewEvent{ID: store.NewID("evt_", now), Source: "sched_changed", Key: "e2", ReceivedAt: now, Payload: []byte(`{"id":"c1"}`),
+		Lineage: store.Lineage{Outcome: store.EventConflict}}
+	res, err := st.InsertEvents(t.Context(), []store.NewEvent{echo, mirror})
+	require.NoError(t, err)
+	require.NoError(t, st.Close())
+
+	code, out, errOut := run(t, nil, "events", "show", res[0].EventID, "--config", cfg)
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "outcome  echo (no runs for it)\nhop      1, caused by run run_1\nchain    sched_changed → crm customer c1 → crm_changed\n")
+
+	code, _, errOut = run(t, nil, "replay", res[1].EventID, "--config", cfg)
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, "not replaying flow sched_to_crm: step put would write customer to crm, its owner, from a change made in sched, a mirror")
+	code, out, errOut = run(t, nil, "replay", res[1].EventID, "--config", cfg, "--flow", "sched_to_crm")
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "sched_to_crm")
 }

@@ -224,7 +224,7 @@ func (cp *compiler) ownership(p *Plan) {
 				continue
 			}
 			for _, src := range p.Sources {
-				if src.Origin != nil && src.Origin.System == st.System && src.Origin.Entity == w.Entity {
+				if o := src.Origin; o != nil && o.System == st.System && o.Entity == w.Entity && o.RecordID != nil {
 					w.Echoable = true
 				}
 			}
@@ -347,6 +347,8 @@ func (cp *compiler) origin(name string, s config.Source, entities map[string]*En
 	}
 	if s.RecordID != "" {
 		o.RecordID = cp.expr(path+".record_id", s.RecordID)
+	} else if s.System != "" && s.Entity != "" {
+		cp.warnf(cp.node(path), "sources.%s: without record_id the echoes of our writes to %s cannot be recognised", name, s.System)
 	}
 	if s.Record != "" {
 		o.Record = cp.expr(path+".record", s.Record)

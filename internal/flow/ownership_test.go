@@ -146,3 +146,12 @@ func TestOwnershipDefaults(t *testing.T) {
 	require.False(t, job.Declared)
 	require.False(t, p.Flows["f"].Steps[0].Write.Echoable)
 }
+
+func TestOwnershipEchoNeedsRecordID(t *testing.T) {
+	t.Parallel()
+	p := mustCompile(t, "c.yaml", "version: 1\nsystems:\n  crm: {kind: http, base_url: 'http://127.0.0.1:9'}\n"+
+		"entities:\n  job: {owner: crm}\nsources:\n  s: {webhook: {}, system: crm, entity: job}\n"+
+		"flows:\n  f:\n    on: s\n    steps: [{id: a, do: crm.request, writes: job}]\n")
+	require.False(t, p.Flows["f"].Steps[0].Write.Echoable, "nothing could match the fingerprint: none is written")
+	require.Contains(t, strings.Join(p.Warnings, "\n"), "c.yaml:7:6: sources.s: without record_id the echoes of our writes to crm cannot be recognised")
+}
