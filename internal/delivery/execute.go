@@ -95,7 +95,7 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 		}
 		// The fingerprint is durable before the call: the system may send
 		// the write's echo before it even answers.
-		fp, err := x.fingerprint(ctx, c, write, nil, false, x.cfg.NowFunc())
+		fp, err := x.fingerprint(ctx, c, write, x.cfg.NowFunc())
 		if err != nil {
 			release(limit.Refused, 0)
 			x.dead(ctx, token, c, step, a, fmt.Errorf("fingerprint the write: %w", err))
@@ -182,7 +182,8 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 			if fp != nil {
 				// Completed with the record's id (known now for a create)
 				// in the transaction that finishes the attempt.
-				if done, err := x.fingerprint(ctx, c, write, res.Output, true, now); err == nil {
+				write.answered, write.output = true, res.Output
+				if done, err := x.fingerprint(ctx, c, write, now); err == nil {
 					p.Fingerprint = done
 				} else {
 					p.Fingerprint = fp

@@ -33,13 +33,17 @@ type writeStep struct {
 	payload any
 	steps   map[string]any
 	event   map[string]any
+	// answered reports that the call succeeded with output (the step's
+	// own output, which record_id may read as $steps.ID).
+	answered bool
+	output   any
 }
 
 // fingerprint builds the fingerprint of a step's write: the hash of the
 // fields it writes, the record's id when it is known (after the call, from
 // the step's own output, for a create) and the causal chain it extends.
 // It returns nil for a step whose echo cannot come back.
-func (x *Executor) fingerprint(ctx context.Context, c store.ClaimedRun, w writeStep, output any, answered bool, now time.Time) (*store.Fingerprint, error) {
+func (x *Executor) fingerprint(ctx context.Context, c store.ClaimedRun, w writeStep, now time.Time) (*store.Fingerprint, error) {
 	wr := w.step.Write
 	if wr == nil || !wr.Echoable {
 		return nil, nil
@@ -52,12 +56,12 @@ func (x *Executor) fingerprint(ctx context.Context, c store.ClaimedRun, w writeS
 	id := ""
 	if wr.RecordID != nil {
 		steps := w.steps
-		if answered {
+		if w.answered {
 			steps = make(map[string]any, len(w.steps)+1)
 			for k, v := range w.steps {
 				steps[k] = v
 			}
-			steps[w.step.ID] = output
+			steps[w.step.ID] = w.output
 		}
 		// Before the call a created record has no id yet: "" matches an
 		// echo by its fields alone until the answer names the record.
