@@ -186,6 +186,7 @@ func NewServer(ctx context.Context, p *flow.Plan, opts Options) (*Server, error)
 	})
 	s.Engine = engine.New(engine.Config{
 		Store: st, Plan: p, Notify: s.Executor.Notify, Logger: opts.Logger, CommitParallel: parallel, Metrics: m,
+		Fingerprints: st,
 	})
 	s.Poller = poll.New(poll.Config{
 		Plan: p, Store: st, Engine: s.Engine, Gates: gates, Metrics: m, Logger: opts.Logger,
@@ -257,6 +258,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	elector := leader.New(leader.Config{Store: s.Store, Node: s.opts.Node, TTL: s.Plan.Lease, Logger: s.opts.Logger})
 	sweeper := retention.New(retention.Config{Store: s.Store, Keep: s.Plan.Retention, Logger: s.opts.Logger})
 	g.Go(func() error { return elector.Run(execCtx, leader.Duty{Name: "retention", Run: sweeper.Run}) })
+	pruner := retention.Fingerprints{Store: s.Store, Window: s.Plan.Ownership.EchoWindow, Logger: s.opts.Logger}
+	g.Go(func() error { return elector.Run(execCtx, leader.Duty{Name: "fingerprints", Run: pruner.Run}) })
 	g.Go(func() error { return s.sampler.Run(execCtx) })
 	// Dead-letter alerts go out from every node the moment a run dies; the
 	// other rules are evaluated by one node at a time.

@@ -106,6 +106,9 @@ func eventsShow(ctx context.Context, e env, args []string) error {
 	w := e.stdout
 	fmt.Fprintf(w, "event    %s\nsource   %s\nkey      %s\nreceived %s\npayload  %s\n", ev.ID, ev.Source, ev.Key,
 		ev.ReceivedAt.Format(time.RFC3339Nano), ev.Payload)
+	if err := printLineage(ctx, w, st, ev.ID); err != nil {
+		return err
+	}
 	runs, err := st.ListRuns(ctx, store.ListRunsParams{EventID: ev.ID})
 	if err != nil {
 		return err
@@ -196,6 +199,12 @@ func runReplay(ctx context.Context, e env, args []string) error {
 	now := time.Now()
 	var runs []store.NewRun
 	for _, f := range src.Flows {
+		if f.Conflict != nil && *flowName == "" {
+			// The engine never ran it: it would write a mirror's change
+			// over the owner. Only an operator who names it replays it.
+			fmt.Fprintf(e.stderr, "not replaying flow %s: %s (name it with --flow to replay it anyway)\n", f.Name, f.Conflict.Reason())
+			continue
+		}
 		if *flowName == "" || f.Name == *flowName {
 			runs = append(runs, store.NewRun{ID: store.NewID("run_", now), Flow: f.Name, StepID: f.Steps[0].ID})
 		}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/switchboard-dev/switchboard/internal/alert/rule"
 	"github.com/switchboard-dev/switchboard/internal/app"
+	"github.com/switchboard-dev/switchboard/internal/ownership"
 )
 
 func runServe(ctx context.Context, e env, args []string) error {
@@ -68,14 +69,21 @@ func runMigrate(ctx context.Context, e env, args []string) error {
 func runCheck(_ context.Context, e env, args []string) error {
 	fs := flags("check", e)
 	cfgPath := fs.String("config", "switchboard.yaml", "config file")
+	format := fs.String("format", "text", "output: text (everything), or only the data-flow graph as dot or mermaid")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if !slices.Contains([]string{ownership.FormatText, ownership.FormatDot, ownership.FormatMermaid}, *format) {
+		return usageError{fmt.Sprintf("check: unknown --format %q (want text, dot or mermaid)", *format)}
 	}
 	plan, err := loadPlan(e, *cfgPath)
 	if err != nil {
 		return err
 	}
 	w := e.stdout
+	if *format != ownership.FormatText {
+		return plan.SystemGraph().Render(w, *format)
+	}
 	fmt.Fprintf(w, "%s: ok\n\nstore: %s\n", *cfgPath, plan.Store)
 	fmt.Fprintf(w, "\nsystems (%d):\n", len(plan.Systems))
 	for _, name := range slices.Sorted(maps.Keys(plan.Systems)) {
@@ -115,6 +123,7 @@ func runCheck(_ context.Context, e env, args []string) error {
 			fmt.Fprintf(w, "  %-16s %s\n", r.Kind, subject)
 		}
 	}
+	printOwnership(w, plan)
 	if len(plan.Warnings) > 0 {
 		fmt.Fprintf(w, "\nwarnings (%d):\n", len(plan.Warnings))
 		for _, warn := range plan.Warnings {

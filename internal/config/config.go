@@ -50,6 +50,11 @@ type Config struct {
 	Flows map[string]Flow `yaml:"flows"`
 	// Alerts configures alert rules and their notifications. Optional.
 	Alerts *Alerts `yaml:"alerts"`
+	// Entities names each entity type's system of record and mirrors.
+	// Optional; see docs/systems-of-record.md.
+	Entities map[string]Entity `yaml:"entities"`
+	// Loops configures echo suppression and the hop limit. Optional.
+	Loops *Loops `yaml:"loops"`
 
 	// File is the path the config was read from.
 	File string `yaml:"-"`
@@ -104,13 +109,20 @@ type Source struct {
 	// Standard Webhooks webhook-id when verified that way, else the SHA-256
 	// of the body.
 	Key string `yaml:"key"`
-	// Entity names what the events are about (used by later features).
+	// Entity names what the events are about (an entity of entities:).
 	Entity string `yaml:"entity"`
-	// RecordID is jq giving the id of the record an event is about; with
-	// Version, it keys a webhook source a poll backs up (backstop_for).
+	// System names the system the events come from, so an event that is
+	// the echo of our own write to that system is recognised. Optional.
+	System string `yaml:"system"`
+	// RecordID is jq giving the id of the record an event is about, as the
+	// system names it: for echo suppression, and with Version the key of a
+	// webhook source a poll backs up (backstop_for).
 	RecordID string `yaml:"record_id"`
 	// Version is jq giving the version of that record (updated_at, say).
 	Version string `yaml:"version"`
+	// Record is a jq expression giving the record's fields, compared with
+	// the fields our writes set. Default: the whole payload (.).
+	Record string `yaml:"record"`
 	// Poll makes the source call a system's API on a schedule instead of
 	// receiving webhooks.
 	Poll *Poll `yaml:"poll"`
@@ -175,6 +187,16 @@ type Step struct {
 	With *yaml.Node `yaml:"with"`
 	// Retry overrides the retry policy for this step.
 	Retry Retry `yaml:"retry"`
+	// Writes names the entity the step writes in its system, for actions
+	// that do not declare one (a generic http request).
+	Writes string `yaml:"writes"`
+	// RecordID is a jq expression giving the id of the record written, as
+	// the target system names it; $steps holds this step's own output
+	// once the call answered (for a create).
+	RecordID string `yaml:"record_id"`
+	// Fields are the entity's fields the step writes, by field name, each a
+	// jq expression. Default: the action's inputs (an http request's body).
+	Fields *yaml.Node `yaml:"fields"`
 }
 
 // Load reads and decodes a config file. getenv resolves ${NAME}.

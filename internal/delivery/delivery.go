@@ -32,6 +32,7 @@ type Store interface {
 	ResumeSystem(ctx context.Context, system string) (bool, error)
 	ListPauses(ctx context.Context) ([]store.SystemPause, error)
 	WakeHeld(ctx context.Context, system string, now time.Time) (int, error)
+	SaveFingerprint(ctx context.Context, f store.Fingerprint) error
 }
 
 // Notifier is told about every run that dies, at once. Implementations must

@@ -75,6 +75,11 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 			input, _ = v.(map[string]any)
 		}
 		key := IdempotencyKey(c.Event.Source, c.Event.Key, run.Flow, step.ID, run.Generation)
+		if err := x.hopLimit(c, step); err != nil {
+			x.dead(ctx, token, c, step, a, err)
+			return
+		}
+		write := writeStep{step: step, key: key, input: input, payload: payload, steps: steps, event: event}
 		gate := x.gates[step.System]
 		release, err := gate.Acquire(ctx)
 		var hold *limit.Hold
@@ -87,6 +92,21 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 			// run back now rather than leave it leased until expiry.
 			x.hold(context.WithoutCancel(ctx), token, c, step, run, &limit.Hold{Until: x.cfg.NowFunc(), Reason: "interrupted by shutdown"})
 			return
+		}
+		// The fingerprint is durable before the call: the system may send
+		// the write's echo before it even answers.
+		fp, err := x.fingerprint(ctx, c, write, x.cfg.NowFunc())
+		if err != nil {
+			release(limit.Refused, 0)
+			x.dead(ctx, token, c, step, a, fmt.Errorf("fingerprint the write: %w", err))
+			return
+		}
+		if fp != nil {
+			if err := x.cfg.Store.SaveFingerprint(ctx, *fp); err != nil {
+				release(limit.Refused, 0)
+				x.hold(context.WithoutCancel(ctx), token, c, step, run, &limit.Hold{Until: x.cfg.NowFunc().Add(time.Second), Reason: "fingerprint not saved: " + err.Error()})
+				return
+			}
 		}
 		started = x.cfg.NowFunc()
 		a.StartedAt = started
@@ -158,6 +178,16 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 			p := store.FinishParams{
 				RunID: run.ID, Token: token, Now: now, Attempt: a, Output: out,
 				Step: next, RunAttempt: 1, DueAt: now.Add(x.cfg.Lease),
+			}
+			if fp != nil {
+				// Completed with the record's id (known now for a create)
+				// in the transaction that finishes the attempt.
+				write.answered, write.output = true, res.Output
+				if done, err := x.fingerprint(ctx, c, write, now); err == nil {
+					p.Fingerprint = done
+				} else {
+					p.Fingerprint = fp
+				}
 			}
 			stopping := x.stopping.Load()
 			switch {

@@ -52,6 +52,9 @@ type Config struct {
 	CommitParallel int
 	// Metrics counts the runs each commit creates. Optional.
 	Metrics *metrics.Metrics
+	// Fingerprints, when set, recognise echoes of our own writes and carry
+	// the causal chain of writes to events (see lineage.go). Optional.
+	Fingerprints Fingerprints
 }
 
 // Engine accepts events. Call Run to start its committer.
@@ -95,58 +98,59 @@ type Accepted struct {
 	Duplicate bool
 	// Runs is how many runs the event started (0 for a duplicate).
 	Runs int
+	// Outcome is store.EventEcho for our own write coming back and
+	// store.EventConflict for a mirror's change not written back.
+	Outcome store.EventOutcome
 }
 
 // Accept stores ev and its runs durably, or finds it is a duplicate.
 func (e *Engine) Accept(ctx context.Context, ev Event) (Accepted, error) {
-	src, ok := e.cfg.Plan.Sources[ev.Source]
-	if !ok {
-		return Accepted{}, fmt.Errorf("%w %q", ErrUnknownSource, ev.Source)
+	b, err := e.Build(ctx, ev)
+	if err != nil {
+		return Accepted{}, err
 	}
-	ne := e.build(ctx, src, ev)
-	res, err := e.committer.Submit(ctx, ne)
+	res, err := e.committer.Submit(ctx, b.Event)
 	if err != nil {
 		return Accepted{}, err
 	}
 	a := Accepted{EventID: res.EventID, Duplicate: res.Duplicate}
 	if !res.Duplicate {
-		a.Runs = len(ne.Runs)
+		a.Runs, a.Outcome = len(b.Event.Runs), b.Event.Lineage.Outcome
+		e.after(ctx, b)
 	}
 	return a, nil
 }
 
+// Built is an event ready to store, with its runs and lineage.
+type Built struct {
+	Event store.NewEvent
+	// forget, when set, drops the record's fingerprints once the event is
+	// stored: a person changed it after our write.
+	forget *store.ForgetFingerprintsParams
+}
+
 // Build returns the store row of ev with the runs it starts, without
 // storing it: a poll commits a page of events together with its cursor in
-// its own transaction, then reports them with Stored.
-func (e *Engine) Build(ctx context.Context, ev Event) (store.NewEvent, error) {
+// its own transaction, then reports the ones stored with Stored.
+func (e *Engine) Build(ctx context.Context, ev Event) (Built, error) {
 	src, ok := e.cfg.Plan.Sources[ev.Source]
 	if !ok {
-		return store.NewEvent{}, fmt.Errorf("%w %q", ErrUnknownSource, ev.Source)
+		return Built{}, fmt.Errorf("%w %q", ErrUnknownSource, ev.Source)
 	}
-	return e.build(ctx, src, ev), nil
-}
-
-// Stored counts the runs of the events a commit made outside the group
-// committer and wakes the executor if there are any.
-func (e *Engine) Stored(events []store.NewEvent) {
-	created := false
-	for _, ev := range events {
-		for _, run := range ev.Runs {
-			e.cfg.Metrics.RunsCreated(run.Flow, 1)
-			created = true
-		}
-	}
-	if created {
-		e.cfg.Notify()
-	}
-}
-
-func (e *Engine) build(ctx context.Context, src *flow.Source, ev Event) store.NewEvent {
 	now := e.cfg.NowFunc()
 	ne := store.NewEvent{
 		ID: store.NewID("evt_", now), Source: ev.Source, Key: ev.Key, ReceivedAt: now, Payload: ev.Payload,
 	}
+	lineage, forget, err := e.lineage(ctx, src, ev, now)
+	if err != nil {
+		return Built{}, err
+	}
+	ne.Lineage = lineage
+	var conflicted []*flow.Flow
 	for _, f := range src.Flows {
+		if lineage.Outcome == store.EventEcho {
+			break // our own write coming back: nothing to do
+		}
 		if f.When != nil {
 			v, err := f.When.Eval(ctx, ev.Value)
 			if err != nil {
@@ -158,9 +162,54 @@ func (e *Engine) build(ctx context.Context, src *flow.Source, ev Event) store.Ne
 				continue
 			}
 		}
+		if f.Conflict != nil {
+			conflicted = append(conflicted, f)
+			continue
+		}
 		ne.Runs = append(ne.Runs, store.NewRun{ID: store.NewID("run_", now), Flow: f.Name, StepID: f.Steps[0].ID})
 	}
-	return ne
+	if len(conflicted) > 0 {
+		proposals := e.conflicts(ev, conflicted, now)
+		if len(ne.Runs) == 0 && len(proposals) == 0 {
+			ne.Lineage.Outcome = store.EventConflict
+		}
+		ne.Runs = append(ne.Runs, proposals...)
+	}
+	return Built{Event: ne, forget: forget}, nil
+}
+
+// Stored finishes events a commit made outside the group committer (a
+// poll's page): it counts their runs and wakes the executor if there are
+// any. Pass only the events that were new.
+func (e *Engine) Stored(ctx context.Context, built []Built) {
+	created := false
+	for _, b := range built {
+		for _, run := range b.Event.Runs {
+			e.cfg.Metrics.RunsCreated(run.Flow, 1)
+			created = true
+		}
+		e.after(ctx, b)
+	}
+	if created {
+		e.cfg.Notify()
+	}
+}
+
+// after does what follows storing a new event: forget the fingerprints of
+// a record changed elsewhere, log an echo.
+func (e *Engine) after(ctx context.Context, b Built) {
+	ev := b.Event
+	if b.forget != nil {
+		// Best effort: a fingerprint left behind only lives out its
+		// window, and a retry of this call is harmless.
+		if _, err := e.cfg.Fingerprints.ForgetFingerprints(ctx, *b.forget); err != nil {
+			e.cfg.Logger.Warn("forget fingerprints of a record changed elsewhere", "source", ev.Source, "error", err)
+		}
+	}
+	if ev.Lineage.Outcome == store.EventEcho {
+		e.cfg.Logger.Info("echo of our own write: no runs", "source", ev.Source, "event_id", ev.ID,
+			"hop", ev.Lineage.Hop, "chain", ev.Lineage.Chain)
+	}
 }
 
 func (e *Engine) commit(ctx context.Context, events []store.NewEvent) ([]store.InsertResult, error) {

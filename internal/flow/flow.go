@@ -67,6 +67,9 @@ type Plan struct {
 	// Warnings are problems that do not stop the config from running
 	// (an unsigned webhook source, a source no flow listens to).
 	Warnings []string
+	// Ownership is the systems-of-record model: entities, their owners and
+	// mirrors, echo suppression and the hop limit (see ownership.go).
+	Ownership Ownership
 }
 
 // System is an opened external system.
@@ -93,6 +96,9 @@ type Source struct {
 	// Poll is set for a poll source, Schedule for a schedule source.
 	Poll     *Poll
 	Schedule Schedule
+	// Origin says which system the events come from and which record they
+	// are about; nil when the source does not say (see ownership.go).
+	Origin *Origin
 }
 
 // Webhook is a compiled webhook source.
@@ -127,6 +133,10 @@ type Flow struct {
 	// When, when not nil, must evaluate to true for the flow to run.
 	When  *transform.Expr
 	Steps []*Step
+	// Conflict, when set, says why this flow writes a mirror's change over
+	// fields the owner holds; its runs are replaced by the entity's
+	// on_conflict policy (see ownership.go).
+	Conflict *Conflict
 }
 
 // Step is a compiled step bound to its action.
@@ -139,6 +149,9 @@ type Step struct {
 	// Input evaluates to the action's inputs.
 	Input *Template
 	Retry RetryPolicy
+	// Write says which entity the step writes and how to fingerprint the
+	// write; nil for a step that writes no entity (see ownership.go).
+	Write *Write
 }
 
 // RetryPolicy is a step's resolved retry policy.
@@ -206,6 +219,7 @@ func Compile(c *config.Config, reg *connector.Registry) (*Plan, error) {
 			}
 		}
 	}
+	cp.ownership(p)
 	p.Alerts = cp.alerts(c.Alerts)
 	for _, name := range slices.Sorted(maps.Keys(p.Sources)) {
 		s := p.Sources[name]
@@ -445,6 +459,8 @@ func (cp *compiler) flow(name string, f config.Flow, p *Plan) *Flow {
 	}
 	out := &Flow{Name: name, Source: f.On}
 	switch {
+	case f.On == "" && cp.conflictFlow(name):
+		// A flow named by an entity's on_conflict is started by conflicts.
 	case f.On == "":
 		cp.errorf(cp.node(path), path+".on", "required: the source whose events start this flow")
 	case !hasKey(cp.c.Sources, f.On):

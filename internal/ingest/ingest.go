@@ -24,6 +24,7 @@ import (
 	"github.com/switchboard-dev/switchboard/internal/engine"
 	"github.com/switchboard-dev/switchboard/internal/flow"
 	"github.com/switchboard-dev/switchboard/internal/metrics"
+	"github.com/switchboard-dev/switchboard/internal/store"
 	"github.com/switchboard-dev/switchboard/internal/transform"
 )
 
@@ -66,6 +67,9 @@ func New(cfg Config) *Handler {
 type Response struct {
 	EventID   string `json:"event_id"`
 	Duplicate bool   `json:"duplicate"`
+	// Outcome is "echo" for our own write coming back (stored, no runs)
+	// and "conflict" for a mirror's change not written over its owner.
+	Outcome string `json:"outcome,omitempty"`
 }
 
 // httpError is a rejection: Status and Public go to the client, Err to the
@@ -122,6 +126,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if res.Duplicate {
 		status, outcome = http.StatusOK, metrics.OutcomeDuplicate
 		w.Header().Set("Switchboard-Duplicate", "true")
+	}
+	if res.Outcome == string(store.EventEcho) && !res.Duplicate {
+		outcome = metrics.OutcomeEcho
 	}
 	h.cfg.Metrics.EventReceived(label, outcome)
 	w.WriteHeader(status)
@@ -188,7 +195,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, name string) (Re
 		}
 		return Response{}, he
 	}
-	return Response{EventID: acc.EventID, Duplicate: acc.Duplicate}, nil
+	return Response{EventID: acc.EventID, Duplicate: acc.Duplicate, Outcome: string(acc.Outcome)}, nil
 }
 
 // decodeBody returns the payload as JSON and as jq values. Form bodies

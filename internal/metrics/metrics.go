@@ -23,6 +23,9 @@ const (
 	OutcomeAccepted = "accepted"
 	// OutcomeDuplicate: the idempotency key was seen before (200).
 	OutcomeDuplicate = "duplicate"
+	// OutcomeEcho: a new event was stored, but it was our own write coming
+	// back, so it started no runs (202).
+	OutcomeEcho = "echo"
 	// OutcomeRejectedSignature: the signature was missing, wrong or expired (401).
 	OutcomeRejectedSignature = "rejected_signature"
 	// OutcomeRejectedBody: the body was unreadable, malformed, or had no

@@ -37,8 +37,8 @@ type Store interface {
 // into events (with their runs) like webhooks, but committed page by page
 // with the cursor; timer events go through the group committer.
 type Engine interface {
-	Build(ctx context.Context, ev engine.Event) (store.NewEvent, error)
-	Stored(events []store.NewEvent)
+	Build(ctx context.Context, ev engine.Event) (engine.Built, error)
+	Stored(ctx context.Context, built []engine.Built)
 	Accept(ctx context.Context, ev engine.Event) (engine.Accepted, error)
 }
 
@@ -231,12 +231,14 @@ func (r *pollRun) startCursor(ctx context.Context, override *string) error {
 // cursor of the page's last item.
 func (r *pollRun) commit(ctx context.Context, pg *page) error {
 	records := make([]store.PollRecord, 0, len(pg.items))
+	built := make([]engine.Built, 0, len(pg.items))
 	for i, item := range pg.items {
-		rec, err := r.record(ctx, item)
+		rec, b, err := r.record(ctx, item)
 		if err != nil {
 			return fmt.Errorf("record %d: %w", i+1, err)
 		}
 		records = append(records, rec)
+		built = append(built, b)
 	}
 	pp := store.PollPage{Source: r.key, Now: r.p.cfg.NowFunc(), Records: records}
 	if r.pl.Cursor != nil && len(pg.items) > 0 {
@@ -254,19 +256,19 @@ func (r *pollRun) commit(ctx context.Context, pg *page) error {
 	if err != nil {
 		return err
 	}
-	var emitted []store.NewEvent
+	var emitted []engine.Built
 	for i, x := range res {
 		switch x.Outcome {
 		case store.PollEmitted:
 			r.stats.Emitted++
-			emitted = append(emitted, records[i].Event)
+			emitted = append(emitted, built[i])
 		case store.PollUnchanged:
 			r.stats.Unchanged++
 		case store.PollKnown:
 			r.stats.Known++
 		}
 	}
-	r.p.cfg.Engine.Stored(emitted)
+	r.p.cfg.Engine.Stored(ctx, emitted)
 	m := r.p.cfg.Metrics
 	// Polled records count as received events of the source that stores
 	// them, like webhooks: new ones accepted, already stored duplicate.
@@ -309,28 +311,31 @@ func countOf(res []store.PollResult, o store.PollOutcome) int {
 
 // record builds one polled item's record: its id, version, and the event
 // it becomes (keyed id@version, like the webhooks of a backed-up source).
-func (r *pollRun) record(ctx context.Context, item any) (store.PollRecord, error) {
+func (r *pollRun) record(ctx context.Context, item any) (store.PollRecord, engine.Built, error) {
+	var b engine.Built
 	v, err := r.pl.ID.Eval(ctx, item)
 	if err != nil {
-		return store.PollRecord{}, err
+		return store.PollRecord{}, b, err
 	}
 	id, err := flow.KeyText(r.pl.ID, v)
 	if err != nil {
-		return store.PollRecord{}, err
+		return store.PollRecord{}, b, err
 	}
 	version, err := flow.RecordVersion(ctx, r.pl.Version, item)
 	if err != nil {
-		return store.PollRecord{}, err
+		return store.PollRecord{}, b, err
 	}
 	payload, err := json.Marshal(item)
 	if err != nil {
-		return store.PollRecord{}, err
+		return store.PollRecord{}, b, err
 	}
-	ev, err := r.p.cfg.Engine.Build(ctx, engine.Event{Source: r.target, Key: flow.RecordKey(id, version), Payload: payload, Value: item})
+	// Built like a webhook's event: echoes of our own writes and
+	// conflicts are recognised the same way.
+	b, err = r.p.cfg.Engine.Build(ctx, engine.Event{Source: r.target, Key: flow.RecordKey(id, version), Payload: payload, Value: item})
 	if err != nil {
-		return store.PollRecord{}, err
+		return store.PollRecord{}, b, err
 	}
-	return store.PollRecord{RecordID: flow.StorableKey(id), Version: version, Event: ev}, nil
+	return store.PollRecord{RecordID: flow.StorableKey(id), Version: version, Event: b.Event}, b, nil
 }
 
 // Tick emits one timer event of a schedule source, keyed by its scheduled

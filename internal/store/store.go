@@ -123,6 +123,9 @@ type NewEvent struct {
 	ReceivedAt time.Time
 	Payload    []byte
 	Runs       []NewRun
+	// Lineage, when not zero, is stored with a new event (not with a
+	// duplicate): its outcome and causal chain.
+	Lineage Lineage
 }
 
 // NewRun is a run to create, pending and due at once.
@@ -157,6 +160,8 @@ type ClaimedRun struct {
 	Event Event
 	// Outputs are the checkpoints of the steps already done, by index.
 	Outputs []StepOutput
+	// Lineage is the event's causal chain (zero for a hop-0 event).
+	Lineage Lineage
 }
 
 // FinishParams record one attempt and move its run on. Delivery decides the
@@ -184,6 +189,10 @@ type FinishParams struct {
 	RunAttempt int
 	DueAt      time.Time
 	LastError  string
+	// Fingerprint, when not nil, is saved (upserted by ID) in the same
+	// transaction, whether or not the lease is still held: the write
+	// happened either way.
+	Fingerprint *Fingerprint
 }
 
 // ExtendParams renew a worker's leases.
@@ -381,6 +390,25 @@ type Store interface {
 	CommitPollPage(ctx context.Context, p PollPage) ([]PollResult, error)
 	// FinishPoll records a run's end and when the source is due next.
 	FinishPoll(ctx context.Context, p PollRun) error
+	// SaveFingerprint upserts a write's fingerprint by ID. Delivery saves
+	// it before the outbound call, so an echo that arrives while the call
+	// is still in flight is recognised.
+	SaveFingerprint(ctx context.Context, f Fingerprint) error
+	// FindFingerprints returns the fingerprints of p's record, and those
+	// whose record id is not known yet, written at or after p.Since,
+	// newest first.
+	FindFingerprints(ctx context.Context, p FindFingerprintsParams) ([]Fingerprint, error)
+	// MarkEcho records the whole-record hash of a fingerprint's first echo;
+	// it changes nothing when one is recorded already.
+	MarkEcho(ctx context.Context, id, echoHash string) error
+	// ForgetFingerprints deletes the record's fingerprints written before
+	// p.Before; it returns how many.
+	ForgetFingerprints(ctx context.Context, p ForgetFingerprintsParams) (int, error)
+	// PruneFingerprints deletes up to limit fingerprints written before
+	// before (retention: they only matter within the echo window).
+	PruneFingerprints(ctx context.Context, before time.Time, limit int) (int, error)
+	// GetLineage returns an event's lineage (zero when it has none).
+	GetLineage(ctx context.Context, eventID string) (Lineage, error)
 
 	// Ping checks that the store answers.
 	Ping(ctx context.Context) error

@@ -96,6 +96,9 @@ func (s *Store) InsertEvents(ctx context.Context, events []store.NewEvent) ([]st
 				runAt = append(runAt, e.ReceivedAt)
 			}
 		}
+		if err := insertLineage(ctx, tx, events, results); err != nil {
+			return err
+		}
 		if len(runIDs) == 0 {
 			return nil
 		}

@@ -105,6 +105,9 @@ func (s *Store) CommitPollPage(ctx context.Context, p store.PollPage) ([]store.P
 				continue
 			}
 			out[i] = store.PollResult{Outcome: store.PollEmitted, EventID: e.ID}
+			if err := insertLineage(ctx, tx, []store.NewEvent{e}, []store.InsertResult{{EventID: e.ID}}); err != nil {
+				return err
+			}
 			for _, run := range e.Runs {
 				if _, err := tx.Exec(ctx, `INSERT INTO runs (id, event_id, flow, state, step_id, due_at, created_at, updated_at)
 					VALUES ($1, $2, $3, 'pending', $4, $5, $5, $5)`, run.ID, e.ID, run.Flow, run.StepID, e.ReceivedAt); err != nil {

@@ -45,15 +45,18 @@ func (s *Store) ClaimRuns(ctx context.Context, p store.ClaimParams) ([]store.Cla
 		if len(ids) == 0 {
 			return nil
 		}
-		rows, err = tx.Query(ctx, `SELECT `+runCols+`, e.key, e.received_at, e.payload
-			FROM runs r JOIN events e ON e.id = r.event_id WHERE r.id = ANY($1) ORDER BY r.created_at, r.id`, ids)
+		rows, err = tx.Query(ctx, `SELECT `+runCols+`, e.key, e.received_at, e.payload,
+				coalesce(l.outcome, ''), coalesce(l.hop, 0), coalesce(l.chain, ''), coalesce(l.parent_run, '')
+			FROM runs r JOIN events e ON e.id = r.event_id LEFT JOIN event_lineage l ON l.event_id = e.id
+			WHERE r.id = ANY($1) ORDER BY r.created_at, r.id`, ids)
 		if err != nil {
 			return fmt.Errorf("load claimed runs: %w", err)
 		}
 		index := map[string]int{}
 		for rows.Next() {
 			var c store.ClaimedRun
-			c.Run, err = scanRun(rows, &c.Event.Key, &c.Event.ReceivedAt, &c.Event.Payload)
+			c.Run, err = scanRun(rows, &c.Event.Key, &c.Event.ReceivedAt, &c.Event.Payload,
+				&c.Lineage.Outcome, &c.Lineage.Hop, &c.Lineage.Chain, &c.Lineage.ParentRun)
 			if err != nil {
 				rows.Close()
 				return err
@@ -127,6 +130,9 @@ func (s *Store) FinishAttempts(ctx context.Context, ps []store.FinishParams) ([]
 		for _, i := range order {
 			p := ps[i]
 			a := p.Attempt
+			if f := p.Fingerprint; f != nil {
+				queueFingerprint(b, *f)
+			}
 			if !p.Hold { // a held run was not tried: no attempt row
 				b.Queue(`INSERT INTO attempts (run_id, step_index, step_id, system, number, outcome, status, error,
 					duration_us, response, started_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
@@ -148,6 +154,12 @@ func (s *Store) FinishAttempts(ctx context.Context, ps []store.FinishParams) ([]
 		br := tx.SendBatch(ctx, b)
 		for _, i := range order {
 			p := ps[i]
+			if p.Fingerprint != nil {
+				if _, err := br.Exec(); err != nil {
+					br.Close()
+					return fmt.Errorf("save fingerprint: %w", err)
+				}
+			}
 			if !p.Hold {
 				if _, err := br.Exec(); err != nil {
 					br.Close()

@@ -51,6 +51,11 @@ func (s *Store) InsertEvents(ctx context.Context, events []store.NewEvent) ([]st
 				continue
 			}
 			results[i] = store.InsertResult{EventID: id}
+			if !e.Lineage.IsZero() {
+				if err := insertLineage(ctx, tx, id, e.Lineage); err != nil {
+					return err
+				}
+			}
 			for _, r := range e.Runs {
 				if _, err := insRun.ExecContext(ctx, r.ID, id, r.Flow, r.StepID, at, at, at); err != nil {
 					return fmt.Errorf("insert run: %w", err)

@@ -110,6 +110,11 @@ func (s *Store) CommitPollPage(ctx context.Context, p store.PollPage) ([]store.P
 				continue
 			}
 			out[i] = store.PollResult{Outcome: store.PollEmitted, EventID: e.ID}
+			if !e.Lineage.IsZero() {
+				if err := insertLineage(ctx, tx, e.ID, e.Lineage); err != nil {
+					return err
+				}
+			}
 			at := micros(e.ReceivedAt)
 			for _, run := range e.Runs {
 				if _, err := insRun.ExecContext(ctx, run.ID, e.ID, run.Flow, run.StepID, at, at, at); err != nil {

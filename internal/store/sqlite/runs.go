@@ -19,8 +19,9 @@ const (
 				WHERE state IN ('pending', 'retrying', 'running') AND due_at <= ?
 				ORDER BY due_at LIMIT ?)
 			RETURNING id`
-	qLoad = `SELECT ` + runCols + `, e.key, e.received_at, e.payload
-		FROM runs r JOIN events e ON e.id = r.event_id WHERE r.id IN (SELECT value FROM json_each(?)) ORDER BY r.created_at, r.id`
+	qLoad = `SELECT ` + runCols + `, e.key, e.received_at, e.payload,
+			coalesce(l.outcome, ''), coalesce(l.hop, 0), coalesce(l.chain, ''), coalesce(l.parent_run, '')
+		FROM runs r JOIN events e ON e.id = r.event_id LEFT JOIN event_lineage l ON l.event_id = e.id WHERE r.id IN (SELECT value FROM json_each(?)) ORDER BY r.created_at, r.id`
 	qLoadOuts = `SELECT run_id, step_index, step_id, output FROM run_steps
 		WHERE run_id IN (SELECT value FROM json_each(?)) ORDER BY run_id, step_index`
 	qInsAttempt = `INSERT INTO attempts (run_id, step_index, step_id, system, number, outcome,
@@ -106,7 +107,8 @@ func (s *Store) loadClaimed(ctx context.Context, tx *sql.Tx, ids []string) ([]st
 		var due, created, updated, received int64
 		r := &c.Run
 		if err := rows.Scan(&r.ID, &r.EventID, &r.Source, &r.Flow, &r.Generation, &r.State, &r.Step, &r.StepID,
-			&r.Attempt, &due, &r.LastError, &created, &updated, &c.Event.Key, &received, &c.Event.Payload); err != nil {
+			&r.Attempt, &due, &r.LastError, &created, &updated, &c.Event.Key, &received, &c.Event.Payload,
+			&c.Lineage.Outcome, &c.Lineage.Hop, &c.Lineage.Chain, &c.Lineage.ParentRun); err != nil {
 			return nil, err
 		}
 		r.DueAt, r.CreatedAt, r.UpdatedAt = fromMicros(due), fromMicros(created), fromMicros(updated)
@@ -179,6 +181,11 @@ func (s *Store) FinishAttempts(ctx context.Context, ps []store.FinishParams) ([]
 		}
 		for i, p := range ps {
 			a := p.Attempt
+			if p.Fingerprint != nil {
+				if err := upsertFingerprint(ctx, tx, *p.Fingerprint); err != nil {
+					return err
+				}
+			}
 			if !p.Hold { // a held run was not tried: no attempt row
 				if _, err := insAttempt.ExecContext(ctx,
 					p.RunID, a.StepIndex, a.StepID, a.System, a.Number, a.Outcome, a.Status, a.Error,

@@ -97,6 +97,17 @@ func runPolls(t *testing.T, open OpenFunc) {
 		require.NoError(t, err)
 		require.Len(t, runs, 4, "one run per emitted record version")
 
+		// A polled record may be the echo of our own write: its lineage is
+		// stored with it, as a webhook's is.
+		echo := pollRecord("4", "v1", "jobs")
+		echo.Event.Lineage = store.Lineage{Outcome: store.EventEcho, Hop: 1, Chain: "web_form → crm customer 4 → jobs", ParentRun: "run_x"}
+		res, err = s.CommitPollPage(ctx, store.PollPage{Source: "jobs", Now: later, Records: []store.PollRecord{echo}})
+		require.NoError(t, err)
+		require.Equal(t, store.PollEmitted, res[0].Outcome)
+		l, err := s.GetLineage(ctx, res[0].EventID)
+		require.NoError(t, err)
+		require.Equal(t, echo.Event.Lineage, l)
+
 		// A record whose key a webhook already stored is known, not emitted.
 		_, err = s.InsertEvents(ctx, []store.NewEvent{newEvent("hooks", "9@v1", "sync")})
 		require.NoError(t, err)

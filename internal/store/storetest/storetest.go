@@ -569,6 +569,7 @@ func Run(t *testing.T, open OpenFunc) {
 	})
 
 	runPolls(t, open)
+	runOwnership(t, setup)
 }
 
 func newEvent(source, key string, flows ...string) store.NewEvent {

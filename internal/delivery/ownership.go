@@ -1,0 +1,98 @@
+package delivery
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/switchboard-dev/switchboard/internal/echo"
+	"github.com/switchboard-dev/switchboard/internal/flow"
+	"github.com/switchboard-dev/switchboard/internal/store"
+)
+
+// hopLimit returns the error that stops a step's write when it would make
+// the event's causal chain longer than max_hops, or nil.
+func (x *Executor) hopLimit(c store.ClaimedRun, step *flow.Step) error {
+	if step.Write == nil {
+		return nil
+	}
+	limit := x.cfg.Plan.Ownership.MaxHops
+	if hop := c.Lineage.Hop + 1; hop > limit {
+		return fmt.Errorf("hop limit: writing %s to %s would be write %d of one causal chain (max_hops %d), a loop between systems: %s → %s",
+			step.Write.Entity, step.System, hop, limit, c.Lineage.Chain, step.System)
+	}
+	return nil
+}
+
+// writeStep is what a step's write needs to be fingerprinted.
+type writeStep struct {
+	step    *flow.Step
+	key     string
+	input   map[string]any
+	payload any
+	steps   map[string]any
+	event   map[string]any
+	// answered reports that the call succeeded with output (the step's
+	// own output, which record_id may read as $steps.ID).
+	answered bool
+	output   any
+}
+
+// fingerprint builds the fingerprint of a step's write: the hash of the
+// fields it writes, the record's id when it is known (after the call, from
+// the step's own output, for a create) and the causal chain it extends.
+// It returns nil for a step whose echo cannot come back.
+func (x *Executor) fingerprint(ctx context.Context, c store.ClaimedRun, w writeStep, now time.Time) (*store.Fingerprint, error) {
+	wr := w.step.Write
+	if wr == nil || !wr.Echoable {
+		return nil, nil
+	}
+	fields, err := wr.WrittenFields(ctx, w.input, w.payload, w.steps, w.event)
+	if err != nil {
+		return nil, fmt.Errorf("fields: %w", err)
+	}
+	fp := echo.Of(fields)
+	id := ""
+	if wr.RecordID != nil {
+		steps := w.steps
+		if w.answered {
+			steps = make(map[string]any, len(w.steps)+1)
+			for k, v := range w.steps {
+				steps[k] = v
+			}
+			steps[w.step.ID] = w.output
+		}
+		// Before the call a created record has no id yet: "" matches an
+		// echo by its fields alone until the answer names the record.
+		if v, err := wr.RecordID.Eval(ctx, w.payload, steps, w.event); err == nil && v != nil {
+			id = recordID(v)
+		}
+	}
+	chain := c.Lineage.Chain
+	if chain == "" {
+		chain = c.Event.Source
+	}
+	shown := id
+	if shown == "" {
+		shown = "(new)"
+	}
+	return &store.Fingerprint{
+		ID: w.key, System: w.step.System, Entity: wr.Entity, RecordID: id, Fields: fp.Fields, Hash: fp.Hash,
+		RunID: c.Run.ID, Hop: c.Lineage.Hop + 1, Chain: fmt.Sprintf("%s → %s %s %s", chain, w.step.System, wr.Entity, shown),
+		CreatedAt: now,
+	}, nil
+}
+
+// recordID renders an id as the engine does for inbound events: strings
+// as they are, numbers as JSON (42, not 42.0).
+func recordID(v any) string {
+	if s, ok := v.(string); ok {
+		return s
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	return string(b)
+}

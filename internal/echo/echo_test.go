@@ -1,0 +1,46 @@
+package echo_test
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/switchboard-dev/switchboard/internal/echo"
+)
+
+func TestHashNormalises(t *testing.T) {
+	t.Parallel()
+	written := map[string]any{"status": "done", "price": 42, "due": "2026-03-02T10:00:00+01:00", "tags": []any{"a", "b"}, "note": ""}
+	fp := echo.Of(written)
+	require.Equal(t, []string{"due", "note", "price", "status", "tags"}, fp.Fields)
+
+	tests := []struct {
+		name  string
+		echo  map[string]any
+		match bool
+	}{
+		{"the same record with more fields", map[string]any{"status": "done", "price": json.Number("42"), "due": "2026-03-02T09:00:00.000Z",
+			"tags": []any{"a", "b"}, "updated_at": "2026-03-02T09:00:01Z", "id": 7}, true},
+		{"padded strings and a float price", map[string]any{"status": " done ", "price": 42.0, "due": "2026-03-02T09:00:00Z", "tags": []any{"a", "b"}, "note": nil}, true},
+		{"a changed field", map[string]any{"status": "open", "price": 42, "due": "2026-03-02T09:00:00Z", "tags": []any{"a", "b"}}, false},
+		{"a number in a string is not a number", map[string]any{"status": "done", "price": "42", "due": "2026-03-02T09:00:00Z", "tags": []any{"a", "b"}}, false},
+		{"list order matters", map[string]any{"status": "done", "price": 42, "due": "2026-03-02T09:00:00Z", "tags": []any{"b", "a"}}, false},
+		{"a cleared field is a change", map[string]any{"status": "done", "price": 42, "due": "2026-03-02T09:00:00Z"}, false},
+		{"case matters", map[string]any{"status": "Done", "price": 42, "due": "2026-03-02T09:00:00Z", "tags": []any{"a", "b"}}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			require.Equal(t, tt.match, echo.Hash(tt.echo, fp.Fields) == fp.Hash)
+		})
+	}
+}
+
+func TestNormalizeLongIntegers(t *testing.T) {
+	t.Parallel()
+	a := echo.Normalize(json.Number("12345678901234567890"))
+	b := echo.Normalize(json.Number("12345678901234567891"))
+	require.NotEqual(t, a, b, "ids beyond float64 precision keep their digits")
+	require.Equal(t, echo.Normalize(map[string]any{"a": nil}), echo.Normalize(""), "an object of nulls is null")
+}

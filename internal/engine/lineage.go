@@ -1,0 +1,142 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/switchboard-dev/switchboard/internal/echo"
+	"github.com/switchboard-dev/switchboard/internal/flow"
+	"github.com/switchboard-dev/switchboard/internal/store"
+)
+
+// Fingerprints are the store methods echo suppression needs.
+type Fingerprints interface {
+	FindFingerprints(ctx context.Context, p store.FindFingerprintsParams) ([]store.Fingerprint, error)
+	MarkEcho(ctx context.Context, id, echoHash string) error
+	ForgetFingerprints(ctx context.Context, p store.ForgetFingerprintsParams) (int, error)
+}
+
+// maxFingerprints bounds how many recent writes of one record are compared.
+const maxFingerprints = 50
+
+// lineage works out whether an inbound event is the echo of one of our
+// writes, and its place in the causal chain of writes. forget, when not
+// nil, drops the record's older fingerprints once the event is stored.
+//
+//   - The record's written fields hash to a recent fingerprint of that
+//     record, and the rest of the record is as the write's first echo
+//     showed it (or this is the first echo): it is the echo of that write.
+//     It continues the write's chain, and is suppressed unless the config
+//     says otherwise.
+//   - The written fields match but the record changed elsewhere since the
+//     first echo: a person changed another field. It starts a new chain.
+//   - The written fields differ from our recent write of the record: a
+//     person changed them, or the system rewrote what we sent. It is still
+//     counted as a hop of that write's chain (a system that rewrites our
+//     values would otherwise loop unseen, and only max_hops stops it).
+//
+// In the last two cases the record's older fingerprints are forgotten, so
+// a person who sets a value back to what we wrote is not taken for our
+// echo.
+func (e *Engine) lineage(ctx context.Context, src *flow.Source, ev Event, now time.Time) (store.Lineage, *store.ForgetFingerprintsParams, error) {
+	o := src.Origin
+	if e.cfg.Fingerprints == nil || o == nil || o.System == "" || o.Entity == "" || o.RecordID == nil {
+		return store.Lineage{}, nil, nil
+	}
+	idv, err := o.RecordID.Eval(ctx, ev.Value)
+	if err != nil || idv == nil {
+		// Not every event of a source need be about a record (a ping, a
+		// deletion with another shape): it is simply not an echo.
+		e.cfg.Logger.Debug("no record id: not checked for an echo", "source", ev.Source, "error", err)
+		return store.Lineage{}, nil, nil
+	}
+	id := recordID(idv)
+	record := ev.Value
+	if o.Record != nil {
+		if record, err = o.Record.Eval(ctx, ev.Value); err != nil {
+			e.cfg.Logger.Debug("no record: not checked for an echo", "source", ev.Source, "error", err)
+			return store.Lineage{}, nil, nil
+		}
+	}
+	fields, _ := record.(map[string]any)
+	window := e.cfg.Plan.Ownership.EchoWindow
+	fps, err := e.cfg.Fingerprints.FindFingerprints(ctx, store.FindFingerprintsParams{
+		System: o.System, Entity: o.Entity, RecordID: id, Since: now.Add(-window), Limit: maxFingerprints,
+	})
+	if err != nil {
+		return store.Lineage{}, nil, fmt.Errorf("find fingerprints: %w", err)
+	}
+	if len(fps) == 0 {
+		return store.Lineage{}, nil, nil
+	}
+	forget := &store.ForgetFingerprintsParams{System: o.System, Entity: o.Entity, RecordID: id, Before: now}
+	whole := echo.Of(fields).Hash
+	for _, fp := range fps {
+		if echo.Hash(fields, fp.Fields) != fp.Hash {
+			continue
+		}
+		switch fp.EchoHash {
+		case "":
+			if err := e.cfg.Fingerprints.MarkEcho(ctx, fp.ID, whole); err != nil {
+				return store.Lineage{}, nil, fmt.Errorf("mark echo: %w", err)
+			}
+		case whole:
+		default:
+			return store.Lineage{}, forget, nil // a person changed another field
+		}
+		l := store.Lineage{Hop: fp.Hop, Chain: fp.Chain + " → " + ev.Source, ParentRun: fp.RunID}
+		if e.cfg.Plan.Ownership.SuppressEchoes {
+			l.Outcome = store.EventEcho
+		}
+		return l, nil, nil
+	}
+	for _, fp := range fps {
+		if fp.RecordID == id { // the newest write of this very record
+			return store.Lineage{Hop: fp.Hop, Chain: fp.Chain + " → " + ev.Source, ParentRun: fp.RunID}, forget, nil
+		}
+	}
+	return store.Lineage{}, nil, nil
+}
+
+// recordID renders a record id the way fingerprints store it: strings as
+// they are, numbers and others as JSON (42, not 42.0). delivery renders
+// the ids it writes the same way.
+func recordID(v any) string {
+	if s, ok := v.(string); ok {
+		return s
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	return string(b)
+}
+
+// conflicts replaces the runs of flows that would write a mirror's change
+// over the owner by the entity's policy: nothing (drop, logged) or one run
+// of the flow that proposes the change to the owner.
+func (e *Engine) conflicts(ev Event, conflicted []*flow.Flow, now time.Time) []store.NewRun {
+	var runs []store.NewRun
+	proposed := map[string]bool{}
+	for _, f := range conflicted {
+		c := f.Conflict
+		policy := flow.OnConflictDrop
+		if ent := e.cfg.Plan.Ownership.Entities[c.Entity]; ent != nil {
+			policy = ent.OnConflict
+		}
+		if policy == flow.OnConflictDrop {
+			e.cfg.Logger.Warn("change from a mirror dropped: it is not written over the owner",
+				"source", ev.Source, "key", ev.Key, "flow", f.Name, "reason", c.Reason(), "policy", "entities."+c.Entity+".on_conflict: drop")
+			continue
+		}
+		e.cfg.Logger.Info("change from a mirror handed to its proposal flow instead of being written over the owner",
+			"source", ev.Source, "key", ev.Key, "flow", f.Name, "reason", c.Reason(), "proposal_flow", policy)
+		if pf := e.cfg.Plan.Flows[policy]; pf != nil && !proposed[policy] {
+			proposed[policy] = true
+			runs = append(runs, store.NewRun{ID: store.NewID("run_", now), Flow: pf.Name, StepID: pf.Steps[0].ID})
+		}
+	}
+	return runs
+}

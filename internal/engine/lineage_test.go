@@ -1,0 +1,126 @@
+package engine_test
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/switchboard-dev/switchboard/internal/config"
+	"github.com/switchboard-dev/switchboard/internal/connector/all"
+	"github.com/switchboard-dev/switchboard/internal/echo"
+	"github.com/switchboard-dev/switchboard/internal/engine"
+	"github.com/switchboard-dev/switchboard/internal/flow"
+	"github.com/switchboard-dev/switchboard/internal/store"
+	"github.com/switchboard-dev/switchboard/internal/store/sqlite"
+	"github.com/switchboard-dev/switchboard/internal/transform"
+)
+
+const lineageConfig = `
+version: 1
+systems:
+  crm: { kind: http, base_url: "http://127.0.0.1:9" }
+  sched: { kind: http, base_url: "http://127.0.0.1:9" }
+entities:
+  job: { owner: sched, mirrors: [crm] }
+sources:
+  crm_changed: { webhook: {}, system: crm, entity: job, record_id: .id, record: .job }
+flows:
+  notify:
+    on: crm_changed
+    steps: [{ id: a, do: sched.request, with: { path: '"/x"' } }]
+`
+
+type lineageBundle struct {
+	st  store.Store
+	eng *engine.Engine
+	now time.Time
+}
+
+func setupLineage(t *testing.T) *lineageBundle {
+	t.Helper()
+	c, err := config.Parse("c.yaml", []byte(lineageConfig), nil)
+	require.NoError(t, err)
+	plan, err := flow.Compile(c, all.Registry())
+	require.NoError(t, err)
+	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "sb.db"))
+	require.NoError(t, err)
+	t.Cleanup(func() { st.Close() })
+	b := &lineageBundle{st: st, now: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)}
+	b.eng = engine.New(engine.Config{Store: st, Plan: plan, Fingerprints: st, NowFunc: func() time.Time { return b.now }})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = b.eng.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return b
+}
+
+// wrote records a write of job 7 to the CRM, as delivery would.
+func (b *lineageBundle) wrote(t *testing.T, key string, fields map[string]any) {
+	t.Helper()
+	fp := echo.Of(fields)
+	require.NoError(t, b.st.SaveFingerprint(t.Context(), store.Fingerprint{
+		ID: key, System: "crm", Entity: "job", RecordID: "7", Fields: fp.Fields, Hash: fp.Hash,
+		RunID: "run_" + key, Hop: 1, Chain: "sched_changed → crm job 7", CreatedAt: b.now,
+	}))
+}
+
+// event sends a crm_changed event about job 7 and returns its lineage.
+func (b *lineageBundle) event(t *testing.T, key, payload string) (engine.Accepted, store.Lineage) {
+	t.Helper()
+	b.now = b.now.Add(time.Second)
+	v, err := transform.Decode([]byte(payload))
+	require.NoError(t, err)
+	acc, err := b.eng.Accept(t.Context(), engine.Event{Source: "crm_changed", Key: key, Payload: []byte(payload), Value: v})
+	require.NoError(t, err)
+	l, err := b.st.GetLineage(t.Context(), acc.EventID)
+	require.NoError(t, err)
+	return acc, l
+}
+
+func TestLineage(t *testing.T) {
+	t.Parallel()
+
+	t.Run("echo, repeated echo, then a person's change elsewhere", func(t *testing.T) {
+		t.Parallel()
+		b := setupLineage(t)
+		b.wrote(t, "w1", map[string]any{"status": "done"})
+		acc, l := b.event(t, "e1", `{"id": 7, "job": {"status": "done", "title": "Boiler"}}`)
+		require.Equal(t, store.EventEcho, acc.Outcome)
+		require.Zero(t, acc.Runs)
+		require.Equal(t, store.Lineage{Outcome: store.EventEcho, Hop: 1, Chain: "sched_changed → crm job 7 → crm_changed", ParentRun: "run_w1"}, l)
+
+		acc, _ = b.event(t, "e2", `{"id": "7", "job": {"status": " done", "title": "Boiler"}}`)
+		require.Equal(t, store.EventEcho, acc.Outcome, "the same echo delivered twice (id as string, padded value)")
+
+		acc, l = b.event(t, "e3", `{"id": 7, "job": {"status": "done", "title": "Boiler repair"}}`)
+		require.Equal(t, store.EventProcessed, acc.Outcome, "a person changed the title: not our echo")
+		require.Equal(t, 1, acc.Runs)
+		require.True(t, l.IsZero(), "a new chain")
+	})
+
+	t.Run("a changed written field counts as a hop; setting it back is not an echo", func(t *testing.T) {
+		t.Parallel()
+		b := setupLineage(t)
+		b.wrote(t, "w1", map[string]any{"status": "done"})
+		acc, l := b.event(t, "e1", `{"id": 7, "job": {"status": "reopened"}}`)
+		require.Equal(t, store.EventProcessed, acc.Outcome)
+		require.Equal(t, 1, l.Hop, "possibly our write, rewritten: the chain goes on")
+		acc, l = b.event(t, "e2", `{"id": 7, "job": {"status": "done"}}`)
+		require.Equal(t, store.EventProcessed, acc.Outcome, "the fingerprint was forgotten: a person set it back")
+		require.True(t, l.IsZero())
+	})
+
+	t.Run("outside the window or another record", func(t *testing.T) {
+		t.Parallel()
+		b := setupLineage(t)
+		b.wrote(t, "w1", map[string]any{"status": "done"})
+		acc, _ := b.event(t, "e1", `{"id": 8, "job": {"status": "done"}}`)
+		require.Equal(t, store.EventProcessed, acc.Outcome)
+		b.now = b.now.Add(flow.DefaultEchoWindow)
+		acc, _ = b.event(t, "e2", `{"id": 7, "job": {"status": "done"}}`)
+		require.Equal(t, store.EventProcessed, acc.Outcome)
+	})
+}

@@ -1,0 +1,53 @@
+package ownership
+
+import (
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+)
+
+// Entity is one row of the ownership map.
+type Entity struct {
+	Name    string
+	Owner   string
+	Mirrors []string
+	// Fields maps a field to its owner where that is not Owner.
+	Fields map[string]string
+	// OnConflict is "drop" or the flow that proposes a mirror's change.
+	OnConflict string
+	// Declared reports whether the config declares the entity; an
+	// undeclared one is written to a single system, taken as its owner.
+	Declared bool
+}
+
+// Map is the ownership map: every entity, by name.
+type Map []Entity
+
+// Render writes the map as text, one entity per line.
+func (m Map) Render(w io.Writer) error {
+	var b strings.Builder
+	rows := slices.Clone(m)
+	slices.SortFunc(rows, func(a, b Entity) int { return strings.Compare(a.Name, b.Name) })
+	for _, e := range rows {
+		fmt.Fprintf(&b, "  %-16s owner %s", e.Name, e.Owner)
+		if len(e.Mirrors) > 0 {
+			fmt.Fprintf(&b, ", mirrors %s", strings.Join(e.Mirrors, ", "))
+		}
+		for _, f := range slices.Sorted(maps.Keys(e.Fields)) {
+			fmt.Fprintf(&b, ", %s owned by %s", f, e.Fields[f])
+		}
+		switch {
+		case !e.Declared:
+			b.WriteString(" (not declared: the only system it is written to)")
+		case e.OnConflict != "" && e.OnConflict != "drop":
+			fmt.Fprintf(&b, "; conflicts go to flow %s", e.OnConflict)
+		default:
+			b.WriteString("; conflicts are dropped")
+		}
+		b.WriteString("\n")
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}

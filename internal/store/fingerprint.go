@@ -1,0 +1,77 @@
+package store
+
+import "time"
+
+// EventOutcome says why an event started no runs although flows listen to
+// its source. Enforced by a CHECK constraint.
+type EventOutcome string
+
+const (
+	// EventProcessed: the event started its flows' runs as usual.
+	EventProcessed EventOutcome = ""
+	// EventEcho: the event was our own write coming back; it started no runs.
+	EventEcho EventOutcome = "echo"
+	// EventConflict: the event was a mirror's change to fields the owner
+	// holds; the flows that would have written it back did not run.
+	EventConflict EventOutcome = "conflict"
+)
+
+// Lineage is an event's place in a causal chain of our writes: system A's
+// event led to a write in B, whose event led to a write in C, …
+type Lineage struct {
+	Outcome EventOutcome
+	// Hop counts our writes that led to this event: 0 for a change made by
+	// a person (or any change we did not cause).
+	Hop int
+	// Chain names the chain for people: "web_form → crm customer 42 →
+	// crm_changed → …" ("" at hop 0).
+	Chain string
+	// ParentRun is the run whose write this event answers ("" at hop 0).
+	ParentRun string
+}
+
+// IsZero reports whether l says nothing: a hop-0 event that ran as usual.
+func (l Lineage) IsZero() bool { return l == Lineage{} }
+
+// Fingerprint records one write of an entity the engine made, so that its
+// echo (the same change coming back as an inbound event) is recognised.
+type Fingerprint struct {
+	// ID is the step's outbound idempotency key: one row per step of a
+	// run generation, so retries update it rather than add rows.
+	ID       string
+	System   string
+	Entity   string
+	RecordID string // "" while the id of a record being created is unknown
+	// Fields are the written fields' names, sorted; Hash is their
+	// normalised hash (package echo).
+	Fields []string
+	Hash   string
+	// RunID, Hop and Chain carry the causal chain to the echo: Hop is the
+	// write's hop (its event's hop + 1).
+	RunID string
+	Hop   int
+	Chain string
+	// EchoHash is the hash of the whole record as the write's first echo
+	// showed it ("" until an echo came): a later event that matches the
+	// written fields but differs elsewhere is a person's change.
+	// SaveFingerprint never changes it; MarkEcho sets it.
+	EchoHash  string
+	CreatedAt time.Time
+}
+
+// FindFingerprintsParams select the recent fingerprints of one record.
+type FindFingerprintsParams struct {
+	System, Entity, RecordID string
+	// Since excludes fingerprints written before it (the echo window).
+	Since time.Time
+	// Limit bounds the rows returned; default 100.
+	Limit int
+}
+
+// ForgetFingerprintsParams drop the fingerprints of one record written
+// before a change nobody here made: a later inbound event with the same
+// values is then that person's change, not our echo.
+type ForgetFingerprintsParams struct {
+	System, Entity, RecordID string
+	Before                   time.Time
+}

@@ -1,0 +1,123 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/switchboard-dev/switchboard/internal/store"
+)
+
+const qUpsertFingerprint = `INSERT INTO fingerprints (id, system, entity, record_id, fields, hash, run_id, hop, chain, created_at)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO UPDATE SET system = excluded.system,
+	entity = excluded.entity, record_id = excluded.record_id, fields = excluded.fields, hash = excluded.hash,
+	run_id = excluded.run_id, hop = excluded.hop, chain = excluded.chain, created_at = excluded.created_at`
+
+func fingerprintArgs(f store.Fingerprint) []any {
+	fields, _ := json.Marshal(f.Fields) // a []string always encodes
+	return []any{f.ID, f.System, f.Entity, f.RecordID, string(fields), f.Hash, f.RunID, f.Hop, f.Chain, f.CreatedAt}
+}
+
+// queueFingerprint adds a fingerprint's upsert to a finish batch.
+func queueFingerprint(b *pgx.Batch, f store.Fingerprint) {
+	b.Queue(qUpsertFingerprint, fingerprintArgs(f)...)
+}
+
+// insertLineage stores the lineage of the new events of a batch: most
+// events have none, so this is usually no statement at all.
+func insertLineage(ctx context.Context, tx pgx.Tx, events []store.NewEvent, results []store.InsertResult) error {
+	var ids, outcomes, chains, parents []string
+	var hops []int32
+	for i, e := range events {
+		if results[i].Duplicate || e.Lineage.IsZero() {
+			continue
+		}
+		l := e.Lineage
+		ids, outcomes, chains, parents = append(ids, results[i].EventID), append(outcomes, string(l.Outcome)), append(chains, l.Chain), append(parents, l.ParentRun)
+		hops = append(hops, int32(l.Hop))
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO event_lineage (event_id, outcome, hop, chain, parent_run)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[])`, ids, outcomes, hops, chains, parents); err != nil {
+		return fmt.Errorf("insert event lineage: %w", err)
+	}
+	return nil
+}
+
+// SaveFingerprint upserts a fingerprint.
+func (s *Store) SaveFingerprint(ctx context.Context, f store.Fingerprint) error {
+	if _, err := s.pool.Exec(ctx, qUpsertFingerprint, fingerprintArgs(f)...); err != nil {
+		return fmt.Errorf("save fingerprint: %w", err)
+	}
+	return nil
+}
+
+// FindFingerprints reads the record's recent fingerprints through
+// fingerprints_record.
+func (s *Store) FindFingerprints(ctx context.Context, p store.FindFingerprintsParams) ([]store.Fingerprint, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, system, entity, record_id, fields, hash, run_id, hop, chain, echo_hash, created_at
+		FROM fingerprints WHERE system = $1 AND entity = $2 AND record_id IN ($3, '') AND created_at >= $4
+		ORDER BY created_at DESC, id DESC LIMIT $5`, p.System, p.Entity, p.RecordID, p.Since, limit(p.Limit))
+	if err != nil {
+		return nil, fmt.Errorf("find fingerprints: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Fingerprint, error) {
+		var f store.Fingerprint
+		var fields string
+		if err := r.Scan(&f.ID, &f.System, &f.Entity, &f.RecordID, &fields, &f.Hash, &f.RunID, &f.Hop, &f.Chain, &f.EchoHash, &f.CreatedAt); err != nil {
+			return f, err
+		}
+		f.CreatedAt = f.CreatedAt.UTC()
+		if err := json.Unmarshal([]byte(fields), &f.Fields); err != nil {
+			return f, fmt.Errorf("fingerprint %s: fields: %w", f.ID, err)
+		}
+		return f, nil
+	})
+}
+
+// MarkEcho records the first echo's whole-record hash.
+func (s *Store) MarkEcho(ctx context.Context, id, echoHash string) error {
+	if _, err := s.pool.Exec(ctx, `UPDATE fingerprints SET echo_hash = $1 WHERE id = $2 AND echo_hash = ''`, echoHash, id); err != nil {
+		return fmt.Errorf("mark echo: %w", err)
+	}
+	return nil
+}
+
+// ForgetFingerprints deletes a record's fingerprints written before p.Before.
+func (s *Store) ForgetFingerprints(ctx context.Context, p store.ForgetFingerprintsParams) (int, error) {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM fingerprints WHERE system = $1 AND entity = $2 AND record_id = $3 AND created_at < $4`,
+		p.System, p.Entity, p.RecordID, p.Before)
+	if err != nil {
+		return 0, fmt.Errorf("forget fingerprints: %w", err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// PruneFingerprints deletes one batch of old fingerprints.
+func (s *Store) PruneFingerprints(ctx context.Context, before time.Time, n int) (int, error) {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM fingerprints WHERE id IN (
+		SELECT id FROM fingerprints WHERE created_at < $1 ORDER BY created_at LIMIT $2)`, before, limit(n))
+	if err != nil {
+		return 0, fmt.Errorf("prune fingerprints: %w", err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// GetLineage returns an event's lineage.
+func (s *Store) GetLineage(ctx context.Context, eventID string) (store.Lineage, error) {
+	var l store.Lineage
+	err := s.pool.QueryRow(ctx, `SELECT outcome, hop, chain, parent_run FROM event_lineage WHERE event_id = $1`, eventID).
+		Scan(&l.Outcome, &l.Hop, &l.Chain, &l.ParentRun)
+	if isNoRows(err) {
+		return store.Lineage{}, nil
+	}
+	if err != nil {
+		return l, fmt.Errorf("get lineage: %w", err)
+	}
+	return l, nil
+}

@@ -1,0 +1,119 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/switchboard-dev/switchboard/internal/store"
+)
+
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// Not prepared at Open like the hot statements: most events and writes
+// have no lineage or fingerprint.
+const qUpsertFingerprint = `INSERT INTO fingerprints (id, system, entity, record_id, fields, hash, run_id, hop, chain, created_at)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET system = excluded.system,
+	entity = excluded.entity, record_id = excluded.record_id, fields = excluded.fields, hash = excluded.hash,
+	run_id = excluded.run_id, hop = excluded.hop, chain = excluded.chain, created_at = excluded.created_at`
+
+func upsertFingerprint(ctx context.Context, db execer, f store.Fingerprint) error {
+	fields, err := json.Marshal(f.Fields)
+	if err != nil {
+		return err
+	}
+	if _, err := db.ExecContext(ctx, qUpsertFingerprint, f.ID, f.System, f.Entity, f.RecordID, string(fields), f.Hash,
+		f.RunID, f.Hop, f.Chain, micros(f.CreatedAt)); err != nil {
+		return fmt.Errorf("save fingerprint: %w", err)
+	}
+	return nil
+}
+
+func insertLineage(ctx context.Context, db execer, eventID string, l store.Lineage) error {
+	if _, err := db.ExecContext(ctx, `INSERT INTO event_lineage (event_id, outcome, hop, chain, parent_run) VALUES (?, ?, ?, ?, ?)`,
+		eventID, l.Outcome, l.Hop, l.Chain, l.ParentRun); err != nil {
+		return fmt.Errorf("insert event lineage: %w", err)
+	}
+	return nil
+}
+
+// SaveFingerprint upserts a fingerprint.
+func (s *Store) SaveFingerprint(ctx context.Context, f store.Fingerprint) error {
+	return upsertFingerprint(ctx, s.w, f)
+}
+
+// FindFingerprints reads the record's recent fingerprints through
+// fingerprints_record: one range for the record, one for unknown ids.
+func (s *Store) FindFingerprints(ctx context.Context, p store.FindFingerprintsParams) ([]store.Fingerprint, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT id, system, entity, record_id, fields, hash, run_id, hop, chain, echo_hash, created_at
+		FROM fingerprints WHERE system = ? AND entity = ? AND record_id IN (?, '') AND created_at >= ?
+		ORDER BY created_at DESC, id DESC LIMIT ?`, p.System, p.Entity, p.RecordID, micros(p.Since), limit(p.Limit))
+	if err != nil {
+		return nil, fmt.Errorf("find fingerprints: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Fingerprint
+	for rows.Next() {
+		var f store.Fingerprint
+		var fields string
+		var at int64
+		if err := rows.Scan(&f.ID, &f.System, &f.Entity, &f.RecordID, &fields, &f.Hash, &f.RunID, &f.Hop, &f.Chain, &f.EchoHash, &at); err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal([]byte(fields), &f.Fields); err != nil {
+			return nil, fmt.Errorf("fingerprint %s: fields: %w", f.ID, err)
+		}
+		f.CreatedAt = fromMicros(at)
+		out = append(out, f)
+	}
+	return out, rows.Err()
+}
+
+// MarkEcho records the first echo's whole-record hash.
+func (s *Store) MarkEcho(ctx context.Context, id, echoHash string) error {
+	if _, err := s.w.ExecContext(ctx, `UPDATE fingerprints SET echo_hash = ? WHERE id = ? AND echo_hash = ''`, echoHash, id); err != nil {
+		return fmt.Errorf("mark echo: %w", err)
+	}
+	return nil
+}
+
+// ForgetFingerprints deletes a record's fingerprints written before p.Before.
+func (s *Store) ForgetFingerprints(ctx context.Context, p store.ForgetFingerprintsParams) (int, error) {
+	res, err := s.w.ExecContext(ctx, `DELETE FROM fingerprints WHERE system = ? AND entity = ? AND record_id = ? AND created_at < ?`,
+		p.System, p.Entity, p.RecordID, micros(p.Before))
+	if err != nil {
+		return 0, fmt.Errorf("forget fingerprints: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return int(n), nil
+}
+
+// PruneFingerprints deletes one batch of old fingerprints.
+func (s *Store) PruneFingerprints(ctx context.Context, before time.Time, n int) (int, error) {
+	res, err := s.w.ExecContext(ctx, `DELETE FROM fingerprints WHERE id IN (
+		SELECT id FROM fingerprints WHERE created_at < ? ORDER BY created_at LIMIT ?)`, micros(before), limit(n))
+	if err != nil {
+		return 0, fmt.Errorf("prune fingerprints: %w", err)
+	}
+	k, _ := res.RowsAffected()
+	return int(k), nil
+}
+
+// GetLineage returns an event's lineage.
+func (s *Store) GetLineage(ctx context.Context, eventID string) (store.Lineage, error) {
+	var l store.Lineage
+	err := s.r.QueryRowContext(ctx, `SELECT outcome, hop, chain, parent_run FROM event_lineage WHERE event_id = ?`, eventID).
+		Scan(&l.Outcome, &l.Hop, &l.Chain, &l.ParentRun)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Lineage{}, nil
+	}
+	if err != nil {
+		return l, fmt.Errorf("get lineage: %w", err)
+	}
+	return l, nil
+}

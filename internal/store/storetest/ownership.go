@@ -1,0 +1,147 @@
+package storetest
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/switchboard-dev/switchboard/internal/store"
+)
+
+// runOwnership covers what echo suppression and the hop limit need:
+// fingerprints (saved, completed in the finishing transaction, found by
+// record, forgotten, pruned) and event lineage.
+func runOwnership(t *testing.T, setup func(t *testing.T) bundle) {
+	fp := func(id, record, hash string, at time.Time) store.Fingerprint {
+		return store.Fingerprint{ID: id, System: "crm", Entity: "customer", RecordID: record, Fields: []string{"email", "name"},
+			Hash: hash, RunID: "run_1", Hop: 1, Chain: "form → crm customer " + record, CreatedAt: at}
+	}
+	find := func(t *testing.T, b bundle, record string, since time.Time) []store.Fingerprint {
+		t.Helper()
+		got, err := b.s.FindFingerprints(b.ctx, store.FindFingerprintsParams{System: "crm", Entity: "customer", RecordID: record, Since: since})
+		require.NoError(t, err)
+		return got
+	}
+
+	t.Run("FingerprintsFindForgetPrune", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		require.NoError(t, b.s.SaveFingerprint(b.ctx, fp("k1", "42", "h1", t0)))
+		require.NoError(t, b.s.SaveFingerprint(b.ctx, fp("k2", "42", "h2", t0.Add(time.Minute))))
+		require.NoError(t, b.s.SaveFingerprint(b.ctx, fp("k3", "", "h3", t0.Add(2*time.Minute)))) // a create in flight
+		require.NoError(t, b.s.SaveFingerprint(b.ctx, fp("k4", "43", "h4", t0.Add(time.Minute))))
+		other := fp("k5", "42", "h5", t0.Add(time.Minute))
+		other.System = "sched"
+		require.NoError(t, b.s.SaveFingerprint(b.ctx, other))
+
+		got := find(t, b, "42", t0)
+		require.Len(t, got, 3, "the record's and the unknown-id ones, not another record's or system's")
+		require.Equal(t, []string{"k3", "k2", "k1"}, []string{got[0].ID, got[1].ID, got[2].ID}, "newest first")
+		require.Equal(t, fp("k2", "42", "h2", t0.Add(time.Minute)), got[1], "every field round-trips")
+		require.Len(t, find(t, b, "42", t0.Add(30*time.Second)), 2, "the window excludes older writes")
+
+		// A retry rewrites the same row; the finish fills in the record id.
+		done := fp("k3", "44", "h3b", t0.Add(3*time.Minute))
+		require.NoError(t, b.s.SaveFingerprint(b.ctx, done))
+		require.Len(t, find(t, b, "42", t0), 2)
+		require.Equal(t, []store.Fingerprint{done}, find(t, b, "44", t0))
+
+		// The first echo's record is kept; a retry's upsert leaves it.
+		require.NoError(t, b.s.MarkEcho(b.ctx, "k2", "whole-1"))
+		require.NoError(t, b.s.MarkEcho(b.ctx, "k2", "whole-2"))
+		require.NoError(t, b.s.SaveFingerprint(b.ctx, fp("k2", "42", "h2", t0.Add(time.Minute))))
+		require.Equal(t, "whole-1", find(t, b, "42", t0)[0].EchoHash, "only the first echo counts, and saving again keeps it")
+
+		n, err := b.s.ForgetFingerprints(b.ctx, store.ForgetFingerprintsParams{System: "crm", Entity: "customer", RecordID: "42", Before: t0.Add(90 * time.Second)})
+		require.NoError(t, err)
+		require.Equal(t, 2, n)
+		require.Empty(t, find(t, b, "42", t0))
+
+		n, err = b.s.PruneFingerprints(b.ctx, t0.Add(2*time.Minute), 1)
+		require.NoError(t, err)
+		require.Equal(t, 1, n, "one batch at a time")
+		n, err = b.s.PruneFingerprints(b.ctx, t0.Add(2*time.Minute), 10)
+		require.NoError(t, err)
+		require.Equal(t, 1, n)
+		require.Len(t, find(t, b, "44", t0), 1, "newer fingerprints stay")
+	})
+
+	t.Run("FingerprintInFinish", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		_, err := b.s.InsertEvents(b.ctx, []store.NewEvent{newEvent("src", "k1", "flow_a")})
+		require.NoError(t, err)
+		got, err := b.s.ClaimRuns(b.ctx, claim("w1", t0, 10))
+		require.NoError(t, err)
+		require.Len(t, got, 1)
+		run := got[0].Run
+		f := fp("key-1", "42", "h", t0.Add(time.Second))
+		errs, err := b.s.FinishAttempts(b.ctx, []store.FinishParams{{
+			RunID: run.ID, Token: "w1", Now: t0.Add(time.Second), Attempt: attempt(0, "step1", store.AttemptSucceeded),
+			State: store.RunSucceeded, Step: 1, StepID: "step1", DueAt: t0, Fingerprint: &f,
+		}})
+		require.NoError(t, err)
+		require.NoError(t, errs[0])
+		require.Equal(t, []store.Fingerprint{f}, find(t, b, "42", t0))
+
+		// A lost lease still records the write: it happened.
+		_, err = b.s.InsertEvents(b.ctx, []store.NewEvent{newEvent("src", "k2", "flow_a")})
+		require.NoError(t, err)
+		got, err = b.s.ClaimRuns(b.ctx, claim("w2", t0.Add(time.Minute), 10))
+		require.NoError(t, err)
+		require.Len(t, got, 1)
+		g := fp("key-2", "43", "h", t0.Add(time.Minute))
+		errs, err = b.s.FinishAttempts(b.ctx, []store.FinishParams{{
+			RunID: got[0].Run.ID, Token: "stale", Now: t0.Add(time.Minute), Attempt: attempt(0, "step1", store.AttemptSucceeded),
+			State: store.RunSucceeded, Step: 1, StepID: "step1", DueAt: t0, Fingerprint: &g,
+		}})
+		require.NoError(t, err)
+		require.ErrorIs(t, errs[0], store.ErrLeaseLost)
+		require.Equal(t, []store.Fingerprint{g}, find(t, b, "43", t0))
+	})
+
+	t.Run("Lineage", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		caused := newEvent("crm_changed", "k1", "flow_a")
+		caused.Lineage = store.Lineage{Hop: 2, Chain: "form → crm customer 42 → crm_changed", ParentRun: "run_x"}
+		echo := newEvent("crm_changed", "k2")
+		echo.Lineage = store.Lineage{Outcome: store.EventEcho, Hop: 1, Chain: "form → crm customer 42 → crm_changed", ParentRun: "run_y"}
+		plain := newEvent("crm_changed", "k3", "flow_a")
+		res, err := b.s.InsertEvents(b.ctx, []store.NewEvent{caused, echo, plain})
+		require.NoError(t, err)
+
+		for i, want := range []store.Lineage{caused.Lineage, echo.Lineage, {}} {
+			l, err := b.s.GetLineage(b.ctx, res[i].EventID)
+			require.NoError(t, err)
+			require.Equal(t, want, l)
+		}
+		// A duplicate does not overwrite the stored lineage.
+		dup := newEvent("crm_changed", "k1")
+		dup.Lineage = store.Lineage{Outcome: store.EventEcho, Hop: 9}
+		res2, err := b.s.InsertEvents(b.ctx, []store.NewEvent{dup})
+		require.NoError(t, err)
+		require.True(t, res2[0].Duplicate)
+		l, err := b.s.GetLineage(b.ctx, res[0].EventID)
+		require.NoError(t, err)
+		require.Equal(t, caused.Lineage, l)
+
+		got, err := b.s.ClaimRuns(b.ctx, claim("w1", t0, 10))
+		require.NoError(t, err)
+		require.Len(t, got, 2)
+		byEvent := map[string]store.Lineage{}
+		for _, c := range got {
+			byEvent[c.Event.ID] = c.Lineage
+		}
+		require.Equal(t, caused.Lineage, byEvent[res[0].EventID], "a claimed run carries its event's chain")
+		require.Equal(t, store.Lineage{}, byEvent[res[2].EventID])
+
+		// Retention deletes the lineage with its event.
+		_, err = b.s.DeleteExpired(b.ctx, store.DeleteParams{Before: t0.Add(time.Hour), Limit: 10})
+		require.NoError(t, err)
+		l, err = b.s.GetLineage(b.ctx, res[1].EventID)
+		require.NoError(t, err)
+		require.True(t, l.IsZero())
+	})
+}
