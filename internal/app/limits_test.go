@@ -51,8 +51,11 @@ func (r *recorder) times() []time.Time {
 // TestRateLimit sends a burst of 200 runs to a system limited to 20
 // requests a second: delivery takes about ten seconds and the downstream
 // never sees more than 20 requests in any one-second window.
+//
+// Not parallel: the window is measured where requests arrive, and when the
+// package's crash and multi-node tests starve the CPU, requests the gate
+// released in time reach the handler bunched together.
 func TestRateLimit(t *testing.T) {
-	t.Parallel()
 	if testing.Short() {
 		t.Skip("takes about 10 s")
 	}
