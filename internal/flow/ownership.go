@@ -1,6 +1,7 @@
 package flow
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"maps"
@@ -326,6 +327,12 @@ func (cp *compiler) knownSystem(path, name string) {
 // origin compiles a source's system, entity, record_id and record keys.
 func (cp *compiler) origin(name string, s config.Source, entities map[string]*Entity) *Origin {
 	path := "sources." + name
+	// A poll source about an entity comes from the system it polls, and
+	// its records are identified by its id:.
+	if s.Poll != nil && s.Entity != "" {
+		s.System = cmp.Or(s.System, s.Poll.System)
+		s.RecordID = cmp.Or(s.RecordID, s.Poll.ID)
+	}
 	// record_id alone (with version:) keys a webhook source a poll backs
 	// up; it says nothing about where the events come from.
 	if s.System == "" && s.Entity == "" && s.Record == "" {

@@ -15,6 +15,7 @@ import (
 	"github.com/switchboard-dev/switchboard/internal/config"
 	"github.com/switchboard-dev/switchboard/internal/connector/all"
 	"github.com/switchboard-dev/switchboard/internal/delivery"
+	"github.com/switchboard-dev/switchboard/internal/echo"
 	"github.com/switchboard-dev/switchboard/internal/engine"
 	"github.com/switchboard-dev/switchboard/internal/flow"
 	"github.com/switchboard-dev/switchboard/internal/metrics"
@@ -101,7 +102,7 @@ func newHarnessOn(t *testing.T, yaml string, st store.Store) *harness {
 	h := &harness{t: t, plan: compile(t, yaml), reg: prometheus.NewRegistry(), st: st}
 	m := metrics.New(h.reg)
 	h.m = m
-	h.eng = engine.New(engine.Config{Store: st, Plan: h.plan, Metrics: m})
+	h.eng = engine.New(engine.Config{Store: st, Plan: h.plan, Metrics: m, Fingerprints: st})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = h.eng.Run(ctx) }()
@@ -449,4 +450,45 @@ func TestPageLimitThatWouldLoop(t *testing.T) {
 	h = newHarness(t, strings.Replace(pollConfig(b, 2), "      cursor: .updated_at\n      start: \"2026-01-01T00:00:00Z\"\n", "", 1), "")
 	_, err = h.poll("jobs")
 	require.ErrorContains(t, err, "the listing has more than max_pages (2) pages and the source keeps no cursor")
+}
+
+// TestPolledEchoIsSuppressed: a polled record that is only our own write
+// coming back (its written fields match a recent fingerprint) is stored as
+// an echo and starts no run, as a webhook would be.
+func TestPolledEchoIsSuppressed(t *testing.T) {
+	a := newFakeAPI(t, "token", 10)
+	seed(a)
+	h := newHarness(t, strings.Replace(pollConfig(a, 100), "sources:\n  jobs:\n", "entities:\n  job: { owner: api }\nsources:\n  jobs:\n    entity: job\n", 1), "")
+	_, err := h.poll("jobs")
+	require.NoError(t, err)
+
+	// Our flow set job 3's status to "done" in the field app a moment ago.
+	written := map[string]any{"status": "done"}
+	fp := echo.Of(written)
+	require.NoError(t, h.st.SaveFingerprint(t.Context(), store.Fingerprint{
+		ID: "idem-1", System: "api", Entity: "job", RecordID: "3", Fields: fp.Fields, Hash: fp.Hash,
+		RunID: "run_1", Hop: 1, Chain: "web_form → api job 3", CreatedAt: time.Now(),
+	}))
+	a.put(job{ID: 3, Status: "done", UpdatedAt: at(60)}, job{ID: 4, Status: "cancelled", UpdatedAt: at(61)})
+	stats, err := h.poll("jobs")
+	require.NoError(t, err)
+	require.Equal(t, 2, stats.Emitted)
+
+	evs, err := h.st.ListEvents(t.Context(), store.ListEventsParams{Source: "jobs", Limit: 100})
+	require.NoError(t, err)
+	byKey := map[string]store.Event{}
+	for _, e := range evs {
+		byKey[e.Key] = e
+	}
+	echoed := byKey["3@"+at(60)]
+	l, err := h.st.GetLineage(t.Context(), echoed.ID)
+	require.NoError(t, err)
+	require.Equal(t, store.EventEcho, l.Outcome)
+	require.Equal(t, 1, l.Hop)
+	runs, err := h.st.ListRuns(t.Context(), store.ListRunsParams{EventID: echoed.ID})
+	require.NoError(t, err)
+	require.Empty(t, runs, "an echo starts no run")
+	runs, err = h.st.ListRuns(t.Context(), store.ListRunsParams{EventID: byKey["4@"+at(61)].ID})
+	require.NoError(t, err)
+	require.Len(t, runs, 1, "a person's change runs")
 }
