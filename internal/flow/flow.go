@@ -93,6 +93,8 @@ type Source struct {
 	// Poll is set for a poll source, Schedule for a schedule source.
 	Poll     *Poll
 	Schedule Schedule
+	// Reconcile is set for a reconcile source.
+	Reconcile *Reconcile
 }
 
 // Webhook is a compiled webhook source.
@@ -399,16 +401,19 @@ func (cp *compiler) source(name string, s config.Source, p *Plan) *Source {
 	}
 	cp.recordKey(path, s, out)
 	kinds := 0
-	for _, set := range []bool{s.Webhook != nil, s.Poll != nil, s.Schedule != nil} {
+	for _, set := range []bool{s.Webhook != nil, s.Poll != nil, s.Schedule != nil, s.Reconcile != nil} {
 		if set {
 			kinds++
 		}
 	}
 	if kinds != 1 {
-		cp.errorf(cp.node(path), path, "a source needs exactly one of webhook:, poll: or schedule:")
+		cp.errorf(cp.node(path), path, "a source needs exactly one of webhook:, poll:, schedule: or reconcile:")
 		return out
 	}
 	switch {
+	case s.Reconcile != nil:
+		out.Reconcile = cp.reconcile(path, s, p)
+		return out
 	case s.Poll != nil:
 		out.Poll = cp.poll(path, name, s, p)
 		return out

@@ -111,8 +111,11 @@ func (p *Poller) step(ctx context.Context, src *flow.Source) (time.Duration, err
 	return 0, p.cfg.Store.FinishPoll(context.WithoutCancel(ctx), run)
 }
 
-// runSource runs one poll or one tick.
+// runSource runs one poll, reconciliation or tick.
 func (p *Poller) runSource(ctx context.Context, src *flow.Source, st store.PollState) (more bool, err error) {
+	if src.Reconcile != nil {
+		return false, p.runReconcile(ctx, src, st.NextRunAt)
+	}
 	if src.Poll == nil {
 		acc, err := p.Tick(ctx, src, st.NextRunAt)
 		if err == nil {
