@@ -131,6 +131,9 @@ func (p *Poller) Reconcile(ctx context.Context, src *flow.Source, o ReconcileOpt
 	if o.DryRun {
 		return rep, nil
 	}
+	for _, t := range DifferenceTypes {
+		p.cfg.Metrics.ReconcileDifferences(src.Name, t, rep.Count(t))
+	}
 	if rc.MaxDifferences > 0 && len(rep.Differences) > rc.MaxDifferences {
 		return rep, fmt.Errorf("%d differences, more than max_differences (%d): nothing emitted; check owner.key, mirror.key and items (a mistake there makes every record look missing), then raise max_differences",
 			len(rep.Differences), rc.MaxDifferences)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/switchboard-dev/switchboard/internal/metrics/metricstest"
 	"github.com/switchboard-dev/switchboard/internal/poll"
 	"github.com/switchboard-dev/switchboard/internal/store"
 )
@@ -180,6 +181,15 @@ func TestReconcilePlantedDifferences(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, runs, 3, "the repair flow runs on the three field mismatches only")
 
+	got, err := metricstest.Series(h.reg, "switchboard_reconcile_differences")
+	require.NoError(t, err)
+	require.Equal(t, map[string]float64{
+		`switchboard_reconcile_differences{source="customer_drift",type="duplicate_key"}`:     1,
+		`switchboard_reconcile_differences{source="customer_drift",type="field_mismatch"}`:    3,
+		`switchboard_reconcile_differences{source="customer_drift",type="missing_in_mirror"}`: 2,
+		`switchboard_reconcile_differences{source="customer_drift",type="missing_in_owner"}`:  1,
+	}, got)
+
 	again, err := h.poller.Reconcile(t.Context(), src, poll.ReconcileOptions{Run: run})
 	require.NoError(t, err)
 	require.Zero(t, again.Emitted, "the same tick again stores nothing")
@@ -194,6 +204,9 @@ func TestReconcilePlantedDifferences(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, plantedDifferences[1:], describe(next.Differences))
 	require.Equal(t, len(plantedDifferences), next.Emitted)
+	got, err = metricstest.Series(h.reg, "switchboard_reconcile_differences")
+	require.NoError(t, err)
+	require.Equal(t, 2.0, got[`switchboard_reconcile_differences{source="customer_drift",type="field_mismatch"}`], "the gauge is the last run's")
 }
 
 // TestReconcilePageLimit: a side with more pages than its max_pages fails
