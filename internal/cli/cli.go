@@ -51,6 +51,7 @@ func init() {
 		{"events", "list or show stored events: events list|show [ID] --config FILE", runEvents},
 		{"dlq", "list dead-lettered runs: dlq list --config FILE", runDLQ},
 		{"replay", "run an event's flows again as new runs: replay EVENT_ID --config FILE", runReplay},
+		{"reconcile", "compare a reconcile source's owner and mirror now: reconcile SOURCE [--dry-run] --config FILE", runReconcile},
 		{"systems", "list, pause or resume systems: systems list|pause NAME|resume NAME --config FILE", runSystems},
 		{"retry", "retry a dead run from its failed step: retry RUN_ID --config FILE", runRetry},
 		{"bench", "measure ingest and delivery against a bare HTTP baseline: bench [--store postgres://…] [--json]", runBench},
