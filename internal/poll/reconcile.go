@@ -15,6 +15,7 @@ import (
 
 	"github.com/switchboard-dev/switchboard/internal/engine"
 	"github.com/switchboard-dev/switchboard/internal/flow"
+	"github.com/switchboard-dev/switchboard/internal/metrics"
 	"github.com/switchboard-dev/switchboard/internal/transform"
 )
 
@@ -194,6 +195,11 @@ func byKey(ctx context.Context, side string, key *transform.Expr, records []any)
 		}
 		out[k] = append(out[k], rec)
 	}
+	if unkeyed > 0 && unkeyed == len(records) {
+		// Most likely a key naming a field the records do not have: it
+		// would pair nothing and report nothing.
+		return nil, 0, fmt.Errorf("%s: none of the %d records has a key (%s is null or empty for each); check %s.key", side, len(records), key, side)
+	}
 	return out, unkeyed, nil
 }
 
@@ -288,10 +294,14 @@ func (p *Poller) emit(ctx context.Context, src *flow.Source, rep *Report) error 
 		}
 		mu.Lock()
 		defer mu.Unlock()
+		// Counted as received events of the source, like webhooks and
+		// polled records.
 		if acc.Duplicate {
 			rep.Duplicates++
+			p.cfg.Metrics.EventReceived(src.Name, metrics.OutcomeDuplicate)
 		} else {
 			rep.Emitted++
+			p.cfg.Metrics.EventReceived(src.Name, metrics.OutcomeAccepted)
 		}
 		return nil
 	}

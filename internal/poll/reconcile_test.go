@@ -181,9 +181,10 @@ func TestReconcilePlantedDifferences(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, runs, 3, "the repair flow runs on the three field mismatches only")
 
-	got, err := metricstest.Series(h.reg, "switchboard_reconcile_differences")
+	got, err := metricstest.Series(h.reg, "switchboard_reconcile_differences", "switchboard_events_received_total")
 	require.NoError(t, err)
 	require.Equal(t, map[string]float64{
+		`switchboard_events_received_total{outcome="accepted",source="customer_drift"}`:       8,
 		`switchboard_reconcile_differences{source="customer_drift",type="duplicate_key"}`:     1,
 		`switchboard_reconcile_differences{source="customer_drift",type="field_mismatch"}`:    3,
 		`switchboard_reconcile_differences{source="customer_drift",type="missing_in_mirror"}`: 2,
@@ -240,9 +241,9 @@ func TestReconcileMaxDifferences(t *testing.T) {
 	require.Len(t, rep.Differences, 7)
 }
 
-// TestReconcileFailures: a side that fails (after retries), or a key that
-// jq cannot compute, fails the run with the side named; nothing is
-// emitted.
+// TestReconcileFailures: a side that fails (after retries), a key that
+// jq cannot compute, or a key no record of a side has, fails the run with
+// the side named; nothing is emitted.
 func TestReconcileFailures(t *testing.T) {
 	t.Parallel()
 	crm, acct := plantedSystems(t)
@@ -259,8 +260,20 @@ func TestReconcileFailures(t *testing.T) {
 	h2 := newHarness(t, reconcileConfig(crm2, acct2, 100, ""), "")
 	_, err = h2.poller.Reconcile(t.Context(), h2.plan.Sources["customer_drift"], poll.ReconcileOptions{})
 	require.ErrorContains(t, err, "owner record 5: key")
+
+	crm3, acct3 := plantedSystems(t)
+	for _, c := range crm3.contacts {
+		c["mail"] = c["email"]
+		delete(c, "email")
+	}
+	h3 := newHarness(t, reconcileConfig(crm3, acct3, 100, ""), "")
+	_, err = h3.poller.Reconcile(t.Context(), h3.plan.Sources["customer_drift"], poll.ReconcileOptions{})
+	require.ErrorContains(t, err, "owner: none of the 13 records has a key")
+	require.ErrorContains(t, err, "check owner.key")
+
 	require.Empty(t, h.keys("customer_drift"))
 	require.Empty(t, h2.keys("customer_drift"))
+	require.Empty(t, h3.keys("customer_drift"))
 }
 
 // TestReconcileScheduled: serving nodes run a reconcile source on its
