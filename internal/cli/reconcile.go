@@ -41,6 +41,7 @@ func runReconcile(ctx context.Context, e env, args []string) error {
 	if !ok || src.Reconcile == nil {
 		return usageError{fmt.Sprintf("%q is not a reconcile source of %s", name, *cfgPath)}
 	}
+	fmt.Fprintf(e.stderr, "reconciling %s: %s\n", name, describeReconcile(src.Reconcile))
 	cfg := poll.Config{Plan: plan, Gates: delivery.NewGates(plan, nil)}
 	if *dry {
 		rep, err := poll.New(cfg).Reconcile(ctx, src, poll.ReconcileOptions{DryRun: true})
@@ -128,4 +129,15 @@ func value(v any) string {
 // cell keeps a table cell on one line and within cellWidth.
 func cell(s string) string {
 	return short(strings.NewReplacer("\t", " ", "\r", " ").Replace(s), cellWidth)
+}
+
+// describeReconcile says in one line what a reconcile source compares:
+// for this command and for `check`.
+func describeReconcile(r *flow.Reconcile) string {
+	fields := make([]string, len(r.Fields))
+	for i, f := range r.Fields {
+		fields[i] = f.Name
+	}
+	return fmt.Sprintf("reconcile %s GET %s (key %s) with %s GET %s (key %s) %s, fields: %s",
+		r.Owner.System, r.Owner.Path, r.Owner.Key, r.Mirror.System, r.Mirror.Path, r.Mirror.Key, r.Schedule, strings.Join(fields, ", "))
 }

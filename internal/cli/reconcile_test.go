@@ -91,6 +91,7 @@ func TestReconcileCommand(t *testing.T) {
 
 	code, out, errOut := run(t, nil, "reconcile", "customer_drift", "--dry-run", "--config", cfg)
 	require.Equal(t, 0, code, errOut)
+	require.Equal(t, `reconciling customer_drift: reconcile crm GET /contacts (key .email) with acct GET /customers (key .email) cron "0 3 * * 1" in UTC, fields: name, phone`+"\n", errOut)
 	lines := strings.Split(out, "\n")
 	require.Equal(t, []string{
 		"KIND               KEY               FIELD  OWNER                                     MIRROR",
