@@ -105,10 +105,11 @@ type ReconcileOptions struct {
 
 // Reconcile lists src's owner and mirror to their ends, pairs their
 // records by key, compares the fields and, unless o.DryRun, emits one
-// event per difference and then a summary event. Listing more pages than a
-// side's max_pages fails the run, as does finding more differences than
-// max_differences: nothing is emitted then, since unread records would be
-// reported missing.
+// event per difference and then a summary event. It fails, emitting
+// nothing, when a side has more pages than its max_pages (the unread
+// records would be reported missing) or, unless o.DryRun, when it finds
+// more differences than max_differences. The report is returned with the
+// error once both sides were compared (FinishedAt is set).
 func (p *Poller) Reconcile(ctx context.Context, src *flow.Source, o ReconcileOptions) (Report, error) {
 	rc := src.Reconcile
 	if rc == nil {
