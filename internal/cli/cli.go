@@ -53,6 +53,7 @@ func init() {
 		{"replay", "run an event's flows again as new runs: replay EVENT_ID --config FILE", runReplay},
 		{"backfill", "walk a poll source's history: backfill SOURCE --since CURSOR --config FILE", runBackfill},
 		{"polls", "list timed sources: their schedule, cursor, last run and error: polls --config FILE", runPolls},
+		{"reconcile", "compare a reconcile source's owner and mirror now: reconcile SOURCE [--dry-run] --config FILE", runReconcile},
 		{"systems", "list, pause or resume systems: systems list|pause NAME|resume NAME --config FILE", runSystems},
 		{"retry", "retry a dead run from its failed step: retry RUN_ID --config FILE", runRetry},
 		{"bench", "measure ingest and delivery against a bare HTTP baseline: bench [--store postgres://…] [--json]", runBench},

@@ -20,6 +20,8 @@ func describeSource(s *flow.Source) string {
 		return out
 	case s.Schedule != nil:
 		return "schedule " + s.Schedule.String()
+	case s.Reconcile != nil:
+		return describeReconcile(s.Reconcile)
 	case s.Webhook == nil:
 		return "?"
 	}

@@ -129,6 +129,9 @@ type Source struct {
 	// Schedule makes the source emit a timer event on a schedule, for flows
 	// that run periodically.
 	Schedule *Timing `yaml:"schedule"`
+	// Reconcile makes the source compare an entity's records in its owner
+	// and a mirror on a schedule, emitting the differences.
+	Reconcile *Reconcile `yaml:"reconcile"`
 }
 
 // Webhook configures how a webhook source accepts requests.

@@ -99,6 +99,8 @@ type Source struct {
 	// Origin says which system the events come from and which record they
 	// are about; nil when the source does not say (see ownership.go).
 	Origin *Origin
+	// Reconcile is set for a reconcile source.
+	Reconcile *Reconcile
 }
 
 // Webhook is a compiled webhook source.
@@ -413,16 +415,19 @@ func (cp *compiler) source(name string, s config.Source, p *Plan) *Source {
 	}
 	cp.recordKey(path, s, out)
 	kinds := 0
-	for _, set := range []bool{s.Webhook != nil, s.Poll != nil, s.Schedule != nil} {
+	for _, set := range []bool{s.Webhook != nil, s.Poll != nil, s.Schedule != nil, s.Reconcile != nil} {
 		if set {
 			kinds++
 		}
 	}
 	if kinds != 1 {
-		cp.errorf(cp.node(path), path, "a source needs exactly one of webhook:, poll: or schedule:")
+		cp.errorf(cp.node(path), path, "a source needs exactly one of webhook:, poll:, schedule: or reconcile:")
 		return out
 	}
 	switch {
+	case s.Reconcile != nil:
+		out.Reconcile = cp.reconcile(path, s, p)
+		return out
 	case s.Poll != nil:
 		out.Poll = cp.poll(path, name, s, p)
 		return out

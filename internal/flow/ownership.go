@@ -176,6 +176,7 @@ func (cp *compiler) ownership(p *Plan) {
 	}
 	for _, name := range slices.Sorted(maps.Keys(p.Sources)) {
 		p.Sources[name].Origin = cp.origin(name, cp.c.Sources[name], o.Entities)
+		cp.reconcileSides(name, p.Sources[name], cp.c.Sources[name].Entity, o.Entities)
 	}
 	// Entities no entities: entry names, by the systems steps write them to.
 	undeclared := map[string][]string{}
@@ -476,4 +477,22 @@ func mirrorNames(e *Entity) string {
 		return " (it has none)"
 	}
 	return " (" + strings.Join(e.Mirrors, ", ") + ")"
+}
+
+// reconcileSides checks that a reconcile source about a declared entity
+// compares the entity's owner with one of its mirrors: the differences it
+// reports are repaired from the owner, so the owner side must be the
+// system of record.
+func (cp *compiler) reconcileSides(name string, src *Source, entity string, entities map[string]*Entity) {
+	e := entities[entity]
+	if src.Reconcile == nil || e == nil {
+		return
+	}
+	path := "sources." + name + ".reconcile"
+	if owner := src.Reconcile.Owner.System; owner != "" && owner != e.Owner {
+		cp.errorf(cp.node(path+".owner.system"), path+".owner.system", "%s is not the owner of %s (%s is): the owner side must be the system of record", owner, entity, e.Owner)
+	}
+	if mirror := src.Reconcile.Mirror.System; mirror != "" && !slices.Contains(e.Mirrors, mirror) {
+		cp.errorf(cp.node(path+".mirror.system"), path+".mirror.system", "%s is not a mirror of %s (its mirrors: %s); add it to entities.%s.mirrors", mirror, entity, strings.Join(e.Mirrors, ", "), entity)
+	}
 }

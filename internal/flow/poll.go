@@ -121,6 +121,8 @@ func (s *Source) Timed() Schedule {
 		return s.Poll.Schedule
 	case s.Schedule != nil:
 		return s.Schedule
+	case s.Reconcile != nil:
+		return s.Reconcile.Schedule
 	}
 	return nil
 }

@@ -79,6 +79,7 @@ type Metrics struct {
 	deliveryDelay  *prometheus.HistogramVec
 	commitQueue    *commitQueues
 	poll           *pollMetrics
+	reconcile      *reconcileMetrics
 }
 
 // New creates every collector and registers them on reg, with the Go
@@ -141,6 +142,7 @@ func New(reg *prometheus.Registry) *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	reg.MustRegister(m.poll.collectors()...)
+	m.reconcile = newReconcileMetrics(reg)
 	return m
 }
 

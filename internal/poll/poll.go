@@ -1,6 +1,8 @@
 // Package poll runs timed sources: polls, which page through a system's API
 // from a stored cursor and turn each new or changed record into an event,
-// and schedules, which emit a timer event on each tick. Each source runs on
+// reconciliations, which compare an entity's records in its owner and a
+// mirror and emit one event per difference, and schedules, which emit a
+// timer event on each tick. Each source runs on
 // one node at a time (a lease in the store); its cursor and next run time
 // live in the store, so after a restart, or on another node, the next run
 // continues where the last one stopped.
@@ -179,9 +181,9 @@ func (p *Poller) Poll(ctx context.Context, src *flow.Source, o Options) (Stats, 
 func (r *pollRun) pageLimit(maxPages int) error {
 	switch {
 	case r.pl.Cursor == nil:
-		return fmt.Errorf("the listing has more than max_pages (%d) pages and the source keeps no cursor, so the rest is never read; raise max_pages", maxPages)
+		return needsConfig(fmt.Errorf("the listing has more than max_pages (%d) pages and the source keeps no cursor, so the rest is never read; raise max_pages", maxPages))
 	case r.stats.Cursor == r.cursorText:
-		return fmt.Errorf("%d pages of records share the cursor %q, so the next run would read the same pages; raise max_pages", maxPages, r.cursorText)
+		return needsConfig(fmt.Errorf("%d pages of records share the cursor %q, so the next run would read the same pages; raise max_pages", maxPages, r.cursorText))
 	}
 	r.stats.More = true
 	return nil
@@ -360,3 +362,13 @@ func (p *Poller) Tick(ctx context.Context, src *flow.Source, scheduled time.Time
 
 // errWaitTooLong ends a run that would have to wait longer than maxWait.
 var errWaitTooLong = errors.New("wait too long")
+
+// configError is a failure only a config change can fix (a page limit too
+// small, too many differences): the source is not retried before its next
+// scheduled run, since each retry would read the system again for nothing.
+type configError struct{ error }
+
+func (e configError) Unwrap() error { return e.error }
+
+// needsConfig marks err as a configError.
+func needsConfig(err error) error { return configError{err} }

@@ -141,6 +141,16 @@ func (h *harness) state(source string) store.PollState {
 	return st
 }
 
+// failures reads a source's consecutive failures, 0 before its first run
+// (safe inside Eventually, unlike state).
+func (h *harness) failures(source string) int {
+	st, _, err := h.st.GetPollState(context.Background(), source)
+	if err != nil {
+		return 0
+	}
+	return st.Failures
+}
+
 func keyOf(j job) string { return fmt.Sprintf("%d@%s", j.ID, j.UpdatedAt) }
 
 func keysOf(jobs ...job) []string {

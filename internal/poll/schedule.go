@@ -2,6 +2,7 @@ package poll
 
 import (
 	"context"
+	"errors"
 	"maps"
 	"slices"
 	"sync"
@@ -102,6 +103,9 @@ func (p *Poller) step(ctx context.Context, src *flow.Source) (time.Duration, err
 		run.Found = stats.Emitted
 	}
 	switch {
+	case errors.As(runErr, new(configError)):
+		run.Error = runErr.Error()
+		p.cfg.Logger.Error("timed source run failed; fix the config, it is not retried before its next run", "source", src.Name, "next_run_at", next, "error", runErr)
 	case runErr != nil:
 		run.Error = runErr.Error()
 		retry := min(p.cfg.RetryBase*30<<min(st.Failures, 10), retryCap)
@@ -114,8 +118,11 @@ func (p *Poller) step(ctx context.Context, src *flow.Source) (time.Duration, err
 	return 0, p.cfg.Store.FinishPoll(context.WithoutCancel(ctx), run)
 }
 
-// runSource runs one poll or one tick.
+// runSource runs one poll, reconciliation or tick.
 func (p *Poller) runSource(ctx context.Context, src *flow.Source, st store.PollState) (Stats, error) {
+	if src.Reconcile != nil {
+		return Stats{}, p.runReconcile(ctx, src, st)
+	}
 	if src.Poll == nil {
 		acc, err := p.Tick(ctx, src, st.NextRunAt)
 		if err == nil {

@@ -102,7 +102,7 @@ func pollerFollowsChanges(t *testing.T, a *fakeAPI, h *harness) {
 	require.Zero(t, st.Failures)
 
 	a.failOn(1, 500, 1000, "")
-	require.Eventually(t, func() bool { return h.state("jobs").Failures >= 1 }, 15*time.Second, 50*time.Millisecond)
+	require.Eventually(t, func() bool { return h.failures("jobs") >= 1 }, 15*time.Second, 50*time.Millisecond)
 	st = h.state("jobs")
 	require.Contains(t, st.LastError, "500")
 	require.True(t, st.NextRunAt.After(st.LastRunAt), "a failed run is tried again later")
@@ -134,4 +134,22 @@ func TestPollRespectsRateLimit(t *testing.T) {
 		}
 		require.LessOrEqual(t, n, 4, "requests in the second from request %d", i)
 	}
+}
+
+// TestConfigErrorWaitsForTheSchedule: a failure only a config change can
+// fix (here: more pages share one cursor than max_pages) is not retried
+// before the source's next scheduled run.
+func TestConfigErrorWaitsForTheSchedule(t *testing.T) {
+	a := newFakeAPI(t, "token", 2)
+	var jobs []job
+	for i := 1; i <= 10; i++ {
+		jobs = append(jobs, job{ID: i, UpdatedAt: at(5)})
+	}
+	a.put(jobs...)
+	h := newHarness(t, strings.Replace(pollConfig(a, 2), "every: 1s", "every: 1h", 1), "")
+	runPollers(t, h, 1)
+	require.Eventually(t, func() bool { return h.failures("jobs") == 1 }, 15*time.Second, 20*time.Millisecond)
+	st := h.state("jobs")
+	require.Contains(t, st.LastError, "raise max_pages")
+	require.True(t, st.NextRunAt.After(time.Now().Add(50*time.Minute)), "next run at the next tick, not after a short back-off: %s", st.NextRunAt)
 }
