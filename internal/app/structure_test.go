@@ -28,6 +28,7 @@ var forbidden = map[string][]string{
 	"internal/retention":          {"internal/engine", "internal/delivery", "internal/ingest", "internal/app", "internal/store/", "internal/connector"},
 	"internal/batch":              {"internal/"},
 	"internal/metrics":            {"internal/"},
+	"internal/tracing":            {"internal/"},
 	"internal/connector":          {"internal/store", "internal/engine", "internal/delivery", "internal/flow", "internal/ingest", "internal/app"},
 	"internal/config":             {"internal/store", "internal/engine", "internal/delivery", "internal/flow", "internal/ingest", "internal/app", "internal/connector"},
 	"internal/flow":               {"internal/store", "internal/engine", "internal/delivery", "internal/ingest", "internal/app", "internal/connector/"},
