@@ -19,7 +19,7 @@ const (
 				WHERE state IN ('pending', 'retrying', 'running') AND due_at <= ?
 				ORDER BY due_at LIMIT ?)
 			RETURNING id`
-	qLoad = `SELECT ` + runCols + `, e.key, e.received_at, e.payload
+	qLoad = `SELECT ` + runCols + `, e.key, e.received_at, e.payload, e.trace_parent
 		FROM runs r JOIN events e ON e.id = r.event_id WHERE r.id IN (SELECT value FROM json_each(?)) ORDER BY r.created_at, r.id`
 	qLoadOuts = `SELECT run_id, step_index, step_id, output FROM run_steps
 		WHERE run_id IN (SELECT value FROM json_each(?)) ORDER BY run_id, step_index`
@@ -106,7 +106,7 @@ func (s *Store) loadClaimed(ctx context.Context, tx *sql.Tx, ids []string) ([]st
 		var due, created, updated, received int64
 		r := &c.Run
 		if err := rows.Scan(&r.ID, &r.EventID, &r.Source, &r.Flow, &r.Generation, &r.State, &r.Step, &r.StepID,
-			&r.Attempt, &due, &r.LastError, &created, &updated, &c.Event.Key, &received, &c.Event.Payload); err != nil {
+			&r.Attempt, &due, &r.LastError, &created, &updated, &c.Event.Key, &received, &c.Event.Payload, &c.Event.TraceParent); err != nil {
 			return nil, err
 		}
 		r.DueAt, r.CreatedAt, r.UpdatedAt = fromMicros(due), fromMicros(created), fromMicros(updated)
