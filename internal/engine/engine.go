@@ -87,6 +87,9 @@ type Event struct {
 	// Payload is the body as JSON; Value is the same, decoded.
 	Payload []byte
 	Value   any
+	// TraceParent is the W3C traceparent of the span that received the
+	// event ("" when tracing is off), stored so its runs join the trace.
+	TraceParent string
 }
 
 // Accepted is the outcome of Accept.
@@ -106,6 +109,7 @@ func (e *Engine) Accept(ctx context.Context, ev Event) (Accepted, error) {
 	now := e.cfg.NowFunc()
 	ne := store.NewEvent{
 		ID: store.NewID("evt_", now), Source: ev.Source, Key: ev.Key, ReceivedAt: now, Payload: ev.Payload,
+		TraceParent: ev.TraceParent,
 	}
 	for _, f := range src.Flows {
 		if f.When != nil {
