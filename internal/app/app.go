@@ -180,7 +180,7 @@ func NewServer(ctx context.Context, p *flow.Plan, opts Options) (*Server, error)
 	}
 	s.tracer = opts.Tracer
 	if s.tracer == nil && p.Tracing != nil {
-		s.tracer, err = newTracer(ctx, p.Tracing, opts.Node)
+		s.tracer, err = newTracer(ctx, p.Tracing, opts.Node, opts.Logger)
 		if err != nil {
 			st.Close()
 			unlock()
@@ -243,8 +243,8 @@ func (s *Server) Close() error {
 const tracerFlush = 5 * time.Second
 
 // newTracer builds the exporter a tracing: section describes.
-func newTracer(ctx context.Context, t *config.Tracing, node string) (*tracing.Tracer, error) {
-	c := tracing.Config{Endpoint: t.OTLPEndpoint, SampleRatio: 1, ServiceName: t.ServiceName, Node: node}
+func newTracer(ctx context.Context, t *config.Tracing, node string, logger *slog.Logger) (*tracing.Tracer, error) {
+	c := tracing.Config{Endpoint: t.OTLPEndpoint, SampleRatio: 1, ServiceName: t.ServiceName, Node: node, Logger: logger}
 	if t.SampleRatio != nil {
 		c.SampleRatio = *t.SampleRatio
 	}

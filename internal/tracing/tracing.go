@@ -8,11 +8,13 @@ package tracing
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"strings"
 	"time"
 	"unicode/utf8"
 
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/propagation"
@@ -47,6 +49,9 @@ type Config struct {
 	ServiceName string
 	// Node is this process's node id, exported as service.instance.id.
 	Node string
+	// Logger receives the exporter's errors (a collector that is down, a
+	// full queue). Optional: by default the SDK prints them to stderr.
+	Logger *slog.Logger
 }
 
 // Tracer makes Switchboard's spans. A nil *Tracer makes none.
@@ -70,6 +75,15 @@ func New(ctx context.Context, c Config) (*Tracer, error) {
 	}
 	if len(c.Headers) > 0 {
 		opts = append(opts, otlptracehttp.WithHeaders(c.Headers))
+	}
+	if c.Logger != nil {
+		// The SDK reports export failures only through this process-wide
+		// handler; the last tracer built wins, which is the one node a
+		// process runs outside tests.
+		logger := c.Logger
+		otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+			logger.Warn("tracing: spans not exported", "error", err)
+		}))
 	}
 	exp, err := otlptracehttp.New(ctx, opts...)
 	if err != nil {

@@ -1,9 +1,11 @@
 package tracing_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -301,4 +303,44 @@ func TestBadEndpoint(t *testing.T) {
 			require.ErrorContains(t, err, "otlp_endpoint must be an absolute http or https URL")
 		})
 	}
+}
+
+func TestExportFailuresAreLogged(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "no", http.StatusBadRequest) // permanent: not retried
+	}))
+	t.Cleanup(srv.Close)
+	var logs syncBuffer
+	tr, err := tracing.New(t.Context(), tracing.Config{
+		Endpoint: srv.URL, SampleRatio: 1, Headers: map[string]string{"Authorization": "Bearer s3cret-t0ken"},
+		Logger: slog.New(slog.NewJSONHandler(&logs, nil)),
+	})
+	require.NoError(t, err)
+	_, es := tr.StartEvent(t.Context(), http.Header{}, "src")
+	es.End(tracing.EventEnd{Status: 202})
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	_ = tr.Shutdown(ctx)
+	require.Contains(t, logs.String(), "tracing: spans not exported")
+	require.NotContains(t, logs.String(), "s3cret-t0ken")
+}
+
+// syncBuffer is a buffer the exporter's goroutine logs into while the test
+// reads it.
+type syncBuffer struct {
+	mu  sync.Mutex // guards buf
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
