@@ -54,7 +54,8 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Tracer makes Switchboard's spans. A nil *Tracer makes none.
+// Tracer makes Switchboard's spans. A nil *Tracer makes none. It is safe
+// for concurrent use.
 type Tracer struct {
 	tracer   trace.Tracer
 	provider *sdktrace.TracerProvider // nil when built by NewFromProvider
