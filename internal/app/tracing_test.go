@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	collectorpb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
@@ -24,6 +26,7 @@ import (
 	"github.com/switchboard-dev/switchboard/internal/app"
 	"github.com/switchboard-dev/switchboard/internal/config"
 	"github.com/switchboard-dev/switchboard/internal/store"
+	"github.com/switchboard-dev/switchboard/internal/tracing"
 )
 
 // collector is a loopback OTLP/HTTP receiver: it decodes every
@@ -131,9 +134,13 @@ func (d *tracedDownstream) got(id string) []string {
 
 // serveUntil starts a node like startServer, but returns a stop function
 // that shuts it down and waits: spans are flushed by then.
-func serveUntil(t *testing.T, yamlText string, env map[string]string, opts app.Options) (url string, srv *app.Server, stop func()) {
+// The config (and so its SQLite file) lives in dir; "" means a new one.
+func serveUntil(t *testing.T, dir, yamlText string, env map[string]string, opts app.Options) (url string, srv *app.Server, stop func()) {
 	t.Helper()
-	cfg, err := config.Parse(filepath.Join(t.TempDir(), "switchboard.yaml"), []byte(yamlText), func(name string) (string, bool) {
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	cfg, err := config.Parse(filepath.Join(dir, "switchboard.yaml"), []byte(yamlText), func(name string) (string, bool) {
 		v, ok := env[name]
 		return v, ok
 	})
@@ -222,7 +229,7 @@ func TestTracingEndToEnd(t *testing.T) {
   service_name: switchboard-e2e
   headers: { Authorization: "Bearer ${COLLECTOR_TOKEN}" }
 `
-	url, srv, stop := serveUntil(t, cfg, map[string]string{
+	url, srv, stop := serveUntil(t, "", cfg, map[string]string{
 		"DOWNSTREAM_URL": downSrv.URL, "E2E_SECRET": e2eSecret, "COLLECTOR_URL": colURL, "COLLECTOR_TOKEN": "c0llector",
 	}, app.Options{PollInterval: 20 * time.Millisecond})
 
@@ -333,7 +340,7 @@ func TestTracingOff(t *testing.T) {
 	down := &tracedDownstream{parents: map[string][]string{}}
 	downSrv := httptest.NewServer(down)
 	t.Cleanup(downSrv.Close)
-	url, srv, _ := serveUntil(t, deliverConfig, map[string]string{"DOWNSTREAM_URL": downSrv.URL, "E2E_SECRET": e2eSecret},
+	url, srv, _ := serveUntil(t, "", deliverConfig, map[string]string{"DOWNSTREAM_URL": downSrv.URL, "E2E_SECRET": e2eSecret},
 		app.Options{PollInterval: 20 * time.Millisecond})
 	id := postTraced(t, url, `{"id":"o-1","mode":"flaky"}`, inboundParent)
 	runs := waitRuns(t, srv, 1)
@@ -342,4 +349,50 @@ func TestTracingOff(t *testing.T) {
 	ev, err := srv.Store.GetEvent(t.Context(), id)
 	require.NoError(t, err)
 	require.Empty(t, ev.TraceParent)
+}
+
+// TestTracingAcrossNodes: one node only receives (its executor is off) and
+// stops; another, on the same store, executes the run later. The run's span
+// still hangs under the first node's ingest span: the trace context went
+// through the store, not through memory.
+func TestTracingAcrossNodes(t *testing.T) {
+	t.Parallel()
+	down := &tracedDownstream{parents: map[string][]string{}}
+	downSrv := httptest.NewServer(down)
+	t.Cleanup(downSrv.Close)
+	env := map[string]string{"DOWNSTREAM_URL": downSrv.URL, "E2E_SECRET": e2eSecret}
+	dir := t.TempDir()
+	recvRec, execRec := tracetest.NewSpanRecorder(), tracetest.NewSpanRecorder()
+	recvTracer := tracing.NewFromProvider(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(recvRec)))
+	execTracer := tracing.NewFromProvider(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(execRec)))
+
+	url, _, stop := serveUntil(t, dir, deliverConfig, env, app.Options{NoExecutor: true, Tracer: recvTracer})
+	id := postTraced(t, url, `{"id":"o-1","mode":"ok"}`, "")
+	stop()
+	require.Empty(t, down.got("o-1"), "the receiving node executes nothing")
+
+	_, srv, stop := serveUntil(t, dir, deliverConfig, env, app.Options{PollInterval: 20 * time.Millisecond, Tracer: execTracer})
+	runs := waitRuns(t, srv, 1)
+	require.Equal(t, store.RunSucceeded, runs[id].State)
+	stop() // the run is stored as done just before its span ends
+
+	ingest := recvRec.Ended()
+	require.Len(t, ingest, 1)
+	var run, attempt sdktrace.ReadOnlySpan
+	for _, s := range execRec.Ended() {
+		switch s.Name() {
+		case "run deliver":
+			run = s
+		case "step deliver.post":
+			attempt = s
+		}
+	}
+	require.NotNil(t, run)
+	require.NotNil(t, attempt)
+	require.Equal(t, ingest[0].SpanContext().TraceID(), run.SpanContext().TraceID())
+	require.Equal(t, ingest[0].SpanContext().SpanID(), run.Parent().SpanID())
+	require.True(t, run.Parent().IsRemote(), "the parent came from the store")
+	require.Equal(t, run.SpanContext().SpanID(), attempt.Parent().SpanID())
+	require.Equal(t, []string{"00-" + attempt.SpanContext().TraceID().String() + "-" + attempt.SpanContext().SpanID().String() + "-01"},
+		down.got("o-1"))
 }
