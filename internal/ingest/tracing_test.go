@@ -74,7 +74,7 @@ func TestIngestSpans(t *testing.T) {
 			s := spans[0]
 			got := map[attribute.Key]string{}
 			for _, kv := range s.Attributes() {
-				got[kv.Key] = kv.Value.Emit()
+				got[kv.Key] = kv.Value.String()
 			}
 			require.Equal(t, tc.outcome, got[tracing.KeyOutcome])
 			if !tc.stored {
