@@ -38,6 +38,7 @@ import (
 	"github.com/switchboard-dev/switchboard/internal/store"
 	"github.com/switchboard-dev/switchboard/internal/store/postgres"
 	"github.com/switchboard-dev/switchboard/internal/store/sqlite"
+	"github.com/switchboard-dev/switchboard/internal/tracing"
 )
 
 // Registry returns the registry of every built-in connector kind.
@@ -95,6 +96,9 @@ type Options struct {
 	// MetricsEvery is how often the queue gauges are sampled from the
 	// store. Default metrics.DefaultSampleEvery (5s).
 	MetricsEvery time.Duration
+	// Tracer, when set, makes the node's spans instead of the exporter the
+	// config's tracing: section describes (tests hand in a recorder).
+	Tracer *tracing.Tracer
 }
 
 // Server is one node: ingest, engine and executor over one store.
@@ -112,6 +116,7 @@ type Server struct {
 	registry *prometheus.Registry
 	sampler  *metrics.Sampler
 	alerts   *alert.Manager
+	tracer   *tracing.Tracer // nil when tracing is off
 	// listener is the PostgreSQL store's LISTEN loop (nil on SQLite).
 	listener func(ctx context.Context, wake func(), onError func(error)) error
 }
@@ -176,13 +181,22 @@ func NewServer(ctx context.Context, p *flow.Plan, opts Options) (*Server, error)
 		unlock()
 		return nil, err
 	}
+	s.tracer = opts.Tracer
+	if s.tracer == nil && p.Tracing != nil {
+		s.tracer, err = newTracer(ctx, p.Tracing, opts.Node, opts.Logger)
+		if err != nil {
+			st.Close()
+			unlock()
+			return nil, err
+		}
+	}
 	// Steps and polls of one system draw on the same limits.
 	gates := delivery.NewGates(p, nil)
 	s.Executor = delivery.New(delivery.Config{
 		Store: st, Plan: p, Workers: p.Workers, Lease: p.Lease,
 		Notifier: deadLetters{alerts: s.alerts, next: opts.Notifier},
 		Observe:  s.observe, Logger: opts.Logger, PollInterval: opts.PollInterval, Grace: opts.ShutdownGrace,
-		CommitParallel: parallel, Metrics: m, Gates: gates,
+		CommitParallel: parallel, Metrics: m, Gates: gates, Tracer: s.tracer,
 	})
 	s.Engine = engine.New(engine.Config{
 		Store: st, Plan: p, Notify: s.Executor.Notify, Logger: opts.Logger, CommitParallel: parallel, Metrics: m,
@@ -196,7 +210,7 @@ func NewServer(ctx context.Context, p *flow.Plan, opts Options) (*Server, error)
 	m.WatchCommitQueue("finisher", s.Executor.Pending)
 	mux := http.NewServeMux()
 	mux.Handle("POST /hooks/{source}", ingest.New(ingest.Config{
-		Plan: p, Engine: s.Engine, Logger: opts.Logger, Draining: s.draining.Load, Metrics: m,
+		Plan: p, Engine: s.Engine, Logger: opts.Logger, Draining: s.draining.Load, Metrics: m, Tracer: s.tracer,
 	}))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
@@ -224,11 +238,33 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write([]byte("ready\n"))
 }
 
-// Close releases the store and its lock without serving (Serve does both
-// itself when it returns).
+// Close flushes queued spans, releases the store and its lock without
+// serving (Serve does all three itself when it returns).
 func (s *Server) Close() error {
 	defer s.unlock()
-	return s.Store.Close()
+	// Bounded: a collector that is down must not hold up the exit; its
+	// spans are lost, and the exporter logs why.
+	ctx, cancel := context.WithTimeout(context.Background(), tracerFlush)
+	defer cancel()
+	return errors.Join(s.tracer.Shutdown(ctx), s.Store.Close())
+}
+
+// tracerFlush bounds how long Close waits for queued spans to be exported.
+const tracerFlush = 5 * time.Second
+
+// newTracer builds the exporter a tracing: section describes.
+func newTracer(ctx context.Context, t *config.Tracing, node string, logger *slog.Logger) (*tracing.Tracer, error) {
+	c := tracing.Config{Endpoint: t.OTLPEndpoint, SampleRatio: 1, ServiceName: t.ServiceName, Node: node, Logger: logger}
+	if t.SampleRatio != nil {
+		c.SampleRatio = *t.SampleRatio
+	}
+	if len(t.Headers) > 0 {
+		c.Headers = make(map[string]string, len(t.Headers))
+		for k, v := range t.Headers {
+			c.Headers[k] = v.Reveal()
+		}
+	}
+	return tracing.New(ctx, c)
 }
 
 // Serve runs the node on ln until ctx ends, then shuts down in order: stop

@@ -30,6 +30,7 @@ var forbidden = map[string][]string{
 	"internal/metrics":            {"internal/"},
 	"internal/ownership":          {"internal/"},
 	"internal/echo":               {"internal/"},
+	"internal/tracing":            {"internal/"},
 	"internal/connector":          {"internal/store", "internal/engine", "internal/delivery", "internal/flow", "internal/ingest", "internal/app"},
 	"internal/config":             {"internal/store", "internal/engine", "internal/delivery", "internal/flow", "internal/ingest", "internal/app", "internal/connector"},
 	"internal/flow":               {"internal/store", "internal/engine", "internal/delivery", "internal/ingest", "internal/app", "internal/connector/"},

@@ -40,6 +40,15 @@ func TestCheck(t *testing.T) {
 	require.Contains(t, errOut, bad+":7:9: flows.f.on: unknown source \"nope\"")
 	require.Contains(t, errOut, bad+":9:22: flows.f.steps[0].do: unknown system \"x\"")
 
+	traced := filepath.Join(t.TempDir(), "traced.yaml")
+	require.NoError(t, os.WriteFile(traced, []byte("version: 1\nsources:\n  s:\n    webhook: {}\n"+
+		"tracing: { otlp_endpoint: 'http://user:${FORM_SECRET}@collector:4318', sample_ratio: 0.5, headers: { x-key: '${CRM_TOKEN}' } }\n"), 0o600))
+	code, out, errOut = run(t, env, "check", "--config", traced)
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "tracing: OTLP/HTTP to http://user:xxxxx@collector:4318, recording 0.5 of new traces")
+	require.NotContains(t, out, "s3cret-value")
+	require.NotContains(t, out, "tok-crm-123")
+
 	code, _, errOut = run(t, env, "check", "--config", filepath.Join(t.TempDir(), "missing.yaml"))
 	require.Equal(t, 1, code)
 	require.Contains(t, errOut, "no such file")

@@ -104,8 +104,14 @@ func eventsShow(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	w := e.stdout
-	fmt.Fprintf(w, "event    %s\nsource   %s\nkey      %s\nreceived %s\npayload  %s\n", ev.ID, ev.Source, ev.Key,
-		ev.ReceivedAt.Format(time.RFC3339Nano), ev.Payload)
+	fmt.Fprintf(w, "event    %s\nsource   %s\nkey      %s\nreceived %s\n", ev.ID, ev.Source, ev.Key,
+		ev.ReceivedAt.Format(time.RFC3339Nano))
+	// traceparent is version-traceid-spanid-flags: the trace id is what
+	// a tracing UI searches by.
+	if parts := strings.Split(ev.TraceParent, "-"); len(parts) == 4 {
+		fmt.Fprintf(w, "trace    %s\n", parts[1])
+	}
+	fmt.Fprintf(w, "payload  %s\n", ev.Payload)
 	if err := printLineage(ctx, w, st, ev.ID); err != nil {
 		return err
 	}

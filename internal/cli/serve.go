@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"net/url"
 	"slices"
 	"strings"
 
@@ -122,6 +123,17 @@ func runCheck(_ context.Context, e env, args []string) error {
 			}
 			fmt.Fprintf(w, "  %-16s %s\n", r.Kind, subject)
 		}
+	}
+	if t := plan.Tracing; t != nil {
+		endpoint := "the OTEL_EXPORTER_OTLP_* endpoint, else http://localhost:4318"
+		if u, err := url.Parse(t.OTLPEndpoint); err == nil && t.OTLPEndpoint != "" {
+			endpoint = u.Redacted()
+		}
+		ratio := 1.0
+		if t.SampleRatio != nil {
+			ratio = *t.SampleRatio
+		}
+		fmt.Fprintf(w, "\ntracing: OTLP/HTTP to %s, recording %g of new traces\n", endpoint, ratio)
 	}
 	printOwnership(w, plan)
 	if len(plan.Warnings) > 0 {

@@ -55,6 +55,9 @@ type Config struct {
 	Entities map[string]Entity `yaml:"entities"`
 	// Loops configures echo suppression and the hop limit. Optional.
 	Loops *Loops `yaml:"loops"`
+	// Tracing exports OpenTelemetry spans over OTLP/HTTP. Optional: without
+	// it no spans are made.
+	Tracing *Tracing `yaml:"tracing"`
 
 	// File is the path the config was read from.
 	File string `yaml:"-"`
@@ -99,6 +102,26 @@ type Retry struct {
 	Base time.Duration `yaml:"base"`
 	// Cap bounds every backoff, including a Retry-After. Default 10m.
 	Cap time.Duration `yaml:"cap"`
+}
+
+// Tracing is the tracing: section: where OpenTelemetry spans go.
+type Tracing struct {
+	// OTLPEndpoint is the collector's OTLP/HTTP base URL, such as
+	// http://collector:4318; spans are posted (protobuf) to
+	// OTLPEndpoint/v1/traces. Defaults to OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
+	// or OTEL_EXPORTER_OTLP_ENDPOINT from the environment, else
+	// http://localhost:4318.
+	OTLPEndpoint string `yaml:"otlp_endpoint"`
+	// Headers are sent with every export, such as an API key; their values
+	// are never printed. Defaults to OTEL_EXPORTER_OTLP_HEADERS.
+	Headers map[string]secret.Value `yaml:"headers"`
+	// SampleRatio is the share of new traces recorded, 0 to 1. Defaults to
+	// 1 (every event). A trace begun upstream (an inbound traceparent)
+	// follows the sender's sampling decision.
+	SampleRatio *float64 `yaml:"sample_ratio"`
+	// ServiceName is the service.name of the spans. Defaults to
+	// OTEL_SERVICE_NAME, else "switchboard".
+	ServiceName string `yaml:"service_name"`
 }
 
 // Source is an inbound event source.

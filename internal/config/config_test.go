@@ -62,7 +62,7 @@ func TestParseErrors(t *testing.T) {
 		{
 			name: "unknown top-level key lists the allowed keys",
 			src:  "version: 1\nworker: 4\n",
-			want: []string{`c.yaml:2:1: worker: unknown key (allowed: alerts, entities, flows, lease, loops, retention, retry, shutdown_grace, sources, store, systems, version, workers)`},
+			want: []string{`c.yaml:2:1: worker: unknown key (allowed: alerts, entities, flows, lease, loops, retention, retry, shutdown_grace, sources, store, systems, tracing, version, workers)`},
 		},
 		{
 			name: "unknown nested key",
@@ -138,7 +138,7 @@ func TestParseErrors(t *testing.T) {
 			want: []string{
 				`c.yaml:2:10: workers: want an integer, got "x"`,
 				`c.yaml:3:8: lease: want a duration such as 30s, 5m or 30d, got "y"`,
-				`c.yaml:4:1: bogus: unknown key (allowed: alerts, entities, flows, lease, loops, retention, retry, shutdown_grace, sources, store, systems, version, workers)`,
+				`c.yaml:4:1: bogus: unknown key (allowed: alerts, entities, flows, lease, loops, retention, retry, shutdown_grace, sources, store, systems, tracing, version, workers)`,
 			},
 		},
 		{

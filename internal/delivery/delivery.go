@@ -20,6 +20,7 @@ import (
 	"github.com/switchboard-dev/switchboard/internal/limit"
 	"github.com/switchboard-dev/switchboard/internal/metrics"
 	"github.com/switchboard-dev/switchboard/internal/store"
+	"github.com/switchboard-dev/switchboard/internal/tracing"
 )
 
 // Store is what the executor needs from the store.
@@ -112,6 +113,10 @@ type Config struct {
 	// Metrics counts attempts and run transitions and times calls and
 	// runs. Optional.
 	Metrics *metrics.Metrics
+	// Tracer makes a span per execution of a run and per step attempt;
+	// connectors' calls carry the attempt's traceparent. Optional: nil is
+	// tracing off.
+	Tracer *tracing.Tracer
 	// Gates guard each system's limits; shared with the poller so polls
 	// and steps draw on one budget per system. Default: NewGates.
 	Gates map[string]*limit.Gate

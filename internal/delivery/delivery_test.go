@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/switchboard-dev/switchboard/internal/config"
 	"github.com/switchboard-dev/switchboard/internal/connector"
@@ -18,18 +19,22 @@ import (
 	"github.com/switchboard-dev/switchboard/internal/metrics"
 	"github.com/switchboard-dev/switchboard/internal/store"
 	"github.com/switchboard-dev/switchboard/internal/store/sqlite"
+	"github.com/switchboard-dev/switchboard/internal/tracing"
 )
 
 // fakeAction answers with the func the test gives it and records calls.
 type fakeAction struct {
-	mu    sync.Mutex // guards calls
+	mu    sync.Mutex // guards calls and spans
 	calls []connector.Request
+	// spans are the span contexts each call was made in.
+	spans []trace.SpanContext
 	do    func(n int, req connector.Request) (connector.Result, error)
 }
 
-func (f *fakeAction) Do(_ context.Context, req connector.Request) (connector.Result, error) {
+func (f *fakeAction) Do(ctx context.Context, req connector.Request) (connector.Result, error) {
 	f.mu.Lock()
 	f.calls = append(f.calls, req)
+	f.spans = append(f.spans, trace.SpanContextFromContext(ctx))
 	n := len(f.calls)
 	f.mu.Unlock()
 	return f.do(n, req)
@@ -67,6 +72,8 @@ type bundle struct {
 	// reg holds the executor's metrics.
 	reg     *prometheus.Registry
 	metrics *metrics.Metrics
+	// tracer, when set, makes the executor's spans.
+	tracer *tracing.Tracer
 }
 
 // setup compiles yaml against a registry holding one fake kind whose
@@ -124,7 +131,7 @@ func (b *bundle) runUntil(t *testing.T, done func([]store.Run) bool) []store.Run
 	t.Helper()
 	x := delivery.New(delivery.Config{
 		Store: b.store, Plan: b.plan, Workers: 4, Lease: 5 * time.Second,
-		PollInterval: 5 * time.Millisecond, Notifier: b.dead, Metrics: b.metrics,
+		PollInterval: 5 * time.Millisecond, Notifier: b.dead, Metrics: b.metrics, Tracer: b.tracer,
 	})
 	ctx, cancel := context.WithCancel(t.Context())
 	errc := make(chan error, 1)

@@ -12,6 +12,7 @@ import (
 	"github.com/switchboard-dev/switchboard/internal/flow"
 	"github.com/switchboard-dev/switchboard/internal/limit"
 	"github.com/switchboard-dev/switchboard/internal/store"
+	"github.com/switchboard-dev/switchboard/internal/tracing"
 	"github.com/switchboard-dev/switchboard/internal/transform"
 )
 
@@ -22,6 +23,11 @@ const MaxResponse = 64 << 10
 // run succeeds, must wait for a retry, dies, or loses its lease.
 func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun) {
 	run := c.Run
+	ctx = x.cfg.Tracer.StartRun(ctx, tracing.Run{
+		TraceParent: c.Event.TraceParent, Flow: run.Flow, RunID: run.ID, EventID: c.Event.ID,
+		Source: c.Event.Source, Generation: run.Generation, Step: run.StepID,
+	})
+	defer tracing.EndRun(ctx)
 	f, ok := x.cfg.Plan.Flows[run.Flow]
 	if !ok {
 		x.dead(ctx, token, c, nil, attemptOf(run, nil, x.cfg.NowFunc()), fmt.Errorf("flow %q is not in the config any more", run.Flow))
@@ -111,13 +117,18 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 		started = x.cfg.NowFunc()
 		a.StartedAt = started
 		wasPaused := gate.State().Paused // this call is the probe
-		res, callErr := step.Call.Do(ctx, connector.Request{Input: input, IdempotencyKey: key})
+		// From here to the end of this step, actx holds the attempt's span:
+		// the call carries its traceparent and finish ends it.
+		actx := x.cfg.Tracer.StartAttempt(ctx, tracing.Attempt{
+			Flow: run.Flow, Step: step.ID, Index: run.Step, System: step.System, Number: run.Attempt,
+		})
+		res, callErr := step.Call.Do(actx, connector.Request{Input: input, IdempotencyKey: key})
 		if ctx.Err() != nil {
 			// Cut off by the end of the shutdown grace: not the system's
 			// fault and not a real attempt. The run goes back to the queue
 			// at this step (the call is repeated with the same key).
 			release(limit.Refused, 0)
-			x.hold(context.WithoutCancel(ctx), token, c, step, run, &limit.Hold{Until: x.cfg.NowFunc(), Reason: "interrupted by shutdown"})
+			x.hold(context.WithoutCancel(actx), token, c, step, run, &limit.Hold{Until: x.cfg.NowFunc(), Reason: "interrupted by shutdown"})
 			return
 		}
 		outcome, retryAfter := gateOutcome(res.Status, callErr)
@@ -170,7 +181,7 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 		if callErr == nil {
 			out, err := json.Marshal(res.Output)
 			if err != nil {
-				x.dead(ctx, token, c, step, a, fmt.Errorf("encode output: %w", err))
+				x.dead(actx, token, c, step, a, fmt.Errorf("encode output: %w", err))
 				return
 			}
 			a.Outcome = store.AttemptSucceeded
@@ -202,7 +213,7 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 			default:
 				p.State, p.StepID = store.RunRunning, f.Steps[next].ID
 			}
-			if !x.finish(ctx, c, step, p, 0, nil) || stopping {
+			if !x.finish(actx, c, step, p, 0, nil) || stopping {
 				return
 			}
 			steps[step.ID] = res.Output
@@ -212,17 +223,17 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 
 		a.Error = callErr.Error()
 		if connector.IsPermanent(callErr) && outcome != limit.Unauthorized {
-			x.dead(ctx, token, c, step, a, callErr)
+			x.dead(actx, token, c, step, a, callErr)
 			return
 		}
 		if run.Attempt >= step.Retry.Attempts {
-			x.dead(ctx, token, c, step, a, fmt.Errorf("gave up after %d attempts: %w", run.Attempt, callErr))
+			x.dead(actx, token, c, step, a, fmt.Errorf("gave up after %d attempts: %w", run.Attempt, callErr))
 			return
 		}
 		ra, hasRA := connector.RetryAfterOf(callErr)
 		wait := Backoff(step.Retry, run.Attempt, ra, hasRA, x.cfg.RandN)
 		a.Outcome = store.AttemptRetry
-		x.finish(ctx, c, step, store.FinishParams{
+		x.finish(actx, c, step, store.FinishParams{
 			RunID: run.ID, Token: token, Now: now, Attempt: a,
 			State: store.RunRetrying, Step: run.Step, StepID: step.ID, RunAttempt: run.Attempt,
 			DueAt: now.Add(wait), LastError: callErr.Error(),
@@ -260,6 +271,7 @@ func (x *Executor) dead(ctx context.Context, token string, c store.ClaimedRun, s
 func (x *Executor) finish(ctx context.Context, c store.ClaimedRun, step *flow.Step, p store.FinishParams, wait time.Duration, cause error) bool {
 	err := x.submit(ctx, p)
 	a := p.Attempt
+	x.traceAttempt(ctx, p, wait, cause, err)
 	attrs := []any{
 		"event_id", c.Event.ID, "source", c.Event.Source, "run_id", c.Run.ID, "flow", c.Run.Flow,
 		"step", a.StepID, "system", a.System, "attempt", a.Number, "outcome", a.Outcome,
@@ -335,6 +347,25 @@ func (x *Executor) submit(ctx context.Context, p store.FinishParams) error {
 	return err
 }
 
+// traceAttempt ends the attempt's span (or marks the run's, when the run
+// failed before any call) with the attempt's outcome and the run's new
+// state, as far as the store took it.
+func (x *Executor) traceAttempt(ctx context.Context, p store.FinishParams, wait time.Duration, cause, stored error) {
+	if x.cfg.Tracer == nil {
+		return
+	}
+	state := string(p.State)
+	switch {
+	case errors.Is(stored, store.ErrLeaseLost):
+		state = "lease_lost"
+	case stored != nil:
+		state = "not_stored"
+	}
+	tracing.EndAttempt(ctx, tracing.AttemptEnd{
+		Outcome: string(p.Attempt.Outcome), Status: p.Attempt.Status, Err: cause, RetryIn: wait, RunState: state,
+	})
+}
+
 // hold puts a run back in the queue until h.Until without counting an
 // attempt: it was not tried (its system's circuit is open, its credentials
 // were refused, or its rate limit would keep the worker waiting).
@@ -347,6 +378,7 @@ func (x *Executor) hold(ctx context.Context, token string, c store.ClaimedRun, s
 		DueAt: h.Until, LastError: h.Reason,
 	}
 	err := x.submit(ctx, p)
+	tracing.Held(ctx, h.Reason)
 	if err != nil {
 		x.cfg.Logger.Warn("run not held; it will be claimed again when its lease expires", "run_id", run.ID, "error", err.Error())
 		return

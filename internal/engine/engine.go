@@ -90,6 +90,9 @@ type Event struct {
 	// Payload is the body as JSON; Value is the same, decoded.
 	Payload []byte
 	Value   any
+	// TraceParent is the W3C traceparent of the span that received the
+	// event ("" when tracing is off), stored so its runs join the trace.
+	TraceParent string
 }
 
 // Accepted is the outcome of Accept.
@@ -140,6 +143,7 @@ func (e *Engine) Build(ctx context.Context, ev Event) (Built, error) {
 	now := e.cfg.NowFunc()
 	ne := store.NewEvent{
 		ID: store.NewID("evt_", now), Source: ev.Source, Key: ev.Key, ReceivedAt: now, Payload: ev.Payload,
+		TraceParent: ev.TraceParent,
 	}
 	lineage, forget, err := e.lineage(ctx, src, ev, now)
 	if err != nil {

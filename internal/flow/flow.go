@@ -64,6 +64,8 @@ type Plan struct {
 	// Alerts are the alert rules and where their notifications go; nil
 	// when the config has no alerts: section. app hands it to alert.New.
 	Alerts *rule.Set
+	// Tracing is the checked tracing: section; nil when tracing is off.
+	Tracing *config.Tracing
 	// Warnings are problems that do not stop the config from running
 	// (an unsigned webhook source, a source no flow listens to).
 	Warnings []string
@@ -223,6 +225,7 @@ func Compile(c *config.Config, reg *connector.Registry) (*Plan, error) {
 	}
 	cp.ownership(p)
 	p.Alerts = cp.alerts(c.Alerts)
+	p.Tracing = cp.tracing(c.Tracing)
 	for _, name := range slices.Sorted(maps.Keys(p.Sources)) {
 		s := p.Sources[name]
 		if s.Poll != nil && s.Poll.Backstop() {

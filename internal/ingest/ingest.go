@@ -25,6 +25,7 @@ import (
 	"github.com/switchboard-dev/switchboard/internal/flow"
 	"github.com/switchboard-dev/switchboard/internal/metrics"
 	"github.com/switchboard-dev/switchboard/internal/store"
+	"github.com/switchboard-dev/switchboard/internal/tracing"
 	"github.com/switchboard-dev/switchboard/internal/transform"
 )
 
@@ -44,6 +45,9 @@ type Config struct {
 	Draining func() bool
 	// Metrics counts every answer by source and outcome. Optional.
 	Metrics *metrics.Metrics
+	// Tracer makes a span per request, whose traceparent is stored with
+	// the event. Optional: nil is tracing off.
+	Tracer *tracing.Tracer
 }
 
 // Handler serves POST /hooks/{source}.
@@ -97,13 +101,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if src, ok := h.cfg.Plan.Sources[source]; ok && src.Webhook != nil {
 		label = source
 	}
-	res, err := h.serve(w, r, source)
+	ctx, span := h.cfg.Tracer.StartEvent(r.Context(), r.Header, label)
+	acc, err := h.serve(ctx, w, r, source)
 	if err != nil {
 		var he *httpError
 		if !errors.As(err, &he) {
 			he = reject(http.StatusInternalServerError, metrics.OutcomeUnavailable, "internal error", err)
 		}
 		h.cfg.Metrics.EventReceived(label, cmp.Or(he.Outcome, metrics.OutcomeUnavailable))
+		span.End(tracing.EventEnd{Status: he.Status, Outcome: cmp.Or(he.Outcome, metrics.OutcomeUnavailable), Public: he.Public, Err: he.Err})
 		level := slog.LevelWarn
 		if he.Status >= 500 {
 			level = slog.LevelError
@@ -123,26 +129,29 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	status, outcome := http.StatusAccepted, metrics.OutcomeAccepted
-	if res.Duplicate {
+	if acc.Duplicate {
 		status, outcome = http.StatusOK, metrics.OutcomeDuplicate
 		w.Header().Set("Switchboard-Duplicate", "true")
 	}
-	if res.Outcome == string(store.EventEcho) && !res.Duplicate {
+	if acc.Outcome == store.EventEcho && !acc.Duplicate {
 		outcome = metrics.OutcomeEcho
 	}
 	h.cfg.Metrics.EventReceived(label, outcome)
+	span.End(tracing.EventEnd{Status: status, Outcome: outcome, EventID: acc.EventID, Duplicate: acc.Duplicate, Runs: acc.Runs})
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(res)
+	_ = json.NewEncoder(w).Encode(Response{EventID: acc.EventID, Duplicate: acc.Duplicate, Outcome: string(acc.Outcome)})
 }
 
-func (h *Handler) serve(w http.ResponseWriter, r *http.Request, name string) (Response, error) {
+// serve handles one request; ctx is the request's, with its span when
+// tracing is on.
+func (h *Handler) serve(ctx context.Context, w http.ResponseWriter, r *http.Request, name string) (engine.Accepted, error) {
 	if h.cfg.Draining() {
-		return Response{}, &httpError{Status: http.StatusServiceUnavailable, Outcome: metrics.OutcomeUnavailable,
+		return engine.Accepted{}, &httpError{Status: http.StatusServiceUnavailable, Outcome: metrics.OutcomeUnavailable,
 			Public: "shutting down; retry on another node or later", RetryAfter: 5}
 	}
 	src, ok := h.cfg.Plan.Sources[name]
 	if !ok || src.Webhook == nil {
-		return Response{}, reject(http.StatusNotFound, metrics.OutcomeUnknownSource, fmt.Sprintf("unknown source %q", name), nil)
+		return engine.Accepted{}, reject(http.StatusNotFound, metrics.OutcomeUnknownSource, fmt.Sprintf("unknown source %q", name), nil)
 	}
 	wh := src.Webhook
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
@@ -151,19 +160,19 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, name string) (Re
 		want = "application/x-www-form-urlencoded"
 	}
 	if err != nil || mt != want {
-		return Response{}, reject(http.StatusUnsupportedMediaType, metrics.OutcomeRejectedContentType,
+		return engine.Accepted{}, reject(http.StatusUnsupportedMediaType, metrics.OutcomeRejectedContentType,
 			fmt.Sprintf("content type %q not accepted; this source takes %s", r.Header.Get("Content-Type"), want), err)
 	}
 	if r.ContentLength > wh.MaxBody {
-		return Response{}, reject(http.StatusRequestEntityTooLarge, metrics.OutcomeRejectedSize, fmt.Sprintf("body larger than %d bytes", wh.MaxBody), nil)
+		return engine.Accepted{}, reject(http.StatusRequestEntityTooLarge, metrics.OutcomeRejectedSize, fmt.Sprintf("body larger than %d bytes", wh.MaxBody), nil)
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, wh.MaxBody))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return Response{}, reject(http.StatusRequestEntityTooLarge, metrics.OutcomeRejectedSize, fmt.Sprintf("body larger than %d bytes", wh.MaxBody), nil)
+			return engine.Accepted{}, reject(http.StatusRequestEntityTooLarge, metrics.OutcomeRejectedSize, fmt.Sprintf("body larger than %d bytes", wh.MaxBody), nil)
 		}
-		return Response{}, reject(http.StatusBadRequest, metrics.OutcomeRejectedBody, "could not read the body", err)
+		return engine.Accepted{}, reject(http.StatusBadRequest, metrics.OutcomeRejectedBody, "could not read the body", err)
 	}
 	now := h.cfg.NowFunc()
 	var verified flow.Verified
@@ -172,7 +181,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, name string) (Re
 		if err != nil {
 			// The reason names which check failed (missing, mismatch,
 			// expired), never the expected signature.
-			return Response{}, reject(http.StatusUnauthorized, metrics.OutcomeRejectedSignature, "signature verification failed: "+err.Error(), err)
+			return engine.Accepted{}, reject(http.StatusUnauthorized, metrics.OutcomeRejectedSignature, "signature verification failed: "+err.Error(), err)
 		}
 		if !verified.SentAt.IsZero() {
 			h.cfg.Metrics.DeliveryDelay(name, now.Sub(verified.SentAt))
@@ -180,22 +189,24 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, name string) (Re
 	}
 	payload, value, err := decodeBody(body, wh.Form)
 	if err != nil {
-		return Response{}, reject(http.StatusBadRequest, metrics.OutcomeRejectedBody, err.Error(), nil)
+		return engine.Accepted{}, reject(http.StatusBadRequest, metrics.OutcomeRejectedBody, err.Error(), nil)
 	}
-	key, err := eventKey(r.Context(), src, verified, body, value)
+	key, err := eventKey(ctx, src, verified, body, value)
 	if err != nil {
-		return Response{}, reject(http.StatusBadRequest, metrics.OutcomeRejectedBody, err.Error(), nil)
+		return engine.Accepted{}, reject(http.StatusBadRequest, metrics.OutcomeRejectedBody, err.Error(), nil)
 	}
-	acc, err := h.cfg.Engine.Accept(r.Context(), engine.Event{Source: name, Key: key, Payload: payload, Value: value})
+	acc, err := h.cfg.Engine.Accept(ctx, engine.Event{
+		Source: name, Key: key, Payload: payload, Value: value, TraceParent: tracing.TraceParent(ctx),
+	})
 	if err != nil {
 		he := &httpError{Status: http.StatusServiceUnavailable, Outcome: metrics.OutcomeUnavailable,
 			Public: "event not stored; retry later", Err: err, RetryAfter: 1}
 		if errors.Is(err, engine.ErrOverloaded) {
 			he.Public, he.RetryAfter = "overloaded; retry later", 2
 		}
-		return Response{}, he
+		return engine.Accepted{}, he
 	}
-	return Response{EventID: acc.EventID, Duplicate: acc.Duplicate, Outcome: string(acc.Outcome)}, nil
+	return acc, nil
 }
 
 // decodeBody returns the payload as JSON and as jq values. Form bodies

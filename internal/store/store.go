@@ -60,6 +60,9 @@ type Event struct {
 	ReceivedAt time.Time
 	// Payload is the event body as JSON.
 	Payload []byte
+	// TraceParent is the W3C traceparent of the span that received the
+	// event, "" when tracing was off; its runs' spans are its children.
+	TraceParent string
 }
 
 // Run is one execution of one flow for one event.
@@ -122,7 +125,9 @@ type NewEvent struct {
 	Key        string
 	ReceivedAt time.Time
 	Payload    []byte
-	Runs       []NewRun
+	// TraceParent is stored with the event (see Event.TraceParent).
+	TraceParent string
+	Runs        []NewRun
 	// Lineage, when not zero, is stored with a new event (not with a
 	// duplicate): its outcome and causal chain.
 	Lineage Lineage

@@ -17,7 +17,8 @@ const maxIdleConnsPerHost = 1024
 // with room for every delivery worker's idle connection, and the given
 // overall timeout per request. Redirects are not followed but reported as
 // the 3xx answer, so a call never silently lands on another host or path
-// and credentials never travel there.
+// and credentials never travel there. Requests whose context holds a span
+// (a step attempt's, when tracing is on) carry its traceparent.
 func NewClient(timeout time.Duration) *http.Client {
 	transport := &http.Transport{Proxy: http.ProxyFromEnvironment}
 	if dt, ok := http.DefaultTransport.(*http.Transport); ok {
@@ -26,7 +27,7 @@ func NewClient(timeout time.Duration) *http.Client {
 	transport.MaxIdleConnsPerHost = maxIdleConnsPerHost
 	transport.MaxIdleConns = 0 // no cap across hosts: each system has its own transport
 	return &http.Client{
-		Transport:     transport,
+		Transport:     traceTransport{next: transport},
 		Timeout:       timeout,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}

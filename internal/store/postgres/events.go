@@ -18,7 +18,7 @@ import (
 func (s *Store) InsertEvents(ctx context.Context, events []store.NewEvent) ([]store.InsertResult, error) {
 	n := len(events)
 	ids, sources, keys := make([]string, n), make([]string, n), make([]string, n)
-	received, payloads := make([]time.Time, n), make([][]byte, n)
+	received, payloads, parents := make([]time.Time, n), make([][]byte, n), make([]string, n)
 	// Rows go in (source, key) order: two batches (parallel commits, other
 	// nodes) that share keys then take the unique index's locks in the same
 	// order and cannot deadlock.
@@ -32,13 +32,13 @@ func (s *Store) InsertEvents(ctx context.Context, events []store.NewEvent) ([]st
 	})
 	for j, i := range order {
 		e := events[i]
-		ids[j], sources[j], keys[j], received[j], payloads[j] = e.ID, e.Source, e.Key, e.ReceivedAt, e.Payload
+		ids[j], sources[j], keys[j], received[j], payloads[j], parents[j] = e.ID, e.Source, e.Key, e.ReceivedAt, e.Payload, e.TraceParent
 	}
 	results := make([]store.InsertResult, n)
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `INSERT INTO events (id, source, key, received_at, payload)
-			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::bytea[])
-			ON CONFLICT (source, key) DO NOTHING RETURNING id`, ids, sources, keys, received, payloads)
+		rows, err := tx.Query(ctx, `INSERT INTO events (id, source, key, received_at, payload, trace_parent)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::bytea[], $6::text[])
+			ON CONFLICT (source, key) DO NOTHING RETURNING id`, ids, sources, keys, received, payloads, parents)
 		if err != nil {
 			return fmt.Errorf("insert events: %w", err)
 		}
@@ -118,11 +118,11 @@ func (s *Store) InsertEvents(ctx context.Context, events []store.NewEvent) ([]st
 	return results, nil
 }
 
-const eventCols = `id, source, key, received_at, payload`
+const eventCols = `id, source, key, received_at, payload, trace_parent`
 
 func scanEvent(row pgx.Row) (store.Event, error) {
 	var e store.Event
-	err := row.Scan(&e.ID, &e.Source, &e.Key, &e.ReceivedAt, &e.Payload)
+	err := row.Scan(&e.ID, &e.Source, &e.Key, &e.ReceivedAt, &e.Payload, &e.TraceParent)
 	e.ReceivedAt = e.ReceivedAt.UTC()
 	return e, err
 }

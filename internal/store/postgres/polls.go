@@ -95,8 +95,8 @@ func (s *Store) CommitPollPage(ctx context.Context, p store.PollPage) ([]store.P
 				continue
 			}
 			e := r.Event
-			tag, err := tx.Exec(ctx, `INSERT INTO events (id, source, key, received_at, payload) VALUES ($1, $2, $3, $4, $5)
-				ON CONFLICT (source, key) DO NOTHING`, e.ID, e.Source, e.Key, e.ReceivedAt, e.Payload)
+			tag, err := tx.Exec(ctx, `INSERT INTO events (id, source, key, received_at, payload, trace_parent) VALUES ($1, $2, $3, $4, $5, $6)
+				ON CONFLICT (source, key) DO NOTHING`, e.ID, e.Source, e.Key, e.ReceivedAt, e.Payload, e.TraceParent)
 			if err != nil {
 				return fmt.Errorf("insert event: %w", err)
 			}

@@ -45,7 +45,7 @@ func (s *Store) ClaimRuns(ctx context.Context, p store.ClaimParams) ([]store.Cla
 		if len(ids) == 0 {
 			return nil
 		}
-		rows, err = tx.Query(ctx, `SELECT `+runCols+`, e.key, e.received_at, e.payload,
+		rows, err = tx.Query(ctx, `SELECT `+runCols+`, e.key, e.received_at, e.payload, e.trace_parent,
 				coalesce(l.outcome, ''), coalesce(l.hop, 0), coalesce(l.chain, ''), coalesce(l.parent_run, '')
 			FROM runs r JOIN events e ON e.id = r.event_id LEFT JOIN event_lineage l ON l.event_id = e.id
 			WHERE r.id = ANY($1) ORDER BY r.created_at, r.id`, ids)
@@ -55,7 +55,7 @@ func (s *Store) ClaimRuns(ctx context.Context, p store.ClaimParams) ([]store.Cla
 		index := map[string]int{}
 		for rows.Next() {
 			var c store.ClaimedRun
-			c.Run, err = scanRun(rows, &c.Event.Key, &c.Event.ReceivedAt, &c.Event.Payload,
+			c.Run, err = scanRun(rows, &c.Event.Key, &c.Event.ReceivedAt, &c.Event.Payload, &c.Event.TraceParent,
 				&c.Lineage.Outcome, &c.Lineage.Hop, &c.Lineage.Chain, &c.Lineage.ParentRun)
 			if err != nil {
 				rows.Close()

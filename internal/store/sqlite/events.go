@@ -11,8 +11,8 @@ import (
 
 // Statements prepared once at Open (see Store.stmt).
 const (
-	qInsEvent = `INSERT INTO events (id, source, key, received_at, payload)
-			VALUES (?, ?, ?, ?, ?) ON CONFLICT (source, key) DO NOTHING`
+	qInsEvent = `INSERT INTO events (id, source, key, received_at, payload, trace_parent)
+			VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (source, key) DO NOTHING`
 	qInsRun = `INSERT INTO runs (id, event_id, flow, state, step_id, due_at, created_at, updated_at)
 			VALUES (?, ?, ?, 'pending', ?, ?, ?, ?)`
 	qFindEvent = `SELECT id FROM events WHERE source = ? AND key = ?`
@@ -38,7 +38,7 @@ func (s *Store) InsertEvents(ctx context.Context, events []store.NewEvent) ([]st
 		}
 		for i, e := range events {
 			at := micros(e.ReceivedAt)
-			res, err := insEvent.ExecContext(ctx, e.ID, e.Source, e.Key, at, e.Payload)
+			res, err := insEvent.ExecContext(ctx, e.ID, e.Source, e.Key, at, e.Payload, e.TraceParent)
 			if err != nil {
 				return fmt.Errorf("insert event: %w", err)
 			}
@@ -70,12 +70,12 @@ func (s *Store) InsertEvents(ctx context.Context, events []store.NewEvent) ([]st
 	return results, nil
 }
 
-const eventCols = `id, source, key, received_at, payload`
+const eventCols = `id, source, key, received_at, payload, trace_parent`
 
 func scanEvent(row interface{ Scan(...any) error }) (store.Event, error) {
 	var e store.Event
 	var at int64
-	if err := row.Scan(&e.ID, &e.Source, &e.Key, &at, &e.Payload); err != nil {
+	if err := row.Scan(&e.ID, &e.Source, &e.Key, &at, &e.Payload, &e.TraceParent); err != nil {
 		return e, err
 	}
 	e.ReceivedAt = fromMicros(at)

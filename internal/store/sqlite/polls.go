@@ -101,7 +101,7 @@ func (s *Store) CommitPollPage(ctx context.Context, p store.PollPage) ([]store.P
 				return fmt.Errorf("remember record: %w", err)
 			}
 			e := r.Event
-			res, err := insEvent.ExecContext(ctx, e.ID, e.Source, e.Key, micros(e.ReceivedAt), e.Payload)
+			res, err := insEvent.ExecContext(ctx, e.ID, e.Source, e.Key, micros(e.ReceivedAt), e.Payload, e.TraceParent)
 			if err != nil {
 				return fmt.Errorf("insert event: %w", err)
 			}

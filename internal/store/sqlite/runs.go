@@ -19,7 +19,7 @@ const (
 				WHERE state IN ('pending', 'retrying', 'running') AND due_at <= ?
 				ORDER BY due_at LIMIT ?)
 			RETURNING id`
-	qLoad = `SELECT ` + runCols + `, e.key, e.received_at, e.payload,
+	qLoad = `SELECT ` + runCols + `, e.key, e.received_at, e.payload, e.trace_parent,
 			coalesce(l.outcome, ''), coalesce(l.hop, 0), coalesce(l.chain, ''), coalesce(l.parent_run, '')
 		FROM runs r JOIN events e ON e.id = r.event_id LEFT JOIN event_lineage l ON l.event_id = e.id WHERE r.id IN (SELECT value FROM json_each(?)) ORDER BY r.created_at, r.id`
 	qLoadOuts = `SELECT run_id, step_index, step_id, output FROM run_steps
@@ -107,7 +107,7 @@ func (s *Store) loadClaimed(ctx context.Context, tx *sql.Tx, ids []string) ([]st
 		var due, created, updated, received int64
 		r := &c.Run
 		if err := rows.Scan(&r.ID, &r.EventID, &r.Source, &r.Flow, &r.Generation, &r.State, &r.Step, &r.StepID,
-			&r.Attempt, &due, &r.LastError, &created, &updated, &c.Event.Key, &received, &c.Event.Payload,
+			&r.Attempt, &due, &r.LastError, &created, &updated, &c.Event.Key, &received, &c.Event.Payload, &c.Event.TraceParent,
 			&c.Lineage.Outcome, &c.Lineage.Hop, &c.Lineage.Chain, &c.Lineage.ParentRun); err != nil {
 			return nil, err
 		}

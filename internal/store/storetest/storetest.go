@@ -68,6 +68,36 @@ func Run(t *testing.T, open OpenFunc) {
 		require.True(t, ev.ReceivedAt.Equal(t0))
 	})
 
+	t.Run("TraceParent", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		const parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+		traced := newEvent("src", "k1", "flow_a")
+		traced.TraceParent = parent
+		dup := newEvent("src", "k1", "flow_a")
+		dup.TraceParent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+		res, err := b.s.InsertEvents(b.ctx, []store.NewEvent{traced, newEvent("src", "k2", "flow_a"), dup})
+		require.NoError(t, err)
+		require.True(t, res[2].Duplicate)
+
+		ev, err := b.s.GetEvent(b.ctx, res[0].EventID)
+		require.NoError(t, err)
+		require.Equal(t, parent, ev.TraceParent, "the first event's traceparent is kept; a duplicate's is not stored")
+		ev, err = b.s.GetEvent(b.ctx, res[1].EventID)
+		require.NoError(t, err)
+		require.Empty(t, ev.TraceParent, "untraced events store none")
+
+		claimed, err := b.s.ClaimRuns(b.ctx, claim("tok", t0, 10))
+		require.NoError(t, err)
+		require.Len(t, claimed, 2)
+		byEvent := map[string]string{}
+		for _, c := range claimed {
+			byEvent[c.Event.ID] = c.Event.TraceParent
+		}
+		require.Equal(t, map[string]string{res[0].EventID: parent, res[1].EventID: ""}, byEvent,
+			"a claimed run carries its event's traceparent")
+	})
+
 	t.Run("ConcurrentDuplicates", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
