@@ -5,8 +5,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/switchboard-dev/switchboard/internal/transform"
@@ -28,16 +30,19 @@ func StorableKey(k string) string {
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
+// ErrNoValue means a key expression gave null or a blank string.
+var ErrNoValue = errors.New("no value")
+
 // KeyText renders a key part (an id, a version) that jq gave: strings as
 // they are, numbers exactly, anything else as JSON. Null or blank is an
-// error naming the expression.
+// error naming the expression that wraps ErrNoValue.
 func KeyText(e *transform.Expr, v any) (string, error) {
 	switch v := v.(type) {
 	case nil:
-		return "", fmt.Errorf("%s is null for this record", e)
+		return "", fmt.Errorf("%s is null for this record: %w", e, ErrNoValue)
 	case string:
 		if strings.TrimSpace(v) == "" {
-			return "", fmt.Errorf("%s is empty for this record", e)
+			return "", fmt.Errorf("%s is empty for this record: %w", e, ErrNoValue)
 		}
 		return v, nil
 	case json.Number:
@@ -63,7 +68,17 @@ func RecordVersion(ctx context.Context, version *transform.Expr, record any) (st
 	if err != nil {
 		return "", err
 	}
-	return KeyText(version, v)
+	s, err := KeyText(version, v)
+	if err != nil {
+		return "", err
+	}
+	// The webhook and the poll of a backstop must agree on a version's
+	// text: "…T10:00:00Z", "…T10:00:00.000Z" and "…T11:00:00+01:00" are the
+	// same instant, so times are written one way.
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t.UTC().Format(time.RFC3339Nano), nil
+	}
+	return s, nil
 }
 
 // RecordKey is the idempotency key of a record's version: id@version.

@@ -247,10 +247,14 @@ func decodeBody(body []byte, form bool) ([]byte, any, error) {
 func eventKey(ctx context.Context, src *flow.Source, v flow.Verified, body []byte, value any) (string, error) {
 	if src.Key == nil && src.RecordID != nil && src.Version != nil {
 		id, version, err := src.RecordOf(ctx, value)
-		if err != nil {
-			return "", fmt.Errorf("record key: %v", err)
+		switch {
+		case err == nil:
+			return flow.RecordKey(id, version), nil
+		case !errors.Is(err, flow.ErrNoValue):
+			return "", fmt.Errorf("record key: %w", err)
 		}
-		return flow.RecordKey(id, version), nil
+		// Not about a version of a record (a ping, a deletion): keyed
+		// the default way below.
 	}
 	if src.Key != nil {
 		k, err := src.Key.Eval(ctx, value)

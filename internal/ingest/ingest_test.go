@@ -63,6 +63,10 @@ sources:
   keyed:
     webhook: {}
     key: .id
+  records:
+    webhook: {}
+    record_id: .job.id
+    version: .job.updated_at
   hmac_hex:
     webhook:
       verify: {scheme: hmac-sha256, header: X-Signature, secret: "${HMAC_SECRET}"}
@@ -93,6 +97,7 @@ flows:
   plain: {on: plain, steps: [{id: a, do: crm.request}]}
   form: {on: form, steps: [{id: a, do: crm.request}]}
   keyed: {on: keyed, steps: [{id: a, do: crm.request}]}
+  records: {on: records, steps: [{id: a, do: crm.request}]}
   hmac_hex: {on: hmac_hex, steps: [{id: a, do: crm.request}]}
   hmac_b64: {on: hmac_b64, steps: [{id: a, do: crm.request}]}
   standard: {on: standard, steps: [{id: a, do: crm.request}]}

@@ -73,3 +73,21 @@ func TestUnstorableKeysAreHashed(t *testing.T) {
 		require.LessOrEqual(t, len(e.Key), 256, "a long numeric key is hashed too")
 	}
 }
+
+// TestRecordKeys: a source with record_id and version keys each event by
+// the record's version, writing times one way (so a backstop poll and the
+// webhooks agree); a payload that is not about a record version (a ping)
+// falls back to the body hash instead of being refused.
+func TestRecordKeys(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{})
+	first := requireAccepted(t, b.post(t, jsonRequest("records", `{"event":"job.updated","job":{"id":42,"updated_at":"2026-02-01T11:00:00+01:00"}}`)))
+	requireDuplicate(t, b.post(t, jsonRequest("records", `{"event":"job.saved","job":{"id":"42","updated_at":"2026-02-01T10:00:00.000Z"}}`)), first)
+	requireAccepted(t, b.post(t, jsonRequest("records", `{"event":"ping"}`)))
+	keys := map[string]bool{}
+	for _, e := range b.events(t) {
+		keys[e.Key] = true
+	}
+	require.True(t, keys["42@2026-02-01T10:00:00Z"], "%v", keys)
+	require.Len(t, keys, 2)
+}

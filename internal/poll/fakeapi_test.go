@@ -32,12 +32,18 @@ type fakeAPI struct {
 
 	mu   sync.Mutex
 	jobs map[int]job
-	// fail answers status (with Retry-After retryAfter when set) to the
-	// request for page failPage (1-based within a run), failTimes times.
+	// fail answers status (with Retry-After retryAfter when set) to
+	// failTimes requests in a row, from the failPage-th request after
+	// failOn (1-based): a failure planted on a run's third page hits its
+	// third request and the retries of it.
 	failPage, failStatus, failTimes int
+	sinceFail                       int
 	retryAfter                      string
 	requests                        []string
 	at                              []time.Time
+	// before, when set, runs before the n-th request (1-based) is
+	// answered, with the jobs to change (the lock is held).
+	before func(n int, jobs map[int]job)
 }
 
 func newFakeAPI(t testing.TB, style string, pageSize int) *fakeAPI {
@@ -63,7 +69,7 @@ func (a *fakeAPI) put(jobs ...job) {
 func (a *fakeAPI) failOn(page, status, times int, retryAfter string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.failPage, a.failStatus, a.failTimes, a.retryAfter = page, status, times, retryAfter
+	a.failPage, a.failStatus, a.failTimes, a.retryAfter, a.sinceFail = page, status, times, retryAfter, 0
 }
 
 func (a *fakeAPI) log() []string {
@@ -83,6 +89,9 @@ func (a *fakeAPI) serve(w http.ResponseWriter, r *http.Request) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.requests = append(a.requests, r.URL.RequestURI())
+	if a.before != nil {
+		a.before(len(a.requests), a.jobs)
+	}
 	a.at = append(a.at, time.Now())
 	if r.URL.Path != "/api/jobs" {
 		http.Error(w, "no such path", http.StatusNotFound)
@@ -134,8 +143,8 @@ func (a *fakeAPI) serve(w http.ResponseWriter, r *http.Request) {
 	case "none":
 		start = 0
 	}
-	pageNo := start/a.pageSize + 1
-	if a.failTimes > 0 && pageNo == a.failPage {
+	a.sinceFail++
+	if a.failTimes > 0 && a.sinceFail >= a.failPage {
 		a.failTimes--
 		if a.retryAfter != "" {
 			w.Header().Set("Retry-After", a.retryAfter)

@@ -41,10 +41,10 @@ type pageCursor struct {
 
 // firstRequest builds a run's first request from the listing and $cursor.
 func firstRequest(ctx context.Context, l *flow.Listing, cursor any) (request, error) {
-	path := l.Path
-	if s, ok := cursor.(string); ok {
-		path = strings.ReplaceAll(path, "$cursor", url.PathEscape(s))
-	}
+	// Before the first cursor (a source without cursor:) "$cursor" is
+	// empty, as a null query value is left out.
+	s, _ := cursor.(string)
+	path := strings.ReplaceAll(l.Path, "$cursor", url.PathEscape(s))
 	q := url.Values{}
 	for k, e := range l.Query {
 		v, err := e.Eval(ctx, nil, cursor)

@@ -109,8 +109,9 @@ type Stats struct {
 
 // Options change one poll run; the zero value is a scheduled run.
 type Options struct {
-	// StateKey stores the cursor and seen records under another name
-	// (a backfill keeps its own cursor). Default: the source's name.
+	// StateKey stores the cursor under another name (a backfill keeps its
+	// own cursor; the seen versions stay the source's). Default: the
+	// source's name.
 	StateKey string
 	// Cursor, when set, replaces the stored cursor for this run.
 	Cursor *string
@@ -154,6 +155,7 @@ func (p *Poller) Poll(ctx context.Context, src *flow.Source, o Options) (Stats, 
 		if err != nil {
 			return r.stats, fmt.Errorf("page %d: %w", page, err)
 		}
+		before := r.stats.Cursor
 		if err := r.commit(ctx, pg); err != nil {
 			return r.stats, fmt.Errorf("page %d: %w", page, err)
 		}
@@ -170,8 +172,27 @@ func (p *Poller) Poll(ctx context.Context, src *flow.Source, o Options) (Stats, 
 		if maxPages > 0 && page >= maxPages {
 			return r.stats, r.pageLimit(maxPages)
 		}
+		if restartsFromCursor(pl) && r.stats.Cursor != before {
+			// Positions shift when a record changes during the run (it
+			// moves to the end, and what followed it moves up a place):
+			// the next page is asked afresh from the cursor just stored,
+			// which the inclusive cursor and the seen versions make safe.
+			if next, err = firstRequest(ctx, &pl.Listing, r.stats.Cursor); err != nil {
+				return r.stats, err
+			}
+			cur = pageCursor{}
+		}
 		req = next
 	}
+}
+
+// restartsFromCursor reports whether, under a cursor, each page after the
+// cursor moved is asked afresh from the new cursor. Page numbers and
+// offsets are positions, and so are many opaque tokens and Link URLs (an
+// offset in disguise); only has_more paging continues from a record (the
+// last id), which a change elsewhere cannot shift.
+func restartsFromCursor(pl *flow.Poll) bool {
+	return pl.Cursor != nil && pl.Paginate.Style != flow.PageHasMore
 }
 
 // pageLimit ends a run that stopped at its page limit with pages left.
@@ -242,7 +263,7 @@ func (r *pollRun) commit(ctx context.Context, pg *page) error {
 		records = append(records, rec)
 		built = append(built, b)
 	}
-	pp := store.PollPage{Source: r.key, Now: r.p.cfg.NowFunc(), Records: records}
+	pp := store.PollPage{Source: r.key, SeenAs: r.src.Name, Now: r.p.cfg.NowFunc(), Records: records}
 	if r.pl.Cursor != nil && len(pg.items) > 0 {
 		v, err := r.pl.Cursor.Eval(ctx, pg.items[len(pg.items)-1], pg.body)
 		if err != nil {
@@ -274,10 +295,14 @@ func (r *pollRun) commit(ctx context.Context, pg *page) error {
 	m := r.p.cfg.Metrics
 	// Polled records count as received events of the source that stores
 	// them, like webhooks: new ones accepted, already stored duplicate.
-	for _, x := range res {
+	for i, x := range res {
 		switch x.Outcome {
 		case store.PollEmitted:
-			m.EventReceived(r.target, metrics.OutcomeAccepted)
+			outcome := metrics.OutcomeAccepted
+			if built[i].Event.Lineage.Outcome == store.EventEcho {
+				outcome = metrics.OutcomeEcho
+			}
+			m.EventReceived(r.target, outcome)
 		case store.PollKnown:
 			m.EventReceived(r.target, metrics.OutcomeDuplicate)
 		}

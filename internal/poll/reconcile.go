@@ -373,15 +373,10 @@ func summaryEvent(rep *Report) map[string]any {
 }
 
 // runReconcile runs a scheduled reconciliation, named by its scheduled
-// time like a schedule's tick. The name is stored as the source's cursor
-// before the run starts, and a retry after a failure reuses it: if the
-// failure came after some differences were stored, the retry's events have
-// the same keys and none is emitted twice.
+// time like a schedule's tick (see runName).
 func (p *Poller) runReconcile(ctx context.Context, src *flow.Source, st store.PollState) error {
-	run := st.NextRunAt.UTC().Format(time.RFC3339Nano)
-	if st.Failures > 0 && st.HasCursor {
-		run = st.Cursor
-	} else if _, err := p.cfg.Store.CommitPollPage(ctx, store.PollPage{Source: src.Name, Now: p.cfg.NowFunc(), Cursor: run, SetCursor: true}); err != nil {
+	run, err := p.runName(ctx, src, st)
+	if err != nil {
 		return err
 	}
 	rep, err := p.Reconcile(ctx, src, ReconcileOptions{Run: run})

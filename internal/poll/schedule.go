@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchboard-dev/switchboard/internal/flow"
@@ -39,8 +40,12 @@ func (p *Poller) loop(ctx context.Context, src *flow.Source) {
 			log.Error("timed source: store error", "error", err)
 			wait = p.cfg.Recheck
 		}
-		if p.sleep(ctx, min(wait, p.cfg.Recheck)) != nil && ctx.Err() != nil {
+		t := time.NewTimer(min(wait, p.cfg.Recheck))
+		select {
+		case <-ctx.Done():
+			t.Stop()
 			return
+		case <-t.C:
 		}
 	}
 }
@@ -80,9 +85,10 @@ func (p *Poller) step(ctx context.Context, src *flow.Source) (time.Duration, err
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	renewed := make(chan struct{})
+	var lost atomic.Bool
 	go func() {
 		defer close(renewed)
-		p.renew(runCtx, cancel, lease)
+		lost.Store(!p.renew(runCtx, cancel, lease))
 	}()
 	started := p.cfg.NowFunc()
 	stats, runErr := p.runSource(runCtx, src, st)
@@ -91,6 +97,11 @@ func (p *Poller) step(ctx context.Context, src *flow.Source) (time.Duration, err
 	if ctx.Err() != nil {
 		// Shutting down: the run was cut off, not failed. The cursor is
 		// after its last committed page; the next start continues.
+		return 0, nil
+	}
+	if lost.Load() {
+		// Another node may hold the source now: its state is no longer
+		// this node's to write.
 		return 0, nil
 	}
 	finished := p.cfg.NowFunc()
@@ -124,9 +135,14 @@ func (p *Poller) runSource(ctx context.Context, src *flow.Source, st store.PollS
 		return Stats{}, p.runReconcile(ctx, src, st)
 	}
 	if src.Poll == nil {
-		acc, err := p.Tick(ctx, src, st.NextRunAt)
+		scheduled, err := p.runName(ctx, src, st)
+		if err != nil {
+			return Stats{}, err
+		}
+		at, _ := time.Parse(time.RFC3339Nano, scheduled)
+		acc, err := p.Tick(ctx, src, at)
 		if err == nil {
-			p.cfg.Logger.Info("schedule fired", "source", src.Name, "scheduled_at", st.NextRunAt, "event_id", acc.EventID, "duplicate", acc.Duplicate, "runs", acc.Runs)
+			p.cfg.Logger.Info("schedule fired", "source", src.Name, "scheduled_at", at, "event_id", acc.EventID, "duplicate", acc.Duplicate, "runs", acc.Runs)
 		}
 		return Stats{}, err
 	}
@@ -143,15 +159,30 @@ func (p *Poller) runSource(ctx context.Context, src *flow.Source, st store.PollS
 	return stats, err
 }
 
+// runName names the run of a tick or reconciliation by its scheduled time.
+// The name is stored as the source's cursor before the run starts, and a
+// retry after a failure reuses it, whatever time the retry runs at: a run
+// that failed after storing some of its events then emits none of them
+// twice, and a tick keeps its scheduled time.
+func (p *Poller) runName(ctx context.Context, src *flow.Source, st store.PollState) (string, error) {
+	if st.Failures > 0 && st.HasCursor {
+		return st.Cursor, nil
+	}
+	name := st.NextRunAt.UTC().Format(time.RFC3339Nano)
+	_, err := p.cfg.Store.CommitPollPage(ctx, store.PollPage{Source: src.Name, Now: p.cfg.NowFunc(), Cursor: name, SetCursor: true})
+	return name, err
+}
+
 // renew keeps lease while a run goes on; it cancels the run the moment a
-// renewal fails, so a run never outlives its lease.
-func (p *Poller) renew(ctx context.Context, cancel context.CancelFunc, lease string) {
+// renewal fails, so a run never outlives its lease. It reports whether the
+// lease was held until the run ended.
+func (p *Poller) renew(ctx context.Context, cancel context.CancelFunc, lease string) bool {
 	t := time.NewTicker(p.cfg.Lease / 3)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return true
 		case <-t.C:
 		}
 		now := p.cfg.NowFunc()
@@ -161,7 +192,7 @@ func (p *Poller) renew(ctx context.Context, cancel context.CancelFunc, lease str
 		if (err != nil || !held) && ctx.Err() == nil {
 			p.cfg.Logger.Error("timed source lease lost; stopping the run", "lease", lease, "error", err)
 			cancel()
-			return
+			return false
 		}
 	}
 }

@@ -42,8 +42,13 @@ type PollRecord struct {
 // PollPage is one page of a poll, committed with the cursor it advances
 // to in one transaction: a failure on a later page cannot lose or repeat it.
 type PollPage struct {
-	// Source keys the state and the seen records: the poll source's name.
-	Source  string
+	// Source keys the state: the poll source's name, or the key a backfill
+	// keeps its own cursor under.
+	Source string
+	// SeenAs keys the seen records: the poll source's name, whichever
+	// state key the cursor is under, so a backfill and the scheduled poll
+	// share what they saw. Default: Source.
+	SeenAs  string
 	Now     time.Time
 	Records []PollRecord
 	// Cursor becomes the source's cursor when SetCursor is true.

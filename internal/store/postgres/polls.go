@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -74,6 +75,7 @@ func (s *Store) ListPollStates(ctx context.Context) ([]store.PollState, error) {
 // cannot both emit it.
 func (s *Store) CommitPollPage(ctx context.Context, p store.PollPage) ([]store.PollResult, error) {
 	out := make([]store.PollResult, len(p.Records))
+	seenAs := cmp.Or(p.SeenAs, p.Source)
 	created := false
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		for i, r := range p.Records {
@@ -81,13 +83,13 @@ func (s *Store) CommitPollPage(ctx context.Context, p store.PollPage) ([]store.P
 			// for a new one the events' unique key decides.
 			var before *string
 			err := tx.QueryRow(ctx, `SELECT version FROM poll_records WHERE source = $1 AND record_id = $2 FOR UPDATE`,
-				p.Source, r.RecordID).Scan(&before)
+				seenAs, r.RecordID).Scan(&before)
 			if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 				return fmt.Errorf("read seen record: %w", err)
 			}
 			if _, err := tx.Exec(ctx, `INSERT INTO poll_records (source, record_id, version, seen_at) VALUES ($1, $2, $3, $4)
 				ON CONFLICT (source, record_id) DO UPDATE SET version = excluded.version, seen_at = excluded.seen_at`,
-				p.Source, r.RecordID, r.Version, p.Now); err != nil {
+				seenAs, r.RecordID, r.Version, p.Now); err != nil {
 				return fmt.Errorf("remember record: %w", err)
 			}
 			if before != nil && *before == r.Version {

@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -75,6 +76,7 @@ func (s *Store) ListPollStates(ctx context.Context) ([]store.PollState, error) {
 // CommitPollPage stores a page and its cursor in one transaction.
 func (s *Store) CommitPollPage(ctx context.Context, p store.PollPage) ([]store.PollResult, error) {
 	out := make([]store.PollResult, len(p.Records))
+	seenAs := cmp.Or(p.SeenAs, p.Source)
 	now := micros(p.Now)
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		insEvent, err := s.stmt(ctx, tx, qInsEvent)
@@ -87,7 +89,7 @@ func (s *Store) CommitPollPage(ctx context.Context, p store.PollPage) ([]store.P
 		}
 		for i, r := range p.Records {
 			var seen string
-			err := tx.QueryRowContext(ctx, `SELECT version FROM poll_records WHERE source = ? AND record_id = ?`, p.Source, r.RecordID).Scan(&seen)
+			err := tx.QueryRowContext(ctx, `SELECT version FROM poll_records WHERE source = ? AND record_id = ?`, seenAs, r.RecordID).Scan(&seen)
 			switch {
 			case err == nil && seen == r.Version:
 				out[i] = store.PollResult{Outcome: store.PollUnchanged}
@@ -97,7 +99,7 @@ func (s *Store) CommitPollPage(ctx context.Context, p store.PollPage) ([]store.P
 			}
 			if _, err := tx.ExecContext(ctx, `INSERT INTO poll_records (source, record_id, version, seen_at) VALUES (?, ?, ?, ?)
 				ON CONFLICT (source, record_id) DO UPDATE SET version = excluded.version, seen_at = excluded.seen_at`,
-				p.Source, r.RecordID, r.Version, now); err != nil {
+				seenAs, r.RecordID, r.Version, now); err != nil {
 				return fmt.Errorf("remember record: %w", err)
 			}
 			e := r.Event

@@ -148,15 +148,16 @@ func runPolls(t *testing.T, open OpenFunc) {
 		// scheduled poll): one event, whichever wins.
 		var wg sync.WaitGroup
 		results := make([][]store.PollResult, 8)
+		errs := make([]error, len(results))
 		for i := range results {
 			wg.Go(func() {
-				res, err := s.CommitPollPage(ctx, store.PollPage{Source: "jobs", Now: t0, Records: []store.PollRecord{pollRecord("1", "v1", "jobs", "sync")}})
-				if err == nil {
-					results[i] = res
-				}
+				results[i], errs[i] = s.CommitPollPage(ctx, store.PollPage{Source: "jobs", Now: t0, Records: []store.PollRecord{pollRecord("1", "v1", "jobs", "sync")}})
 			})
 		}
 		wg.Wait()
+		for _, err := range errs {
+			require.NoError(t, err)
+		}
 		emitted := 0
 		for _, r := range results {
 			if len(r) == 1 && r[0].Outcome == store.PollEmitted {
