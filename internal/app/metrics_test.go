@@ -68,7 +68,9 @@ func TestMetricsScenario(t *testing.T) {
 			}
 		}
 		m, err := ts.tryScrape(t)
-		return err == nil && m[`switchboard_dead_runs{flow="deliver"}`] == 1 &&
+		// The sample must postdate the last run's end: the retried run
+		// may still be waiting in an earlier one.
+		return err == nil && m[`switchboard_dead_runs{flow="deliver"}`] == 1 && m[`switchboard_queue_depth{flow="deliver"}`] == 0 &&
 			m[`switchboard_runs_total{flow="deliver",state="succeeded"}`]+m[`switchboard_runs_total{flow="deliver",state="dead"}`] == 5
 	}, 20*time.Second, 20*time.Millisecond, "runs did not finish")
 

@@ -31,6 +31,7 @@ type Store interface {
 	GetPollState(ctx context.Context, source string) (store.PollState, bool, error)
 	CommitPollPage(ctx context.Context, p store.PollPage) ([]store.PollResult, error)
 	FinishPoll(ctx context.Context, p store.PollRun) error
+	SeenVersions(ctx context.Context, source string, ids []string) (map[string]string, error)
 	AcquireLease(ctx context.Context, p store.LeaseParams) (bool, error)
 	ReleaseLease(ctx context.Context, name, holder string) error
 }
@@ -253,10 +254,32 @@ func (r *pollRun) startCursor(ctx context.Context, override *string) error {
 // commit turns a page's items into records and commits them with the
 // cursor of the page's last item.
 func (r *pollRun) commit(ctx context.Context, pg *page) error {
+	// Identify every record first, and drop the versions seen before
+	// without building their events: a source that lists everything each
+	// run does no more than this read for what did not change. The commit
+	// checks again, in its transaction.
+	ids := make([]identity, len(pg.items))
+	keys := make([]string, len(pg.items))
+	for i, item := range pg.items {
+		id, err := r.identify(ctx, item)
+		if err != nil {
+			return fmt.Errorf("record %d: %w", i+1, err)
+		}
+		ids[i], keys[i] = id, id.id
+	}
+	seen, err := r.p.cfg.Store.SeenVersions(ctx, r.src.Name, keys)
+	if err != nil {
+		return err
+	}
 	records := make([]store.PollRecord, 0, len(pg.items))
 	built := make([]engine.Built, 0, len(pg.items))
+	unchanged := 0
 	for i, item := range pg.items {
-		rec, b, err := r.record(ctx, item)
+		if v, ok := seen[ids[i].id]; ok && v == ids[i].version {
+			unchanged++
+			continue
+		}
+		rec, b, err := r.record(ctx, item, ids[i])
 		if err != nil {
 			return fmt.Errorf("record %d: %w", i+1, err)
 		}
@@ -280,6 +303,7 @@ func (r *pollRun) commit(ctx context.Context, pg *page) error {
 		return err
 	}
 	var emitted []engine.Built
+	r.stats.Unchanged += unchanged
 	for i, x := range res {
 		switch x.Outcome {
 		case store.PollEmitted:
@@ -308,7 +332,7 @@ func (r *pollRun) commit(ctx context.Context, pg *page) error {
 		}
 	}
 	m.PollRecords(r.src.Name, metrics.PollEmitted, len(emitted))
-	m.PollRecords(r.src.Name, metrics.PollUnchanged, countOf(res, store.PollUnchanged))
+	m.PollRecords(r.src.Name, metrics.PollUnchanged, unchanged+countOf(res, store.PollUnchanged))
 	m.PollRecords(r.src.Name, metrics.PollKnown, countOf(res, store.PollKnown))
 	if r.pl.Backstop() && len(emitted) > 0 {
 		m.BackstopFound(r.target, len(emitted))
@@ -322,7 +346,7 @@ func (r *pollRun) commit(ctx context.Context, pg *page) error {
 		}
 	}
 	r.stats.Pages++
-	r.stats.Records += len(records)
+	r.stats.Records += len(pg.items)
 	return nil
 }
 
@@ -336,33 +360,42 @@ func countOf(res []store.PollResult, o store.PollOutcome) int {
 	return n
 }
 
-// record builds one polled item's record: its id, version, and the event
-// it becomes (keyed id@version, like the webhooks of a backed-up source).
-func (r *pollRun) record(ctx context.Context, item any) (store.PollRecord, engine.Built, error) {
-	var b engine.Built
+// identity is a polled record's id (as stored, and as given for its event
+// key, which must match its webhooks' keys) and version.
+type identity struct{ id, raw, version string }
+
+// identify evaluates a polled item's id and version. The id is stored as
+// StorableKey makes it, so the seen versions are read with the same text.
+func (r *pollRun) identify(ctx context.Context, item any) (identity, error) {
 	v, err := r.pl.ID.Eval(ctx, item)
 	if err != nil {
-		return store.PollRecord{}, b, err
+		return identity{}, err
 	}
 	id, err := flow.KeyText(r.pl.ID, v)
 	if err != nil {
-		return store.PollRecord{}, b, err
+		return identity{}, err
 	}
 	version, err := flow.RecordVersion(ctx, r.pl.Version, item)
 	if err != nil {
-		return store.PollRecord{}, b, err
+		return identity{}, err
 	}
+	return identity{id: flow.StorableKey(id), raw: id, version: version}, nil
+}
+
+// record builds one polled item's record: the event it becomes, keyed
+// id@version like the webhooks of a backed-up source.
+func (r *pollRun) record(ctx context.Context, item any, id identity) (store.PollRecord, engine.Built, error) {
 	payload, err := json.Marshal(item)
 	if err != nil {
-		return store.PollRecord{}, b, err
+		return store.PollRecord{}, engine.Built{}, err
 	}
 	// Built like a webhook's event: echoes of our own writes and
 	// conflicts are recognised the same way.
-	b, err = r.p.cfg.Engine.Build(ctx, engine.Event{Source: r.target, Key: flow.RecordKey(id, version), Payload: payload, Value: item})
+	b, err := r.p.cfg.Engine.Build(ctx, engine.Event{Source: r.target, Key: flow.RecordKey(id.raw, id.version), Payload: payload, Value: item})
 	if err != nil {
 		return store.PollRecord{}, b, err
 	}
-	return store.PollRecord{RecordID: flow.StorableKey(id), Version: version, Event: b.Event}, b, nil
+	return store.PollRecord{RecordID: id.id, Version: id.version, Event: b.Event}, b, nil
 }
 
 // Tick emits one timer event of a schedule source, keyed by its scheduled

@@ -395,6 +395,10 @@ type Store interface {
 	CommitPollPage(ctx context.Context, p PollPage) ([]PollResult, error)
 	// FinishPoll records a run's end and when the source is due next.
 	FinishPoll(ctx context.Context, p PollRun) error
+	// SeenVersions returns the last version seen of each of the records
+	// ids of a poll source (absent: never seen), so a page's unchanged
+	// records are dropped before any work is done for them.
+	SeenVersions(ctx context.Context, source string, ids []string) (map[string]string, error)
 	// SaveFingerprint upserts a write's fingerprint by ID. Delivery saves
 	// it before the outbound call, so an echo that arrives while the call
 	// is still in flight is recognised.

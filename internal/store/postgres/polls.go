@@ -157,3 +157,24 @@ func (s *Store) FinishPoll(ctx context.Context, p store.PollRun) error {
 	}
 	return nil
 }
+
+// SeenVersions reads the seen versions of ids.
+func (s *Store) SeenVersions(ctx context.Context, source string, ids []string) (map[string]string, error) {
+	out := make(map[string]string, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	rows, err := s.pool.Query(ctx, `SELECT record_id, version FROM poll_records WHERE source = $1 AND record_id = ANY($2)`, source, ids)
+	if err != nil {
+		return nil, fmt.Errorf("seen versions of %s: %w", source, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, version string
+		if err := rows.Scan(&id, &version); err != nil {
+			return nil, fmt.Errorf("seen versions of %s: %w", source, err)
+		}
+		out[id] = version
+	}
+	return out, rows.Err()
+}

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -160,4 +161,30 @@ func (s *Store) FinishPoll(ctx context.Context, p store.PollRun) error {
 		return fmt.Errorf("finish poll %s: %w", p.Source, err)
 	}
 	return nil
+}
+
+// SeenVersions reads the seen versions of ids.
+func (s *Store) SeenVersions(ctx context.Context, source string, ids []string) (map[string]string, error) {
+	out := make(map[string]string, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	list, err := json.Marshal(ids)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT record_id, version FROM poll_records
+		WHERE source = ? AND record_id IN (SELECT value FROM json_each(?))`, source, string(list))
+	if err != nil {
+		return nil, fmt.Errorf("seen versions of %s: %w", source, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, version string
+		if err := rows.Scan(&id, &version); err != nil {
+			return nil, fmt.Errorf("seen versions of %s: %w", source, err)
+		}
+		out[id] = version
+	}
+	return out, rows.Err()
 }

@@ -97,6 +97,13 @@ func runPolls(t *testing.T, open OpenFunc) {
 		require.NoError(t, err)
 		require.Len(t, runs, 4, "one run per emitted record version")
 
+		seen, err := s.SeenVersions(ctx, "jobs", []string{"1", "2", "3", "7"})
+		require.NoError(t, err)
+		require.Equal(t, map[string]string{"1": "v2", "2": "v1", "3": "v1"}, seen)
+		none, err := s.SeenVersions(ctx, "other", []string{"1"})
+		require.NoError(t, err)
+		require.Empty(t, none)
+
 		// A polled record may be the echo of our own write: its lineage is
 		// stored with it, as a webhook's is.
 		echo := pollRecord("4", "v1", "jobs")
