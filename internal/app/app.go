@@ -270,8 +270,8 @@ func newTracer(ctx context.Context, t *config.Tracing, node string, logger *slog
 // Serve runs the node on ln until ctx ends, then shuts down in order: stop
 // accepting webhooks (503), finish in-flight requests, commit queued events,
 // let in-flight runs finish their step, close the store.
-func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	defer s.Close()
+func (s *Server) Serve(ctx context.Context, ln net.Listener) (err error) {
+	defer func() { err = errors.Join(err, s.Close()) }()
 	srv := &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute}
 
 	engineCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
@@ -317,7 +317,6 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
-	var err error
 	select {
 	case <-ctx.Done():
 	case err = <-serveErr:

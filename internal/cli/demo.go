@@ -5,6 +5,7 @@ import (
 	"context"
 	_ "embed"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -112,8 +113,7 @@ func runDemo(ctx context.Context, e env, args []string) error {
 	for _, lead := range demoLeads {
 		if err := out.post(ctx, base+"/hooks/web_form", hmac, lead.note, lead.body); err != nil {
 			stop()
-			<-serveErr
-			return err
+			return errors.Join(err, <-serveErr)
 		}
 		time.Sleep(150 * time.Millisecond)
 	}

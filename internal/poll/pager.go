@@ -144,7 +144,7 @@ func nextRequest(ctx context.Context, l *flow.Listing, prev request, pg *page, c
 		}
 		u, err := url.Parse(next)
 		if err != nil {
-			return request{}, false, fmt.Errorf("Link header: %w", err)
+			return request{}, false, fmt.Errorf("link header: %w", err)
 		}
 		if pg.url != nil {
 			u = pg.url.ResolveReference(u)

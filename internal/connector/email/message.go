@@ -186,9 +186,10 @@ func messageID(idempotencyKey string, from *mail.Address) string {
 		domain = from.Address[at+1:]
 	}
 	local := idempotencyKey
-	if len(local) > 64 || strings.ContainsFunc(local, func(r rune) bool {
-		return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || strings.ContainsRune("!#$%&'*+-/=?^_`{|}~", r))
-	}) {
+	atext := func(r rune) bool {
+		return 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || strings.ContainsRune("!#$%&'*+-/=?^_`{|}~", r)
+	}
+	if len(local) > 64 || strings.ContainsFunc(local, func(r rune) bool { return !atext(r) }) {
 		sum := sha256.Sum256([]byte(idempotencyKey))
 		local = "sb-" + hex.EncodeToString(sum[:16])
 	}
