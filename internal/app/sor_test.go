@@ -296,7 +296,7 @@ func TestEchoSuppression(t *testing.T) {
 			l, err := b.ts.Server.Store.GetLineage(t.Context(), ev.ID)
 			require.NoError(t, err)
 			require.Equal(t, store.EventEcho, l.Outcome)
-			require.Equal(t, 1, l.Hop, "a person's change starts a new chain")
+			require.Equal(t, 1, l.Hop, "an echo continues the chain of the write it answers: here always the first write (hop 1) after a person's change (hop 0)")
 			runs, err := b.ts.Server.Store.ListRuns(t.Context(), store.ListRunsParams{EventID: ev.ID})
 			require.NoError(t, err)
 			require.Empty(t, runs)
