@@ -14,7 +14,7 @@ import (
 // Fingerprints are the store methods echo suppression needs.
 type Fingerprints interface {
 	FindFingerprints(ctx context.Context, p store.FindFingerprintsParams) ([]store.Fingerprint, error)
-	MarkEcho(ctx context.Context, id, echoHash string) error
+	MarkEcho(ctx context.Context, p store.MarkEchoParams) error
 	ForgetFingerprints(ctx context.Context, p store.ForgetFingerprintsParams) (int, error)
 }
 
@@ -53,6 +53,10 @@ func (e *Engine) lineage(ctx context.Context, src *flow.Source, ev Event, now ti
 		return store.Lineage{}, nil, nil
 	}
 	id := recordID(idv)
+	if id == "" {
+		// "" is how a fingerprint says "record not known yet".
+		return store.Lineage{}, nil, nil
+	}
 	record := ev.Value
 	if o.Record != nil {
 		if record, err = o.Record.Eval(ctx, ev.Value); err != nil {
@@ -79,7 +83,7 @@ func (e *Engine) lineage(ctx context.Context, src *flow.Source, ev Event, now ti
 		}
 		switch fp.EchoHash {
 		case "":
-			if err := e.cfg.Fingerprints.MarkEcho(ctx, fp.ID, whole); err != nil {
+			if err := e.cfg.Fingerprints.MarkEcho(ctx, store.MarkEchoParams{ID: fp.ID, RecordID: id, EchoHash: whole}); err != nil {
 				return store.Lineage{}, nil, fmt.Errorf("mark echo: %w", err)
 			}
 		case whole:

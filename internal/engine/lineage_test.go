@@ -60,9 +60,16 @@ func setupLineage(t *testing.T) *lineageBundle {
 // wrote records a write of job 7 to the CRM, as delivery would.
 func (b *lineageBundle) wrote(t *testing.T, key string, fields map[string]any) {
 	t.Helper()
+	b.wroteRecord(t, key, "7", fields)
+}
+
+// wroteRecord records a write of a job to the CRM ("" for a create whose
+// answer named no record).
+func (b *lineageBundle) wroteRecord(t *testing.T, key, record string, fields map[string]any) {
+	t.Helper()
 	fp := echo.Of(fields)
 	require.NoError(t, b.st.SaveFingerprint(t.Context(), store.Fingerprint{
-		ID: key, System: "crm", Entity: "job", RecordID: "7", Fields: fp.Fields, Hash: fp.Hash,
+		ID: key, System: "crm", Entity: "job", RecordID: record, Fields: fp.Fields, Hash: fp.Hash,
 		RunID: "run_" + key, Hop: 1, Chain: "sched_changed → crm job 7", CreatedAt: b.now,
 	}))
 }
@@ -111,6 +118,17 @@ func TestLineage(t *testing.T) {
 		acc, l = b.event(t, "e2", `{"id": 7, "job": {"status": "done"}}`)
 		require.Equal(t, store.EventProcessed, acc.Outcome, "the fingerprint was forgotten: a person set it back")
 		require.True(t, l.IsZero())
+	})
+
+	t.Run("a create's echo makes its fingerprint the record's", func(t *testing.T) {
+		t.Parallel()
+		b := setupLineage(t)
+		b.wroteRecord(t, "w1", "", map[string]any{"status": "done"})
+		acc, _ := b.event(t, "e1", `{"id": "J-1", "job": {"status": "done"}}`)
+		require.Equal(t, store.EventEcho, acc.Outcome, "matched by its fields alone")
+		acc, _ = b.event(t, "e2", `{"id": "J-99", "job": {"status": "done"}}`)
+		require.Equal(t, store.EventProcessed, acc.Outcome, "a person's change to another record with the same values")
+		require.Equal(t, 1, acc.Runs)
 	})
 
 	t.Run("outside the window or another record", func(t *testing.T) {

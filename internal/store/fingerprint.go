@@ -64,8 +64,22 @@ type FindFingerprintsParams struct {
 	System, Entity, RecordID string
 	// Since excludes fingerprints written before it (the echo window).
 	Since time.Time
-	// Limit bounds the rows returned; default 100.
+	// Limit bounds the rows returned of each kind: the record's own, and
+	// those whose record id is not known; default 100.
 	Limit int
+}
+
+// MarkEchoParams record that an inbound event was the echo of a write.
+type MarkEchoParams struct {
+	// ID is the fingerprint's.
+	ID string
+	// RecordID is the echo's record: a fingerprint whose record id was
+	// not known (a create whose answer did not name the record) takes it,
+	// and from then on matches that record only, not any record with the
+	// same values.
+	RecordID string
+	// EchoHash is the hash of the whole record as the echo showed it.
+	EchoHash string
 }
 
 // ForgetFingerprintsParams drop the fingerprints of one record written

@@ -57,12 +57,23 @@ func (s *Store) SaveFingerprint(ctx context.Context, f store.Fingerprint) error 
 	return nil
 }
 
-// FindFingerprints reads the record's recent fingerprints through
-// fingerprints_record.
+// FindFingerprints reads the record's recent fingerprints and those of
+// unknown records through fingerprints_record, each kind with its own
+// LIMIT: one LIMIT over both would let many writes of unknown records (a
+// burst of creates) push the record's own fingerprint out of the answer.
 func (s *Store) FindFingerprints(ctx context.Context, p store.FindFingerprintsParams) ([]store.Fingerprint, error) {
-	rows, err := s.pool.Query(ctx, `SELECT id, system, entity, record_id, fields, hash, run_id, hop, chain, echo_hash, created_at
-		FROM fingerprints WHERE system = $1 AND entity = $2 AND record_id IN ($3, '') AND created_at >= $4
-		ORDER BY created_at DESC, id DESC LIMIT $5`, p.System, p.Entity, p.RecordID, p.Since, limit(p.Limit))
+	n, unknown := limit(p.Limit), limit(p.Limit)
+	if p.RecordID == "" {
+		unknown = 0 // the first kind is that one already
+	}
+	rows, err := s.pool.Query(ctx, `(SELECT id, system, entity, record_id, fields, hash, run_id, hop, chain, echo_hash, created_at
+		FROM fingerprints WHERE system = $1 AND entity = $2 AND record_id = $3 AND created_at >= $4
+		ORDER BY created_at DESC, id DESC LIMIT $5)
+		UNION ALL
+		(SELECT id, system, entity, record_id, fields, hash, run_id, hop, chain, echo_hash, created_at
+		FROM fingerprints WHERE system = $1 AND entity = $2 AND record_id = '' AND created_at >= $4
+		ORDER BY created_at DESC, id DESC LIMIT $6)
+		ORDER BY created_at DESC, id DESC`, p.System, p.Entity, p.RecordID, p.Since, n, unknown)
 	if err != nil {
 		return nil, fmt.Errorf("find fingerprints: %w", err)
 	}
@@ -80,12 +91,20 @@ func (s *Store) FindFingerprints(ctx context.Context, p store.FindFingerprintsPa
 	})
 }
 
-// MarkEcho records the first echo's whole-record hash.
-func (s *Store) MarkEcho(ctx context.Context, id, echoHash string) error {
-	if _, err := s.pool.Exec(ctx, `UPDATE fingerprints SET echo_hash = $1 WHERE id = $2 AND echo_hash = ''`, echoHash, id); err != nil {
+// MarkEcho records the first echo's whole-record hash, and gives a
+// fingerprint of an unknown record the echo's record id.
+func (s *Store) MarkEcho(ctx context.Context, p store.MarkEchoParams) error {
+	if _, err := s.pool.Exec(ctx, `UPDATE fingerprints SET echo_hash = CASE WHEN echo_hash = '' THEN $1 ELSE echo_hash END,
+		record_id = CASE WHEN record_id = '' THEN $2 ELSE record_id END WHERE id = $3`, p.EchoHash, p.RecordID, p.ID); err != nil {
 		return fmt.Errorf("mark echo: %w", err)
 	}
 	return nil
+}
+
+// queueDropFingerprint adds the deletion of a refused write's fingerprint
+// to a finish batch (see store.FinishParams.DropFingerprint).
+func queueDropFingerprint(b *pgx.Batch, id string) {
+	b.Queue(`DELETE FROM fingerprints WHERE id = $1`, id)
 }
 
 // ForgetFingerprints deletes a record's fingerprints written before p.Before.

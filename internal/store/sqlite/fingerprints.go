@@ -47,12 +47,20 @@ func (s *Store) SaveFingerprint(ctx context.Context, f store.Fingerprint) error 
 	return upsertFingerprint(ctx, s.w, f)
 }
 
-// FindFingerprints reads the record's recent fingerprints through
-// fingerprints_record: one range for the record, one for unknown ids.
+// FindFingerprints reads the record's recent fingerprints and those of
+// unknown records through fingerprints_record, each kind with its own
+// LIMIT: one LIMIT over both would let many writes of unknown records (a
+// burst of creates) push the record's own fingerprint out of the answer.
 func (s *Store) FindFingerprints(ctx context.Context, p store.FindFingerprintsParams) ([]store.Fingerprint, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT id, system, entity, record_id, fields, hash, run_id, hop, chain, echo_hash, created_at
-		FROM fingerprints WHERE system = ? AND entity = ? AND record_id IN (?, '') AND created_at >= ?
-		ORDER BY created_at DESC, id DESC LIMIT ?`, p.System, p.Entity, p.RecordID, micros(p.Since), limit(p.Limit))
+	const cols = `id, system, entity, record_id, fields, hash, run_id, hop, chain, echo_hash, created_at`
+	const kind = `SELECT * FROM (SELECT ` + cols + ` FROM fingerprints WHERE system = ? AND entity = ? AND record_id = ? AND created_at >= ?
+		ORDER BY created_at DESC, id DESC LIMIT ?)`
+	n, unknown := limit(p.Limit), limit(p.Limit)
+	if p.RecordID == "" {
+		unknown = 0 // the first kind is that one already
+	}
+	rows, err := s.r.QueryContext(ctx, kind+` UNION ALL `+kind+` ORDER BY created_at DESC, id DESC`,
+		p.System, p.Entity, p.RecordID, micros(p.Since), n, p.System, p.Entity, "", micros(p.Since), unknown)
 	if err != nil {
 		return nil, fmt.Errorf("find fingerprints: %w", err)
 	}
@@ -74,10 +82,21 @@ func (s *Store) FindFingerprints(ctx context.Context, p store.FindFingerprintsPa
 	return out, rows.Err()
 }
 
-// MarkEcho records the first echo's whole-record hash.
-func (s *Store) MarkEcho(ctx context.Context, id, echoHash string) error {
-	if _, err := s.w.ExecContext(ctx, `UPDATE fingerprints SET echo_hash = ? WHERE id = ? AND echo_hash = ''`, echoHash, id); err != nil {
+// MarkEcho records the first echo's whole-record hash, and gives a
+// fingerprint of an unknown record the echo's record id.
+func (s *Store) MarkEcho(ctx context.Context, p store.MarkEchoParams) error {
+	if _, err := s.w.ExecContext(ctx, `UPDATE fingerprints SET echo_hash = CASE WHEN echo_hash = '' THEN ? ELSE echo_hash END,
+		record_id = CASE WHEN record_id = '' THEN ? ELSE record_id END WHERE id = ?`, p.EchoHash, p.RecordID, p.ID); err != nil {
 		return fmt.Errorf("mark echo: %w", err)
+	}
+	return nil
+}
+
+// dropFingerprint deletes a refused write's fingerprint (see
+// store.FinishParams.DropFingerprint).
+func dropFingerprint(ctx context.Context, db execer, id string) error {
+	if _, err := db.ExecContext(ctx, `DELETE FROM fingerprints WHERE id = ?`, id); err != nil {
+		return fmt.Errorf("drop fingerprint: %w", err)
 	}
 	return nil
 }
