@@ -27,9 +27,14 @@ entities:
   job: { owner: sched, mirrors: [crm] }
 sources:
   crm_changed: { webhook: {}, system: crm, entity: job, record_id: .id, record: .job }
+  # the CRM's jobs as a poll shows them: the whole item is the record
+  crm_polled: { webhook: {}, system: crm, entity: job, record_id: .id }
 flows:
   notify:
     on: crm_changed
+    steps: [{ id: a, do: sched.request, with: { path: '"/x"' } }]
+  notify_polled:
+    on: crm_polled
     steps: [{ id: a, do: sched.request, with: { path: '"/x"' } }]
 `
 
@@ -77,10 +82,16 @@ func (b *lineageBundle) wroteRecord(t *testing.T, key, record string, fields map
 // event sends a crm_changed event about job 7 and returns its lineage.
 func (b *lineageBundle) event(t *testing.T, key, payload string) (engine.Accepted, store.Lineage) {
 	t.Helper()
+	return b.eventOf(t, "crm_changed", key, payload)
+}
+
+// eventOf sends an event of source and returns its lineage.
+func (b *lineageBundle) eventOf(t *testing.T, source, key, payload string) (engine.Accepted, store.Lineage) {
+	t.Helper()
 	b.now = b.now.Add(time.Second)
 	v, err := transform.Decode([]byte(payload))
 	require.NoError(t, err)
-	acc, err := b.eng.Accept(t.Context(), engine.Event{Source: "crm_changed", Key: key, Payload: []byte(payload), Value: v})
+	acc, err := b.eng.Accept(t.Context(), engine.Event{Source: source, Key: key, Payload: []byte(payload), Value: v})
 	require.NoError(t, err)
 	l, err := b.st.GetLineage(t.Context(), acc.EventID)
 	require.NoError(t, err)
@@ -105,7 +116,33 @@ func TestLineage(t *testing.T) {
 		acc, l = b.event(t, "e3", `{"id": 7, "job": {"status": "done", "title": "Boiler repair"}}`)
 		require.Equal(t, store.EventProcessed, acc.Outcome, "a person changed the title: not our echo")
 		require.Equal(t, 1, acc.Runs)
-		require.True(t, l.IsZero(), "a new chain")
+		require.Equal(t, store.Lineage{Hop: 1, Chain: "sched_changed → crm job 7 → crm_changed", ParentRun: "run_w1"}, l,
+			"it may as well be a second webhook about our write (a bumped updated_at): it stays in the write's chain, so max_hops still stops a loop")
+	})
+
+	t.Run("each source has its own first echo", func(t *testing.T) {
+		t.Parallel()
+		b := setupLineage(t)
+		b.wrote(t, "w1", map[string]any{"status": "done"})
+		acc, _ := b.event(t, "e1", `{"id": 7, "job": {"status": "done", "title": "Boiler"}}`)
+		require.Equal(t, store.EventEcho, acc.Outcome)
+		// The poll of the same system shows the record in another shape.
+		acc, _ = b.eventOf(t, "crm_polled", "p1", `{"id": 7, "status": "done", "title": "Boiler", "updated_at": "2026-11-29T12:00:01Z"}`)
+		require.Equal(t, store.EventEcho, acc.Outcome, "the webhook's echo does not make the poll's look like a person's change")
+		acc, _ = b.event(t, "e2", `{"id": 7, "job": {"status": "done", "title": "Boiler"}}`)
+		require.Equal(t, store.EventEcho, acc.Outcome, "nor the other way round")
+	})
+
+	t.Run("a duplicate does not mark the first echo", func(t *testing.T) {
+		t.Parallel()
+		b := setupLineage(t)
+		acc, _ := b.event(t, "e0", `{"id": 7, "job": {"status": "done", "title": "Old"}}`)
+		require.Equal(t, 1, acc.Runs)
+		b.wrote(t, "w1", map[string]any{"status": "done"})
+		acc, _ = b.event(t, "e0", `{"id": 7, "job": {"status": "done", "title": "Old"}}`)
+		require.True(t, acc.Duplicate, "a redelivery of an event from before our write")
+		acc, _ = b.event(t, "e1", `{"id": 7, "job": {"status": "done", "title": "New"}}`)
+		require.Equal(t, store.EventEcho, acc.Outcome, "the real first echo")
 	})
 
 	t.Run("a changed written field counts as a hop; setting it back is not an echo", func(t *testing.T) {

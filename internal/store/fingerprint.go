@@ -52,9 +52,11 @@ type Fingerprint struct {
 	Hop   int
 	Chain string
 	// EchoHash is the hash of the whole record as the write's first echo
-	// showed it ("" until an echo came): a later event that matches the
-	// written fields but differs elsewhere is a person's change.
-	// SaveFingerprint never changes it; MarkEcho sets it.
+	// from FindFingerprintsParams.Source showed it ("" until such an echo
+	// came): a later event of that source that matches the written fields
+	// but differs elsewhere is a person's change. It is kept per source
+	// because a poll and a webhook show the same record in different
+	// shapes. SaveFingerprint never changes it; MarkEcho sets it.
 	EchoHash  string
 	CreatedAt time.Time
 }
@@ -62,6 +64,8 @@ type Fingerprint struct {
 // FindFingerprintsParams select the recent fingerprints of one record.
 type FindFingerprintsParams struct {
 	System, Entity, RecordID string
+	// Source is the source asking: the fingerprints' EchoHash is its own.
+	Source string
 	// Since excludes fingerprints written before it (the echo window).
 	Since time.Time
 	// Limit bounds the rows returned of each kind: the record's own, and
@@ -73,6 +77,8 @@ type FindFingerprintsParams struct {
 type MarkEchoParams struct {
 	// ID is the fingerprint's.
 	ID string
+	// Source is the echo's source: each source records its own EchoHash.
+	Source string
 	// RecordID is the echo's record: a fingerprint whose record id was
 	// not known (a create whose answer did not name the record) takes it,
 	// and from then on matches that record only, not any record with the

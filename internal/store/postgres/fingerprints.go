@@ -66,14 +66,13 @@ func (s *Store) FindFingerprints(ctx context.Context, p store.FindFingerprintsPa
 	if p.RecordID == "" {
 		unknown = 0 // the first kind is that one already
 	}
-	rows, err := s.pool.Query(ctx, `(SELECT id, system, entity, record_id, fields, hash, run_id, hop, chain, echo_hash, created_at
-		FROM fingerprints WHERE system = $1 AND entity = $2 AND record_id = $3 AND created_at >= $4
-		ORDER BY created_at DESC, id DESC LIMIT $5)
-		UNION ALL
-		(SELECT id, system, entity, record_id, fields, hash, run_id, hop, chain, echo_hash, created_at
-		FROM fingerprints WHERE system = $1 AND entity = $2 AND record_id = '' AND created_at >= $4
-		ORDER BY created_at DESC, id DESC LIMIT $6)
-		ORDER BY created_at DESC, id DESC`, p.System, p.Entity, p.RecordID, p.Since, n, unknown)
+	const kind = `(SELECT f.id, f.system, f.entity, f.record_id, f.fields, f.hash, f.run_id, f.hop, f.chain,
+		coalesce(e.echo_hash, '') AS echo_hash, f.created_at FROM fingerprints f
+		LEFT JOIN fingerprint_echoes e ON e.fingerprint_id = f.id AND e.source = $7
+		WHERE f.system = $1 AND f.entity = $2 AND f.record_id = %s AND f.created_at >= $4
+		ORDER BY f.created_at DESC, f.id DESC LIMIT %s)`
+	rows, err := s.pool.Query(ctx, fmt.Sprintf(kind, "$3", "$5")+` UNION ALL `+fmt.Sprintf(kind, "''", "$6")+` ORDER BY created_at DESC, id DESC`,
+		p.System, p.Entity, p.RecordID, p.Since, n, unknown, p.Source)
 	if err != nil {
 		return nil, fmt.Errorf("find fingerprints: %w", err)
 	}
@@ -91,11 +90,19 @@ func (s *Store) FindFingerprints(ctx context.Context, p store.FindFingerprintsPa
 	})
 }
 
-// MarkEcho records the first echo's whole-record hash, and gives a
-// fingerprint of an unknown record the echo's record id.
+// MarkEcho records the first echo's whole-record hash for its source, and
+// gives a fingerprint of an unknown record the echo's record id. A
+// fingerprint deleted meanwhile (forgotten, pruned) is left alone.
 func (s *Store) MarkEcho(ctx context.Context, p store.MarkEchoParams) error {
-	if _, err := s.pool.Exec(ctx, `UPDATE fingerprints SET echo_hash = CASE WHEN echo_hash = '' THEN $1 ELSE echo_hash END,
-		record_id = CASE WHEN record_id = '' THEN $2 ELSE record_id END WHERE id = $3`, p.EchoHash, p.RecordID, p.ID); err != nil {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO fingerprint_echoes (fingerprint_id, source, echo_hash)
+			SELECT id, $1, $2 FROM fingerprints WHERE id = $3 ON CONFLICT DO NOTHING`, p.Source, p.EchoHash, p.ID); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `UPDATE fingerprints SET record_id = $1 WHERE id = $2 AND record_id = ''`, p.RecordID, p.ID)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("mark echo: %w", err)
 	}
 	return nil

@@ -52,15 +52,17 @@ func (s *Store) SaveFingerprint(ctx context.Context, f store.Fingerprint) error 
 // LIMIT: one LIMIT over both would let many writes of unknown records (a
 // burst of creates) push the record's own fingerprint out of the answer.
 func (s *Store) FindFingerprints(ctx context.Context, p store.FindFingerprintsParams) ([]store.Fingerprint, error) {
-	const cols = `id, system, entity, record_id, fields, hash, run_id, hop, chain, echo_hash, created_at`
-	const kind = `SELECT * FROM (SELECT ` + cols + ` FROM fingerprints WHERE system = ? AND entity = ? AND record_id = ? AND created_at >= ?
-		ORDER BY created_at DESC, id DESC LIMIT ?)`
+	const kind = `SELECT * FROM (SELECT f.id, f.system, f.entity, f.record_id, f.fields, f.hash, f.run_id, f.hop, f.chain,
+		coalesce(e.echo_hash, ''), f.created_at FROM fingerprints f
+		LEFT JOIN fingerprint_echoes e ON e.fingerprint_id = f.id AND e.source = ?
+		WHERE f.system = ? AND f.entity = ? AND f.record_id = ? AND f.created_at >= ?
+		ORDER BY f.created_at DESC, f.id DESC LIMIT ?)`
 	n, unknown := limit(p.Limit), limit(p.Limit)
 	if p.RecordID == "" {
 		unknown = 0 // the first kind is that one already
 	}
-	rows, err := s.r.QueryContext(ctx, kind+` UNION ALL `+kind+` ORDER BY created_at DESC, id DESC`,
-		p.System, p.Entity, p.RecordID, micros(p.Since), n, p.System, p.Entity, "", micros(p.Since), unknown)
+	rows, err := s.r.QueryContext(ctx, kind+` UNION ALL `+kind+` ORDER BY 11 DESC, 1 DESC`,
+		p.Source, p.System, p.Entity, p.RecordID, micros(p.Since), n, p.Source, p.System, p.Entity, "", micros(p.Since), unknown)
 	if err != nil {
 		return nil, fmt.Errorf("find fingerprints: %w", err)
 	}
@@ -82,14 +84,20 @@ func (s *Store) FindFingerprints(ctx context.Context, p store.FindFingerprintsPa
 	return out, rows.Err()
 }
 
-// MarkEcho records the first echo's whole-record hash, and gives a
-// fingerprint of an unknown record the echo's record id.
+// MarkEcho records the first echo's whole-record hash for its source, and
+// gives a fingerprint of an unknown record the echo's record id. A
+// fingerprint deleted meanwhile (forgotten, pruned) is left alone.
 func (s *Store) MarkEcho(ctx context.Context, p store.MarkEchoParams) error {
-	if _, err := s.w.ExecContext(ctx, `UPDATE fingerprints SET echo_hash = CASE WHEN echo_hash = '' THEN ? ELSE echo_hash END,
-		record_id = CASE WHEN record_id = '' THEN ? ELSE record_id END WHERE id = ?`, p.EchoHash, p.RecordID, p.ID); err != nil {
-		return fmt.Errorf("mark echo: %w", err)
-	}
-	return nil
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO fingerprint_echoes (fingerprint_id, source, echo_hash)
+			SELECT id, ?, ? FROM fingerprints WHERE id = ? ON CONFLICT DO NOTHING`, p.Source, p.EchoHash, p.ID); err != nil {
+			return fmt.Errorf("mark echo: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE fingerprints SET record_id = ? WHERE id = ? AND record_id = ''`, p.RecordID, p.ID); err != nil {
+			return fmt.Errorf("mark echo: %w", err)
+		}
+		return nil
+	})
 }
 
 // dropFingerprint deletes a refused write's fingerprint (see

@@ -49,10 +49,20 @@ func runOwnership(t *testing.T, setup func(t *testing.T) bundle) {
 		require.Equal(t, []store.Fingerprint{done}, find(t, b, "44", t0))
 
 		// The first echo's record is kept; a retry's upsert leaves it.
-		require.NoError(t, b.s.MarkEcho(b.ctx, store.MarkEchoParams{ID: "k2", RecordID: "42", EchoHash: "whole-1"}))
-		require.NoError(t, b.s.MarkEcho(b.ctx, store.MarkEchoParams{ID: "k2", RecordID: "42", EchoHash: "whole-2"}))
+		require.NoError(t, b.s.MarkEcho(b.ctx, store.MarkEchoParams{ID: "k2", Source: "hook", RecordID: "42", EchoHash: "whole-1"}))
+		require.NoError(t, b.s.MarkEcho(b.ctx, store.MarkEchoParams{ID: "k2", Source: "hook", RecordID: "42", EchoHash: "whole-2"}))
+		require.NoError(t, b.s.MarkEcho(b.ctx, store.MarkEchoParams{ID: "k2", Source: "poll", RecordID: "42", EchoHash: "whole-p"}))
 		require.NoError(t, b.s.SaveFingerprint(b.ctx, fp("k2", "42", "h2", t0.Add(time.Minute))))
-		require.Equal(t, "whole-1", find(t, b, "42", t0)[0].EchoHash, "only the first echo counts, and saving again keeps it")
+		echoOf := func(source string) string {
+			got, err := b.s.FindFingerprints(b.ctx, store.FindFingerprintsParams{System: "crm", Entity: "customer", RecordID: "42", Source: source, Since: t0})
+			require.NoError(t, err)
+			return got[0].EchoHash
+		}
+		require.Equal(t, "whole-1", echoOf("hook"), "only the first echo counts, and saving again keeps it")
+		require.Equal(t, "whole-p", echoOf("poll"), "each source has its own first echo")
+		require.Empty(t, echoOf("other"))
+		require.NoError(t, b.s.MarkEcho(b.ctx, store.MarkEchoParams{ID: "gone", Source: "hook", RecordID: "42", EchoHash: "x"}),
+			"a fingerprint forgotten meanwhile is no error")
 
 		n, err := b.s.ForgetFingerprints(b.ctx, store.ForgetFingerprintsParams{System: "crm", Entity: "customer", RecordID: "42", Before: t0.Add(90 * time.Second)})
 		require.NoError(t, err)
