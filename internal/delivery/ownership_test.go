@@ -9,6 +9,7 @@ import (
 
 	"github.com/switchboard-dev/switchboard/internal/connector"
 	"github.com/switchboard-dev/switchboard/internal/echo"
+	"github.com/switchboard-dev/switchboard/internal/flow"
 	"github.com/switchboard-dev/switchboard/internal/store"
 )
 
@@ -113,4 +114,18 @@ func TestRefusedWriteLeavesNoFingerprint(t *testing.T) {
 			require.Len(t, b.fingerprints(t, "J-99"), tc.kept, "a fingerprint of an unknown record matches J-99 by its fields")
 		})
 	}
+}
+
+// TestFingerprintRecordIDStorable: a record id PostgreSQL's text refuses
+// (a NUL) is stored as the engine looks it up: hashed like an event key.
+func TestFingerprintRecordIDStorable(t *testing.T) {
+	t.Parallel()
+	b := setup(t, writesJob)
+	b.sys["first"].do = ok(map[string]any{"id": "J\x00-1"})
+	b.insert(t, "k1", `{"id": "evt-1", "status": "done"}`)
+	b.runUntil(t, allFinished)
+	fps := b.fingerprints(t, flow.StorableKey("J\x00-1"))
+	require.Len(t, fps, 1)
+	require.Equal(t, flow.StorableKey("J\x00-1"), fps[0].RecordID)
+	require.NotContains(t, fps[0].Chain, "\x00")
 }

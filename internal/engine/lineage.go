@@ -132,17 +132,19 @@ func (e *Engine) lineage(ctx context.Context, src *flow.Source, ev Event, now ti
 }
 
 // recordID renders a record id the way fingerprints store it: strings as
-// they are, numbers and others as JSON (42, not 42.0). delivery renders
-// the ids it writes the same way.
+// they are, numbers and others as JSON (42, not 42.0), made storable as
+// event keys are (flow.StorableKey: a NUL, which PostgreSQL refuses in
+// text, or a very long id is hashed). delivery renders the ids it writes
+// the same way.
 func recordID(v any) string {
 	if s, ok := v.(string); ok {
-		return s
+		return flow.StorableKey(s)
 	}
 	b, err := json.Marshal(v)
 	if err != nil {
-		return fmt.Sprint(v)
+		return flow.StorableKey(fmt.Sprint(v))
 	}
-	return string(b)
+	return flow.StorableKey(string(b))
 }
 
 // conflicts replaces the runs of flows that would write a mirror's change

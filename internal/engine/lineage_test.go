@@ -2,7 +2,9 @@ package engine_test
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -54,7 +56,7 @@ func setupLineage(t *testing.T) *lineageBundle {
 	require.NoError(t, err)
 	t.Cleanup(func() { st.Close() })
 	b := &lineageBundle{st: st, now: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)}
-	b.eng = engine.New(engine.Config{Store: st, Plan: plan, Fingerprints: st, NowFunc: func() time.Time { return b.now }})
+	b.eng = engine.New(engine.Config{Store: st, Plan: plan, Fingerprints: textOnly{st}, NowFunc: func() time.Time { return b.now }})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = b.eng.Run(ctx); close(done) }()
@@ -96,6 +98,17 @@ func (b *lineageBundle) eventOf(t *testing.T, source, key, payload string) (engi
 	l, err := b.st.GetLineage(t.Context(), acc.EventID)
 	require.NoError(t, err)
 	return acc, l
+}
+
+// textOnly refuses a record id PostgreSQL's text type refuses (a NUL), as
+// the PostgreSQL store does, over the SQLite store, which takes it.
+type textOnly struct{ store.Store }
+
+func (s textOnly) FindFingerprints(ctx context.Context, p store.FindFingerprintsParams) ([]store.Fingerprint, error) {
+	if strings.ContainsRune(p.RecordID, 0) {
+		return nil, errors.New(`ERROR: invalid byte sequence for encoding "UTF8": 0x00 (SQLSTATE 22021)`)
+	}
+	return s.Store.FindFingerprints(ctx, p)
 }
 
 func TestLineage(t *testing.T) {
@@ -166,6 +179,14 @@ func TestLineage(t *testing.T) {
 		acc, _ = b.event(t, "e2", `{"id": "J-99", "job": {"status": "done"}}`)
 		require.Equal(t, store.EventProcessed, acc.Outcome, "a person's change to another record with the same values")
 		require.Equal(t, 1, acc.Runs)
+	})
+
+	t.Run("a record id PostgreSQL cannot store is hashed as delivery hashes it", func(t *testing.T) {
+		t.Parallel()
+		b := setupLineage(t)
+		b.wroteRecord(t, "w1", flow.StorableKey("J\x00-1"), map[string]any{"status": "done"})
+		acc, _ := b.event(t, "e1", `{"id": "J\u0000-1", "job": {"status": "done"}}`)
+		require.Equal(t, store.EventEcho, acc.Outcome, "found, and the event accepted rather than failing (a webhook answered 503 forever)")
 	})
 
 	t.Run("outside the window or another record", func(t *testing.T) {
