@@ -200,7 +200,7 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 					p.Fingerprint = fp
 				}
 				if p.Fingerprint.RecordID == "" && step.Write.RecordID != nil {
-					x.cfg.Logger.Warn("the write's record_id gave no id after the call: its echo is matched by the written fields alone until it comes back",
+					x.cfg.Logger.Warn("the write's record_id gave no id after the call: its echo is matched by the written fields alone, for two minutes",
 						"run_id", run.ID, "flow", run.Flow, "step", step.ID, "system", step.System, "entity", step.Write.Entity)
 				}
 			}

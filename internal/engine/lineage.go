@@ -21,6 +21,14 @@ type Fingerprints interface {
 // maxFingerprints bounds how many recent writes of one record are compared.
 const maxFingerprints = 50
 
+// unknownRecordWindow is how long after it was saved or answered a write
+// whose record id is not known (a create) matches any record by its
+// fields alone: long enough for the create's echo, which comes with the
+// answer or shortly after, and short, because until that echo names the
+// record, a person's change to any record with the same values is taken
+// for it.
+const unknownRecordWindow = 2 * time.Minute
+
 // verdict is what lineage found out about an inbound event.
 type verdict struct {
 	lineage store.Lineage
@@ -89,7 +97,8 @@ func (e *Engine) lineage(ctx context.Context, src *flow.Source, ev Event, now ti
 	fields, _ := record.(map[string]any)
 	window := e.cfg.Plan.Ownership.EchoWindow
 	fps, err := e.cfg.Fingerprints.FindFingerprints(ctx, store.FindFingerprintsParams{
-		System: o.System, Entity: o.Entity, RecordID: id, Source: ev.Source, Since: now.Add(-window), Limit: maxFingerprints,
+		System: o.System, Entity: o.Entity, RecordID: id, Source: ev.Source, Since: now.Add(-window),
+		UnknownSince: now.Add(-unknownRecordWindow), Limit: maxFingerprints,
 	})
 	if err != nil {
 		return verdict{}, fmt.Errorf("find fingerprints: %w", err)

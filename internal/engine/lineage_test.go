@@ -181,6 +181,15 @@ func TestLineage(t *testing.T) {
 		require.Equal(t, 1, acc.Runs)
 	})
 
+	t.Run("a create's fingerprint matches by fields only for a short while", func(t *testing.T) {
+		t.Parallel()
+		b := setupLineage(t)
+		b.wroteRecord(t, "w1", "", map[string]any{"status": "done"})
+		b.now = b.now.Add(3 * time.Minute) // well inside the echo window
+		acc, _ := b.event(t, "e1", `{"id": "J-99", "job": {"status": "done"}}`)
+		require.Equal(t, store.EventProcessed, acc.Outcome, "its echo would have come by now: this is a person's change")
+	})
+
 	t.Run("a record id PostgreSQL cannot store is hashed as delivery hashes it", func(t *testing.T) {
 		t.Parallel()
 		b := setupLineage(t)

@@ -68,6 +68,10 @@ type FindFingerprintsParams struct {
 	Source string
 	// Since excludes fingerprints written before it (the echo window).
 	Since time.Time
+	// UnknownSince, when later than Since, excludes fingerprints whose
+	// record id is not known written before it: they match any record by
+	// their fields alone, so only for a short while.
+	UnknownSince time.Time
 	// Limit bounds the rows returned of each kind: the record's own, and
 	// those whose record id is not known; default 100.
 	Limit int
@@ -94,4 +98,13 @@ type MarkEchoParams struct {
 type ForgetFingerprintsParams struct {
 	System, Entity, RecordID string
 	Before                   time.Time
+}
+
+// UnknownFrom is when fingerprints of unknown records start to count: the
+// later of Since and UnknownSince.
+func (p FindFingerprintsParams) UnknownFrom() time.Time {
+	if p.UnknownSince.After(p.Since) {
+		return p.UnknownSince
+	}
+	return p.Since
 }

@@ -13,7 +13,7 @@ import (
 
 const qUpsertFingerprint = `INSERT INTO fingerprints (id, system, entity, record_id, fields, hash, run_id, hop, chain, created_at)
 	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO UPDATE SET system = excluded.system,
-	entity = excluded.entity, record_id = excluded.record_id, fields = excluded.fields, hash = excluded.hash,
+	entity = excluded.entity, record_id = CASE WHEN excluded.record_id = '' THEN fingerprints.record_id ELSE excluded.record_id END, fields = excluded.fields, hash = excluded.hash,
 	run_id = excluded.run_id, hop = excluded.hop, chain = excluded.chain, created_at = excluded.created_at`
 
 func fingerprintArgs(f store.Fingerprint) []any {
@@ -61,6 +61,7 @@ func (s *Store) SaveFingerprint(ctx context.Context, f store.Fingerprint) error 
 // unknown records through fingerprints_record, each kind with its own
 // LIMIT: one LIMIT over both would let many writes of unknown records (a
 // burst of creates) push the record's own fingerprint out of the answer.
+// Those of unknown records are read from p.UnknownFrom().
 func (s *Store) FindFingerprints(ctx context.Context, p store.FindFingerprintsParams) ([]store.Fingerprint, error) {
 	n, unknown := limit(p.Limit), limit(p.Limit)
 	if p.RecordID == "" {
@@ -69,10 +70,10 @@ func (s *Store) FindFingerprints(ctx context.Context, p store.FindFingerprintsPa
 	const kind = `(SELECT f.id, f.system, f.entity, f.record_id, f.fields, f.hash, f.run_id, f.hop, f.chain,
 		coalesce(e.echo_hash, '') AS echo_hash, f.created_at FROM fingerprints f
 		LEFT JOIN fingerprint_echoes e ON e.fingerprint_id = f.id AND e.source = $7
-		WHERE f.system = $1 AND f.entity = $2 AND f.record_id = %s AND f.created_at >= $4
+		WHERE f.system = $1 AND f.entity = $2 AND f.record_id = %s AND f.created_at >= %s
 		ORDER BY f.created_at DESC, f.id DESC LIMIT %s)`
-	rows, err := s.pool.Query(ctx, fmt.Sprintf(kind, "$3", "$5")+` UNION ALL `+fmt.Sprintf(kind, "''", "$6")+` ORDER BY created_at DESC, id DESC`,
-		p.System, p.Entity, p.RecordID, p.Since, n, unknown, p.Source)
+	rows, err := s.pool.Query(ctx, fmt.Sprintf(kind, "$3", "$4", "$5")+` UNION ALL `+fmt.Sprintf(kind, "''", "$8", "$6")+` ORDER BY created_at DESC, id DESC`,
+		p.System, p.Entity, p.RecordID, p.Since, n, unknown, p.Source, p.UnknownFrom())
 	if err != nil {
 		return nil, fmt.Errorf("find fingerprints: %w", err)
 	}

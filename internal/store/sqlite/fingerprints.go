@@ -19,7 +19,7 @@ type execer interface {
 // have no lineage or fingerprint.
 const qUpsertFingerprint = `INSERT INTO fingerprints (id, system, entity, record_id, fields, hash, run_id, hop, chain, created_at)
 	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET system = excluded.system,
-	entity = excluded.entity, record_id = excluded.record_id, fields = excluded.fields, hash = excluded.hash,
+	entity = excluded.entity, record_id = CASE WHEN excluded.record_id = '' THEN fingerprints.record_id ELSE excluded.record_id END, fields = excluded.fields, hash = excluded.hash,
 	run_id = excluded.run_id, hop = excluded.hop, chain = excluded.chain, created_at = excluded.created_at`
 
 func upsertFingerprint(ctx context.Context, db execer, f store.Fingerprint) error {
@@ -51,6 +51,7 @@ func (s *Store) SaveFingerprint(ctx context.Context, f store.Fingerprint) error 
 // unknown records through fingerprints_record, each kind with its own
 // LIMIT: one LIMIT over both would let many writes of unknown records (a
 // burst of creates) push the record's own fingerprint out of the answer.
+// Those of unknown records are read from p.UnknownFrom().
 func (s *Store) FindFingerprints(ctx context.Context, p store.FindFingerprintsParams) ([]store.Fingerprint, error) {
 	const kind = `SELECT * FROM (SELECT f.id, f.system, f.entity, f.record_id, f.fields, f.hash, f.run_id, f.hop, f.chain,
 		coalesce(e.echo_hash, ''), f.created_at FROM fingerprints f
@@ -62,7 +63,8 @@ func (s *Store) FindFingerprints(ctx context.Context, p store.FindFingerprintsPa
 		unknown = 0 // the first kind is that one already
 	}
 	rows, err := s.r.QueryContext(ctx, kind+` UNION ALL `+kind+` ORDER BY 11 DESC, 1 DESC`,
-		p.Source, p.System, p.Entity, p.RecordID, micros(p.Since), n, p.Source, p.System, p.Entity, "", micros(p.Since), unknown)
+		p.Source, p.System, p.Entity, p.RecordID, micros(p.Since), n,
+		p.Source, p.System, p.Entity, "", micros(p.UnknownFrom()), unknown)
 	if err != nil {
 		return nil, fmt.Errorf("find fingerprints: %w", err)
 	}

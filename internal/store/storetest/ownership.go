@@ -102,6 +102,16 @@ func runOwnership(t *testing.T, setup func(t *testing.T) bundle) {
 		require.Equal(t, "43", mine[len(mine)-1].RecordID)
 		require.Equal(t, "whole", mine[len(mine)-1].EchoHash)
 		require.NotContains(t, ids(find(t, b, "44", t0)), "new-00")
+		// Saving it again (the finish, whose answer named no record) keeps
+		// the id its echo gave it.
+		require.NoError(t, b.s.SaveFingerprint(b.ctx, fp("new-00", "", "h", t0.Add(time.Second))))
+		mine = find(t, b, "43", t0)
+		require.Equal(t, "new-00", mine[len(mine)-1].ID)
+		// Unknown records' fingerprints can be read over a shorter window.
+		got, err = b.s.FindFingerprints(b.ctx, store.FindFingerprintsParams{System: "crm", Entity: "customer", RecordID: "42",
+			Since: t0, UnknownSince: t0.Add(50 * time.Second)})
+		require.NoError(t, err)
+		require.Equal(t, []string{"new-59", "new-58", "new-57", "new-56", "new-55", "new-54", "new-53", "new-52", "new-51", "new-50", "new-49", "own"}, ids(got))
 		// A known record id is never replaced.
 		require.NoError(t, b.s.MarkEcho(b.ctx, store.MarkEchoParams{ID: "own", RecordID: "43", EchoHash: "whole"}))
 		require.Contains(t, ids(find(t, b, "42", t0)), "own")
