@@ -410,8 +410,9 @@ type Store interface {
 	// records never crowd out the record's own.
 	FindFingerprints(ctx context.Context, p FindFingerprintsParams) ([]Fingerprint, error)
 	// MarkEcho records the whole-record hash of a fingerprint's first echo
-	// (it keeps one recorded already) and gives a fingerprint whose record
-	// id was not known the echo's record id.
+	// from p.Source (it keeps one that source recorded already), and gives
+	// a fingerprint whose record id was not known the echo's record id. A
+	// fingerprint deleted meanwhile is no error.
 	MarkEcho(ctx context.Context, p MarkEchoParams) error
 	// ForgetFingerprints deletes the record's fingerprints written before
 	// p.Before; it returns how many.
