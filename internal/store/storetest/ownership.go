@@ -68,6 +68,10 @@ func runOwnership(t *testing.T, setup func(t *testing.T) bundle) {
 		require.NoError(t, err)
 		require.Equal(t, 2, n)
 		require.Empty(t, find(t, b, "42", t0))
+		require.NoError(t, b.s.SaveFingerprint(b.ctx, fp("k2", "42", "h2", t0.Add(time.Minute))))
+		require.Empty(t, echoOf("hook"), "a forgotten fingerprint's echoes go with it")
+		_, err = b.s.ForgetFingerprints(b.ctx, store.ForgetFingerprintsParams{System: "crm", Entity: "customer", RecordID: "42", Before: t0.Add(90 * time.Second)})
+		require.NoError(t, err)
 
 		n, err = b.s.PruneFingerprints(b.ctx, t0.Add(2*time.Minute), 1)
 		require.NoError(t, err)
