@@ -199,6 +199,10 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 				} else {
 					p.Fingerprint = fp
 				}
+				if p.Fingerprint.RecordID == "" && step.Write.RecordID != nil {
+					x.cfg.Logger.Warn("the write's record_id gave no id after the call: its echo is matched by the written fields alone, for two minutes",
+						"run_id", run.ID, "flow", run.Flow, "step", step.ID, "system", step.System, "entity", step.Write.Entity)
+				}
 			}
 			stopping := x.stopping.Load()
 			switch {
@@ -223,7 +227,15 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 
 		a.Error = callErr.Error()
 		if connector.IsPermanent(callErr) && outcome != limit.Unauthorized {
-			x.dead(actx, token, c, step, a, callErr)
+			// The system refused the write: no echo of it will come, and
+			// its fingerprint would hide a person's change to the same
+			// values. After a transient failure (and so after exhausted
+			// retries) it stays: the call may have taken effect.
+			drop := ""
+			if fp != nil {
+				drop = fp.ID
+			}
+			x.die(actx, token, c, step, a, callErr, drop)
 			return
 		}
 		if run.Attempt >= step.Retry.Attempts {
@@ -245,13 +257,19 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 // dead records the final attempt, moves the run to dead and tells the
 // notifier.
 func (x *Executor) dead(ctx context.Context, token string, c store.ClaimedRun, step *flow.Step, a store.Attempt, cause error) {
+	x.die(ctx, token, c, step, a, cause, "")
+}
+
+// die is dead that also deletes the fingerprint dropFingerprint (when not
+// empty) in the same transaction.
+func (x *Executor) die(ctx context.Context, token string, c store.ClaimedRun, step *flow.Step, a store.Attempt, cause error, dropFingerprint string) {
 	now := x.cfg.NowFunc()
 	a.Outcome = store.AttemptDead
 	a.Error = cause.Error()
 	p := store.FinishParams{
 		RunID: c.Run.ID, Token: token, Now: now, Attempt: a,
 		State: store.RunDead, Step: a.StepIndex, StepID: a.StepID, RunAttempt: a.Number, DueAt: now,
-		LastError: cause.Error(),
+		LastError: cause.Error(), DropFingerprint: dropFingerprint,
 	}
 	if !x.finish(ctx, c, step, p, 0, cause) {
 		return

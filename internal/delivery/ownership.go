@@ -85,14 +85,16 @@ func (x *Executor) fingerprint(ctx context.Context, c store.ClaimedRun, w writeS
 }
 
 // recordID renders an id as the engine does for inbound events: strings
-// as they are, numbers as JSON (42, not 42.0).
+// as they are, numbers as JSON (42, not 42.0), made storable
+// (flow.StorableKey hashes an id PostgreSQL would refuse, with a NUL, or
+// a very long one).
 func recordID(v any) string {
 	if s, ok := v.(string); ok {
-		return s
+		return flow.StorableKey(s)
 	}
 	b, err := json.Marshal(v)
 	if err != nil {
-		return fmt.Sprint(v)
+		return flow.StorableKey(fmt.Sprint(v))
 	}
-	return string(b)
+	return flow.StorableKey(string(b))
 }

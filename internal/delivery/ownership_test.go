@@ -1,6 +1,7 @@
 package delivery_test
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -8,6 +9,7 @@ import (
 
 	"github.com/switchboard-dev/switchboard/internal/connector"
 	"github.com/switchboard-dev/switchboard/internal/echo"
+	"github.com/switchboard-dev/switchboard/internal/flow"
 	"github.com/switchboard-dev/switchboard/internal/store"
 )
 
@@ -83,4 +85,47 @@ func TestHopLimit(t *testing.T) {
 	require.Contains(t, runs[0].LastError, "src → sys job J-1 → src → sys job J-1 → src → sys")
 	require.Len(t, b.dead.dead, 1, "alerted")
 	require.Contains(t, b.dead.dead[0].Error, "hop limit")
+}
+
+// TestRefusedWriteLeavesNoFingerprint: a write the system refused did not
+// happen, so its fingerprint (saved before the call, with no record id
+// for a create) must not stay to match a person's change to any record
+// with the same values. After a transient failure it stays: the call may
+// have taken effect.
+func TestRefusedWriteLeavesNoFingerprint(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		err  error
+		kept int
+	}{
+		{"refused", connector.Permanent(errors.New("HTTP 422: status is invalid")), 0},
+		{"retries exhausted", errors.New("HTTP 503"), 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, writesJob)
+			b.sys["first"].do = func(int, connector.Request) (connector.Result, error) {
+				return connector.Result{Status: 422}, tc.err
+			}
+			b.insert(t, "k1", `{"id": "evt-1", "status": "done"}`)
+			runs := b.runUntil(t, allFinished)
+			require.Equal(t, store.RunDead, runs[0].State)
+			require.Len(t, b.fingerprints(t, "J-99"), tc.kept, "a fingerprint of an unknown record matches J-99 by its fields")
+		})
+	}
+}
+
+// TestFingerprintRecordIDStorable: a record id PostgreSQL's text refuses
+// (a NUL) is stored as the engine looks it up: hashed like an event key.
+func TestFingerprintRecordIDStorable(t *testing.T) {
+	t.Parallel()
+	b := setup(t, writesJob)
+	b.sys["first"].do = ok(map[string]any{"id": "J\x00-1"})
+	b.insert(t, "k1", `{"id": "evt-1", "status": "done"}`)
+	b.runUntil(t, allFinished)
+	fps := b.fingerprints(t, flow.StorableKey("J\x00-1"))
+	require.Len(t, fps, 1)
+	require.Equal(t, flow.StorableKey("J\x00-1"), fps[0].RecordID)
+	require.NotContains(t, fps[0].Chain, "\x00")
 }

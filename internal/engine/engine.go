@@ -127,9 +127,8 @@ func (e *Engine) Accept(ctx context.Context, ev Event) (Accepted, error) {
 // Built is an event ready to store, with its runs and lineage.
 type Built struct {
 	Event store.NewEvent
-	// forget, when set, drops the record's fingerprints once the event is
-	// stored: a person changed it after our write.
-	forget *store.ForgetFingerprintsParams
+	// after is done once the event is stored as new (see verdict).
+	after afterStore
 }
 
 // Build returns the store row of ev with the runs it starts, without
@@ -145,10 +144,11 @@ func (e *Engine) Build(ctx context.Context, ev Event) (Built, error) {
 		ID: store.NewID("evt_", now), Source: ev.Source, Key: ev.Key, ReceivedAt: now, Payload: ev.Payload,
 		TraceParent: ev.TraceParent,
 	}
-	lineage, forget, err := e.lineage(ctx, src, ev, now)
+	v, err := e.lineage(ctx, src, ev, now)
 	if err != nil {
 		return Built{}, err
 	}
+	lineage := v.lineage
 	ne.Lineage = lineage
 	var conflicted []*flow.Flow
 	for _, f := range src.Flows {
@@ -179,7 +179,7 @@ func (e *Engine) Build(ctx context.Context, ev Event) (Built, error) {
 		}
 		ne.Runs = append(ne.Runs, proposals...)
 	}
-	return Built{Event: ne, forget: forget}, nil
+	return Built{Event: ne, after: v.after}, nil
 }
 
 // Stored finishes events a commit made outside the group committer (a
@@ -199,14 +199,22 @@ func (e *Engine) Stored(ctx context.Context, built []Built) {
 	}
 }
 
-// after does what follows storing a new event: forget the fingerprints of
-// a record changed elsewhere, log an echo.
+// after does what follows storing a new event: record the first echo of
+// a write, forget the fingerprints of a record changed elsewhere, log an
+// echo.
 func (e *Engine) after(ctx context.Context, b Built) {
 	ev := b.Event
-	if b.forget != nil {
+	if m := b.after.mark; m != nil {
+		// Best effort: unmarked, the next echo of the write is taken for
+		// the first one (and marks it).
+		if err := e.cfg.Fingerprints.MarkEcho(ctx, *m); err != nil {
+			e.cfg.Logger.Warn("record the first echo of a write", "source", ev.Source, "error", err)
+		}
+	}
+	if f := b.after.forget; f != nil {
 		// Best effort: a fingerprint left behind only lives out its
 		// window, and a retry of this call is harmless.
-		if _, err := e.cfg.Fingerprints.ForgetFingerprints(ctx, *b.forget); err != nil {
+		if _, err := e.cfg.Fingerprints.ForgetFingerprints(ctx, *f); err != nil {
 			e.cfg.Logger.Warn("forget fingerprints of a record changed elsewhere", "source", ev.Source, "error", err)
 		}
 	}

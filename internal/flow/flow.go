@@ -156,6 +156,9 @@ type Step struct {
 	// Write says which entity the step writes and how to fingerprint the
 	// write; nil for a step that writes no entity (see ownership.go).
 	Write *Write
+	// Reads reports whether the step only reads (an http GET or HEAD): it
+	// draws no edge in the data-flow graph (see graph.go).
+	Reads bool
 }
 
 // RetryPolicy is a step's resolved retry policy.
@@ -519,6 +522,7 @@ func (cp *compiler) flow(name string, f config.Flow, p *Plan) *Flow {
 				cp.errorf(cp.node(sp+".do"), sp+".do", "unknown action %q (%s systems offer: %s)", s.Do, kind.Kind, strings.Join(names, ", "))
 			}
 			st.Call = call
+			st.Reads = readsOnly(kind.Kind, st.Action, s.With)
 			cp.checkInputs(sp, kind.Kind, st.Action, s.With)
 		}
 		if s.With != nil && s.With.ShortTag() == "!!null" {

@@ -434,10 +434,16 @@ func (cp *compiler) checkWrite(path string, f *Flow, st *Step, e *Entity, origin
 	if cp.node(at) == nil {
 		at = path + ".with"
 	}
-	// A mirror takes a field's value only from the field's owner.
+	// A mirror takes a field's value only from the field's owner. A field
+	// given its own owner (fields:) is checked whatever the source; any
+	// other field when the source names a system other than the one
+	// written: a source without system: brings new data (a form), and a
+	// flow on a system's events that writes back to that same system is
+	// not copying between systems.
+	copied := from != "" && from != st.System
 	for _, field := range st.Write.FieldNames {
 		owner := e.OwnerOf(field)
-		if owner == st.System || from == owner || !hasKey(e.Fields, field) {
+		if owner == st.System || from == owner || (!hasKey(e.Fields, field) && !copied) {
 			continue
 		}
 		src := "a source that names no system"
@@ -447,6 +453,13 @@ func (cp *compiler) checkWrite(path string, f *Flow, st *Step, e *Entity, origin
 		cp.errorf(cp.node(at+"."+field), path,
 			"writes %s.%s to %s, a mirror of that field, from %s: %s owns %s; write it to %s and let a flow on %s's events copy it to the mirrors",
 			e.Name, field, st.System, src, owner, field, owner, owner)
+	}
+	// A write without fields: counts as the whole entity, the owner's
+	// fields included: to a mirror, it must come from the owner.
+	if st.Write.FieldNames == nil && copied && st.System != e.Owner && from != e.Owner {
+		cp.errorf(cp.node(path+".do"), path,
+			"writes all of %s to %s, a mirror, from %s: %s owns %s; name what it writes with fields: (only fields %s owns may come from it), or write to %s and let a flow on %s's events copy it to the mirrors",
+			e.Name, st.System, from, e.Owner, e.Name, from, e.Owner, e.Owner)
 	}
 	// A mirror's change written back to the owner is a conflict. Events
 	// from a system that does not keep this entity (a job's status moving a

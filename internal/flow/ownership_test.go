@@ -1,6 +1,7 @@
 package flow_test
 
 import (
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -154,4 +155,63 @@ func TestOwnershipEchoNeedsRecordID(t *testing.T) {
 		"flows:\n  f:\n    on: s\n    steps: [{id: a, do: crm.request, writes: job}]\n")
 	require.False(t, p.Flows["f"].Steps[0].Write.Echoable, "nothing could match the fingerprint: none is written")
 	require.Contains(t, strings.Join(p.Warnings, "\n"), "c.yaml:7:6: sources.s: without record_id the echoes of our writes to crm cannot be recognised")
+}
+
+// TestGraphLeavesOutReads: a lookup in the system whose event started the
+// flow is data flowing from it, not to it: no edge, no cycle. A request
+// that may write (any other method, or one computed by jq) keeps its edge.
+func TestGraphLeavesOutReads(t *testing.T) {
+	t.Parallel()
+	const base = `
+version: 1
+systems:
+  crm: { kind: http, base_url: "http://127.0.0.1:9001" }
+  sched: { kind: http, base_url: "http://127.0.0.1:9002" }
+entities:
+  customer: { owner: crm, mirrors: [sched] }
+sources:
+  crm_changed: { webhook: {}, system: crm, entity: customer, record_id: .id }
+flows:
+  crm_to_sched:
+    on: crm_changed
+    steps:
+      - id: lookup
+        do: crm.request
+        with: %s
+      - id: put
+        do: sched.request
+        writes: customer
+        record_id: .id
+        with: { method: '"PUT"', path: '"/c/\(.id)"', body: '{name: $steps.lookup.name}' }
+`
+	for _, tc := range []struct {
+		name, with string
+		cycle      bool
+	}{
+		{"GET", `{ method: '"GET"', path: '"/c/\(.id)"' }`, false},
+		{"head, lower case", `{ method: '"head"', path: '"/c/\(.id)"' }`, false},
+		{"default method without a body", `{ path: '"/c/\(.id)"' }`, false},
+		{"default method with a body", `{ path: '"/c/\(.id)"', body: '{x: 1}' }`, true},
+		{"POST", `{ method: '"POST"', path: '"/c/\(.id)/touch"' }`, true},
+		{"computed method", `{ method: 'if .x then "GET" else "DELETE" end', path: '"/c"' }`, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p := mustCompile(t, "c.yaml", fmt.Sprintf(base, tc.with))
+			g := p.SystemGraph()
+			var edges []string
+			for _, e := range g.Edges {
+				edges = append(edges, e.From+" → "+e.To+" "+e.Label())
+			}
+			if tc.cycle {
+				require.Equal(t, [][]string{{"crm"}}, g.Cycles())
+				require.Contains(t, edges, "crm → crm crm_to_sched.lookup")
+				require.Contains(t, strings.Join(p.Warnings, "\n"), "cycle crm → crm")
+			} else {
+				require.Empty(t, g.Cycles())
+				require.Equal(t, []string{"crm → sched crm_to_sched.put (customer)"}, edges)
+				require.NotContains(t, strings.Join(p.Warnings, "\n"), "cycle")
+			}
+		})
+	}
 }

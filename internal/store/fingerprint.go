@@ -52,9 +52,11 @@ type Fingerprint struct {
 	Hop   int
 	Chain string
 	// EchoHash is the hash of the whole record as the write's first echo
-	// showed it ("" until an echo came): a later event that matches the
-	// written fields but differs elsewhere is a person's change.
-	// SaveFingerprint never changes it; MarkEcho sets it.
+	// from FindFingerprintsParams.Source showed it ("" until such an echo
+	// came): a later event of that source that matches the written fields
+	// but differs elsewhere is a person's change. It is kept per source
+	// because a poll and a webhook show the same record in different
+	// shapes. SaveFingerprint never changes it; MarkEcho sets it.
 	EchoHash  string
 	CreatedAt time.Time
 }
@@ -62,10 +64,32 @@ type Fingerprint struct {
 // FindFingerprintsParams select the recent fingerprints of one record.
 type FindFingerprintsParams struct {
 	System, Entity, RecordID string
+	// Source is the source asking: the fingerprints' EchoHash is its own.
+	Source string
 	// Since excludes fingerprints written before it (the echo window).
 	Since time.Time
-	// Limit bounds the rows returned; default 100.
+	// UnknownSince, when later than Since, excludes fingerprints whose
+	// record id is not known written before it: they match any record by
+	// their fields alone, so only for a short while.
+	UnknownSince time.Time
+	// Limit bounds the rows returned of each kind: the record's own, and
+	// those whose record id is not known; default 100.
 	Limit int
+}
+
+// MarkEchoParams record that an inbound event was the echo of a write.
+type MarkEchoParams struct {
+	// ID is the fingerprint's.
+	ID string
+	// Source is the echo's source: each source records its own EchoHash.
+	Source string
+	// RecordID is the echo's record: a fingerprint whose record id was
+	// not known (a create whose answer did not name the record) takes it,
+	// and from then on matches that record only, not any record with the
+	// same values.
+	RecordID string
+	// EchoHash is the hash of the whole record as the echo showed it.
+	EchoHash string
 }
 
 // ForgetFingerprintsParams drop the fingerprints of one record written
@@ -74,4 +98,13 @@ type FindFingerprintsParams struct {
 type ForgetFingerprintsParams struct {
 	System, Entity, RecordID string
 	Before                   time.Time
+}
+
+// UnknownFrom is when fingerprints of unknown records start to count: the
+// later of Since and UnknownSince.
+func (p FindFingerprintsParams) UnknownFrom() time.Time {
+	if p.UnknownSince.After(p.Since) {
+		return p.UnknownSince
+	}
+	return p.Since
 }

@@ -198,6 +198,11 @@ type FinishParams struct {
 	// transaction, whether or not the lease is still held: the write
 	// happened either way.
 	Fingerprint *Fingerprint
+	// DropFingerprint, when not empty, deletes the fingerprint with this
+	// ID in the same transaction, whether or not the lease is still held:
+	// the system refused the write, so no echo of it will come, and the
+	// fingerprint would only hide a person's change with the same values.
+	DropFingerprint string
 }
 
 // ExtendParams renew a worker's leases.
@@ -405,11 +410,14 @@ type Store interface {
 	SaveFingerprint(ctx context.Context, f Fingerprint) error
 	// FindFingerprints returns the fingerprints of p's record, and those
 	// whose record id is not known yet, written at or after p.Since,
-	// newest first.
+	// newest first. p.Limit bounds each kind apart, so writes of unknown
+	// records never crowd out the record's own.
 	FindFingerprints(ctx context.Context, p FindFingerprintsParams) ([]Fingerprint, error)
-	// MarkEcho records the whole-record hash of a fingerprint's first echo;
-	// it changes nothing when one is recorded already.
-	MarkEcho(ctx context.Context, id, echoHash string) error
+	// MarkEcho records the whole-record hash of a fingerprint's first echo
+	// from p.Source (it keeps one that source recorded already), and gives
+	// a fingerprint whose record id was not known the echo's record id. A
+	// fingerprint deleted meanwhile is no error.
+	MarkEcho(ctx context.Context, p MarkEchoParams) error
 	// ForgetFingerprints deletes the record's fingerprints written before
 	// p.Before; it returns how many.
 	ForgetFingerprints(ctx context.Context, p ForgetFingerprintsParams) (int, error)

@@ -13,7 +13,7 @@ import (
 
 const qUpsertFingerprint = `INSERT INTO fingerprints (id, system, entity, record_id, fields, hash, run_id, hop, chain, created_at)
 	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO UPDATE SET system = excluded.system,
-	entity = excluded.entity, record_id = excluded.record_id, fields = excluded.fields, hash = excluded.hash,
+	entity = excluded.entity, record_id = CASE WHEN excluded.record_id = '' THEN fingerprints.record_id ELSE excluded.record_id END, fields = excluded.fields, hash = excluded.hash,
 	run_id = excluded.run_id, hop = excluded.hop, chain = excluded.chain, created_at = excluded.created_at`
 
 func fingerprintArgs(f store.Fingerprint) []any {
@@ -57,12 +57,23 @@ func (s *Store) SaveFingerprint(ctx context.Context, f store.Fingerprint) error 
 	return nil
 }
 
-// FindFingerprints reads the record's recent fingerprints through
-// fingerprints_record.
+// FindFingerprints reads the record's recent fingerprints and those of
+// unknown records through fingerprints_record, each kind with its own
+// LIMIT: one LIMIT over both would let many writes of unknown records (a
+// burst of creates) push the record's own fingerprint out of the answer.
+// Those of unknown records are read from p.UnknownFrom().
 func (s *Store) FindFingerprints(ctx context.Context, p store.FindFingerprintsParams) ([]store.Fingerprint, error) {
-	rows, err := s.pool.Query(ctx, `SELECT id, system, entity, record_id, fields, hash, run_id, hop, chain, echo_hash, created_at
-		FROM fingerprints WHERE system = $1 AND entity = $2 AND record_id IN ($3, '') AND created_at >= $4
-		ORDER BY created_at DESC, id DESC LIMIT $5`, p.System, p.Entity, p.RecordID, p.Since, limit(p.Limit))
+	n, unknown := limit(p.Limit), limit(p.Limit)
+	if p.RecordID == "" {
+		unknown = 0 // the first kind is that one already
+	}
+	const kind = `(SELECT f.id, f.system, f.entity, f.record_id, f.fields, f.hash, f.run_id, f.hop, f.chain,
+		coalesce(e.echo_hash, '') AS echo_hash, f.created_at FROM fingerprints f
+		LEFT JOIN fingerprint_echoes e ON e.fingerprint_id = f.id AND e.source = $7
+		WHERE f.system = $1 AND f.entity = $2 AND f.record_id = %s AND f.created_at >= %s
+		ORDER BY f.created_at DESC, f.id DESC LIMIT %s)`
+	rows, err := s.pool.Query(ctx, fmt.Sprintf(kind, "$3", "$4", "$5")+` UNION ALL `+fmt.Sprintf(kind, "''", "$8", "$6")+` ORDER BY created_at DESC, id DESC`,
+		p.System, p.Entity, p.RecordID, p.Since, n, unknown, p.Source, p.UnknownFrom())
 	if err != nil {
 		return nil, fmt.Errorf("find fingerprints: %w", err)
 	}
@@ -80,12 +91,28 @@ func (s *Store) FindFingerprints(ctx context.Context, p store.FindFingerprintsPa
 	})
 }
 
-// MarkEcho records the first echo's whole-record hash.
-func (s *Store) MarkEcho(ctx context.Context, id, echoHash string) error {
-	if _, err := s.pool.Exec(ctx, `UPDATE fingerprints SET echo_hash = $1 WHERE id = $2 AND echo_hash = ''`, echoHash, id); err != nil {
+// MarkEcho records the first echo's whole-record hash for its source, and
+// gives a fingerprint of an unknown record the echo's record id. A
+// fingerprint deleted meanwhile (forgotten, pruned) is left alone.
+func (s *Store) MarkEcho(ctx context.Context, p store.MarkEchoParams) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO fingerprint_echoes (fingerprint_id, source, echo_hash)
+			SELECT id, $1, $2 FROM fingerprints WHERE id = $3 ON CONFLICT DO NOTHING`, p.Source, p.EchoHash, p.ID); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `UPDATE fingerprints SET record_id = $1 WHERE id = $2 AND record_id = ''`, p.RecordID, p.ID)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("mark echo: %w", err)
 	}
 	return nil
+}
+
+// queueDropFingerprint adds the deletion of a refused write's fingerprint
+// to a finish batch (see store.FinishParams.DropFingerprint).
+func queueDropFingerprint(b *pgx.Batch, id string) {
+	b.Queue(`DELETE FROM fingerprints WHERE id = $1`, id)
 }
 
 // ForgetFingerprints deletes a record's fingerprints written before p.Before.

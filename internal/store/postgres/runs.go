@@ -133,6 +133,9 @@ func (s *Store) FinishAttempts(ctx context.Context, ps []store.FinishParams) ([]
 			if f := p.Fingerprint; f != nil {
 				queueFingerprint(b, *f)
 			}
+			if p.DropFingerprint != "" {
+				queueDropFingerprint(b, p.DropFingerprint)
+			}
 			if !p.Hold { // a held run was not tried: no attempt row
 				b.Queue(`INSERT INTO attempts (run_id, step_index, step_id, system, number, outcome, status, error,
 					duration_us, response, started_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
@@ -158,6 +161,12 @@ func (s *Store) FinishAttempts(ctx context.Context, ps []store.FinishParams) ([]
 				if _, err := br.Exec(); err != nil {
 					br.Close()
 					return fmt.Errorf("save fingerprint: %w", err)
+				}
+			}
+			if p.DropFingerprint != "" {
+				if _, err := br.Exec(); err != nil {
+					br.Close()
+					return fmt.Errorf("drop fingerprint: %w", err)
 				}
 			}
 			if !p.Hold {

@@ -19,7 +19,7 @@ type execer interface {
 // have no lineage or fingerprint.
 const qUpsertFingerprint = `INSERT INTO fingerprints (id, system, entity, record_id, fields, hash, run_id, hop, chain, created_at)
 	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET system = excluded.system,
-	entity = excluded.entity, record_id = excluded.record_id, fields = excluded.fields, hash = excluded.hash,
+	entity = excluded.entity, record_id = CASE WHEN excluded.record_id = '' THEN fingerprints.record_id ELSE excluded.record_id END, fields = excluded.fields, hash = excluded.hash,
 	run_id = excluded.run_id, hop = excluded.hop, chain = excluded.chain, created_at = excluded.created_at`
 
 func upsertFingerprint(ctx context.Context, db execer, f store.Fingerprint) error {
@@ -47,12 +47,24 @@ func (s *Store) SaveFingerprint(ctx context.Context, f store.Fingerprint) error 
 	return upsertFingerprint(ctx, s.w, f)
 }
 
-// FindFingerprints reads the record's recent fingerprints through
-// fingerprints_record: one range for the record, one for unknown ids.
+// FindFingerprints reads the record's recent fingerprints and those of
+// unknown records through fingerprints_record, each kind with its own
+// LIMIT: one LIMIT over both would let many writes of unknown records (a
+// burst of creates) push the record's own fingerprint out of the answer.
+// Those of unknown records are read from p.UnknownFrom().
 func (s *Store) FindFingerprints(ctx context.Context, p store.FindFingerprintsParams) ([]store.Fingerprint, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT id, system, entity, record_id, fields, hash, run_id, hop, chain, echo_hash, created_at
-		FROM fingerprints WHERE system = ? AND entity = ? AND record_id IN (?, '') AND created_at >= ?
-		ORDER BY created_at DESC, id DESC LIMIT ?`, p.System, p.Entity, p.RecordID, micros(p.Since), limit(p.Limit))
+	const kind = `SELECT * FROM (SELECT f.id, f.system, f.entity, f.record_id, f.fields, f.hash, f.run_id, f.hop, f.chain,
+		coalesce(e.echo_hash, ''), f.created_at FROM fingerprints f
+		LEFT JOIN fingerprint_echoes e ON e.fingerprint_id = f.id AND e.source = ?
+		WHERE f.system = ? AND f.entity = ? AND f.record_id = ? AND f.created_at >= ?
+		ORDER BY f.created_at DESC, f.id DESC LIMIT ?)`
+	n, unknown := limit(p.Limit), limit(p.Limit)
+	if p.RecordID == "" {
+		unknown = 0 // the first kind is that one already
+	}
+	rows, err := s.r.QueryContext(ctx, kind+` UNION ALL `+kind+` ORDER BY 11 DESC, 1 DESC`,
+		p.Source, p.System, p.Entity, p.RecordID, micros(p.Since), n,
+		p.Source, p.System, p.Entity, "", micros(p.UnknownFrom()), unknown)
 	if err != nil {
 		return nil, fmt.Errorf("find fingerprints: %w", err)
 	}
@@ -74,10 +86,27 @@ func (s *Store) FindFingerprints(ctx context.Context, p store.FindFingerprintsPa
 	return out, rows.Err()
 }
 
-// MarkEcho records the first echo's whole-record hash.
-func (s *Store) MarkEcho(ctx context.Context, id, echoHash string) error {
-	if _, err := s.w.ExecContext(ctx, `UPDATE fingerprints SET echo_hash = ? WHERE id = ? AND echo_hash = ''`, echoHash, id); err != nil {
-		return fmt.Errorf("mark echo: %w", err)
+// MarkEcho records the first echo's whole-record hash for its source, and
+// gives a fingerprint of an unknown record the echo's record id. A
+// fingerprint deleted meanwhile (forgotten, pruned) is left alone.
+func (s *Store) MarkEcho(ctx context.Context, p store.MarkEchoParams) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO fingerprint_echoes (fingerprint_id, source, echo_hash)
+			SELECT id, ?, ? FROM fingerprints WHERE id = ? ON CONFLICT DO NOTHING`, p.Source, p.EchoHash, p.ID); err != nil {
+			return fmt.Errorf("mark echo: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE fingerprints SET record_id = ? WHERE id = ? AND record_id = ''`, p.RecordID, p.ID); err != nil {
+			return fmt.Errorf("mark echo: %w", err)
+		}
+		return nil
+	})
+}
+
+// dropFingerprint deletes a refused write's fingerprint (see
+// store.FinishParams.DropFingerprint).
+func dropFingerprint(ctx context.Context, db execer, id string) error {
+	if _, err := db.ExecContext(ctx, `DELETE FROM fingerprints WHERE id = ?`, id); err != nil {
+		return fmt.Errorf("drop fingerprint: %w", err)
 	}
 	return nil
 }

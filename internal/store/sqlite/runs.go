@@ -186,6 +186,11 @@ func (s *Store) FinishAttempts(ctx context.Context, ps []store.FinishParams) ([]
 					return err
 				}
 			}
+			if p.DropFingerprint != "" {
+				if err := dropFingerprint(ctx, tx, p.DropFingerprint); err != nil {
+					return err
+				}
+			}
 			if !p.Hold { // a held run was not tried: no attempt row
 				if _, err := insAttempt.ExecContext(ctx,
 					p.RunID, a.StepIndex, a.StepID, a.System, a.Number, a.Outcome, a.Status, a.Error,

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -48,15 +49,29 @@ func runOwnership(t *testing.T, setup func(t *testing.T) bundle) {
 		require.Equal(t, []store.Fingerprint{done}, find(t, b, "44", t0))
 
 		// The first echo's record is kept; a retry's upsert leaves it.
-		require.NoError(t, b.s.MarkEcho(b.ctx, "k2", "whole-1"))
-		require.NoError(t, b.s.MarkEcho(b.ctx, "k2", "whole-2"))
+		require.NoError(t, b.s.MarkEcho(b.ctx, store.MarkEchoParams{ID: "k2", Source: "hook", RecordID: "42", EchoHash: "whole-1"}))
+		require.NoError(t, b.s.MarkEcho(b.ctx, store.MarkEchoParams{ID: "k2", Source: "hook", RecordID: "42", EchoHash: "whole-2"}))
+		require.NoError(t, b.s.MarkEcho(b.ctx, store.MarkEchoParams{ID: "k2", Source: "poll", RecordID: "42", EchoHash: "whole-p"}))
 		require.NoError(t, b.s.SaveFingerprint(b.ctx, fp("k2", "42", "h2", t0.Add(time.Minute))))
-		require.Equal(t, "whole-1", find(t, b, "42", t0)[0].EchoHash, "only the first echo counts, and saving again keeps it")
+		echoOf := func(source string) string {
+			got, err := b.s.FindFingerprints(b.ctx, store.FindFingerprintsParams{System: "crm", Entity: "customer", RecordID: "42", Source: source, Since: t0})
+			require.NoError(t, err)
+			return got[0].EchoHash
+		}
+		require.Equal(t, "whole-1", echoOf("hook"), "only the first echo counts, and saving again keeps it")
+		require.Equal(t, "whole-p", echoOf("poll"), "each source has its own first echo")
+		require.Empty(t, echoOf("other"))
+		require.NoError(t, b.s.MarkEcho(b.ctx, store.MarkEchoParams{ID: "gone", Source: "hook", RecordID: "42", EchoHash: "x"}),
+			"a fingerprint forgotten meanwhile is no error")
 
 		n, err := b.s.ForgetFingerprints(b.ctx, store.ForgetFingerprintsParams{System: "crm", Entity: "customer", RecordID: "42", Before: t0.Add(90 * time.Second)})
 		require.NoError(t, err)
 		require.Equal(t, 2, n)
 		require.Empty(t, find(t, b, "42", t0))
+		require.NoError(t, b.s.SaveFingerprint(b.ctx, fp("k2", "42", "h2", t0.Add(time.Minute))))
+		require.Empty(t, echoOf("hook"), "a forgotten fingerprint's echoes go with it")
+		_, err = b.s.ForgetFingerprints(b.ctx, store.ForgetFingerprintsParams{System: "crm", Entity: "customer", RecordID: "42", Before: t0.Add(90 * time.Second)})
+		require.NoError(t, err)
 
 		n, err = b.s.PruneFingerprints(b.ctx, t0.Add(2*time.Minute), 1)
 		require.NoError(t, err)
@@ -65,6 +80,72 @@ func runOwnership(t *testing.T, setup func(t *testing.T) bundle) {
 		require.NoError(t, err)
 		require.Equal(t, 1, n)
 		require.Len(t, find(t, b, "44", t0), 1, "newer fingerprints stay")
+	})
+
+	t.Run("FingerprintsOfUnknownRecords", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		require.NoError(t, b.s.SaveFingerprint(b.ctx, fp("own", "42", "h", t0)))
+		for i := range 60 { // creates whose answers named no record, all newer
+			require.NoError(t, b.s.SaveFingerprint(b.ctx, fp(fmt.Sprintf("new-%02d", i), "", "h", t0.Add(time.Duration(i+1)*time.Second))))
+		}
+		got, err := b.s.FindFingerprints(b.ctx, store.FindFingerprintsParams{System: "crm", Entity: "customer", RecordID: "42", Since: t0, Limit: 50})
+		require.NoError(t, err)
+		require.Len(t, got, 51, "the limit bounds each kind apart")
+		require.Equal(t, "own", got[50].ID, "the record's own write is never crowded out")
+		require.Equal(t, "new-59", got[0].ID, "newest first")
+		got, err = b.s.FindFingerprints(b.ctx, store.FindFingerprintsParams{System: "crm", Entity: "customer", RecordID: "", Since: t0, Limit: 100})
+		require.NoError(t, err)
+		require.Len(t, got, 60, "asking for unknown records does not list them twice")
+
+		// The first echo names the record: from then on it is that
+		// record's fingerprint, not one that matches any record.
+		require.NoError(t, b.s.MarkEcho(b.ctx, store.MarkEchoParams{ID: "new-00", RecordID: "43", EchoHash: "whole"}))
+		mine := find(t, b, "43", t0)
+		require.Equal(t, "new-00", mine[len(mine)-1].ID)
+		require.Equal(t, "43", mine[len(mine)-1].RecordID)
+		require.Equal(t, "whole", mine[len(mine)-1].EchoHash)
+		require.NotContains(t, ids(find(t, b, "44", t0)), "new-00")
+		// Saving it again (the finish, whose answer named no record) keeps
+		// the id its echo gave it.
+		require.NoError(t, b.s.SaveFingerprint(b.ctx, fp("new-00", "", "h", t0.Add(time.Second))))
+		mine = find(t, b, "43", t0)
+		require.Equal(t, "new-00", mine[len(mine)-1].ID)
+		// Unknown records' fingerprints can be read over a shorter window.
+		got, err = b.s.FindFingerprints(b.ctx, store.FindFingerprintsParams{System: "crm", Entity: "customer", RecordID: "42",
+			Since: t0, UnknownSince: t0.Add(50 * time.Second)})
+		require.NoError(t, err)
+		require.Equal(t, []string{"new-59", "new-58", "new-57", "new-56", "new-55", "new-54", "new-53", "new-52", "new-51", "new-50", "new-49", "own"}, ids(got))
+		// A known record id is never replaced.
+		require.NoError(t, b.s.MarkEcho(b.ctx, store.MarkEchoParams{ID: "own", RecordID: "43", EchoHash: "whole"}))
+		require.Contains(t, ids(find(t, b, "42", t0)), "own")
+	})
+
+	t.Run("FingerprintDroppedInFinish", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		for _, token := range []string{"w1", "stale"} { // a lost lease drops it too: the refusal happened
+			_, err := b.s.InsertEvents(b.ctx, []store.NewEvent{newEvent("src", "k-"+token, "flow_a")})
+			require.NoError(t, err)
+			got, err := b.s.ClaimRuns(b.ctx, claim("w1", t0, 10))
+			require.NoError(t, err)
+			require.Len(t, got, 1)
+			require.NoError(t, b.s.SaveFingerprint(b.ctx, fp("key-"+token, "", "h", t0)))
+			require.NoError(t, b.s.SaveFingerprint(b.ctx, fp("other-"+token, "", "h", t0)))
+			errs, err := b.s.FinishAttempts(b.ctx, []store.FinishParams{{
+				RunID: got[0].Run.ID, Token: token, Now: t0.Add(time.Second), Attempt: attempt(0, "step1", store.AttemptDead),
+				State: store.RunDead, Step: 0, StepID: "step1", DueAt: t0, DropFingerprint: "key-" + token,
+			}})
+			require.NoError(t, err)
+			if token == "stale" {
+				require.ErrorIs(t, errs[0], store.ErrLeaseLost)
+			} else {
+				require.NoError(t, errs[0])
+			}
+			left := ids(find(t, b, "42", t0))
+			require.NotContains(t, left, "key-"+token, "a refused write leaves no fingerprint")
+			require.Contains(t, left, "other-"+token)
+		}
 	})
 
 	t.Run("FingerprintInFinish", func(t *testing.T) {
@@ -144,4 +225,12 @@ func runOwnership(t *testing.T, setup func(t *testing.T) bundle) {
 		require.NoError(t, err)
 		require.True(t, l.IsZero())
 	})
+}
+
+func ids(fps []store.Fingerprint) []string {
+	out := make([]string, len(fps))
+	for i, f := range fps {
+		out[i] = f.ID
+	}
+	return out
 }
