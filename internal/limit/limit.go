@@ -139,14 +139,15 @@ func New(name string, cfg Config, nowFunc func() time.Time) *Gate {
 // context's error. On success the caller makes its call and then calls
 // done with the outcome.
 func (g *Gate) Acquire(ctx context.Context) (done func(Outcome, time.Duration), err error) {
-	if h := g.admit(); h != nil {
+	h, probe := g.admit()
+	if h != nil {
 		return nil, h
 	}
 	if g.limiter != nil {
 		r := g.limiter.Reserve()
 		if d := r.Delay(); d > maxWait {
 			r.Cancel()
-			g.endProbe()
+			g.endProbe(probe)
 			return nil, &Hold{Until: g.nowFunc().Add(d), Reason: fmt.Sprintf("system %s: rate limit (%.3g/s)", g.name, g.limiter.Limit())}
 		} else if d > 0 {
 			t := time.NewTimer(d)
@@ -155,7 +156,7 @@ func (g *Gate) Acquire(ctx context.Context) (done func(Outcome, time.Duration), 
 			case <-ctx.Done():
 				t.Stop()
 				r.Cancel()
-				g.endProbe()
+				g.endProbe(probe)
 				return nil, ctx.Err()
 			}
 		}
@@ -164,7 +165,7 @@ func (g *Gate) Acquire(ctx context.Context) (done func(Outcome, time.Duration), 
 		select {
 		case g.slots <- struct{}{}:
 		case <-ctx.Done():
-			g.endProbe()
+			g.endProbe(probe)
 			return nil, ctx.Err()
 		}
 	}
@@ -172,12 +173,14 @@ func (g *Gate) Acquire(ctx context.Context) (done func(Outcome, time.Duration), 
 		if g.slots != nil {
 			<-g.slots
 		}
-		g.record(o, retryAfter)
+		g.record(o, retryAfter, probe)
 	}, nil
 }
 
-// admit applies the circuit, the auth pause and the 429 back-off.
-func (g *Gate) admit() *Hold {
+// admit applies the circuit, the auth pause and the 429 back-off. probe
+// reports that the admitted request is the one probe of an open circuit or
+// a paused system: only its end lets another probe through.
+func (g *Gate) admit() (hold *Hold, probe bool) {
 	now := g.nowFunc()
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -190,34 +193,44 @@ func (g *Gate) admit() *Hold {
 			// probe in flight): they would be claimed and held again in a
 			// tight loop.
 			if g.noProbe {
-				return &Hold{Until: now.Add(recheck), Reason: fmt.Sprintf("system %s paused by an operator", g.name)}
+				return &Hold{Until: now.Add(recheck), Reason: fmt.Sprintf("system %s paused by an operator", g.name)}, false
 			}
-			return &Hold{Until: maxTime(minTime(g.pausedUntil, now.Add(recheck)), now.Add(minHold)), Reason: fmt.Sprintf("system %s paused: credentials refused (401/403); probing every %s", g.name, g.cfg.AuthProbeEvery)}
+			return &Hold{Until: maxTime(minTime(g.pausedUntil, now.Add(recheck)), now.Add(minHold)), Reason: fmt.Sprintf("system %s paused: credentials refused (401/403); probing every %s", g.name, g.cfg.AuthProbeEvery)}, false
 		}
 		g.probing = true // this request is the probe
+		return nil, true
 	case !g.openUntil.IsZero():
 		if now.Before(g.openUntil) || g.probing {
-			return &Hold{Until: maxTime(g.openUntil, now.Add(minHold)), Reason: fmt.Sprintf("system %s: circuit open after %d consecutive failures", g.name, g.failures)}
+			return &Hold{Until: maxTime(g.openUntil, now.Add(minHold)), Reason: fmt.Sprintf("system %s: circuit open after %d consecutive failures", g.name, g.failures)}, false
 		}
 		g.probing = true
+		return nil, true
 	case now.Before(g.backoff):
-		return &Hold{Until: g.backoff, Reason: fmt.Sprintf("system %s: backing off after 429", g.name)}
+		return &Hold{Until: g.backoff, Reason: fmt.Sprintf("system %s: backing off after 429", g.name)}, false
 	}
-	return nil
+	return nil, false
 }
 
-func (g *Gate) endProbe() {
+// endProbe lets another probe through when the probe ends without a call.
+func (g *Gate) endProbe(probe bool) {
+	if !probe {
+		return
+	}
 	g.mu.Lock()
 	g.probing = false
 	g.mu.Unlock()
 }
 
-// record updates the gate's state with a call's outcome.
-func (g *Gate) record(o Outcome, retryAfter time.Duration) {
+// record updates the gate's state with a call's outcome. Only the probe's
+// own end clears probing: a call admitted before the circuit opened that
+// ends while the probe is in flight must not let a second probe through.
+func (g *Gate) record(o Outcome, retryAfter time.Duration, probe bool) {
 	now := g.nowFunc()
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.probing = false
+	if probe {
+		g.probing = false
+	}
 	switch o {
 	case Succeeded:
 		g.failures, g.openUntil, g.paused = 0, time.Time{}, false

@@ -156,3 +156,22 @@ func TestOperatorPauseOverridesProbing(t *testing.T) {
 	g.Resume()
 	requireAdmit(t, g)(limit.Succeeded, 0)
 }
+
+// TestOneProbeAtATime: a call admitted before the circuit opened that ends
+// while the probe is in flight does not let a second probe through.
+func TestOneProbeAtATime(t *testing.T) {
+	t.Parallel()
+	c := newClock()
+	g := limit.New("crm", limit.Config{CircuitFailures: 2, CircuitCooldown: 30 * time.Second}, c.Now)
+	late := requireAdmit(t, g) // in flight while the circuit opens
+	requireAdmit(t, g)(limit.Failed, 0)
+	requireAdmit(t, g)(limit.Failed, 0)
+	requireHold(t, g)
+
+	c.Add(30 * time.Second)
+	probe := requireAdmit(t, g)
+	late(limit.Refused, 0) // the old call ends now (a 400 about its request)
+	requireHold(t, g)      // still one probe
+	probe(limit.Succeeded, 0)
+	requireAdmit(t, g)(limit.Succeeded, 0)
+}
