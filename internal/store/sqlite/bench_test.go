@@ -27,7 +27,9 @@ func batchOf(n, from int, now time.Time) []store.NewEvent {
 	evs := make([]store.NewEvent, n)
 	for i := range evs {
 		evs[i] = store.NewEvent{
-			ID: store.NewID("evt_", now), Source: "bench", Key: fmt.Sprint(from + i), ReceivedAt: now, Payload: payload,
+			// A microsecond apart, as requests arrive: with one shared time
+			// every index on it would see ties broken by random IDs.
+			ID: store.NewID("evt_", now), Source: "bench", Key: fmt.Sprint(from + i), ReceivedAt: now.Add(time.Duration(from+i) * time.Microsecond), Payload: payload,
 			Runs: []store.NewRun{{ID: store.NewID("run_", now), Flow: "deliver", StepID: "post"}},
 		}
 	}
