@@ -60,16 +60,22 @@ func eventsList(ctx context.Context, e env, args []string) error {
 	fs := flags("events list", e)
 	cfgPath := fs.String("config", "switchboard.yaml", "config file")
 	source := fs.String("source", "", "only events from this source")
+	state := fs.String("state", "", "only events with a run in this state (pending, running, retrying, succeeded, dead)")
 	limit := fs.Int("limit", 50, "how many events")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	switch store.RunState(*state) {
+	case "", store.RunPending, store.RunRunning, store.RunRetrying, store.RunSucceeded, store.RunDead:
+	default:
+		return usageError{fmt.Sprintf("--state %q: want pending, running, retrying, succeeded or dead", *state)}
 	}
 	_, st, err := openStore(ctx, e, *cfgPath)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	evs, err := st.ListEvents(ctx, store.ListEventsParams{Source: *source, Limit: *limit})
+	evs, err := st.ListEvents(ctx, store.ListEventsParams{Source: *source, State: store.RunState(*state), Limit: *limit})
 	if err != nil {
 		return err
 	}

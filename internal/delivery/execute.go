@@ -179,16 +179,23 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 		a.Response = truncate(res.Body)
 
 		if callErr == nil {
-			out, err := json.Marshal(res.Output)
-			if err != nil {
-				x.dead(actx, token, c, step, a, fmt.Errorf("encode output: %w", err))
-				return
-			}
 			a.Outcome = store.AttemptSucceeded
 			next := run.Step + 1
 			p := store.FinishParams{
-				RunID: run.ID, Token: token, Now: now, Attempt: a, Output: out,
+				RunID: run.ID, Token: token, Now: now, Attempt: a,
 				Step: next, RunAttempt: 1, DueAt: now.Add(x.cfg.Lease),
+			}
+			if next < len(f.Steps) {
+				// No later step reads the last output and a finished run
+				// never resumes, so only earlier steps are checkpointed
+				// (the attempt keeps the response body): one write and one
+				// encoding less per run.
+				out, err := json.Marshal(res.Output)
+				if err != nil {
+					x.dead(actx, token, c, step, a, fmt.Errorf("encode output: %w", err))
+					return
+				}
+				p.Output = out
 			}
 			if fp != nil {
 				// Completed with the record's id (known now for a create)
@@ -207,10 +214,7 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 			stopping := x.stopping.Load()
 			switch {
 			case next == len(f.Steps):
-				// No later step reads the last output and a finished run
-				// never resumes, so it is not checkpointed (the attempt
-				// keeps the response body): one write less per run.
-				p.State, p.RunAttempt, p.DueAt, p.Output = store.RunSucceeded, run.Attempt, now, nil
+				p.State, p.RunAttempt, p.DueAt = store.RunSucceeded, run.Attempt, now
 			case stopping:
 				// Shutting down: hand the rest of the run back to the queue.
 				p.State, p.StepID, p.RunAttempt, p.DueAt = store.RunPending, f.Steps[next].ID, 0, now

@@ -216,6 +216,9 @@ type ExtendParams struct {
 // ListEventsParams filter ListEvents. Results are newest first.
 type ListEventsParams struct {
 	Source string
+	// State, when set, keeps only events with a run in this state (the
+	// console's "dead", "retrying" or "pending" events of a source).
+	State RunState
 	// Before, when set, returns events received before it (paging).
 	Before time.Time
 	Limit  int

@@ -40,6 +40,10 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	if path == "" {
 		return nil, errors.New("sqlite: empty path")
 	}
+	// wal_autocheckpoint stays at its default (1,000 pages): 10,000 cut the
+	// store benchmark's CPU per event by a sixth, but each checkpoint then
+	// held one group commit for long enough to double the bench's ingest
+	// p99 (10 -> 20 ms) for no measurable CPU or throughput gain.
 	pragmas := "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)"
 	base := "file:" + (&url.URL{Path: path}).EscapedPath()
 	w, err := sql.Open("sqlite", base+"?"+pragmas+"&_txlock=immediate")

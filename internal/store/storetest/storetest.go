@@ -598,6 +598,65 @@ func Run(t *testing.T, open OpenFunc) {
 		require.ErrorIs(t, err, store.ErrNotFound)
 	})
 
+	t.Run("ListEventsByState", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		// src: k0..k11 one run each, k12 two runs; other: k0 one run.
+		var evs []store.NewEvent
+		for i := range 13 {
+			e := newEvent("src", fmt.Sprintf("k%d", i), "flow_a")
+			if i == 12 {
+				e = newEvent("src", "k12", "flow_a", "flow_b")
+			}
+			e.ReceivedAt = t0.Add(time.Duration(i) * time.Second)
+			evs = append(evs, e)
+		}
+		evs = append(evs, newEvent("other", "k0", "flow_a"))
+		_, err := b.s.InsertEvents(b.ctx, evs)
+		require.NoError(t, err)
+		now := t0.Add(time.Hour)
+		got, err := b.s.ClaimRuns(b.ctx, claim("w1", now, 100))
+		require.NoError(t, err)
+		require.Len(t, got, 15)
+		// The oldest three of src, both runs of k12 and other's run die;
+		// k10 and k11 stay running; the rest succeed.
+		var ps []store.FinishParams
+		for _, c := range got {
+			p := store.FinishParams{RunID: c.Run.ID, Token: "w1", Now: now, Attempt: attempt(0, "step1", store.AttemptSucceeded),
+				State: store.RunSucceeded, Step: 1, StepID: "step1", RunAttempt: 1, DueAt: now}
+			switch c.Event.Key {
+			case "k10", "k11":
+				continue
+			case "k0", "k1", "k2", "k12":
+				p.Attempt.Outcome, p.State, p.Step = store.AttemptDead, store.RunDead, 0
+			}
+			ps = append(ps, p)
+		}
+		_, err = b.s.FinishAttempts(b.ctx, ps)
+		require.NoError(t, err)
+		keys := func(p store.ListEventsParams) []string {
+			t.Helper()
+			evs, err := b.s.ListEvents(b.ctx, p)
+			require.NoError(t, err)
+			var ks []string
+			for _, e := range evs {
+				ks = append(ks, e.Source+"/"+e.Key)
+			}
+			return ks
+		}
+		// Dead events are the oldest: a store that first looks at the
+		// newest events must still find them.
+		require.Equal(t, []string{"src/k12", "src/k2"}, keys(store.ListEventsParams{Source: "src", State: store.RunDead, Limit: 2}),
+			"newest first, an event with two dead runs once")
+		require.Equal(t, []string{"src/k1", "src/k0"}, keys(store.ListEventsParams{Source: "src", State: store.RunDead, Limit: 2, Before: t0.Add(2 * time.Second)}))
+		require.Len(t, keys(store.ListEventsParams{State: store.RunDead, Limit: 10}), 5, "every source")
+		require.Equal(t, []string{"src/k9", "src/k8", "src/k7"}, keys(store.ListEventsParams{Source: "src", State: store.RunSucceeded, Limit: 3}))
+		require.Equal(t, []string{"src/k11", "src/k10"}, keys(store.ListEventsParams{Source: "src", State: store.RunRunning, Limit: 5}))
+		require.Empty(t, keys(store.ListEventsParams{Source: "src", State: store.RunPending}))
+		_, err = b.s.ListEvents(b.ctx, store.ListEventsParams{State: "lost"})
+		require.Error(t, err, "unknown states are refused, not matched against nothing")
+	})
+
 	runPolls(t, open)
 	runOwnership(t, setup)
 }
