@@ -156,7 +156,7 @@ func (s *Store) ListEvents(ctx context.Context, p store.ListEventsParams) ([]sto
 	// index rather than every event of the source; GROUP BY lists an event
 	// with two runs in the state once. (source and received_at are columns
 	// of events only.)
-	return s.queryEvents(ctx, `SELECT e.id, e.source, e.key, e.received_at, e.payload
+	return s.queryEvents(ctx, `SELECT e.id, e.source, e.key, e.received_at, e.payload, e.trace_parent
 		FROM runs r CROSS JOIN events e ON e.id = r.event_id WHERE `+inIndex+` AND r.state = '`+string(p.State)+`'`+strings.TrimPrefix(where, ` WHERE 1=1`)+`
 		GROUP BY e.id ORDER BY e.received_at DESC, e.id DESC LIMIT ?`,
 		append(args, n)...)
