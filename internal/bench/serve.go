@@ -15,7 +15,9 @@ import (
 
 // measureServe starts `switchboard serve` on storeRef as a separate
 // process, as an operator would, and returns how long it took to answer
-// /readyz and its resident memory once idle.
+// /readyz and its resident memory once idle. The node does not execute:
+// the ingest store's runs are all pending, and a node working through them
+// would not be idle.
 func measureServe(ctx context.Context, cfg Config, storeRef string) (time.Duration, int64, error) {
 	dir, err := os.MkdirTemp("", "switchboard-bench-serve-")
 	if err != nil {
@@ -35,7 +37,7 @@ func measureServe(ctx context.Context, cfg Config, storeRef string) (time.Durati
 	addr := ln.Addr().String()
 	ln.Close()
 	start := time.Now()
-	cmd := exec.CommandContext(ctx, cfg.Self, "serve", "--config", cfgPath, "--addr", addr, "--log-level", "error")
+	cmd := exec.CommandContext(ctx, cfg.Self, "serve", "--config", cfgPath, "--addr", addr, "--log-level", "error", "--no-executor")
 	if err := cmd.Start(); err != nil {
 		return 0, 0, err
 	}

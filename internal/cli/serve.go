@@ -21,6 +21,7 @@ func runServe(ctx context.Context, e env, args []string) error {
 	addr := fs.String("addr", "127.0.0.1:8080", "listen address")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	noMigrate := fs.Bool("no-migrate", false, "PostgreSQL: refuse to start on a schema that is behind instead of migrating it")
+	noExecutor := fs.Bool("no-executor", false, "ingest only: accept webhooks and run timed sources, execute no runs (other nodes on the same PostgreSQL store do)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -35,7 +36,7 @@ func runServe(ctx context.Context, e env, args []string) error {
 	for _, w := range plan.Warnings {
 		log.Warn("config: " + w)
 	}
-	srv, err := app.NewServer(ctx, plan, app.Options{Logger: log, NoMigrate: *noMigrate})
+	srv, err := app.NewServer(ctx, plan, app.Options{Logger: log, NoMigrate: *noMigrate, NoExecutor: *noExecutor})
 	if err != nil {
 		return err
 	}
@@ -45,7 +46,7 @@ func runServe(ctx context.Context, e env, args []string) error {
 		return fmt.Errorf("listen: %w", err)
 	}
 	log.Info("serving", "addr", ln.Addr().String(), "store", plan.Store, "sources", len(plan.Sources),
-		"flows", len(plan.Flows), "workers", plan.Workers)
+		"flows", len(plan.Flows), "workers", plan.Workers, "executor", !*noExecutor)
 	return srv.Serve(ctx, ln)
 }
 
