@@ -25,11 +25,7 @@ const (
 func (s *Store) InsertEvents(ctx context.Context, events []store.NewEvent) ([]store.InsertResult, error) {
 	results := make([]store.InsertResult, len(events))
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		insEvent, err := s.stmt(ctx, tx, qInsEvent)
-		if err != nil {
-			return err
-		}
-		insRun, err := s.stmt(ctx, tx, qInsRun)
+		w, err := s.eventWriter(ctx, tx)
 		if err != nil {
 			return err
 		}
@@ -38,30 +34,19 @@ func (s *Store) InsertEvents(ctx context.Context, events []store.NewEvent) ([]st
 			return err
 		}
 		for i, e := range events {
-			at := micros(e.ReceivedAt)
-			res, err := insEvent.ExecContext(ctx, e.ID, e.Source, e.Key, at, e.Payload, e.TraceParent)
+			inserted, err := w.insert(ctx, e)
 			if err != nil {
-				return fmt.Errorf("insert event: %w", err)
+				return err
 			}
-			id := e.ID
-			if n, _ := res.RowsAffected(); n == 0 {
-				if err := findEvent.QueryRowContext(ctx, e.Source, e.Key).Scan(&id); err != nil {
-					return fmt.Errorf("find duplicate event: %w", err)
-				}
-				results[i] = store.InsertResult{EventID: id, Duplicate: true}
+			if inserted {
+				results[i] = store.InsertResult{EventID: e.ID}
 				continue
 			}
-			results[i] = store.InsertResult{EventID: id}
-			if !e.Lineage.IsZero() {
-				if err := insertLineage(ctx, tx, id, e.Lineage); err != nil {
-					return err
-				}
+			id := e.ID
+			if err := findEvent.QueryRowContext(ctx, e.Source, e.Key).Scan(&id); err != nil {
+				return fmt.Errorf("find duplicate event: %w", err)
 			}
-			for _, r := range e.Runs {
-				if _, err := insRun.ExecContext(ctx, r.ID, id, r.Flow, r.StepID, at, at, at); err != nil {
-					return fmt.Errorf("insert run: %w", err)
-				}
-			}
+			results[i] = store.InsertResult{EventID: id, Duplicate: true}
 		}
 		return nil
 	})
@@ -69,6 +54,50 @@ func (s *Store) InsertEvents(ctx context.Context, events []store.NewEvent) ([]st
 		return nil, err
 	}
 	return results, nil
+}
+
+// eventWriter stores new events, with their lineage and runs, in one
+// transaction: the group commit and a poll's page commit share it.
+type eventWriter struct {
+	tx               *sql.Tx
+	insEvent, insRun *sql.Stmt
+}
+
+func (s *Store) eventWriter(ctx context.Context, tx *sql.Tx) (eventWriter, error) {
+	insEvent, err := s.stmt(ctx, tx, qInsEvent)
+	if err != nil {
+		return eventWriter{}, err
+	}
+	insRun, err := s.stmt(ctx, tx, qInsRun)
+	if err != nil {
+		return eventWriter{}, err
+	}
+	return eventWriter{tx: tx, insEvent: insEvent, insRun: insRun}, nil
+}
+
+// insert stores e with its lineage and runs unless an event with its
+// (source, key) exists; it reports whether it stored it. Dedupe relies on
+// the unique index, never on a prior SELECT.
+func (w eventWriter) insert(ctx context.Context, e store.NewEvent) (bool, error) {
+	at := micros(e.ReceivedAt)
+	res, err := w.insEvent.ExecContext(ctx, e.ID, e.Source, e.Key, at, e.Payload, e.TraceParent)
+	if err != nil {
+		return false, fmt.Errorf("insert event: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return false, nil
+	}
+	if !e.Lineage.IsZero() {
+		if err := insertLineage(ctx, w.tx, e.ID, e.Lineage); err != nil {
+			return false, err
+		}
+	}
+	for _, r := range e.Runs {
+		if _, err := w.insRun.ExecContext(ctx, r.ID, e.ID, r.Flow, r.StepID, at, at, at); err != nil {
+			return false, fmt.Errorf("insert run: %w", err)
+		}
+	}
+	return true, nil
 }
 
 const eventCols = `id, source, key, received_at, payload, trace_parent`

@@ -12,6 +12,13 @@ import (
 	"github.com/switchboard-dev/switchboard/internal/store"
 )
 
+// Statements of a page commit, prepared once at Open (see Store.stmt).
+const (
+	qSeenVersion     = `SELECT version FROM poll_records WHERE source = ? AND record_id = ?`
+	qRememberVersion = `INSERT INTO poll_records (source, record_id, version, seen_at) VALUES (?, ?, ?, ?)
+		ON CONFLICT (source, record_id) DO UPDATE SET version = excluded.version, seen_at = excluded.seen_at`
+)
+
 const pollCols = `source, cursor, next_run_at, last_run_at, last_ok_at, cursor_moved_at, failures, last_error, last_found`
 
 func scanPollState(row interface{ Scan(...any) error }) (store.PollState, error) {
@@ -80,17 +87,21 @@ func (s *Store) CommitPollPage(ctx context.Context, p store.PollPage) ([]store.P
 	seenAs := cmp.Or(p.SeenAs, p.Source)
 	now := micros(p.Now)
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		insEvent, err := s.stmt(ctx, tx, qInsEvent)
+		w, err := s.eventWriter(ctx, tx)
 		if err != nil {
 			return err
 		}
-		insRun, err := s.stmt(ctx, tx, qInsRun)
+		seenStmt, err := s.stmt(ctx, tx, qSeenVersion)
+		if err != nil {
+			return err
+		}
+		remember, err := s.stmt(ctx, tx, qRememberVersion)
 		if err != nil {
 			return err
 		}
 		for i, r := range p.Records {
 			var seen string
-			err := tx.QueryRowContext(ctx, `SELECT version FROM poll_records WHERE source = ? AND record_id = ?`, seenAs, r.RecordID).Scan(&seen)
+			err := seenStmt.QueryRowContext(ctx, seenAs, r.RecordID).Scan(&seen)
 			switch {
 			case err == nil && seen == r.Version:
 				out[i] = store.PollResult{Outcome: store.PollUnchanged}
@@ -98,31 +109,17 @@ func (s *Store) CommitPollPage(ctx context.Context, p store.PollPage) ([]store.P
 			case err != nil && !errors.Is(err, sql.ErrNoRows):
 				return fmt.Errorf("read seen record: %w", err)
 			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO poll_records (source, record_id, version, seen_at) VALUES (?, ?, ?, ?)
-				ON CONFLICT (source, record_id) DO UPDATE SET version = excluded.version, seen_at = excluded.seen_at`,
-				seenAs, r.RecordID, r.Version, now); err != nil {
+			if _, err := remember.ExecContext(ctx, seenAs, r.RecordID, r.Version, now); err != nil {
 				return fmt.Errorf("remember record: %w", err)
 			}
-			e := r.Event
-			res, err := insEvent.ExecContext(ctx, e.ID, e.Source, e.Key, micros(e.ReceivedAt), e.Payload, e.TraceParent)
-			if err != nil {
-				return fmt.Errorf("insert event: %w", err)
-			}
-			if n, _ := res.RowsAffected(); n == 0 {
+			inserted, err := w.insert(ctx, r.Event)
+			switch {
+			case err != nil:
+				return err
+			case inserted:
+				out[i] = store.PollResult{Outcome: store.PollEmitted, EventID: r.Event.ID}
+			default:
 				out[i] = store.PollResult{Outcome: store.PollKnown}
-				continue
-			}
-			out[i] = store.PollResult{Outcome: store.PollEmitted, EventID: e.ID}
-			if !e.Lineage.IsZero() {
-				if err := insertLineage(ctx, tx, e.ID, e.Lineage); err != nil {
-					return err
-				}
-			}
-			at := micros(e.ReceivedAt)
-			for _, run := range e.Runs {
-				if _, err := insRun.ExecContext(ctx, run.ID, e.ID, run.Flow, run.StepID, at, at, at); err != nil {
-					return fmt.Errorf("insert run: %w", err)
-				}
 			}
 		}
 		if !p.SetCursor {

@@ -89,7 +89,7 @@ func (s *Store) Close() error {
 // SQL costs more than running these small statements, and the writer is one
 // long-lived connection, so each is prepared once. (They cannot be prepared
 // lazily: inside a transaction the only connection is taken.)
-var preparedQueries = []string{qInsEvent, qInsRun, qFindEvent, qClaim, qLoad, qLoadOuts, qInsAttempt, qUpdRun, qInsStep}
+var preparedQueries = []string{qInsEvent, qInsRun, qFindEvent, qClaim, qLoad, qLoadOuts, qInsAttempt, qUpdRun, qInsStep, qSeenVersion, qRememberVersion}
 
 func (s *Store) prepare(ctx context.Context) error {
 	for _, q := range preparedQueries {
