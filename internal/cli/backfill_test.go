@@ -70,6 +70,7 @@ flows:
 
 	code, stdout, stderr := run(t, nil, "backfill", "jobs", "--since", "2026-01-11T00:00:00Z", "--config", cfg, "--quiet")
 	require.Equal(t, 0, code, stderr)
+	t.Log(stdout)
 	require.Regexp(t, `^backfill jobs: \d+ pages, \d+ records: 20 emitted, \d+ unchanged, 0 already stored; cursor 2026-01-30T00:00:00Z; `, stdout)
 
 	// Earlier history: the overlap is not emitted again.
@@ -89,6 +90,7 @@ flows:
 
 	code, stdout, _ = run(t, nil, "polls", "--config", cfg)
 	require.Equal(t, 0, code)
+	t.Log("\n" + stdout)
 	require.Contains(t, stdout, "jobs")
 	require.Contains(t, stdout, "not run yet", "a backfill leaves the scheduled poll's state alone")
 

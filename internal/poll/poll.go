@@ -302,38 +302,35 @@ func (r *pollRun) commit(ctx context.Context, pg *page) error {
 	if err != nil {
 		return err
 	}
-	var emitted []engine.Built
-	r.stats.Unchanged += unchanged
-	for i, x := range res {
-		switch x.Outcome {
-		case store.PollEmitted:
-			r.stats.Emitted++
-			emitted = append(emitted, built[i])
-		case store.PollUnchanged:
-			r.stats.Unchanged++
-		case store.PollKnown:
-			r.stats.Known++
-		}
-	}
-	r.p.cfg.Engine.Stored(ctx, emitted)
+	// One pass: the page's counts, and polled records counted as received
+	// events of the source that stores them, like webhooks (new ones
+	// accepted or echo, already stored duplicate).
 	m := r.p.cfg.Metrics
-	// Polled records count as received events of the source that stores
-	// them, like webhooks: new ones accepted, already stored duplicate.
+	var emitted []engine.Built
+	known := 0
 	for i, x := range res {
 		switch x.Outcome {
 		case store.PollEmitted:
+			emitted = append(emitted, built[i])
 			outcome := metrics.OutcomeAccepted
 			if built[i].Event.Lineage.Outcome == store.EventEcho {
 				outcome = metrics.OutcomeEcho
 			}
 			m.EventReceived(r.target, outcome)
+		case store.PollUnchanged:
+			unchanged++
 		case store.PollKnown:
+			known++
 			m.EventReceived(r.target, metrics.OutcomeDuplicate)
 		}
 	}
+	r.p.cfg.Engine.Stored(ctx, emitted)
+	r.stats.Emitted += len(emitted)
+	r.stats.Unchanged += unchanged
+	r.stats.Known += known
 	m.PollRecords(r.src.Name, metrics.PollEmitted, len(emitted))
-	m.PollRecords(r.src.Name, metrics.PollUnchanged, unchanged+countOf(res, store.PollUnchanged))
-	m.PollRecords(r.src.Name, metrics.PollKnown, countOf(res, store.PollKnown))
+	m.PollRecords(r.src.Name, metrics.PollUnchanged, unchanged)
+	m.PollRecords(r.src.Name, metrics.PollKnown, known)
 	if r.pl.Backstop() && len(emitted) > 0 {
 		m.BackstopFound(r.target, len(emitted))
 		r.p.cfg.Logger.Warn("backstop poll found records the webhook source had not delivered",
@@ -348,16 +345,6 @@ func (r *pollRun) commit(ctx context.Context, pg *page) error {
 	r.stats.Pages++
 	r.stats.Records += len(pg.items)
 	return nil
-}
-
-func countOf(res []store.PollResult, o store.PollOutcome) int {
-	n := 0
-	for _, x := range res {
-		if x.Outcome == o {
-			n++
-		}
-	}
-	return n
 }
 
 // identity is a polled record's id (as stored, and as given for its event
