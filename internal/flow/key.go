@@ -33,16 +33,22 @@ func StorableKey(k string) string {
 // ErrNoValue means a key expression gave null or a blank string.
 var ErrNoValue = errors.New("no value")
 
-// KeyText renders a key part (an id, a version) that jq gave: strings as
-// they are, numbers exactly, anything else as JSON. Null or blank is an
-// error naming the expression that wraps ErrNoValue.
+// noValue is an ErrNoValue that names the expression.
+type noValue struct{ msg string }
+
+func (e noValue) Error() string        { return e.msg }
+func (e noValue) Is(target error) bool { return target == ErrNoValue }
+
+// KeyText renders a key part (an idempotency key, an id, a version) that
+// jq gave: strings as they are, numbers exactly, anything else as JSON.
+// Null or blank is an error naming the expression (errors.Is ErrNoValue).
 func KeyText(e *transform.Expr, v any) (string, error) {
 	switch v := v.(type) {
 	case nil:
-		return "", fmt.Errorf("%s is null for this record: %w", e, ErrNoValue)
+		return "", noValue{fmt.Sprintf("%s is null for this payload", e)}
 	case string:
 		if strings.TrimSpace(v) == "" {
-			return "", fmt.Errorf("%s is empty for this record: %w", e, ErrNoValue)
+			return "", noValue{fmt.Sprintf("%s is empty for this payload", e)}
 		}
 		return v, nil
 	case json.Number:

@@ -18,7 +18,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/switchboard-dev/switchboard/internal/engine"
@@ -261,20 +260,11 @@ func eventKey(ctx context.Context, src *flow.Source, v flow.Verified, body []byt
 		if err != nil {
 			return "", fmt.Errorf("idempotency key: %v", err)
 		}
-		switch k := k.(type) {
-		case nil:
-			return "", fmt.Errorf("idempotency key: %s is null for this payload", src.Key)
-		case string:
-			if strings.TrimSpace(k) == "" {
-				return "", fmt.Errorf("idempotency key: %s is empty for this payload", src.Key)
-			}
-			return flow.StorableKey(k), nil
-		case json.Number:
-			return flow.StorableKey(k.String()), nil
-		default:
-			b, _ := json.Marshal(k)
-			return flow.StorableKey(string(b)), nil
+		s, err := flow.KeyText(src.Key, k)
+		if err != nil {
+			return "", fmt.Errorf("idempotency key: %w", err)
 		}
+		return flow.StorableKey(s), nil
 	}
 	if v.MessageID != "" {
 		return flow.StorableKey(v.MessageID), nil
