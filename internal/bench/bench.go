@@ -303,7 +303,7 @@ func phaseOf(name string, res *loadResult) *Phase {
 
 // measure runs fn with CPU accounting and an RSS sampler around it.
 func measure(ctx context.Context, name string, fn func(context.Context) (*Phase, error)) (*Phase, error) {
-	cpu0 := cpuTime()
+	cpu0 := CPUTime()
 	rss := startRSSSampler()
 	p, err := fn(ctx)
 	peak := rss()
@@ -311,7 +311,7 @@ func measure(ctx context.Context, name string, fn func(context.Context) (*Phase,
 		return nil, fmt.Errorf("%s phase: %w", name, err)
 	}
 	if p.Requests > 0 {
-		p.CPUPerEvUS = float64((cpuTime() - cpu0).Microseconds()) / float64(p.Requests)
+		p.CPUPerEvUS = float64((CPUTime() - cpu0).Microseconds()) / float64(p.Requests)
 	}
 	p.PeakRSSMB = float64(peak) / (1 << 20)
 	return p, nil

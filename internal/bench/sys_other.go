@@ -4,7 +4,7 @@ package bench
 
 import "time"
 
-func cpuTime() time.Duration { return 0 }
+func CPUTime() time.Duration { return 0 }
 
 func rssBytes() int64 { return 0 }
 

@@ -65,9 +65,7 @@ func eventsList(ctx context.Context, e env, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	switch store.RunState(*state) {
-	case "", store.RunPending, store.RunRunning, store.RunRetrying, store.RunSucceeded, store.RunDead:
-	default:
+	if *state != "" && !store.RunState(*state).Valid() {
 		return usageError{fmt.Sprintf("--state %q: want pending, running, retrying, succeeded or dead", *state)}
 	}
 	_, st, err := openStore(ctx, e, *cfgPath)

@@ -2,7 +2,6 @@ package delivery
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -66,7 +65,7 @@ func (x *Executor) fingerprint(ctx context.Context, c store.ClaimedRun, w writeS
 		// Before the call a created record has no id yet: "" matches an
 		// echo by its fields alone until the answer names the record.
 		if v, err := wr.RecordID.Eval(ctx, w.payload, steps, w.event); err == nil && v != nil {
-			id = recordID(v)
+			id = flow.RecordID(v)
 		}
 	}
 	chain := c.Lineage.Chain
@@ -82,19 +81,4 @@ func (x *Executor) fingerprint(ctx context.Context, c store.ClaimedRun, w writeS
 		RunID: c.Run.ID, Hop: c.Lineage.Hop + 1, Chain: fmt.Sprintf("%s → %s %s %s", chain, w.step.System, wr.Entity, shown),
 		CreatedAt: now,
 	}, nil
-}
-
-// recordID renders an id as the engine does for inbound events: strings
-// as they are, numbers as JSON (42, not 42.0), made storable
-// (flow.StorableKey hashes an id PostgreSQL would refuse, with a NUL, or
-// a very long one).
-func recordID(v any) string {
-	if s, ok := v.(string); ok {
-		return flow.StorableKey(s)
-	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		return flow.StorableKey(fmt.Sprint(v))
-	}
-	return flow.StorableKey(string(b))
 }

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -82,7 +81,7 @@ func (e *Engine) lineage(ctx context.Context, src *flow.Source, ev Event, now ti
 		e.cfg.Logger.Debug("no record id: not checked for an echo", "source", ev.Source, "error", err)
 		return verdict{}, nil
 	}
-	id := recordID(idv)
+	id := flow.RecordID(idv)
 	if id == "" {
 		// "" is how a fingerprint says "record not known yet".
 		return verdict{}, nil
@@ -138,22 +137,6 @@ func (e *Engine) lineage(ctx context.Context, src *flow.Source, ev Event, now ti
 		}
 	}
 	return verdict{}, nil
-}
-
-// recordID renders a record id the way fingerprints store it: strings as
-// they are, numbers and others as JSON (42, not 42.0), made storable as
-// event keys are (flow.StorableKey: a NUL, which PostgreSQL refuses in
-// text, or a very long id is hashed). delivery renders the ids it writes
-// the same way.
-func recordID(v any) string {
-	if s, ok := v.(string); ok {
-		return flow.StorableKey(s)
-	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		return flow.StorableKey(fmt.Sprint(v))
-	}
-	return flow.StorableKey(string(b))
 }
 
 // conflicts replaces the runs of flows that would write a mirror's change

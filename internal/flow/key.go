@@ -105,3 +105,19 @@ func (s *Source) RecordOf(ctx context.Context, value any) (id, version string, e
 	version, err = RecordVersion(ctx, s.Version, value)
 	return id, version, err
 }
+
+// RecordID renders a record id the way fingerprints store it, whoever
+// writes or looks it up (delivery for our writes, the engine for inbound
+// events): strings as they are, numbers and others as JSON (42, not 42.0),
+// made storable (StorableKey hashes an id PostgreSQL would refuse, with a
+// NUL, or a very long one).
+func RecordID(v any) string {
+	if s, ok := v.(string); ok {
+		return StorableKey(s)
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return StorableKey(fmt.Sprint(v))
+	}
+	return StorableKey(string(b))
+}

@@ -218,18 +218,19 @@ func (cp *compiler) ownership(p *Plan) {
 		}
 		o.Entities[ent] = &Entity{Name: ent, Owner: systems[0], OnConflict: OnConflictDrop}
 	}
-	// Writes are fingerprinted only where an echo can come back.
-	for _, f := range p.Flows {
+	// Writes are fingerprinted only where an echo can come back. In name
+	// order, so check prints its warnings the same way each time.
+	for _, name := range slices.Sorted(maps.Keys(p.Flows)) {
+		f := p.Flows[name]
 		for i, st := range f.Steps {
 			w := st.Write
 			if w == nil {
 				continue
 			}
-			for _, src := range p.Sources {
-				if o := src.Origin; o != nil && o.System == st.System && o.Entity == w.Entity && o.RecordID != nil {
-					w.Echoable = true
-				}
-			}
+			w.Echoable = slices.ContainsFunc(slices.Collect(maps.Values(p.Sources)), func(src *Source) bool {
+				org := src.Origin
+				return org != nil && org.System == st.System && org.Entity == w.Entity && org.RecordID != nil
+			})
 			if w.Echoable && w.RecordID == nil {
 				cp.warnf(cp.node(fmt.Sprintf("flows.%s.steps[%d]", f.Name, i)),
 					"flows.%s.steps[%d]: writes %s to %s, whose events about %s come back, but has no record_id: its echoes are matched by the written fields alone",

@@ -40,6 +40,16 @@ const (
 	RunDead RunState = "dead"
 )
 
+// Valid reports whether s is one of the run states above; a state written
+// into a query as a literal (so partial indexes apply) must be one.
+func (s RunState) Valid() bool {
+	switch s {
+	case RunPending, RunRunning, RunRetrying, RunSucceeded, RunDead:
+		return true
+	}
+	return false
+}
+
 // AttemptOutcome is what one step attempt ended with.
 type AttemptOutcome string
 

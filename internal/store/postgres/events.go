@@ -150,7 +150,7 @@ func (s *Store) ListEvents(ctx context.Context, p store.ListEventsParams) ([]sto
 		q += fmt.Sprintf(` AND received_at < $%d`, len(args))
 	}
 	if p.State != "" {
-		if !knownStates[p.State] {
+		if !p.State.Valid() {
 			return nil, fmt.Errorf("list events: unknown run state %q", p.State)
 		}
 		// The state is a literal, not a parameter, so that every plan
@@ -168,12 +168,6 @@ func (s *Store) ListEvents(ctx context.Context, p store.ListEventsParams) ([]sto
 		return nil, fmt.Errorf("list events: %w", err)
 	}
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Event, error) { return scanEvent(r) })
-}
-
-// knownStates are the states ListEvents filters by; the state is written
-// into the query, so nothing else may reach it.
-var knownStates = map[store.RunState]bool{
-	store.RunPending: true, store.RunRunning: true, store.RunRetrying: true, store.RunSucceeded: true, store.RunDead: true,
 }
 
 func limit(n int) int {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/switchboard-dev/switchboard/internal/bench"
 	"github.com/switchboard-dev/switchboard/internal/store"
 	"github.com/switchboard-dev/switchboard/internal/store/sqlite"
 )
@@ -43,14 +44,14 @@ func BenchmarkInsertEvents(b *testing.B) {
 	s := openBench(b)
 	now := time.Now()
 	n := 0
-	cpu0 := cpuTime()
+	cpu0 := bench.CPUTime()
 	for b.Loop() {
 		_, err := s.InsertEvents(b.Context(), batchOf(64, n, now))
 		require.NoError(b, err)
 		n += 64
 	}
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(n), "µs/event")
-	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(n), "cpu-µs/event")
+	b.ReportMetric(float64((bench.CPUTime()-cpu0).Microseconds())/float64(n), "cpu-µs/event")
 }
 
 // BenchmarkClaimFinish measures the executor's store cycle: claim 32 runs,
@@ -63,7 +64,7 @@ func BenchmarkClaimFinish(b *testing.B) {
 		require.NoError(b, err)
 	}
 	runs := 0
-	cpu0 := cpuTime()
+	cpu0 := bench.CPUTime()
 	for b.Loop() {
 		tok := store.NewID("tok_", now)
 		got, err := s.ClaimRuns(b.Context(), store.ClaimParams{Token: tok, Now: now.Add(time.Second), LeaseUntil: now.Add(time.Minute), Limit: 32})
@@ -82,5 +83,5 @@ func BenchmarkClaimFinish(b *testing.B) {
 		runs += len(got)
 	}
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(runs), "µs/run")
-	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(runs), "cpu-µs/run")
+	b.ReportMetric(float64((bench.CPUTime()-cpu0).Microseconds())/float64(runs), "cpu-µs/run")
 }
