@@ -176,6 +176,7 @@ func TestMalformedParentStartsANewTrace(t *testing.T) {
 	require.NotEmpty(t, tracing.TraceParent(ctx))
 	rctx := tr.StartRun(t.Context(), tracing.Run{TraceParent: "garbage", Flow: "f"})
 	tracing.EndRun(rctx)
+	require.Len(t, rec.Ended(), 2, "the event span and the run span")
 	for _, s := range rec.Ended() {
 		require.False(t, s.Parent().IsValid(), s.Name())
 	}
