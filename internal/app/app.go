@@ -294,7 +294,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) (err error) {
 	elector := leader.New(leader.Config{Store: s.Store, Node: s.opts.Node, TTL: s.Plan.Lease, Logger: s.opts.Logger})
 	sweeper := retention.New(retention.Config{Store: s.Store, Keep: s.Plan.Retention, Logger: s.opts.Logger})
 	g.Go(func() error { return elector.Run(execCtx, leader.Duty{Name: "retention", Run: sweeper.Run}) })
-	pruner := retention.Fingerprints{Store: s.Store, Window: s.Plan.Ownership.EchoWindow, Logger: s.opts.Logger}
+	pruner := retention.NewFingerprints(s.Store, s.Plan.Ownership.EchoWindow, retention.Config{Logger: s.opts.Logger})
 	g.Go(func() error { return elector.Run(execCtx, leader.Duty{Name: "fingerprints", Run: pruner.Run}) })
 	g.Go(func() error { return s.sampler.Run(execCtx) })
 	// Dead-letter alerts go out from every node the moment a run dies; the

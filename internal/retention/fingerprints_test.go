@@ -24,8 +24,8 @@ func TestPruneFingerprints(t *testing.T) {
 			CreatedAt: now.Add(-age),
 		}))
 	}
-	p := retention.Fingerprints{Store: st, Window: 10 * time.Minute, NowFunc: func() time.Time { return now }}
-	n, err := p.Prune(t.Context())
+	p := retention.NewFingerprints(st, 10*time.Minute, retention.Config{NowFunc: func() time.Time { return now }})
+	n, err := p.Sweep(t.Context())
 	require.NoError(t, err)
 	require.Equal(t, 2, n, "older than twice the window")
 	left, err := st.FindFingerprints(t.Context(), store.FindFingerprintsParams{System: "crm", Entity: "customer", RecordID: "1", Since: now.Add(-time.Hour)})

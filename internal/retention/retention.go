@@ -1,6 +1,7 @@
 // Package retention deletes events, with their runs and attempts, once they
-// are older than the configured retention and all their runs have finished.
-// It deletes in small batches so no transaction holds the store for long.
+// are older than the configured retention and all their runs have finished,
+// and the fingerprints of our writes once no echo can match them. It
+// deletes in small batches so no transaction holds the store for long.
 package retention
 
 import (
@@ -18,22 +19,60 @@ type Deleter interface {
 
 // Config configures a Sweeper.
 type Config struct {
+	// Store and Keep are the events' (New only).
 	Store Deleter
 	// Keep is the retention period.
 	Keep time.Duration
 	// Every is the pause between sweeps. Default 10m.
 	Every time.Duration
-	// Batch is how many events one transaction deletes. Default 500.
+	// Batch is how many rows one transaction deletes. Default 500.
 	Batch   int
 	Logger  *slog.Logger
 	NowFunc func() time.Time
 }
 
-// Sweeper deletes expired events.
-type Sweeper struct{ cfg Config }
+// Sweeper deletes expired rows in batches: events (New), or fingerprints
+// (NewFingerprints).
+type Sweeper struct {
+	cfg Config
+	// what names the rows in logs; cutoff gives the oldest time kept, and
+	// deleteBatch deletes up to n rows older than before.
+	what        string
+	cutoff      func(now time.Time) time.Time
+	deleteBatch func(ctx context.Context, before time.Time, n int) (int, error)
+}
 
-// New returns a Sweeper.
+// New returns a Sweeper of events older than cfg.Keep whose runs are done.
 func New(cfg Config) *Sweeper {
+	s := newSweeper(cfg, "events", func(now time.Time) time.Time { return now.Add(-cfg.Keep) })
+	s.deleteBatch = func(ctx context.Context, before time.Time, n int) (int, error) {
+		return cfg.Store.DeleteExpired(ctx, store.DeleteParams{Before: before, Limit: n})
+	}
+	return s
+}
+
+// FingerprintStore is the store method fingerprint pruning needs.
+type FingerprintStore interface {
+	PruneFingerprints(ctx context.Context, before time.Time, limit int) (int, error)
+}
+
+// NewFingerprints returns a Sweeper of the fingerprints of our writes older
+// than twice the echo window (the margin covers clocks a little apart
+// between nodes): after the window no echo can match them. It sweeps every
+// minute, 1000 per transaction, unless cfg says otherwise.
+func NewFingerprints(st FingerprintStore, window time.Duration, cfg Config) *Sweeper {
+	if cfg.Every <= 0 {
+		cfg.Every = time.Minute
+	}
+	if cfg.Batch <= 0 {
+		cfg.Batch = 1000
+	}
+	s := newSweeper(cfg, "fingerprints", func(now time.Time) time.Time { return now.Add(-2 * window) })
+	s.deleteBatch = st.PruneFingerprints
+	return s
+}
+
+func newSweeper(cfg Config, what string, cutoff func(time.Time) time.Time) *Sweeper {
 	if cfg.Every <= 0 {
 		cfg.Every = 10 * time.Minute
 	}
@@ -46,7 +85,7 @@ func New(cfg Config) *Sweeper {
 	if cfg.NowFunc == nil {
 		cfg.NowFunc = time.Now
 	}
-	return &Sweeper{cfg: cfg}
+	return &Sweeper{cfg: cfg, what: what, cutoff: cutoff}
 }
 
 // Run sweeps at once and then every cfg.Every until ctx ends.
@@ -55,8 +94,8 @@ func (s *Sweeper) Run(ctx context.Context) {
 		n, err := s.Sweep(ctx)
 		switch {
 		case err != nil && ctx.Err() == nil:
-			s.cfg.Logger.Error("retention sweep failed", "deleted", n, "error", err)
-		case n > 0:
+			s.cfg.Logger.Error("retention sweep failed", "rows", s.what, "deleted", n, "error", err)
+		case n > 0 && s.what == "events":
 			s.cfg.Logger.Info("retention sweep", "deleted_events", n, "keep", s.cfg.Keep.String())
 		}
 		select {
@@ -67,13 +106,13 @@ func (s *Sweeper) Run(ctx context.Context) {
 	}
 }
 
-// Sweep deletes every expired event, one batch per transaction, and
+// Sweep deletes every expired row, one batch per transaction, and
 // returns how many went.
 func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
-	before := s.cfg.NowFunc().Add(-s.cfg.Keep)
+	before := s.cutoff(s.cfg.NowFunc())
 	total := 0
 	for ctx.Err() == nil {
-		n, err := s.cfg.Store.DeleteExpired(ctx, store.DeleteParams{Before: before, Limit: s.cfg.Batch})
+		n, err := s.deleteBatch(ctx, before, s.cfg.Batch)
 		total += n
 		if err != nil || n < s.cfg.Batch {
 			return total, err
