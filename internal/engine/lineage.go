@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/switchboard-dev/switchboard/internal/echo"
@@ -106,11 +107,20 @@ func (e *Engine) lineage(ctx context.Context, src *flow.Source, ev Event, now ti
 		return verdict{}, nil
 	}
 	forget := &store.ForgetFingerprintsParams{System: o.System, Entity: o.Entity, RecordID: id, Before: now}
-	whole := echo.Of(fields).Hash
+	// Most fingerprints of a record were written by the same steps, so
+	// they name the same fields: hash the record's fields once per set.
+	hashes := map[string]string{}
 	for _, fp := range fps {
-		if echo.Hash(fields, fp.Fields) != fp.Hash {
+		names := strings.Join(fp.Fields, "\x00")
+		h, ok := hashes[names]
+		if !ok {
+			h = echo.Hash(fields, fp.Fields)
+			hashes[names] = h
+		}
+		if h != fp.Hash {
 			continue
 		}
+		whole := echo.Of(fields).Hash
 		l := store.Lineage{Hop: fp.Hop, Chain: fp.Chain + " → " + ev.Source, ParentRun: fp.RunID}
 		var v verdict
 		switch fp.EchoHash {
