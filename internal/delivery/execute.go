@@ -201,11 +201,7 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 				// Completed with the record's id (known now for a create)
 				// in the transaction that finishes the attempt.
 				write.answered, write.output = true, res.Output
-				if done, err := x.fingerprint(ctx, c, write, now); err == nil {
-					p.Fingerprint = done
-				} else {
-					p.Fingerprint = fp
-				}
+				p.Fingerprint = answered(ctx, c, write, fp, now)
 				if p.Fingerprint.RecordID == "" && step.Write.RecordID != nil {
 					x.cfg.Logger.Warn("the write's record_id gave no id after the call: its echo is matched by the written fields alone, for two minutes",
 						"run_id", run.ID, "flow", run.Flow, "step", step.ID, "system", step.System, "entity", step.Write.Entity)

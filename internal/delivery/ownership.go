@@ -39,9 +39,8 @@ type writeStep struct {
 }
 
 // fingerprint builds the fingerprint of a step's write: the hash of the
-// fields it writes, the record's id when it is known (after the call, from
-// the step's own output, for a create) and the causal chain it extends.
-// It returns nil for a step whose echo cannot come back.
+// fields it writes, the record's id when it is known and the causal chain
+// it extends. It returns nil for a step whose echo cannot come back.
 func (x *Executor) fingerprint(ctx context.Context, c store.ClaimedRun, w writeStep, now time.Time) (*store.Fingerprint, error) {
 	wr := w.step.Write
 	if wr == nil || !wr.Echoable {
@@ -52,7 +51,28 @@ func (x *Executor) fingerprint(ctx context.Context, c store.ClaimedRun, w writeS
 		return nil, fmt.Errorf("fields: %w", err)
 	}
 	fp := echo.Of(fields)
-	id := ""
+	f := &store.Fingerprint{
+		ID: w.key, System: w.step.System, Entity: wr.Entity, Fields: fp.Fields, Hash: fp.Hash,
+		RunID: c.Run.ID, Hop: c.Lineage.Hop + 1, CreatedAt: now,
+	}
+	identify(ctx, c, w, f)
+	return f, nil
+}
+
+// answered completes fp after the call: the same written fields, and the
+// record id the answer names (a create's new id, from the step's output).
+func answered(ctx context.Context, c store.ClaimedRun, w writeStep, fp *store.Fingerprint, now time.Time) *store.Fingerprint {
+	done := *fp
+	done.CreatedAt = now
+	identify(ctx, c, w, &done)
+	return &done
+}
+
+// identify sets f's record id, when the step's record_id gives one, and
+// the chain that names it. Before the call a created record has no id
+// yet: "" matches an echo by its fields alone until the answer names it.
+func identify(ctx context.Context, c store.ClaimedRun, w writeStep, f *store.Fingerprint) {
+	wr := w.step.Write
 	if wr.RecordID != nil {
 		steps := w.steps
 		if w.answered {
@@ -62,23 +82,17 @@ func (x *Executor) fingerprint(ctx context.Context, c store.ClaimedRun, w writeS
 			}
 			steps[w.step.ID] = w.output
 		}
-		// Before the call a created record has no id yet: "" matches an
-		// echo by its fields alone until the answer names the record.
 		if v, err := wr.RecordID.Eval(ctx, w.payload, steps, w.event); err == nil && v != nil {
-			id = flow.RecordID(v)
+			f.RecordID = flow.RecordID(v)
 		}
 	}
 	chain := c.Lineage.Chain
 	if chain == "" {
 		chain = c.Event.Source
 	}
-	shown := id
+	shown := f.RecordID
 	if shown == "" {
 		shown = "(new)"
 	}
-	return &store.Fingerprint{
-		ID: w.key, System: w.step.System, Entity: wr.Entity, RecordID: id, Fields: fp.Fields, Hash: fp.Hash,
-		RunID: c.Run.ID, Hop: c.Lineage.Hop + 1, Chain: fmt.Sprintf("%s → %s %s %s", chain, w.step.System, wr.Entity, shown),
-		CreatedAt: now,
-	}, nil
+	f.Chain = fmt.Sprintf("%s → %s %s %s", chain, w.step.System, wr.Entity, shown)
 }
