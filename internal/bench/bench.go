@@ -52,6 +52,9 @@ type Config struct {
 	// are measured on a real `serve` process started on the ingest phase's
 	// store; otherwise readiness is measured in process and idle RSS is 0.
 	Self string `json:"-"`
+	// AfterBaseline, when set, is called once the baseline phase is done:
+	// a CPU profile started there covers only the phases under study.
+	AfterBaseline func() `json:"-"`
 }
 
 // Dur is a time.Duration that prints as "10s" in JSON.
@@ -157,6 +160,9 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 		return nil, err
 	}
 	rep.add(base, progress)
+	if cfg.AfterBaseline != nil {
+		cfg.AfterBaseline()
+	}
 
 	if cfg.Only != "e2e" {
 		if err := runIngest(ctx, cfg, rep, body, progress); err != nil {

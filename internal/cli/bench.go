@@ -28,7 +28,7 @@ func runBench(ctx context.Context, e env, args []string) error {
 	fs.IntVar(&cfg.Steps, "steps", 1, "steps per flow (each posts to the sink)")
 	fs.StringVar(&cfg.Only, "only", "", "after the baseline, run only this phase: ingest or e2e (for profiling)")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the phases after the baseline to this file (go tool pprof)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -38,10 +38,12 @@ func runBench(ctx context.Context, e env, args []string) error {
 			return err
 		}
 		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
+		cfg.AfterBaseline = func() {
+			if err := pprof.StartCPUProfile(f); err != nil {
+				fmt.Fprintf(e.stderr, "cpuprofile: %v\n", err)
+			}
 		}
-		defer pprof.StopCPUProfile()
+		defer pprof.StopCPUProfile() // a no-op when the profile never started
 	}
 	cfg.Duration = bench.Dur(*dur)
 	if self, err := os.Executable(); err == nil {
