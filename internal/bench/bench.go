@@ -307,10 +307,10 @@ func phaseOf(name string, res *loadResult) *Phase {
 	}
 }
 
-// measure runs fn with CPU accounting and an RSS sampler around it.
+// measure runs fn with CPU accounting and peak RSS tracking around it.
 func measure(ctx context.Context, name string, fn func(context.Context) (*Phase, error)) (*Phase, error) {
 	cpu0 := CPUTime()
-	rss := startRSSSampler()
+	rss := trackPeakRSS()
 	p, err := fn(ctx)
 	peak := rss()
 	if err != nil {

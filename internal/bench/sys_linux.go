@@ -21,12 +21,27 @@ func CPUTime() time.Duration {
 }
 
 // rssBytes reads this process's resident set size from /proc.
-func rssBytes() int64 { return readRSS("/proc/self/status") }
+func rssBytes() int64 { return readStatus("/proc/self/status", "VmRSS:") }
 
 // processRSS reads another process's resident set size from /proc.
-func processRSS(pid int) int64 { return readRSS("/proc/" + strconv.Itoa(pid) + "/status") }
+func processRSS(pid int) int64 { return readStatus("/proc/"+strconv.Itoa(pid)+"/status", "VmRSS:") }
 
-func readRSS(path string) int64 {
+// trackPeakRSS starts measuring this process's peak RSS; the returned
+// function gives the peak since. The kernel keeps the peak (VmHWM), and
+// writing 5 to clear_refs resets it (Linux 4.0+), so nothing runs during
+// the phase; where that write is refused, a sampler reads VmRSS every 50
+// ms instead (it misses short peaks, and its reads cost CPU the phase
+// would be charged for).
+func trackPeakRSS() func() int64 {
+	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err == nil {
+		return func() int64 { return readStatus("/proc/self/status", "VmHWM:") }
+	}
+	return startRSSSampler()
+}
+
+// readStatus reads one size field ("VmRSS:", "VmHWM:") of a /proc status
+// file, in bytes; 0 if it cannot.
+func readStatus(path, field string) int64 {
 	f, err := os.Open(path)
 	if err != nil {
 		return 0
@@ -34,7 +49,7 @@ func readRSS(path string) int64 {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+		if rest, ok := strings.CutPrefix(sc.Text(), field); ok {
 			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
 			return kb << 10
 		}

@@ -8,6 +8,6 @@ func CPUTime() time.Duration { return 0 }
 
 func rssBytes() int64 { return 0 }
 
-func startRSSSampler() func() int64 { return func() int64 { return 0 } }
+func trackPeakRSS() func() int64 { return func() int64 { return 0 } }
 
 func processRSS(int) int64 { return 0 }
