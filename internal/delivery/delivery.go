@@ -25,9 +25,8 @@ import (
 
 // Store is what the executor needs from the store.
 type Store interface {
-	ClaimRuns(ctx context.Context, p store.ClaimParams) ([]store.ClaimedRun, error)
+	FinishAndClaim(ctx context.Context, ps []store.FinishParams, c *store.ClaimParams) ([]error, []store.ClaimedRun, error)
 	ExtendLeases(ctx context.Context, p store.ExtendParams) error
-	FinishAttempts(ctx context.Context, ps []store.FinishParams) ([]error, error)
 	NextDue(ctx context.Context) (time.Time, bool, error)
 	PauseSystem(ctx context.Context, p store.PauseParams) (bool, error)
 	ResumeSystem(ctx context.Context, system string) (bool, error)
@@ -133,9 +132,10 @@ func NewGates(plan *flow.Plan, nowFunc func() time.Time) map[string]*limit.Gate 
 
 // Executor runs flows. Create with New; call Run.
 type Executor struct {
-	cfg      Config
-	wake     chan struct{}
-	finisher *batch.Committer[store.FinishParams, error]
+	cfg  Config
+	wake chan struct{}
+	// cycles commits attempt results and claims together (see cycle).
+	cycles *batch.Committer[cycle, cycleResult]
 	// gates guard each system's rate, concurrency and circuit; built once.
 	gates    map[string]*limit.Gate
 	node     string
@@ -175,14 +175,71 @@ func New(cfg Config) *Executor {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	x.node = hex.EncodeToString(b[:])
-	x.finisher = batch.New(func(ctx context.Context, ps []store.FinishParams) ([]error, error) {
-		return cfg.Store.FinishAttempts(ctx, ps)
-	}, 256, 4*cfg.Workers, cfg.CommitParallel)
+	x.cycles = batch.New(x.commit, 256, 4*cfg.Workers, cfg.CommitParallel)
 	return x
 }
 
+// cycle is one item of the executor's commit queue: an attempt's result,
+// or (claim set) the claim loop's request for more runs. A claim rides in
+// the transaction of the results queued with it, so a busy executor pays
+// one commit per cycle instead of one for its results and one for its
+// claim.
+type cycle struct {
+	finish store.FinishParams
+	claim  *store.ClaimParams
+}
+
+// cycleResult is a result's fate (nil or ErrLeaseLost) or a claim's runs.
+type cycleResult struct {
+	err     error
+	claimed []store.ClaimedRun
+}
+
+// commit applies one batch of cycles in one transaction.
+func (x *Executor) commit(ctx context.Context, items []cycle) ([]cycleResult, error) {
+	ps := make([]store.FinishParams, 0, len(items))
+	var claim *store.ClaimParams
+	ending := 0 // results after which their worker is free
+	for _, it := range items {
+		switch {
+		case it.claim == nil:
+			ps = append(ps, it.finish)
+			if it.finish.State != store.RunRunning {
+				ending++
+			}
+		case claim == nil:
+			claim = it.claim
+		}
+		// A second claim cannot be queued (one loop claims, and waits for
+		// its answer); it would get no runs and ask again.
+	}
+	if claim != nil {
+		// The workers whose runs end in this commit are free once it is
+		// done: claim for them too, or they would idle for a whole cycle.
+		c := *claim
+		c.Limit += ending
+		claim = &c
+	}
+	errs, claimed, err := x.cfg.Store.FinishAndClaim(ctx, ps, claim)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]cycleResult, len(items))
+	j := 0
+	for i, it := range items {
+		switch {
+		case it.claim == nil:
+			out[i].err = errs[j]
+			j++
+		case claim != nil && it.claim.Token == claim.Token:
+			out[i].claimed = claimed
+		}
+	}
+	return out, nil
+}
+
 // Pending returns how many attempt results wait for a commit.
-func (x *Executor) Pending() int { return x.finisher.Pending() }
+func (x *Executor) Pending() int { return x.cycles.Pending() }
 
 // Notify wakes an idle executor: new runs were committed.
 func (x *Executor) Notify() {
@@ -199,7 +256,7 @@ func (x *Executor) Notify() {
 func (x *Executor) Run(ctx context.Context) error {
 	finCtx, stopFinisher := context.WithCancel(context.WithoutCancel(ctx))
 	finDone := make(chan error, 1)
-	go func() { finDone <- x.finisher.Run(finCtx) }()
+	go func() { finDone <- x.cycles.Run(finCtx) }()
 	renewCtx, stopRenew := context.WithCancel(context.WithoutCancel(ctx))
 	renewDone := make(chan struct{})
 	go func() { x.renew(renewCtx); close(renewDone) }()
@@ -212,7 +269,8 @@ func (x *Executor) Run(ctx context.Context) error {
 	defer cancelSteps()
 	// Claims are batched: a claim is a write transaction, so claiming one
 	// run each time a worker frees up would cost one commit per run. The
-	// loop waits (briefly) until a quarter of the workers are free.
+	// loop waits (briefly) until a quarter of the workers are free, then
+	// queues its claim with the results waiting to be committed.
 	minBatch := max(1, x.cfg.Workers/4)
 	var busy atomic.Int64
 	freed := make(chan struct{}, 1)
@@ -238,9 +296,12 @@ func (x *Executor) Run(ctx context.Context) error {
 		seq++
 		token := fmt.Sprintf("%s-%d", x.node, seq)
 		now := x.cfg.NowFunc()
-		claimed, err := x.cfg.Store.ClaimRuns(ctx, store.ClaimParams{
+		// Not cancelled with ctx: a claim that commits after shutdown began
+		// is still executed (its runs stop after one step), not left leased.
+		res, err := x.cycles.Submit(context.WithoutCancel(ctx), cycle{claim: &store.ClaimParams{
 			Token: token, Now: now, LeaseUntil: now.Add(x.cfg.Lease), Limit: free,
-		})
+		}})
+		claimed := res.claimed
 		if err != nil && ctx.Err() == nil {
 			x.cfg.Logger.Error("claim runs", "error", err)
 			select { // the store is failing: do not spin on it
@@ -264,7 +325,7 @@ func (x *Executor) Run(ctx context.Context) error {
 				x.execute(stepCtx, token, c)
 			})
 		}
-		if len(claimed) == free {
+		if len(claimed) >= free {
 			continue // there may be more waiting
 		}
 		wait := x.idleWait(ctx)

@@ -353,10 +353,10 @@ func (x *Executor) submit(ctx context.Context, p store.FinishParams) error {
 				return errors.Join(err, ctx.Err())
 			}
 		}
-		var leaseErr error
-		leaseErr, err = x.finisher.Submit(ctx, p)
+		var res cycleResult
+		res, err = x.cycles.Submit(ctx, cycle{finish: p})
 		if err == nil {
-			return leaseErr
+			return res.err
 		}
 		if i < 3 {
 			x.cfg.Logger.Warn("store refused an attempt result; retrying", "run_id", p.RunID, "error", err.Error())

@@ -344,6 +344,11 @@ type Store interface {
 	// FinishAttempts applies many attempt results in one transaction. The
 	// returned slice has one entry per param: nil or ErrLeaseLost.
 	FinishAttempts(ctx context.Context, ps []FinishParams) ([]error, error)
+	// FinishAndClaim is FinishAttempts then, when c is not nil, ClaimRuns,
+	// in ONE transaction: an executor's cycle (record what ended, take
+	// what is next) costs one commit. A run finished here as due may be
+	// claimed by the same call. On error neither half happened.
+	FinishAndClaim(ctx context.Context, ps []FinishParams, c *ClaimParams) ([]error, []ClaimedRun, error)
 	// ReleaseLeases makes every running run claimable now. A single-node
 	// store calls it at startup, when no other process can hold a lease.
 	ReleaseLeases(ctx context.Context, now time.Time) (int, error)

@@ -23,73 +23,106 @@ func scanRun(row pgx.Row, extra ...any) (store.Run, error) {
 	return r, err
 }
 
-// ClaimRuns leases runnable runs. FOR UPDATE SKIP LOCKED lets every node
-// claim at once without waiting on rows another node is claiming; the
-// partial index runs_runnable keeps the scan to claimable rows.
+// ClaimRuns leases runnable runs (see claim).
 func (s *Store) ClaimRuns(ctx context.Context, p store.ClaimParams) ([]store.ClaimedRun, error) {
-	var out []store.ClaimedRun
+	_, out, err := s.FinishAndClaim(ctx, nil, &p)
+	return out, err
+}
+
+// FinishAttempts applies a batch of attempt results in one transaction.
+func (s *Store) FinishAttempts(ctx context.Context, ps []store.FinishParams) ([]error, error) {
+	results, _, err := s.FinishAndClaim(ctx, ps, nil)
+	return results, err
+}
+
+// FinishAndClaim applies attempt results, then claims runnable runs, in one
+// transaction: one commit serves both halves of an executor's cycle. The
+// claim comes last and never waits for a lock (SKIP LOCKED), and the
+// finishes lock in id order, so two such transactions cannot deadlock.
+func (s *Store) FinishAndClaim(ctx context.Context, ps []store.FinishParams, c *store.ClaimParams) ([]error, []store.ClaimedRun, error) {
+	results := make([]error, len(ps))
+	var claimed []store.ClaimedRun
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `UPDATE runs SET state = 'running', lease_token = $1, due_at = $2,
-				attempt = attempt + 1, updated_at = $3
-			WHERE id IN (SELECT id FROM runs
-				WHERE state IN ('pending', 'retrying', 'running') AND due_at <= $3
-				ORDER BY due_at LIMIT $4 FOR UPDATE SKIP LOCKED)
-			RETURNING id`, p.Token, p.LeaseUntil, p.Now, limit(p.Limit))
-		if err != nil {
-			return fmt.Errorf("claim runs: %w", err)
-		}
-		ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			return fmt.Errorf("claim runs: %w", err)
-		}
-		if len(ids) == 0 {
-			return nil
-		}
-		rows, err = tx.Query(ctx, `SELECT `+runCols+`, e.key, e.received_at, e.payload, e.trace_parent,
-				coalesce(l.outcome, ''), coalesce(l.hop, 0), coalesce(l.chain, ''), coalesce(l.parent_run, '')
-			FROM runs r JOIN events e ON e.id = r.event_id LEFT JOIN event_lineage l ON l.event_id = e.id
-			WHERE r.id = ANY($1) ORDER BY r.created_at, r.id`, ids)
-		if err != nil {
-			return fmt.Errorf("load claimed runs: %w", err)
-		}
-		index := map[string]int{}
-		for rows.Next() {
-			var c store.ClaimedRun
-			c.Run, err = scanRun(rows, &c.Event.Key, &c.Event.ReceivedAt, &c.Event.Payload, &c.Event.TraceParent,
-				&c.Lineage.Outcome, &c.Lineage.Hop, &c.Lineage.Chain, &c.Lineage.ParentRun)
-			if err != nil {
-				rows.Close()
-				return err
-			}
-			c.Event.ID, c.Event.Source, c.Event.ReceivedAt = c.Run.EventID, c.Run.Source, c.Event.ReceivedAt.UTC()
-			index[c.Run.ID] = len(out)
-			out = append(out, c)
-		}
-		if err := rows.Err(); err != nil {
+		if err := finish(ctx, tx, ps, results); err != nil {
 			return err
 		}
-		// Runs at their first step have no checkpoints: most claims skip
-		// the second query.
-		resumed := false
-		for _, c := range out {
-			resumed = resumed || c.Run.Step > 0
-		}
-		if !resumed {
+		if c == nil {
 			return nil
 		}
-		rows, err = tx.Query(ctx, `SELECT run_id, step_index, step_id, output FROM run_steps
-			WHERE run_id = ANY($1) ORDER BY run_id, step_index`, ids)
-		if err != nil {
-			return fmt.Errorf("load checkpoints: %w", err)
-		}
-		var runID string
-		var o store.StepOutput
-		_, err = pgx.ForEachRow(rows, []any{&runID, &o.Index, &o.StepID, &o.Output}, func() error {
-			c := &out[index[runID]]
-			c.Outputs = append(c.Outputs, store.StepOutput{Index: o.Index, StepID: o.StepID, Output: o.Output})
-			return nil
-		})
+		var err error
+		claimed, err = claim(ctx, tx, *c)
 		return err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return results, claimed, nil
+}
+
+// claim leases runnable runs. FOR UPDATE SKIP LOCKED lets every node
+// claim at once without waiting on rows another node is claiming; the
+// partial index runs_runnable keeps the scan to claimable rows.
+func claim(ctx context.Context, tx pgx.Tx, p store.ClaimParams) ([]store.ClaimedRun, error) {
+	var out []store.ClaimedRun
+	rows, err := tx.Query(ctx, `UPDATE runs SET state = 'running', lease_token = $1, due_at = $2,
+			attempt = attempt + 1, updated_at = $3
+		WHERE id IN (SELECT id FROM runs
+			WHERE state IN ('pending', 'retrying', 'running') AND due_at <= $3
+			ORDER BY due_at LIMIT $4 FOR UPDATE SKIP LOCKED)
+		RETURNING id`, p.Token, p.LeaseUntil, p.Now, limit(p.Limit))
+	if err != nil {
+		return nil, fmt.Errorf("claim runs: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("claim runs: %w", err)
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	rows, err = tx.Query(ctx, `SELECT `+runCols+`, e.key, e.received_at, e.payload, e.trace_parent,
+			coalesce(l.outcome, ''), coalesce(l.hop, 0), coalesce(l.chain, ''), coalesce(l.parent_run, '')
+		FROM runs r JOIN events e ON e.id = r.event_id LEFT JOIN event_lineage l ON l.event_id = e.id
+		WHERE r.id = ANY($1) ORDER BY r.created_at, r.id`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("load claimed runs: %w", err)
+	}
+	index := map[string]int{}
+	for rows.Next() {
+		var c store.ClaimedRun
+		c.Run, err = scanRun(rows, &c.Event.Key, &c.Event.ReceivedAt, &c.Event.Payload, &c.Event.TraceParent,
+			&c.Lineage.Outcome, &c.Lineage.Hop, &c.Lineage.Chain, &c.Lineage.ParentRun)
+		if err != nil {
+			rows.Close()
+			return nil, err
+		}
+		c.Event.ID, c.Event.Source, c.Event.ReceivedAt = c.Run.EventID, c.Run.Source, c.Event.ReceivedAt.UTC()
+		index[c.Run.ID] = len(out)
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	// Runs at their first step have no checkpoints: most claims skip
+	// the second query.
+	resumed := false
+	for _, c := range out {
+		resumed = resumed || c.Run.Step > 0
+	}
+	if !resumed {
+		return out, nil
+	}
+	rows, err = tx.Query(ctx, `SELECT run_id, step_index, step_id, output FROM run_steps
+		WHERE run_id = ANY($1) ORDER BY run_id, step_index`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("load checkpoints: %w", err)
+	}
+	var runID string
+	var o store.StepOutput
+	_, err = pgx.ForEachRow(rows, []any{&runID, &o.Index, &o.StepID, &o.Output}, func() error {
+		c := &out[index[runID]]
+		c.Outputs = append(c.Outputs, store.StepOutput{Index: o.Index, StepID: o.StepID, Output: o.Output})
+		return nil
 	})
 	if err != nil {
 		return nil, err
@@ -112,12 +145,15 @@ func (s *Store) ExtendLeases(ctx context.Context, p store.ExtendParams) error {
 	return nil
 }
 
-// FinishAttempts applies a batch in one transaction, sent as one pipelined
-// pgx.Batch: three statements per attempt, one round trip in all. The
-// checkpoint is written only while the lease is held (checked before the
-// run row changes).
-func (s *Store) FinishAttempts(ctx context.Context, ps []store.FinishParams) ([]error, error) {
-	results := make([]error, len(ps))
+// finish applies attempt results as one pipelined pgx.Batch: three
+// statements per attempt, one round trip in all, setting results[i] to
+// ErrLeaseLost for each run whose lease was lost. The checkpoint is
+// written only while the lease is held (checked before the run row
+// changes).
+func finish(ctx context.Context, tx pgx.Tx, ps []store.FinishParams, results []error) error {
+	if len(ps) == 0 {
+		return nil
+	}
 	// Runs are updated in id order, as ExtendLeases locks them, so a finish
 	// batch and a renewal (or two finish batches) cannot deadlock.
 	order := make([]int, len(ps))
@@ -125,77 +161,71 @@ func (s *Store) FinishAttempts(ctx context.Context, ps []store.FinishParams) ([]
 		order[i] = i
 	}
 	sort.SliceStable(order, func(a, b int) bool { return ps[order[a]].RunID < ps[order[b]].RunID })
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		b := &pgx.Batch{}
-		for _, i := range order {
-			p := ps[i]
-			a := p.Attempt
-			if f := p.Fingerprint; f != nil {
-				queueFingerprint(b, *f)
-			}
-			if p.DropFingerprint != "" {
-				queueDropFingerprint(b, p.DropFingerprint)
-			}
-			if !p.Hold { // a held run was not tried: no attempt row
-				b.Queue(`INSERT INTO attempts (run_id, step_index, step_id, system, number, outcome, status, error,
-					duration_us, response, started_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-					p.RunID, a.StepIndex, a.StepID, a.System, a.Number, a.Outcome, a.Status, a.Error,
-					a.Duration.Microseconds(), a.Response, a.StartedAt)
-			}
-			if p.Output != nil {
-				b.Queue(`INSERT INTO run_steps (run_id, step_index, step_id, output, completed_at)
-					SELECT $1, $2, $3, $4, $5 WHERE EXISTS (
-						SELECT 1 FROM runs WHERE id = $1 AND lease_token = $6 AND state = 'running')
-					ON CONFLICT (run_id, step_index) DO UPDATE SET output = excluded.output, completed_at = excluded.completed_at`,
-					p.RunID, a.StepIndex, a.StepID, p.Output, p.Now, p.Token)
-			}
-			b.Queue(`UPDATE runs SET state = $1, step = $2, step_id = $3, attempt = $4, due_at = $5, last_error = $6,
-					updated_at = $7, lease_token = CASE WHEN $1 = 'running' THEN lease_token ELSE '' END, held_system = $10
-				WHERE id = $8 AND lease_token = $9 AND state = 'running'`,
-				p.State, p.Step, p.StepID, p.RunAttempt, p.DueAt, p.LastError, p.Now, p.RunID, p.Token, p.HeldFor)
+	b := &pgx.Batch{}
+	for _, i := range order {
+		p := ps[i]
+		a := p.Attempt
+		if f := p.Fingerprint; f != nil {
+			queueFingerprint(b, *f)
 		}
-		br := tx.SendBatch(ctx, b)
-		for _, i := range order {
-			p := ps[i]
-			if p.Fingerprint != nil {
-				if _, err := br.Exec(); err != nil {
-					br.Close()
-					return fmt.Errorf("save fingerprint: %w", err)
-				}
-			}
-			if p.DropFingerprint != "" {
-				if _, err := br.Exec(); err != nil {
-					br.Close()
-					return fmt.Errorf("drop fingerprint: %w", err)
-				}
-			}
-			if !p.Hold {
-				if _, err := br.Exec(); err != nil {
-					br.Close()
-					return fmt.Errorf("record attempt: %w", err)
-				}
-			}
-			if p.Output != nil {
-				if _, err := br.Exec(); err != nil {
-					br.Close()
-					return fmt.Errorf("checkpoint step: %w", err)
-				}
-			}
-			tag, err := br.Exec()
-			if err != nil {
-				br.Close()
-				return fmt.Errorf("update run: %w", err)
-			}
-			if tag.RowsAffected() == 0 {
-				results[i] = fmt.Errorf("run %s: %w", p.RunID, store.ErrLeaseLost)
-			}
+		if p.DropFingerprint != "" {
+			queueDropFingerprint(b, p.DropFingerprint)
 		}
-		return br.Close()
-	})
-	if err != nil {
-		return nil, err
+		if !p.Hold { // a held run was not tried: no attempt row
+			b.Queue(`INSERT INTO attempts (run_id, step_index, step_id, system, number, outcome, status, error,
+				duration_us, response, started_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+				p.RunID, a.StepIndex, a.StepID, a.System, a.Number, a.Outcome, a.Status, a.Error,
+				a.Duration.Microseconds(), a.Response, a.StartedAt)
+		}
+		if p.Output != nil {
+			b.Queue(`INSERT INTO run_steps (run_id, step_index, step_id, output, completed_at)
+				SELECT $1, $2, $3, $4, $5 WHERE EXISTS (
+					SELECT 1 FROM runs WHERE id = $1 AND lease_token = $6 AND state = 'running')
+				ON CONFLICT (run_id, step_index) DO UPDATE SET output = excluded.output, completed_at = excluded.completed_at`,
+				p.RunID, a.StepIndex, a.StepID, p.Output, p.Now, p.Token)
+		}
+		b.Queue(`UPDATE runs SET state = $1, step = $2, step_id = $3, attempt = $4, due_at = $5, last_error = $6,
+				updated_at = $7, lease_token = CASE WHEN $1 = 'running' THEN lease_token ELSE '' END, held_system = $10
+			WHERE id = $8 AND lease_token = $9 AND state = 'running'`,
+			p.State, p.Step, p.StepID, p.RunAttempt, p.DueAt, p.LastError, p.Now, p.RunID, p.Token, p.HeldFor)
 	}
-	return results, nil
+	br := tx.SendBatch(ctx, b)
+	for _, i := range order {
+		p := ps[i]
+		if p.Fingerprint != nil {
+			if _, err := br.Exec(); err != nil {
+				br.Close()
+				return fmt.Errorf("save fingerprint: %w", err)
+			}
+		}
+		if p.DropFingerprint != "" {
+			if _, err := br.Exec(); err != nil {
+				br.Close()
+				return fmt.Errorf("drop fingerprint: %w", err)
+			}
+		}
+		if !p.Hold {
+			if _, err := br.Exec(); err != nil {
+				br.Close()
+				return fmt.Errorf("record attempt: %w", err)
+			}
+		}
+		if p.Output != nil {
+			if _, err := br.Exec(); err != nil {
+				br.Close()
+				return fmt.Errorf("checkpoint step: %w", err)
+			}
+		}
+		tag, err := br.Exec()
+		if err != nil {
+			br.Close()
+			return fmt.Errorf("update run: %w", err)
+		}
+		if tag.RowsAffected() == 0 {
+			results[i] = fmt.Errorf("run %s: %w", p.RunID, store.ErrLeaseLost)
+		}
+	}
+	return br.Close()
 }
 
 // ReleaseLeases makes all running runs claimable at once. With several

@@ -72,16 +72,48 @@ func BenchmarkClaimFinish(b *testing.B) {
 		if len(got) == 0 {
 			b.Fatal("queue drained; raise the number of events")
 		}
-		ps := make([]store.FinishParams, len(got))
-		for i, c := range got {
-			ps[i] = store.FinishParams{RunID: c.Run.ID, Token: tok, Now: now,
-				Attempt: store.Attempt{StepID: "post", System: "sink", Number: 1, Outcome: store.AttemptSucceeded, Status: 200, Response: []byte(`{"ok":true}`), StartedAt: now},
-				Output:  []byte(`{"ok":true}`), State: store.RunSucceeded, Step: 1, RunAttempt: 1, DueAt: now}
-		}
-		_, err = s.FinishAttempts(b.Context(), ps)
+		_, err = s.FinishAttempts(b.Context(), finished(got, tok, now))
 		require.NoError(b, err)
 		runs += len(got)
 	}
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(runs), "µs/run")
 	b.ReportMetric(float64((bench.CPUTime()-cpu0).Microseconds())/float64(runs), "cpu-µs/run")
+}
+
+// BenchmarkFinishAndClaim is BenchmarkClaimFinish as the executor runs it:
+// each transaction finishes the previous batch and claims the next.
+func BenchmarkFinishAndClaim(b *testing.B) {
+	s := openBench(b)
+	now := time.Now()
+	for i := 0; i < 200; i++ {
+		_, err := s.InsertEvents(b.Context(), batchOf(256, i*256, now))
+		require.NoError(b, err)
+	}
+	runs := 0
+	var ps []store.FinishParams
+	cpu0 := bench.CPUTime()
+	for b.Loop() {
+		tok := store.NewID("tok_", now)
+		claim := store.ClaimParams{Token: tok, Now: now.Add(time.Second), LeaseUntil: now.Add(time.Minute), Limit: 32}
+		_, got, err := s.FinishAndClaim(b.Context(), ps, &claim)
+		require.NoError(b, err)
+		if len(got) == 0 {
+			b.Fatal("queue drained; raise the number of events")
+		}
+		ps = finished(got, tok, now)
+		runs += len(got)
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(runs), "µs/run")
+	b.ReportMetric(float64((bench.CPUTime()-cpu0).Microseconds())/float64(runs), "cpu-µs/run")
+}
+
+// finished is a successful result for each claimed run.
+func finished(got []store.ClaimedRun, tok string, now time.Time) []store.FinishParams {
+	ps := make([]store.FinishParams, len(got))
+	for i, c := range got {
+		ps[i] = store.FinishParams{RunID: c.Run.ID, Token: tok, Now: now,
+			Attempt: store.Attempt{StepID: "post", System: "sink", Number: 1, Outcome: store.AttemptSucceeded, Status: 200, Response: []byte(`{"ok":true}`), StartedAt: now},
+			Output:  []byte(`{"ok":true}`), State: store.RunSucceeded, Step: 1, RunAttempt: 1, DueAt: now}
+	}
+	return ps
 }

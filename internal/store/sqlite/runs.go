@@ -47,39 +47,69 @@ func scanRun(row interface{ Scan(...any) error }) (store.Run, error) {
 	return r, err
 }
 
-// ClaimRuns leases runnable runs. The UPDATE ... WHERE id IN (SELECT ...
-// LIMIT n) walks the partial index runs_runnable, so its cost does not grow
-// with the number of finished runs.
+// ClaimRuns leases runnable runs (see claim).
 func (s *Store) ClaimRuns(ctx context.Context, p store.ClaimParams) ([]store.ClaimedRun, error) {
-	var out []store.ClaimedRun
+	_, out, err := s.FinishAndClaim(ctx, nil, &p)
+	return out, err
+}
+
+// FinishAttempts applies a batch of attempt results in one transaction.
+func (s *Store) FinishAttempts(ctx context.Context, ps []store.FinishParams) ([]error, error) {
+	results, _, err := s.FinishAndClaim(ctx, ps, nil)
+	return results, err
+}
+
+// FinishAndClaim applies attempt results, then claims runnable runs, in one
+// transaction: on the single writer one commit (and one fsync) serves both
+// halves of an executor's cycle.
+func (s *Store) FinishAndClaim(ctx context.Context, ps []store.FinishParams, c *store.ClaimParams) ([]error, []store.ClaimedRun, error) {
+	results := make([]error, len(ps))
+	var claimed []store.ClaimedRun
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		claim, err := s.stmt(ctx, tx, qClaim)
-		if err != nil {
+		if err := s.finish(ctx, tx, ps, results); err != nil {
 			return err
 		}
-		rows, err := claim.QueryContext(ctx, p.Token, micros(p.LeaseUntil), micros(p.Now), micros(p.Now), limit(p.Limit))
-		if err != nil {
-			return fmt.Errorf("claim runs: %w", err)
-		}
-		var ids []string
-		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				rows.Close()
-				return err
-			}
-			ids = append(ids, id)
-		}
-		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-			return fmt.Errorf("claim runs: %w", err)
-		}
-		if len(ids) == 0 {
+		if c == nil {
 			return nil
 		}
-		out, err = s.loadClaimed(ctx, tx, ids)
+		var err error
+		claimed, err = s.claim(ctx, tx, *c)
 		return err
 	})
-	return out, err
+	if err != nil {
+		return nil, nil, err
+	}
+	return results, claimed, nil
+}
+
+// claim leases runnable runs. The UPDATE ... WHERE id IN (SELECT ...
+// LIMIT n) walks the partial index runs_runnable, so its cost does not grow
+// with the number of finished runs.
+func (s *Store) claim(ctx context.Context, tx *sql.Tx, p store.ClaimParams) ([]store.ClaimedRun, error) {
+	claim, err := s.stmt(ctx, tx, qClaim)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := claim.QueryContext(ctx, p.Token, micros(p.LeaseUntil), micros(p.Now), micros(p.Now), limit(p.Limit))
+	if err != nil {
+		return nil, fmt.Errorf("claim runs: %w", err)
+	}
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return nil, fmt.Errorf("claim runs: %w", err)
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	return s.loadClaimed(ctx, tx, ids)
 }
 
 // loadClaimed reads the runs, their events and checkpoints inside the claim
@@ -163,64 +193,61 @@ func (s *Store) ExtendLeases(ctx context.Context, p store.ExtendParams) error {
 	return nil
 }
 
-// FinishAttempts applies a batch of attempt results in one transaction.
-func (s *Store) FinishAttempts(ctx context.Context, ps []store.FinishParams) ([]error, error) {
-	results := make([]error, len(ps))
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		insAttempt, err := s.stmt(ctx, tx, qInsAttempt)
-		if err != nil {
-			return err
-		}
-		updRun, err := s.stmt(ctx, tx, qUpdRun)
-		if err != nil {
-			return err
-		}
-		insStep, err := s.stmt(ctx, tx, qInsStep)
-		if err != nil {
-			return err
-		}
-		for i, p := range ps {
-			a := p.Attempt
-			if p.Fingerprint != nil {
-				if err := upsertFingerprint(ctx, tx, *p.Fingerprint); err != nil {
-					return err
-				}
-			}
-			if p.DropFingerprint != "" {
-				if err := dropFingerprint(ctx, tx, p.DropFingerprint); err != nil {
-					return err
-				}
-			}
-			if !p.Hold { // a held run was not tried: no attempt row
-				if _, err := insAttempt.ExecContext(ctx,
-					p.RunID, a.StepIndex, a.StepID, a.System, a.Number, a.Outcome, a.Status, a.Error,
-					a.Duration.Microseconds(), a.Response, micros(a.StartedAt)); err != nil {
-					return fmt.Errorf("record attempt: %w", err)
-				}
-			}
-			res, err := updRun.ExecContext(ctx,
-				p.State, p.Step, p.StepID, p.RunAttempt, micros(p.DueAt), p.LastError, micros(p.Now), p.State,
-				p.HeldFor, p.RunID, p.Token)
-			if err != nil {
-				return fmt.Errorf("update run: %w", err)
-			}
-			if n, _ := res.RowsAffected(); n == 0 {
-				results[i] = fmt.Errorf("run %s: %w", p.RunID, store.ErrLeaseLost)
-				continue
-			}
-			if p.Output != nil {
-				if _, err := insStep.ExecContext(ctx,
-					p.RunID, a.StepIndex, a.StepID, p.Output, micros(p.Now)); err != nil {
-					return fmt.Errorf("checkpoint step: %w", err)
-				}
-			}
-		}
+// finish applies attempt results, setting results[i] to ErrLeaseLost for
+// each run whose lease was lost.
+func (s *Store) finish(ctx context.Context, tx *sql.Tx, ps []store.FinishParams, results []error) error {
+	if len(ps) == 0 {
 		return nil
-	})
-	if err != nil {
-		return nil, err
 	}
-	return results, nil
+	insAttempt, err := s.stmt(ctx, tx, qInsAttempt)
+	if err != nil {
+		return err
+	}
+	updRun, err := s.stmt(ctx, tx, qUpdRun)
+	if err != nil {
+		return err
+	}
+	insStep, err := s.stmt(ctx, tx, qInsStep)
+	if err != nil {
+		return err
+	}
+	for i, p := range ps {
+		a := p.Attempt
+		if p.Fingerprint != nil {
+			if err := upsertFingerprint(ctx, tx, *p.Fingerprint); err != nil {
+				return err
+			}
+		}
+		if p.DropFingerprint != "" {
+			if err := dropFingerprint(ctx, tx, p.DropFingerprint); err != nil {
+				return err
+			}
+		}
+		if !p.Hold { // a held run was not tried: no attempt row
+			if _, err := insAttempt.ExecContext(ctx,
+				p.RunID, a.StepIndex, a.StepID, a.System, a.Number, a.Outcome, a.Status, a.Error,
+				a.Duration.Microseconds(), a.Response, micros(a.StartedAt)); err != nil {
+				return fmt.Errorf("record attempt: %w", err)
+			}
+		}
+		res, err := updRun.ExecContext(ctx,
+			p.State, p.Step, p.StepID, p.RunAttempt, micros(p.DueAt), p.LastError, micros(p.Now), p.State,
+			p.HeldFor, p.RunID, p.Token)
+		if err != nil {
+			return fmt.Errorf("update run: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			results[i] = fmt.Errorf("run %s: %w", p.RunID, store.ErrLeaseLost)
+			continue
+		}
+		if p.Output != nil {
+			if _, err := insStep.ExecContext(ctx,
+				p.RunID, a.StepIndex, a.StepID, p.Output, micros(p.Now)); err != nil {
+				return fmt.Errorf("checkpoint step: %w", err)
+			}
+		}
+	}
+	return nil
 }
 
 // ReleaseLeases makes all running runs claimable at once.

@@ -206,6 +206,61 @@ func Run(t *testing.T, open OpenFunc) {
 		require.Empty(t, later, "finished runs are never claimed")
 	})
 
+	t.Run("FinishAndClaim", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		_, err := b.s.InsertEvents(b.ctx, []store.NewEvent{newEvent("src", "k1", "flow_a"), newEvent("src", "k2", "flow_a")})
+		require.NoError(t, err)
+		first, err := b.s.ClaimRuns(b.ctx, claim("w1", t0, 1))
+		require.NoError(t, err)
+		require.Len(t, first, 1)
+		done := first[0].Run.ID
+
+		// The finish of one run and the claim of the other in one call; a
+		// stale token's result is refused without failing the rest.
+		c := claim("w2", t0.Add(time.Second), 10)
+		errs, got, err := b.s.FinishAndClaim(b.ctx, []store.FinishParams{{
+			RunID: done, Token: "w1", Now: t0.Add(time.Second),
+			Attempt: attempt(0, "step1", store.AttemptRetry), LastError: "503",
+			State: store.RunRetrying, Step: 0, StepID: "step1", RunAttempt: 1, DueAt: t0.Add(time.Second),
+		}, {
+			RunID: done, Token: "stale", Now: t0.Add(time.Second),
+			Attempt: attempt(0, "step1", store.AttemptSucceeded), State: store.RunSucceeded, Step: 1,
+		}}, &c)
+		require.NoError(t, err)
+		require.Len(t, errs, 2)
+		require.NoError(t, errs[0])
+		require.ErrorIs(t, errs[1], store.ErrLeaseLost)
+		require.Len(t, got, 2, "the run finished as due now is claimable in the same transaction, with the other")
+		for _, g := range got {
+			require.Equal(t, store.RunRunning, g.Run.State)
+			if g.Run.ID == done {
+				require.Equal(t, 2, g.Run.Attempt)
+				require.Equal(t, "503", g.Run.LastError)
+			}
+		}
+		attempts, err := b.s.ListAttempts(b.ctx, done)
+		require.NoError(t, err)
+		require.Len(t, attempts, 2, "both results recorded their attempt")
+
+		// A finish alone, and a claim that finds nothing.
+		c = claim("w3", t0.Add(2*time.Second), 10)
+		errs, none, err := b.s.FinishAndClaim(b.ctx, nil, &c)
+		require.NoError(t, err)
+		require.Empty(t, errs)
+		require.Empty(t, none, "both runs are leased")
+		errs, none, err = b.s.FinishAndClaim(b.ctx, []store.FinishParams{{
+			RunID: got[0].Run.ID, Token: "w2", Now: t0.Add(2 * time.Second),
+			Attempt: attempt(0, "step1", store.AttemptSucceeded), State: store.RunSucceeded, Step: 1,
+		}}, nil)
+		require.NoError(t, err)
+		require.Equal(t, []error{nil}, errs)
+		require.Nil(t, none, "no claim asked for")
+		run, err := b.s.GetRun(b.ctx, got[0].Run.ID)
+		require.NoError(t, err)
+		require.Equal(t, store.RunSucceeded, run.State)
+	})
+
 	t.Run("ExtendLease", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
