@@ -712,6 +712,66 @@ func Run(t *testing.T, open OpenFunc) {
 		require.Error(t, err, "unknown states are refused, not matched against nothing")
 	})
 
+	t.Run("ListEventsRareState", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		// src: k0..k99, one run each, of which the three oldest and the
+		// newest die (k1 and k2 received at the same moment); other: k0,
+		// dead too. A store that first walks the source's newest events
+		// finds too few there and must still list every dead one, in
+		// order, page by page.
+		at := func(i int) time.Time { return t0.Add(time.Duration(i) * time.Second) }
+		var evs []store.NewEvent
+		for i := range 100 {
+			e := newEvent("src", fmt.Sprintf("k%d", i), "flow_a")
+			e.ReceivedAt = at(i)
+			evs = append(evs, e)
+		}
+		evs[2].ReceivedAt = at(1)
+		evs = append(evs, newEvent("other", "k0", "flow_a"))
+		_, err := b.s.InsertEvents(b.ctx, evs)
+		require.NoError(t, err)
+		now := t0.Add(time.Hour)
+		got, err := b.s.ClaimRuns(b.ctx, claim("w1", now, 200))
+		require.NoError(t, err)
+		require.Len(t, got, 101)
+		var ps []store.FinishParams
+		for _, c := range got {
+			p := store.FinishParams{RunID: c.Run.ID, Token: "w1", Now: now, Attempt: attempt(0, "step1", store.AttemptSucceeded),
+				State: store.RunSucceeded, Step: 1, StepID: "step1", RunAttempt: 1, DueAt: now}
+			switch c.Event.Key {
+			case "k0", "k1", "k2", "k99":
+				p.Attempt.Outcome, p.State, p.Step = store.AttemptDead, store.RunDead, 0
+			}
+			ps = append(ps, p)
+		}
+		_, err = b.s.FinishAttempts(b.ctx, ps)
+		require.NoError(t, err)
+		keys := func(p store.ListEventsParams) []string {
+			t.Helper()
+			evs, err := b.s.ListEvents(b.ctx, p)
+			require.NoError(t, err)
+			var ks []string
+			for _, e := range evs {
+				ks = append(ks, e.Key)
+			}
+			return ks
+		}
+		tied := []string{"k2", "k1"} // same receipt time: id descending
+		if evs[1].ID > evs[2].ID {
+			tied = []string{"k1", "k2"}
+		}
+		dead := store.ListEventsParams{Source: "src", State: store.RunDead, Limit: 3}
+		require.Equal(t, append([]string{"k99"}, tied...), keys(dead), "more dead events than the limit")
+		dead.Before = at(1)
+		require.Equal(t, []string{"k0"}, keys(dead), "the next page")
+		dead.Before, dead.Limit = at(99), 2
+		require.Equal(t, tied, keys(dead), "a page that starts among the succeeded events")
+		dead.Before, dead.Limit = time.Time{}, 10
+		require.Equal(t, append([]string{"k99"}, append(tied, "k0")...), keys(dead), "fewer than the limit")
+		require.Len(t, keys(store.ListEventsParams{State: store.RunDead, Limit: 10}), 5, "every source")
+	})
+
 	runPolls(t, open)
 	runOwnership(t, setup)
 }
