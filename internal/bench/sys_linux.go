@@ -21,25 +21,29 @@ func CPUTime() time.Duration {
 }
 
 // rssBytes reads this process's resident set size from /proc.
-func rssBytes() int64 { return readRSS("/proc/self/status") }
+func rssBytes() int64 { return readRSS("/proc/self/status").Total }
 
 // processRSS reads another process's resident set size from /proc.
-func processRSS(pid int) int64 { return readRSS("/proc/" + strconv.Itoa(pid) + "/status") }
+func processRSS(pid int) rss { return readRSS("/proc/" + strconv.Itoa(pid) + "/status") }
 
-func readRSS(path string) int64 {
+// readRSS reads the resident set lines of a /proc status file.
+func readRSS(path string) rss {
+	var r rss
 	f, err := os.Open(path)
 	if err != nil {
-		return 0
+		return r
 	}
 	defer f.Close()
+	fields := map[string]*int64{"VmRSS:": &r.Total, "RssAnon:": &r.Anon, "RssFile:": &r.File}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+		name, rest, _ := strings.Cut(sc.Text(), "\t")
+		if p := fields[name]; p != nil {
 			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			return kb << 10
+			*p = kb << 10
 		}
 	}
-	return 0
+	return r
 }
 
 // startRSSSampler samples RSS every 50 ms; calling the returned function
