@@ -21,10 +21,10 @@ func CPUTime() time.Duration {
 }
 
 // rssBytes reads this process's resident set size from /proc.
-func rssBytes() int64 { return readStatus("/proc/self/status", "VmRSS:") }
+func rssBytes() int64 { return readStatus("/proc/self/status").Total }
 
 // processRSS reads another process's resident set size from /proc.
-func processRSS(pid int) int64 { return readStatus("/proc/"+strconv.Itoa(pid)+"/status", "VmRSS:") }
+func processRSS(pid int) rss { return readStatus("/proc/" + strconv.Itoa(pid) + "/status") }
 
 // trackPeakRSS starts measuring this process's peak RSS; the returned
 // function gives the peak since. The kernel keeps the peak (VmHWM), and
@@ -34,27 +34,29 @@ func processRSS(pid int) int64 { return readStatus("/proc/"+strconv.Itoa(pid)+"/
 // would be charged for).
 func trackPeakRSS() func() int64 {
 	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err == nil {
-		return func() int64 { return readStatus("/proc/self/status", "VmHWM:") }
+		return func() int64 { return readStatus("/proc/self/status").Peak }
 	}
 	return startRSSSampler()
 }
 
-// readStatus reads one size field ("VmRSS:", "VmHWM:") of a /proc status
-// file, in bytes; 0 if it cannot.
-func readStatus(path, field string) int64 {
+// readStatus reads the resident set lines of a /proc status file.
+func readStatus(path string) rss {
+	var r rss
 	f, err := os.Open(path)
 	if err != nil {
-		return 0
+		return r
 	}
 	defer f.Close()
+	fields := map[string]*int64{"VmRSS:": &r.Total, "RssAnon:": &r.Anon, "RssFile:": &r.File, "VmHWM:": &r.Peak}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), field); ok {
+		name, rest, _ := strings.Cut(sc.Text(), "\t")
+		if p := fields[name]; p != nil {
 			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			return kb << 10
+			*p = kb << 10
 		}
 	}
-	return 0
+	return r
 }
 
 // startRSSSampler samples RSS every 50 ms; calling the returned function

@@ -10,4 +10,4 @@ func rssBytes() int64 { return 0 }
 
 func trackPeakRSS() func() int64 { return func() int64 { return 0 } }
 
-func processRSS(int) int64 { return 0 }
+func processRSS(int) rss { return rss{} }

@@ -84,7 +84,8 @@ func runBench(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	if rep.ServeReadyMS > 0 {
-		fmt.Fprintf(e.stdout, "\nserve (a separate process) on the ingest phase's database: ready in %.0f ms, idle RSS %.0f MB\n", rep.ServeReadyMS, rep.IdleRSSMB)
+		fmt.Fprintf(e.stdout, "\nserve (a separate process) on the ingest phase's database: ready in %.0f ms, idle RSS %.0f MB (%.0f anonymous, %.0f file-backed)\n",
+			rep.ServeReadyMS, rep.IdleRSSMB, rep.IdleRSSAnonMB, rep.IdleRSSFileMB)
 	}
 	ranE2E := false
 	for _, p := range rep.Phases {

@@ -250,10 +250,15 @@ func (s *Store) finish(ctx context.Context, tx *sql.Tx, ps []store.FinishParams,
 	return nil
 }
 
-// ReleaseLeases makes all running runs claimable at once.
+// ReleaseLeases makes all running runs claimable at once. A running run is
+// due when its lease expires, and one whose lease has expired is claimable
+// already, so only the leases still live (due after now) are released and
+// counted. The IN list is the predicate of the partial index runs_runnable:
+// SQLite then reads that index from now on instead of every run the store
+// keeps (a full scan at each start, which also filled the page cache).
 func (s *Store) ReleaseLeases(ctx context.Context, now time.Time) (int, error) {
-	res, err := s.w.ExecContext(ctx, `UPDATE runs SET due_at = ?, lease_token = '', updated_at = ? WHERE state = 'running'`,
-		micros(now), micros(now))
+	res, err := s.w.ExecContext(ctx, `UPDATE runs SET due_at = ?1, lease_token = '', updated_at = ?1
+		WHERE state IN ('pending', 'retrying', 'running') AND state = 'running' AND due_at > ?1`, micros(now))
 	if err != nil {
 		return 0, fmt.Errorf("release leases: %w", err)
 	}
