@@ -1,6 +1,7 @@
 package transform_test
 
 import (
+	"os"
 	"strings"
 	"testing"
 
@@ -11,13 +12,34 @@ import (
 
 var benchPayload = []byte(`{"id":"e1","email":"ann@example.com","first_name":"Ann","phone":"+15550100","notes":"` + strings.Repeat("x", 900) + `"}`)
 
-// BenchmarkDecode is the per-run cost of turning a stored payload into jq
-// values.
+// BenchmarkDecode is the cost of turning a body into jq values (once at
+// ingest, once per run at delivery): the bench's flat body, a realistic
+// ~1 KB webhook (a payment event) and a ~16 KB one (an order with line
+// items).
 func BenchmarkDecode(b *testing.B) {
-	for b.Loop() {
-		_, err := transform.Decode(benchPayload)
-		require.NoError(b, err)
+	for _, bb := range []struct {
+		name string
+		body []byte
+	}{
+		{"flat_1KB", benchPayload},
+		{"webhook_1KB", readFile(b, "testdata/webhook_1k.json")},
+		{"webhook_16KB", readFile(b, "testdata/webhook_16k.json")},
+	} {
+		b.Run(bb.name, func(b *testing.B) {
+			b.SetBytes(int64(len(bb.body)))
+			for b.Loop() {
+				_, err := transform.Decode(bb.body)
+				require.NoError(b, err)
+			}
+		})
 	}
+}
+
+func readFile(tb testing.TB, name string) []byte {
+	tb.Helper()
+	data, err := os.ReadFile(name)
+	require.NoError(tb, err)
+	return data
 }
 
 // BenchmarkMapping evaluates a typical step input: an object built from

@@ -5,9 +5,7 @@
 package transform
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -167,19 +165,4 @@ func (e *Expr) wrap(err error) error {
 		return fmt.Errorf("jq %q: evaluation took longer than %s", e.src, Timeout)
 	}
 	return fmt.Errorf("jq %q: %w", e.src, err)
-}
-
-// Decode parses JSON into the values jq works on, keeping numbers exact
-// (json.Number) so large IDs are not rounded through float64.
-func Decode(data []byte) (any, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return nil, err
-	}
-	if dec.More() {
-		return nil, errors.New("unexpected data after the JSON value")
-	}
-	return v, nil
 }
