@@ -99,6 +99,10 @@ func NewSMTPServer(tb testing.TB, opts SMTPOptions) *SMTPServer {
 	}()
 	tb.Cleanup(func() {
 		_ = srv.Close()
+		// go-smtp's Close only closes listeners its Serve has recorded:
+		// when nothing ever connected, cleanup can run before Serve starts,
+		// which would then block in Accept for good.
+		_ = ln.Close()
 		<-done
 	})
 	return ts
