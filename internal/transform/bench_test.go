@@ -55,3 +55,21 @@ func BenchmarkMapping(b *testing.B) {
 		require.NoError(b, err)
 	}
 }
+
+// BenchmarkPath is a plain path (.id: most keys and template fields),
+// which Eval walks itself, against the same path through gojq.
+func BenchmarkPath(b *testing.B) {
+	payload, err := transform.Decode(benchPayload)
+	require.NoError(b, err)
+	for _, src := range []string{".id", "(.id)"} {
+		e := transform.MustCompile(src)
+		b.Run(src, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := e.Eval(b.Context(), payload); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

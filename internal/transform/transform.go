@@ -29,6 +29,17 @@ type Expr struct {
 	// constant reports that the expression is a literal (no input, no
 	// variables, no functions), so its value is known at load.
 	constant bool
+	// scalar is a constant's value when it is a string, number, boolean or
+	// null: immutable, so Eval can hand out the one value. (A constant
+	// object or array is left to gojq, which also folds it into one value
+	// shared by every evaluation: callers must not change what Eval
+	// returns.)
+	scalar    any
+	hasScalar bool
+	// path is the field names of a plain path (.a, .a.b), which Eval
+	// walks itself: most expressions of a config are one, and gojq (with
+	// the timeout's timer) costs a few µs each.
+	path []string
 }
 
 // SyntaxError is a compile error with the byte offset in the source where
@@ -58,7 +69,54 @@ func Compile(src string, vars ...string) (*Expr, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jq compile %q: %w", src, err)
 	}
-	return &Expr{src: src, vars: vars, code: code, constant: isConstant(q)}, nil
+	e := &Expr{src: src, vars: vars, code: code, constant: isConstant(q), path: plainPath(q)}
+	if v, ok := e.Constant(); ok {
+		switch v.(type) {
+		case string, int, float64, bool, nil:
+			e.scalar, e.hasScalar = v, true
+		}
+	}
+	return e, nil
+}
+
+// plainPath returns the field names of q when it is a plain path of
+// names (.a, .a.b; not .a?, .["a"], .a[0]), else nil.
+func plainPath(q *gojq.Query) []string {
+	if q == nil || q.Op != 0 || len(q.FuncDefs) > 0 || len(q.Imports) > 0 || q.Meta != nil || q.Term == nil {
+		return nil
+	}
+	t := q.Term
+	if t.Type != gojq.TermTypeIndex || !plainName(t.Index) {
+		return nil
+	}
+	path := []string{t.Index.Name}
+	for _, s := range t.SuffixList {
+		if s.Iter || s.Optional || !plainName(s.Index) {
+			return nil
+		}
+		path = append(path, s.Index.Name)
+	}
+	return path
+}
+
+func plainName(i *gojq.Index) bool {
+	return i != nil && i.Name != "" && i.Str == nil && i.Start == nil && i.End == nil && !i.IsSlice
+}
+
+// walk is jq's .a.b on v: a missing field, or a field of null, is null.
+// It reports false when a value on the way is neither an object nor null,
+// where jq fails with an error (gojq then gives it).
+func walk(v any, path []string) (any, bool) {
+	for _, name := range path {
+		switch m := v.(type) {
+		case map[string]any:
+			v = m[name]
+		case nil:
+		default:
+			return nil, false
+		}
+	}
+	return v, true
 }
 
 // Constant returns the expression's value when it is a literal ("POST",
@@ -122,6 +180,14 @@ func (e *Expr) String() string { return e.src }
 // Eval returns the first value the expression produces for input, or nil if
 // it produces none.
 func (e *Expr) Eval(ctx context.Context, input any, vals ...any) (any, error) {
+	if e.hasScalar {
+		return e.scalar, nil
+	}
+	if e.path != nil {
+		if v, ok := walk(input, e.path); ok {
+			return v, nil
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, Timeout)
 	defer cancel()
 	iter := e.code.RunWithContext(ctx, input, vals...)

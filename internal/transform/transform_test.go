@@ -2,6 +2,7 @@ package transform_test
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -105,5 +106,38 @@ func TestConstant(t *testing.T) {
 				require.Equal(t, tt.want, v)
 			}
 		})
+	}
+}
+
+// TestFastPaths checks that plain paths (.a.b) and scalar constants, which
+// Eval answers without running gojq, give what gojq gives: the same
+// expression wrapped so that it takes gojq's road is the reference.
+func TestFastPaths(t *testing.T) {
+	t.Parallel()
+	input, err := transform.Decode([]byte(`{"id":12345678901234567890,"a":{"b":"x","n":null,"z":1.5},"s":"str","list":[1]}`))
+	require.NoError(t, err)
+	inputs := []any{input, nil, "a string", json.Number("3"), []any{1}, map[string]any{}}
+	for _, src := range []string{".id", ".a", ".a.b", ".a.n", ".a.n.deeper", ".a.missing.deeper", ".s.x", ".list.x", ".a.z"} {
+		fast := transform.MustCompile(src)
+		slow := transform.MustCompile("(" + src + ")")
+		for _, in := range inputs {
+			want, wantErr := slow.Eval(t.Context(), in)
+			got, gotErr := fast.Eval(t.Context(), in)
+			require.Equal(t, want, got, "%s on %v", src, in)
+			if wantErr != nil {
+				require.EqualError(t, gotErr, strings.Replace(wantErr.Error(), "("+src+")", src, 1), "%s on %v", src, in)
+			} else {
+				require.NoError(t, gotErr, "%s on %v", src, in)
+			}
+		}
+	}
+	for _, src := range []string{`"POST"`, `42`, `1.5`, `true`, `null`, `"a", "b"`} {
+		fast := transform.MustCompile(src)
+		slow := transform.MustCompile(src + " | .")
+		want, err := slow.Eval(t.Context(), input)
+		require.NoError(t, err)
+		got, err := fast.Eval(t.Context(), input)
+		require.NoError(t, err)
+		require.Equal(t, want, got, src)
 	}
 }
