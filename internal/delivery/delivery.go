@@ -280,8 +280,11 @@ func (x *Executor) Run(ctx context.Context) error {
 		free := x.cfg.Workers - int(busy.Load())
 		if free < minBatch {
 			linger := time.NewTimer(2 * time.Millisecond)
-			if free == 0 {
-				linger.Stop() // nothing to claim for: wait for a worker
+			if free <= 0 {
+				// Nothing to claim for: wait for a worker. (Below zero
+				// while the workers whose runs ended with the last claim
+				// return.)
+				linger.Stop()
 			}
 			select {
 			case <-freed:

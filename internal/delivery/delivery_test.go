@@ -3,6 +3,7 @@ package delivery_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -74,6 +75,8 @@ type bundle struct {
 	metrics *metrics.Metrics
 	// tracer, when set, makes the executor's spans.
 	tracer *tracing.Tracer
+	// observe, when set, is the executor's Observe.
+	observe func(delivery.Report)
 }
 
 // setup compiles yaml against a registry holding one fake kind whose
@@ -131,7 +134,7 @@ func (b *bundle) runUntil(t *testing.T, done func([]store.Run) bool) []store.Run
 	t.Helper()
 	x := delivery.New(delivery.Config{
 		Store: b.store, Plan: b.plan, Workers: 4, Lease: 5 * time.Second,
-		PollInterval: 5 * time.Millisecond, Notifier: b.dead, Metrics: b.metrics, Tracer: b.tracer,
+		PollInterval: 5 * time.Millisecond, Notifier: b.dead, Metrics: b.metrics, Tracer: b.tracer, Observe: b.observe,
 	})
 	ctx, cancel := context.WithCancel(t.Context())
 	errc := make(chan error, 1)
@@ -333,4 +336,53 @@ func TestFlowChangedUnderRun(t *testing.T) {
 	require.Equal(t, store.RunDead, runs[0].State)
 	require.Contains(t, runs[0].LastError, "changed since this run started")
 	require.Empty(t, b.sys["second"].Calls(), "no other step runs in its place")
+}
+
+// TestWorkersBoundCalls: however the claims and results interleave, no
+// more than Workers calls are in flight at once. (A claim covers the
+// workers its transaction's results free, so for a moment more runs than
+// workers are held; the loop must then wait, not claim again.)
+func TestWorkersBoundCalls(t *testing.T) {
+	t.Parallel()
+	b := setup(t, twoSteps)
+	var mu sync.Mutex
+	inFlight, most := 0, 0
+	slow := func(out any) func(int, connector.Request) (connector.Result, error) {
+		return func(int, connector.Request) (connector.Result, error) {
+			mu.Lock()
+			inFlight++
+			most = max(most, inFlight)
+			mu.Unlock()
+			time.Sleep(time.Millisecond)
+			mu.Lock()
+			inFlight--
+			mu.Unlock()
+			return connector.Result{Output: out, Status: 200}, nil
+		}
+	}
+	b.sys["first"].do = slow(map[string]any{"id": 1})
+	b.sys["second"].do = slow("done")
+	// A worker whose run ended lingers after its result is committed (as
+	// it logs and counts), while the claim made with that commit already
+	// covers it: the loop must not see the overshoot as room to claim.
+	b.observe = func(r delivery.Report) {
+		if r.Done {
+			time.Sleep(3 * time.Millisecond)
+		}
+	}
+	const events = 80 // under ListRuns' default page, which runUntil reads
+	for i := range events {
+		b.insert(t, fmt.Sprint("k", i), `{"n": 1}`)
+	}
+	runs := b.runUntil(t, allFinished)
+	require.Len(t, runs, events)
+	succeeded := 0
+	for _, r := range runs {
+		if r.State == store.RunSucceeded {
+			succeeded++
+		}
+	}
+	require.Equal(t, events, succeeded)
+	require.LessOrEqual(t, most, 4, "calls in flight at once, with 4 workers")
+	require.Len(t, b.sys["first"].Calls(), events, "each run's first step called once")
 }
