@@ -404,13 +404,21 @@ func startNode(ctx context.Context, cfg Config, storeRef, sinkURL string, noExec
 	if err != nil {
 		return nil, err
 	}
-	srv, err := app.NewServer(ctx, plan, app.Options{Logger: slog.New(slog.DiscardHandler), NoExecutor: noExecutor})
+	// The node logs as `serve` does by default (JSON, info: a line per
+	// attempt), to /dev/null, so formatting and the write are counted.
+	devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
 	if err != nil {
+		return nil, err
+	}
+	srv, err := app.NewServer(ctx, plan, app.Options{Logger: slog.New(slog.NewJSONHandler(devNull, nil)), NoExecutor: noExecutor})
+	if err != nil {
+		devNull.Close()
 		return nil, err
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		srv.Close()
+		devNull.Close()
 		return nil, err
 	}
 	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -428,7 +436,7 @@ func startNode(ctx context.Context, cfg Config, storeRef, sinkURL string, noExec
 		time.Sleep(time.Millisecond)
 	}
 	// The node's shutdown error is not part of what the bench measures.
-	return &node{url: base + "/hooks/bench", stop: func() { cancel(); <-done }}, nil //nolint:errcheck
+	return &node{url: base + "/hooks/bench", stop: func() { cancel(); <-done; devNull.Close() }}, nil //nolint:errcheck
 }
 
 // freshSchema creates a schema for one phase and returns a DSN using it.
