@@ -166,7 +166,10 @@ type ClaimParams struct {
 	Now   time.Time
 	// LeaseUntil is when the claim lapses unless extended.
 	LeaseUntil time.Time
-	Limit      int
+	// Limit is the most runs to claim; 0 or less claims none (unlike a
+	// listing's limit, it has no default: a claim beyond the workers free
+	// would hold leases nobody works on).
+	Limit int
 }
 
 // ClaimedRun is a run handed to a worker with what it needs to execute.

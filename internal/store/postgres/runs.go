@@ -46,7 +46,7 @@ func (s *Store) FinishAndClaim(ctx context.Context, ps []store.FinishParams, c *
 		if err := finish(ctx, tx, ps, results); err != nil {
 			return err
 		}
-		if c == nil {
+		if c == nil || c.Limit <= 0 {
 			return nil
 		}
 		var err error
@@ -69,7 +69,7 @@ func claim(ctx context.Context, tx pgx.Tx, p store.ClaimParams) ([]store.Claimed
 		WHERE id IN (SELECT id FROM runs
 			WHERE state IN ('pending', 'retrying', 'running') AND due_at <= $3
 			ORDER BY due_at LIMIT $4 FOR UPDATE SKIP LOCKED)
-		RETURNING id`, p.Token, p.LeaseUntil, p.Now, limit(p.Limit))
+		RETURNING id`, p.Token, p.LeaseUntil, p.Now, p.Limit)
 	if err != nil {
 		return nil, fmt.Errorf("claim runs: %w", err)
 	}

@@ -69,7 +69,7 @@ func (s *Store) FinishAndClaim(ctx context.Context, ps []store.FinishParams, c *
 		if err := s.finish(ctx, tx, ps, results); err != nil {
 			return err
 		}
-		if c == nil {
+		if c == nil || c.Limit <= 0 {
 			return nil
 		}
 		var err error
@@ -90,7 +90,7 @@ func (s *Store) claim(ctx context.Context, tx *sql.Tx, p store.ClaimParams) ([]s
 	if err != nil {
 		return nil, err
 	}
-	rows, err := claim.QueryContext(ctx, p.Token, micros(p.LeaseUntil), micros(p.Now), micros(p.Now), limit(p.Limit))
+	rows, err := claim.QueryContext(ctx, p.Token, micros(p.LeaseUntil), micros(p.Now), micros(p.Now), p.Limit)
 	if err != nil {
 		return nil, fmt.Errorf("claim runs: %w", err)
 	}

@@ -243,9 +243,18 @@ func Run(t *testing.T, open OpenFunc) {
 		require.NoError(t, err)
 		require.Len(t, attempts, 2, "both results recorded their attempt")
 
+		// A claim for no runs claims none (no default limit).
+		c = claim("w3", t0.Add(2*time.Second), 0)
+		_, none, err := b.s.FinishAndClaim(b.ctx, nil, &c)
+		require.NoError(t, err)
+		require.Empty(t, none)
+		none, err = b.s.ClaimRuns(b.ctx, claim("w3", t0.Add(time.Hour), -1))
+		require.NoError(t, err)
+		require.Empty(t, none)
+
 		// A finish alone, and a claim that finds nothing.
 		c = claim("w3", t0.Add(2*time.Second), 10)
-		errs, none, err := b.s.FinishAndClaim(b.ctx, nil, &c)
+		errs, none, err = b.s.FinishAndClaim(b.ctx, nil, &c)
 		require.NoError(t, err)
 		require.Empty(t, errs)
 		require.Empty(t, none, "both runs are leased")
