@@ -189,10 +189,12 @@ type cycle struct {
 	claim  *store.ClaimParams
 }
 
-// cycleResult is a result's fate (nil or ErrLeaseLost) or a claim's runs.
+// cycleResult is a result's fate (nil or ErrLeaseLost) or a claim's runs,
+// with the limit the claim was made with (raised in commit).
 type cycleResult struct {
 	err     error
 	claimed []store.ClaimedRun
+	limit   int
 }
 
 // commit applies one batch of cycles in one transaction.
@@ -232,7 +234,7 @@ func (x *Executor) commit(ctx context.Context, items []cycle) ([]cycleResult, er
 			out[i].err = errs[j]
 			j++
 		case claim != nil && it.claim.Token == claim.Token:
-			out[i].claimed = claimed
+			out[i].claimed, out[i].limit = claimed, claim.Limit
 		}
 	}
 	return out, nil
@@ -271,6 +273,12 @@ func (x *Executor) Run(ctx context.Context) error {
 	// run each time a worker frees up would cost one commit per run. The
 	// loop waits (briefly) until a quarter of the workers are free, then
 	// queues its claim with the results waiting to be committed.
+	// A claim waiting for its commit outlives ctx by the grace period, no
+	// more: a store that hangs must not hold shutdown forever.
+	claimCtx, stopClaims := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopClaims()
+	stopGraceTimer := context.AfterFunc(ctx, func() { time.AfterFunc(x.cfg.Grace, stopClaims) })
+	defer stopGraceTimer()
 	minBatch := max(1, x.cfg.Workers/4)
 	// busy counts the runs claimed and not yet done, queued ones included.
 	var busy atomic.Int64
@@ -321,9 +329,10 @@ func (x *Executor) Run(ctx context.Context) error {
 		seq++
 		token := fmt.Sprintf("%s-%d", x.node, seq)
 		now := x.cfg.NowFunc()
-		// Not cancelled with ctx: a claim that commits after shutdown began
-		// is still executed (its runs stop after one step), not left leased.
-		res, err := x.cycles.Submit(context.WithoutCancel(ctx), cycle{claim: &store.ClaimParams{
+		// Not cancelled with ctx but Grace later (claimCtx): a claim that
+		// commits after shutdown began is still executed (its runs stop
+		// after one step), not left leased.
+		res, err := x.cycles.Submit(claimCtx, cycle{claim: &store.ClaimParams{
 			Token: token, Now: now, LeaseUntil: now.Add(x.cfg.Lease), Limit: free,
 		}})
 		claimed := res.claimed
@@ -342,7 +351,7 @@ func (x *Executor) Run(ctx context.Context) error {
 			// workers it covers (see commit), which are returning.
 			jobs <- job{token: token, run: c}
 		}
-		if len(claimed) >= free {
+		if len(claimed) > 0 && len(claimed) >= res.limit {
 			continue // there may be more waiting
 		}
 		wait := x.idleWait(ctx)

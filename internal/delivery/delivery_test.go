@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -385,4 +386,51 @@ func TestWorkersBoundCalls(t *testing.T) {
 	require.Equal(t, events, succeeded)
 	require.LessOrEqual(t, most, 4, "calls in flight at once, with 4 workers")
 	require.Len(t, b.sys["first"].Calls(), events, "each run's first step called once")
+}
+
+// hangingStore blocks FinishAndClaim, once hang is set, until its context
+// ends: a database that stopped answering.
+type hangingStore struct {
+	delivery.Store
+	hang    atomic.Bool
+	blocked chan struct{}
+}
+
+func (h *hangingStore) FinishAndClaim(ctx context.Context, ps []store.FinishParams, c *store.ClaimParams) ([]error, []store.ClaimedRun, error) {
+	if h.hang.Load() {
+		select {
+		case h.blocked <- struct{}{}:
+		default:
+		}
+		<-ctx.Done()
+		return nil, nil, ctx.Err()
+	}
+	return h.Store.FinishAndClaim(ctx, ps, c)
+}
+
+// TestShutdownWithHungStore: a claim waiting on a store that never answers
+// holds shutdown for the grace period, not for ever.
+func TestShutdownWithHungStore(t *testing.T) {
+	t.Parallel()
+	b := setup(t, twoSteps)
+	st := &hangingStore{Store: b.store, blocked: make(chan struct{}, 1)}
+	x := delivery.New(delivery.Config{
+		Store: st, Plan: b.plan, Workers: 4, Lease: 5 * time.Second,
+		PollInterval: 5 * time.Millisecond, Grace: 100 * time.Millisecond,
+	})
+	ctx, cancel := context.WithCancel(t.Context())
+	errc := make(chan error, 1)
+	go func() { errc <- x.Run(ctx) }()
+	st.hang.Store(true)
+	select {
+	case <-st.blocked: // the claim loop waits on the hung store
+	case <-time.After(10 * time.Second):
+		t.Fatal("no claim reached the store")
+	}
+	cancel()
+	select {
+	case <-errc:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return 5 s after shutdown began (grace 100 ms)")
+	}
 }
