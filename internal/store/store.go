@@ -234,7 +234,12 @@ type ListEventsParams struct {
 	State RunState
 	// Before, when set, returns events received before it (paging).
 	Before time.Time
-	Limit  int
+	// BeforeID, with Before, pages by (received_at, id), the listing's
+	// order: events received before Before, or at Before with a smaller
+	// id. Pass the last event of the previous page in both, or events
+	// sharing its receipt time would be skipped.
+	BeforeID string
+	Limit    int
 }
 
 // ListRunsParams filter ListRuns. Results are newest first.

@@ -237,10 +237,7 @@ func newestOf(p store.ListEventsParams, scan int, args *params) string {
 	if p.Source != "" {
 		q = `SELECT id, source, received_at FROM events WHERE source = ANY(` + args.add([]string{p.Source}) + `)`
 	}
-	if !p.Before.IsZero() {
-		q += ` AND received_at < ` + args.add(p.Before)
-	}
-	return q + ` ORDER BY ` + walkOrder(p) + ` LIMIT ` + args.add(scan)
+	return q + before(p, args) + ` ORDER BY ` + walkOrder(p) + ` LIMIT ` + args.add(scan)
 }
 
 // walkOrder is newestOf's order, newest first. A source leads it, and
@@ -275,7 +272,7 @@ const newestFirst = ` ORDER BY received_at DESC, id DESC`
 // proves state = 'retrying' implies the index's IN list).
 func inState(state store.RunState) string { return `r.state = '` + string(state) + `'` }
 
-// eventFilter returns the WHERE clause of p's Source and Before. It is built
+// eventFilter returns the WHERE clause of p's Source and paging. It is built
 // per filter rather than with optional terms (source = $1 OR $1 is empty):
 // a generic plan of that form cannot use the (source, received_at, id) index.
 func eventFilter(p store.ListEventsParams, args *params) string {
@@ -283,10 +280,21 @@ func eventFilter(p store.ListEventsParams, args *params) string {
 	if p.Source != "" {
 		w += ` AND source = ` + args.add(p.Source)
 	}
-	if !p.Before.IsZero() {
-		w += ` AND received_at < ` + args.add(p.Before)
+	return w + before(p, args)
+}
+
+// before is the paging term of p: events received before p.Before or, with
+// p.BeforeID, at it with a smaller id (a row comparison, which walks the
+// (source, received_at, id) index from there).
+func before(p store.ListEventsParams, args *params) string {
+	switch {
+	case p.Before.IsZero():
+		return ""
+	case p.BeforeID != "":
+		return ` AND (received_at, id) < (` + args.add(p.Before) + `, ` + args.add(p.BeforeID) + `)`
+	default:
+		return ` AND received_at < ` + args.add(p.Before)
 	}
-	return w
 }
 
 // params are a query's arguments; add appends one and returns its

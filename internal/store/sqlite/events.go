@@ -123,15 +123,7 @@ func (s *Store) GetEvent(ctx context.Context, id string) (store.Event, error) {
 
 // ListEvents returns events newest first.
 func (s *Store) ListEvents(ctx context.Context, p store.ListEventsParams) ([]store.Event, error) {
-	where, args := ` WHERE 1=1`, []any{}
-	if p.Source != "" {
-		where += ` AND source = ?`
-		args = append(args, p.Source)
-	}
-	if !p.Before.IsZero() {
-		where += ` AND received_at < ?`
-		args = append(args, micros(p.Before))
-	}
+	where, args := eventFilter(p, "")
 	const order = ` ORDER BY received_at DESC, id DESC`
 	n := limit(p.Limit)
 	if p.State == "" {
@@ -185,10 +177,32 @@ func (s *Store) ListEvents(ctx context.Context, p store.ListEventsParams) ([]sto
 	// index rather than every event of the source; GROUP BY lists an event
 	// with two runs in the state once. (source and received_at are columns
 	// of events only.)
+	where, args = eventFilter(p, "e.")
 	return s.queryEvents(ctx, `SELECT e.id, e.source, e.key, e.received_at, e.payload, e.trace_parent
 		FROM runs r CROSS JOIN events e ON e.id = r.event_id WHERE `+inIndex+` AND r.state = '`+string(p.State)+`'`+strings.TrimPrefix(where, ` WHERE 1=1`)+`
 		GROUP BY e.id ORDER BY e.received_at DESC, e.id DESC LIMIT ?`,
 		append(args, n)...)
+}
+
+// eventFilter returns the WHERE clause of p's Source and Before on the
+// events table (its columns prefixed with qual, as "e.") and its arguments.
+func eventFilter(p store.ListEventsParams, qual string) (string, []any) {
+	where, args := ` WHERE 1=1`, []any{}
+	if p.Source != "" {
+		where += ` AND ` + qual + `source = ?`
+		args = append(args, p.Source)
+	}
+	switch {
+	case p.Before.IsZero():
+	case p.BeforeID != "":
+		// A row value: SQLite walks (source, received_at, id) from there.
+		where += ` AND (` + qual + `received_at, ` + qual + `id) < (?, ?)`
+		args = append(args, micros(p.Before), p.BeforeID)
+	default:
+		where += ` AND ` + qual + `received_at < ?`
+		args = append(args, micros(p.Before))
+	}
+	return where, args
 }
 
 // stateIndex holds, for each state, the WHERE term of the partial index

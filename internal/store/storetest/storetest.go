@@ -779,6 +779,38 @@ func Run(t *testing.T, open OpenFunc) {
 		dead.Before, dead.Limit = time.Time{}, 10
 		require.Equal(t, append([]string{"k99"}, append(tied, "k0")...), keys(dead), "fewer than the limit")
 		require.Len(t, keys(store.ListEventsParams{State: store.RunDead, Limit: 10}), 5, "every source")
+
+		// Paging by (received_at, id) from each page's last event loses
+		// nothing at a tie, in every plan: unfiltered, by a common state,
+		// by a rare one.
+		for _, c := range []struct {
+			state store.RunState
+			want  int
+		}{{"", 100}, {store.RunSucceeded, 96}, {store.RunDead, 4}} {
+			for _, size := range []int{1, 2, 7} {
+				p := store.ListEventsParams{Source: "src", State: c.state, Limit: size}
+				var all []string
+				for range 200 {
+					page, err := b.s.ListEvents(b.ctx, p)
+					require.NoError(t, err)
+					for _, e := range page {
+						all = append(all, e.Key)
+					}
+					if len(page) < size {
+						break
+					}
+					last := page[len(page)-1]
+					p.Before, p.BeforeID = last.ReceivedAt, last.ID
+				}
+				require.Len(t, all, c.want, "state %q, pages of %d", c.state, size)
+				seen := map[string]bool{}
+				for _, k := range all {
+					require.False(t, seen[k], "state %q, pages of %d: %s listed twice", c.state, size, k)
+					seen[k] = true
+				}
+				require.True(t, seen["k1"] && seen["k2"] || c.state == store.RunSucceeded, "both tied events listed")
+			}
+		}
 	})
 
 	runPolls(t, open)
