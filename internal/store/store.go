@@ -7,8 +7,22 @@ package store
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
+	"unicode/utf8"
 )
+
+// Text makes an error or reason text storable in a text column of every
+// store: PostgreSQL refuses NUL bytes and invalid UTF-8, and a text it
+// refuses would fail the whole batch it is written in (every run's result
+// committed with it, again on each retry). Invalid bytes become U+FFFD,
+// NUL a space. Texts come from outside (a downstream's words, quoted).
+func Text(s string) string {
+	if utf8.ValidString(s) && !strings.ContainsRune(s, 0) {
+		return s
+	}
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", " ")
+}
 
 // Sentinel errors callers branch on.
 var (

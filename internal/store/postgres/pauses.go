@@ -16,7 +16,7 @@ func (s *Store) PauseSystem(ctx context.Context, p store.PauseParams) (bool, err
 	// lifted by a probe); a credential pause never replaces anything.
 	tag, err := s.pool.Exec(ctx, `INSERT INTO system_pauses (system, reason, paused_at) VALUES ($1, $2, $3)
 		ON CONFLICT (system) DO UPDATE SET reason = excluded.reason, paused_at = excluded.paused_at
-		WHERE excluded.reason = $4 AND system_pauses.reason <> $4`, p.System, p.Reason, p.Now, store.OperatorPause)
+		WHERE excluded.reason = $4 AND system_pauses.reason <> $4`, p.System, store.Text(p.Reason), p.Now, store.OperatorPause)
 	if err != nil {
 		return false, fmt.Errorf("pause system %s: %w", p.System, err)
 	}

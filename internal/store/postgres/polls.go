@@ -151,7 +151,7 @@ func (s *Store) FinishPoll(ctx context.Context, p store.PollRun) error {
 			last_ok_at = COALESCE(excluded.last_ok_at, poll_state.last_ok_at),
 			failures = CASE WHEN excluded.last_error = '' THEN 0 ELSE poll_state.failures + 1 END,
 			last_error = excluded.last_error`,
-		p.Source, p.NextRunAt, p.Now, ok, p.Error, p.Found)
+		p.Source, p.NextRunAt, p.Now, ok, store.Text(p.Error), p.Found)
 	if err != nil {
 		return fmt.Errorf("finish poll %s: %w", p.Source, err)
 	}

@@ -174,7 +174,7 @@ func finish(ctx context.Context, tx pgx.Tx, ps []store.FinishParams, results []e
 		if !p.Hold { // a held run was not tried: no attempt row
 			b.Queue(`INSERT INTO attempts (run_id, step_index, step_id, system, number, outcome, status, error,
 				duration_us, response, started_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-				p.RunID, a.StepIndex, a.StepID, a.System, a.Number, a.Outcome, a.Status, a.Error,
+				p.RunID, a.StepIndex, a.StepID, a.System, a.Number, a.Outcome, a.Status, store.Text(a.Error),
 				a.Duration.Microseconds(), a.Response, a.StartedAt)
 		}
 		if p.Output != nil {
@@ -187,7 +187,7 @@ func finish(ctx context.Context, tx pgx.Tx, ps []store.FinishParams, results []e
 		b.Queue(`UPDATE runs SET state = $1, step = $2, step_id = $3, attempt = $4, due_at = $5, last_error = $6,
 				updated_at = $7, lease_token = CASE WHEN $1 = 'running' THEN lease_token ELSE '' END, held_system = $10
 			WHERE id = $8 AND lease_token = $9 AND state = 'running'`,
-			p.State, p.Step, p.StepID, p.RunAttempt, p.DueAt, p.LastError, p.Now, p.RunID, p.Token, p.HeldFor)
+			p.State, p.Step, p.StepID, p.RunAttempt, p.DueAt, store.Text(p.LastError), p.Now, p.RunID, p.Token, p.HeldFor)
 	}
 	br := tx.SendBatch(ctx, b)
 	for _, i := range order {

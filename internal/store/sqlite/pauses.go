@@ -14,7 +14,7 @@ func (s *Store) PauseSystem(ctx context.Context, p store.PauseParams) (bool, err
 	// lifted by a probe); a credential pause never replaces anything.
 	res, err := s.w.ExecContext(ctx, `INSERT INTO system_pauses (system, reason, paused_at) VALUES (?, ?, ?)
 		ON CONFLICT (system) DO UPDATE SET reason = excluded.reason, paused_at = excluded.paused_at
-		WHERE excluded.reason = ? AND system_pauses.reason <> ?`, p.System, p.Reason, micros(p.Now), store.OperatorPause, store.OperatorPause)
+		WHERE excluded.reason = ? AND system_pauses.reason <> ?`, p.System, store.Text(p.Reason), micros(p.Now), store.OperatorPause, store.OperatorPause)
 	if err != nil {
 		return false, fmt.Errorf("pause system %s: %w", p.System, err)
 	}

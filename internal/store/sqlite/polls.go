@@ -153,7 +153,7 @@ func (s *Store) FinishPoll(ctx context.Context, p store.PollRun) error {
 			last_ok_at = CASE WHEN excluded.last_ok_at = 0 THEN poll_state.last_ok_at ELSE excluded.last_ok_at END,
 			failures = CASE WHEN excluded.last_error = '' THEN 0 ELSE poll_state.failures + 1 END,
 			last_error = excluded.last_error`,
-		p.Source, micros(p.NextRunAt), micros(p.Now), ok, min(1, len(p.Error)), p.Error, p.Found)
+		p.Source, micros(p.NextRunAt), micros(p.Now), ok, min(1, len(p.Error)), store.Text(p.Error), p.Found)
 	if err != nil {
 		return fmt.Errorf("finish poll %s: %w", p.Source, err)
 	}

@@ -225,13 +225,13 @@ func (s *Store) finish(ctx context.Context, tx *sql.Tx, ps []store.FinishParams,
 		}
 		if !p.Hold { // a held run was not tried: no attempt row
 			if _, err := insAttempt.ExecContext(ctx,
-				p.RunID, a.StepIndex, a.StepID, a.System, a.Number, a.Outcome, a.Status, a.Error,
+				p.RunID, a.StepIndex, a.StepID, a.System, a.Number, a.Outcome, a.Status, store.Text(a.Error),
 				a.Duration.Microseconds(), a.Response, micros(a.StartedAt)); err != nil {
 				return fmt.Errorf("record attempt: %w", err)
 			}
 		}
 		res, err := updRun.ExecContext(ctx,
-			p.State, p.Step, p.StepID, p.RunAttempt, micros(p.DueAt), p.LastError, micros(p.Now), p.State,
+			p.State, p.Step, p.StepID, p.RunAttempt, micros(p.DueAt), store.Text(p.LastError), micros(p.Now), p.State,
 			p.HeldFor, p.RunID, p.Token)
 		if err != nil {
 			return fmt.Errorf("update run: %w", err)

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
 
@@ -209,11 +210,7 @@ func Run(t *testing.T, open OpenFunc) {
 	t.Run("FinishAndClaim", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
-		_, err := b.s.InsertEvents(b.ctx, []store.NewEvent{newEvent("src", "k1", "flow_a"), newEvent("src", "k2", "flow_a")})
-		require.NoError(t, err)
-		first, err := b.s.ClaimRuns(b.ctx, claim("w1", t0, 1))
-		require.NoError(t, err)
-		require.Len(t, first, 1)
+		first := b.insertAndClaim(t, 2, 1)
 		done := first[0].Run.ID
 
 		// The finish of one run and the claim of the other in one call; a
@@ -268,6 +265,37 @@ func Run(t *testing.T, open OpenFunc) {
 		run, err := b.s.GetRun(b.ctx, got[0].Run.ID)
 		require.NoError(t, err)
 		require.Equal(t, store.RunSucceeded, run.State)
+	})
+
+	t.Run("FinishWithUnstorableText", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		got := b.insertAndClaim(t, 2, 2)
+		// An error text with a NUL byte and invalid UTF-8 (a downstream's
+		// words, quoted): PostgreSQL's text refuses both. It must not fail
+		// the batch, or every batch the result joins, and the other run's
+		// result with it.
+		bad := "upstream said \x00 \xff\xfe here"
+		ps := []store.FinishParams{}
+		for _, c := range got {
+			a := attempt(0, "step1", store.AttemptRetry)
+			a.Error = bad
+			ps = append(ps, store.FinishParams{RunID: c.Run.ID, Token: "w1", Now: t0, Attempt: a, LastError: bad,
+				State: store.RunRetrying, Step: 0, StepID: "step1", RunAttempt: 1, DueAt: t0.Add(time.Second)})
+		}
+		errs, err := b.s.FinishAttempts(b.ctx, ps)
+		require.NoError(t, err)
+		require.Equal(t, []error{nil, nil}, errs)
+		run, err := b.s.GetRun(b.ctx, got[0].Run.ID)
+		require.NoError(t, err)
+		require.Equal(t, store.RunRetrying, run.State)
+		require.Contains(t, run.LastError, "upstream said")
+		require.True(t, utf8.ValidString(run.LastError))
+		require.NotContains(t, run.LastError, "\x00")
+		attempts, err := b.s.ListAttempts(b.ctx, got[0].Run.ID)
+		require.NoError(t, err)
+		require.Len(t, attempts, 1)
+		require.Contains(t, attempts[0].Error, "here")
 	})
 
 	t.Run("ExtendLease", func(t *testing.T) {
@@ -815,6 +843,22 @@ func Run(t *testing.T, open OpenFunc) {
 
 	runPolls(t, open)
 	runOwnership(t, setup)
+}
+
+// insertAndClaim stores events k0…k(n-1) of source src with a run each and
+// claims want of them for token w1 at t0.
+func (b bundle) insertAndClaim(t *testing.T, n, want int) []store.ClaimedRun {
+	t.Helper()
+	var evs []store.NewEvent
+	for i := range n {
+		evs = append(evs, newEvent("src", fmt.Sprintf("k%d", i), "flow_a"))
+	}
+	_, err := b.s.InsertEvents(b.ctx, evs)
+	require.NoError(t, err)
+	got, err := b.s.ClaimRuns(b.ctx, claim("w1", t0, want))
+	require.NoError(t, err)
+	require.Len(t, got, want)
+	return got
 }
 
 func newEvent(source, key string, flows ...string) store.NewEvent {
