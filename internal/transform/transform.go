@@ -178,7 +178,8 @@ func MustCompile(src string, vars ...string) *Expr {
 func (e *Expr) String() string { return e.src }
 
 // Eval returns the first value the expression produces for input, or nil if
-// it produces none.
+// it produces none. The value may be shared (a constant's, a part of input):
+// callers must not change it.
 func (e *Expr) Eval(ctx context.Context, input any, vals ...any) (any, error) {
 	if e.hasScalar {
 		return e.scalar, nil
