@@ -151,11 +151,7 @@ func runOwnership(t *testing.T, setup func(t *testing.T) bundle) {
 	t.Run("FingerprintInFinish", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
-		_, err := b.s.InsertEvents(b.ctx, []store.NewEvent{newEvent("src", "k1", "flow_a")})
-		require.NoError(t, err)
-		got, err := b.s.ClaimRuns(b.ctx, claim("w1", t0, 10))
-		require.NoError(t, err)
-		require.Len(t, got, 1)
+		got := b.insertAndClaim(t, 1, 1)
 		run := got[0].Run
 		f := fp("key-1", "42", "h", t0.Add(time.Second))
 		errs, err := b.s.FinishAttempts(b.ctx, []store.FinishParams{{

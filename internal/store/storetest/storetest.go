@@ -6,6 +6,7 @@ package storetest
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -301,11 +302,7 @@ func Run(t *testing.T, open OpenFunc) {
 	t.Run("ExtendLease", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
-		_, err := b.s.InsertEvents(b.ctx, []store.NewEvent{newEvent("src", "k1", "flow_a")})
-		require.NoError(t, err)
-		got, err := b.s.ClaimRuns(b.ctx, claim("w1", t0, 10))
-		require.NoError(t, err)
-		require.Len(t, got, 1)
+		got := b.insertAndClaim(t, 1, 1)
 		require.NoError(t, b.s.ExtendLeases(b.ctx, store.ExtendParams{
 			Token: "w1", RunIDs: []string{got[0].Run.ID}, LeaseUntil: t0.Add(90 * time.Second), Now: t0.Add(20 * time.Second),
 		}))
@@ -397,11 +394,7 @@ func Run(t *testing.T, open OpenFunc) {
 	t.Run("Hold", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
-		_, err := b.s.InsertEvents(b.ctx, []store.NewEvent{newEvent("src", "k1", "flow_a")})
-		require.NoError(t, err)
-		got, err := b.s.ClaimRuns(b.ctx, claim("w1", t0, 10))
-		require.NoError(t, err)
-		require.Len(t, got, 1)
+		got := b.insertAndClaim(t, 1, 1)
 		errs, err := b.s.FinishAttempts(b.ctx, []store.FinishParams{{
 			RunID: got[0].Run.ID, Token: "w1", Now: t0, Hold: true, HeldFor: "crm",
 			Attempt: store.Attempt{StepID: "step1"},
@@ -706,35 +699,11 @@ func Run(t *testing.T, open OpenFunc) {
 		evs = append(evs, newEvent("other", "k0", "flow_a"))
 		_, err := b.s.InsertEvents(b.ctx, evs)
 		require.NoError(t, err)
-		now := t0.Add(time.Hour)
-		got, err := b.s.ClaimRuns(b.ctx, claim("w1", now, 100))
-		require.NoError(t, err)
-		require.Len(t, got, 15)
 		// The oldest three of src, both runs of k12 and other's run die;
 		// k10 and k11 stay running; the rest succeed.
-		var ps []store.FinishParams
-		for _, c := range got {
-			p := store.FinishParams{RunID: c.Run.ID, Token: "w1", Now: now, Attempt: attempt(0, "step1", store.AttemptSucceeded),
-				State: store.RunSucceeded, Step: 1, StepID: "step1", RunAttempt: 1, DueAt: now}
-			switch c.Event.Key {
-			case "k10", "k11":
-				continue
-			case "k0", "k1", "k2", "k12":
-				p.Attempt.Outcome, p.State, p.Step = store.AttemptDead, store.RunDead, 0
-			}
-			ps = append(ps, p)
-		}
-		_, err = b.s.FinishAttempts(b.ctx, ps)
-		require.NoError(t, err)
+		b.settle(t, 15, []string{"k0", "k1", "k2", "k12"}, []string{"k10", "k11"})
 		keys := func(p store.ListEventsParams) []string {
-			t.Helper()
-			evs, err := b.s.ListEvents(b.ctx, p)
-			require.NoError(t, err)
-			var ks []string
-			for _, e := range evs {
-				ks = append(ks, e.Source+"/"+e.Key)
-			}
-			return ks
+			return b.listed(t, p, func(e store.Event) string { return e.Source + "/" + e.Key })
 		}
 		// Dead events are the oldest: a store that first looks at the
 		// newest events must still find them.
@@ -768,31 +737,9 @@ func Run(t *testing.T, open OpenFunc) {
 		evs = append(evs, newEvent("other", "k0", "flow_a"))
 		_, err := b.s.InsertEvents(b.ctx, evs)
 		require.NoError(t, err)
-		now := t0.Add(time.Hour)
-		got, err := b.s.ClaimRuns(b.ctx, claim("w1", now, 200))
-		require.NoError(t, err)
-		require.Len(t, got, 101)
-		var ps []store.FinishParams
-		for _, c := range got {
-			p := store.FinishParams{RunID: c.Run.ID, Token: "w1", Now: now, Attempt: attempt(0, "step1", store.AttemptSucceeded),
-				State: store.RunSucceeded, Step: 1, StepID: "step1", RunAttempt: 1, DueAt: now}
-			switch c.Event.Key {
-			case "k0", "k1", "k2", "k99":
-				p.Attempt.Outcome, p.State, p.Step = store.AttemptDead, store.RunDead, 0
-			}
-			ps = append(ps, p)
-		}
-		_, err = b.s.FinishAttempts(b.ctx, ps)
-		require.NoError(t, err)
+		b.settle(t, 101, []string{"k0", "k1", "k2", "k99"}, nil)
 		keys := func(p store.ListEventsParams) []string {
-			t.Helper()
-			evs, err := b.s.ListEvents(b.ctx, p)
-			require.NoError(t, err)
-			var ks []string
-			for _, e := range evs {
-				ks = append(ks, e.Key)
-			}
-			return ks
+			return b.listed(t, p, func(e store.Event) string { return e.Key })
 		}
 		tied := []string{"k2", "k1"} // same receipt time: id descending
 		if evs[1].ID > evs[2].ID {
@@ -843,6 +790,43 @@ func Run(t *testing.T, open OpenFunc) {
 
 	runPolls(t, open)
 	runOwnership(t, setup)
+}
+
+// settle claims every run, an hour after t0 (want of them), and finishes
+// each by its event's key: dead if in dead, left running if in running,
+// succeeded otherwise.
+func (b bundle) settle(t *testing.T, want int, dead, running []string) {
+	t.Helper()
+	now := t0.Add(time.Hour)
+	got, err := b.s.ClaimRuns(b.ctx, claim("w1", now, want+1))
+	require.NoError(t, err)
+	require.Len(t, got, want)
+	var ps []store.FinishParams
+	for _, c := range got {
+		if slices.Contains(running, c.Event.Key) {
+			continue
+		}
+		p := store.FinishParams{RunID: c.Run.ID, Token: "w1", Now: now, Attempt: attempt(0, "step1", store.AttemptSucceeded),
+			State: store.RunSucceeded, Step: 1, StepID: "step1", RunAttempt: 1, DueAt: now}
+		if slices.Contains(dead, c.Event.Key) {
+			p.Attempt.Outcome, p.State, p.Step = store.AttemptDead, store.RunDead, 0
+		}
+		ps = append(ps, p)
+	}
+	_, err = b.s.FinishAttempts(b.ctx, ps)
+	require.NoError(t, err)
+}
+
+// listed is ListEvents' answer to p, each event named by name.
+func (b bundle) listed(t *testing.T, p store.ListEventsParams, name func(store.Event) string) []string {
+	t.Helper()
+	evs, err := b.s.ListEvents(b.ctx, p)
+	require.NoError(t, err)
+	var out []string
+	for _, e := range evs {
+		out = append(out, name(e))
+	}
+	return out
 }
 
 // insertAndClaim stores events k0…k(n-1) of source src with a run each and
