@@ -2,7 +2,10 @@ package connector
 
 import (
 	"errors"
+	"net/http"
 	"time"
+
+	"github.com/switchboard-dev/switchboard/internal/limit"
 )
 
 // PermanentError marks a failure that retrying cannot fix (a 400, an invalid
@@ -42,4 +45,23 @@ func RetryAfterOf(err error) (time.Duration, bool) {
 		return r.After, true
 	}
 	return 0, false
+}
+
+// GateOutcome maps a call's result to what the system's gate (its rate,
+// concurrency and circuit) learns: throttled with the Retry-After of a
+// 429, unauthorized for a 401 or 403, refused for another permanent
+// error, failed for a transient one.
+func GateOutcome(status int, err error) (limit.Outcome, time.Duration) {
+	switch {
+	case err == nil:
+		return limit.Succeeded, 0
+	case status == http.StatusTooManyRequests:
+		ra, _ := RetryAfterOf(err)
+		return limit.Throttled, ra
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		return limit.Unauthorized, 0
+	case IsPermanent(err):
+		return limit.Refused, 0
+	}
+	return limit.Failed, 0
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/switchboard-dev/switchboard/internal/connector"
@@ -131,7 +130,7 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 			x.hold(context.WithoutCancel(actx), token, c, step, run, &limit.Hold{Until: x.cfg.NowFunc(), Reason: "interrupted by shutdown"})
 			return
 		}
-		outcome, retryAfter := gateOutcome(res.Status, callErr)
+		outcome, retryAfter := connector.GateOutcome(res.Status, callErr)
 		release(outcome, retryAfter)
 		if wasPaused && outcome == limit.Succeeded {
 			resumed, err := x.cfg.Store.ResumeSystem(ctx, step.System)
@@ -403,22 +402,6 @@ func (x *Executor) hold(ctx context.Context, token string, c store.ClaimedRun, s
 	}
 	x.cfg.Logger.Info("run held", "run_id", run.ID, "event_id", c.Event.ID, "flow", run.Flow, "step", step.ID,
 		"system", step.System, "until", h.Until, "reason", h.Reason)
-}
-
-// gateOutcome maps a call's result to what the system's gate learns.
-func gateOutcome(status int, err error) (limit.Outcome, time.Duration) {
-	switch {
-	case err == nil:
-		return limit.Succeeded, 0
-	case status == http.StatusTooManyRequests:
-		ra, _ := connector.RetryAfterOf(err)
-		return limit.Throttled, ra
-	case status == http.StatusUnauthorized || status == http.StatusForbidden:
-		return limit.Unauthorized, 0
-	case connector.IsPermanent(err):
-		return limit.Refused, 0
-	}
-	return limit.Failed, 0
 }
 
 func attemptOf(run store.Run, step *flow.Step, started time.Time) store.Attempt {

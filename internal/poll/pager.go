@@ -294,19 +294,14 @@ func (p *Poller) sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// gateOutcome maps a page read to what the system's gate learns. A 401 or
-// 403 is reported as refused, not unauthorized: pausing a system is the
+// gateOutcome is connector.GateOutcome for a page read, with a 401 or 403
+// reported as refused, not unauthorized: pausing a system is the
 // executor's call (it records the pause in the store for every node), and
 // a failed poll run is reported on its own.
 func gateOutcome(status int, err error) (limit.Outcome, time.Duration) {
-	switch {
-	case err == nil:
-		return limit.Succeeded, 0
-	case status == http.StatusTooManyRequests:
-		ra, _ := connector.RetryAfterOf(err)
-		return limit.Throttled, ra
-	case connector.IsPermanent(err):
-		return limit.Refused, 0
+	o, wait := connector.GateOutcome(status, err)
+	if o == limit.Unauthorized {
+		o = limit.Refused
 	}
-	return limit.Failed, 0
+	return o, wait
 }
