@@ -22,7 +22,6 @@ import (
 	"github.com/switchboard-dev/switchboard/internal/limit"
 	"github.com/switchboard-dev/switchboard/internal/metrics"
 	"github.com/switchboard-dev/switchboard/internal/store"
-	"github.com/switchboard-dev/switchboard/internal/transform"
 )
 
 // Store is what the poller needs of the store.
@@ -394,15 +393,7 @@ func (p *Poller) Tick(ctx context.Context, src *flow.Source, scheduled time.Time
 		"scheduled_at": scheduled.UTC().Format(time.RFC3339Nano),
 		"fired_at":     now.UTC().Format(time.RFC3339Nano),
 	}
-	payload, err := json.Marshal(v)
-	if err != nil {
-		return engine.Accepted{}, err
-	}
-	value, err := transform.Decode(payload)
-	if err != nil {
-		return engine.Accepted{}, err
-	}
-	return p.cfg.Engine.Accept(ctx, engine.Event{Source: src.Name, Key: "tick:" + scheduled.UTC().Format(time.RFC3339Nano), Payload: payload, Value: value})
+	return p.accept(ctx, src.Name, "tick:"+scheduled.UTC().Format(time.RFC3339Nano), v)
 }
 
 // errWaitTooLong ends a run that would have to wait longer than maxWait.
