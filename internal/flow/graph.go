@@ -15,10 +15,7 @@ import (
 func (p *Plan) OwnershipMap() ownership.Map {
 	var m ownership.Map
 	for _, name := range slices.Sorted(maps.Keys(p.Ownership.Entities)) {
-		e := p.Ownership.Entities[name]
-		m = append(m, ownership.Entity{
-			Name: e.Name, Owner: e.Owner, Mirrors: e.Mirrors, Fields: e.Fields, OnConflict: e.OnConflict, Declared: e.Declared,
-		})
+		m = append(m, *p.Ownership.Entities[name])
 	}
 	return m
 }

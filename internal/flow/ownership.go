@@ -12,6 +12,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/switchboard-dev/switchboard/internal/config"
+	"github.com/switchboard-dev/switchboard/internal/ownership"
 	"github.com/switchboard-dev/switchboard/internal/transform"
 )
 
@@ -41,34 +42,8 @@ type Ownership struct {
 	MaxHops int
 }
 
-// Entity is one entity type and its systems.
-type Entity struct {
-	Name  string
-	Owner string
-	// Mirrors are the systems that keep copies, sorted.
-	Mirrors []string
-	// Fields maps a field to its owner where that is not Owner.
-	Fields map[string]string
-	// OnConflict is OnConflictDrop or the name of the flow that proposes a
-	// mirror's change to the owner.
-	OnConflict string
-	// Declared reports whether entities: names the entity.
-	Declared bool
-}
-
-// OwnerOf returns the system that owns field f.
-func (e *Entity) OwnerOf(f string) string {
-	if o, ok := e.Fields[f]; ok {
-		return o
-	}
-	return e.Owner
-}
-
-// Holds reports whether system keeps the entity: as its owner, a mirror,
-// or the owner of some of its fields.
-func (e *Entity) Holds(system string) bool {
-	return system == e.Owner || slices.Contains(e.Mirrors, system) || slices.Contains(slices.Collect(maps.Values(e.Fields)), system)
-}
+// Entity is one entity type and its systems (the ownership map's row).
+type Entity = ownership.Entity
 
 // Origin says where a source's events come from and what they are about.
 type Origin struct {

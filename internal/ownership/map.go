@@ -8,18 +8,34 @@ import (
 	"strings"
 )
 
-// Entity is one row of the ownership map.
+// Entity is one row of the ownership map: an entity type and its systems.
 type Entity struct {
-	Name    string
-	Owner   string
+	Name  string
+	Owner string
+	// Mirrors are the systems that keep copies, sorted.
 	Mirrors []string
 	// Fields maps a field to its owner where that is not Owner.
 	Fields map[string]string
-	// OnConflict is "drop" or the flow that proposes a mirror's change.
+	// OnConflict is "drop" or the name of the flow that proposes a
+	// mirror's change to the owner.
 	OnConflict string
 	// Declared reports whether the config declares the entity; an
 	// undeclared one is written to a single system, taken as its owner.
 	Declared bool
+}
+
+// OwnerOf returns the system that owns field f.
+func (e *Entity) OwnerOf(f string) string {
+	if o, ok := e.Fields[f]; ok {
+		return o
+	}
+	return e.Owner
+}
+
+// Holds reports whether system keeps the entity: as its owner, a mirror,
+// or the owner of some of its fields.
+func (e *Entity) Holds(system string) bool {
+	return system == e.Owner || slices.Contains(e.Mirrors, system) || slices.Contains(slices.Collect(maps.Values(e.Fields)), system)
 }
 
 // Map is the ownership map: every entity, by name.
