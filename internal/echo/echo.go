@@ -55,7 +55,10 @@ func Hash(record map[string]any, names []string) string {
 //   - objects drop null members and compare key by key; lists keep order;
 //   - null, a missing field, an empty string, an empty object and an
 //     empty list are the same.
-func Normalize(v any) any {
+func Normalize(v any) any { return Walk(v, normalizeValue) }
+
+// normalizeValue is Normalize for a value that is not an object or a list.
+func normalizeValue(v any) any {
 	switch v := v.(type) {
 	case nil:
 		return nil
@@ -85,10 +88,24 @@ func Normalize(v any) any {
 		return float64(v)
 	case bool:
 		return v
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil
+	}
+	return string(b)
+}
+
+// Walk returns v with leaf applied to every value that is not an object
+// or a list, in the shape value comparisons share: an object drops the
+// members leaf makes nil, an object or list left empty is nil, and a list
+// keeps its order and its nils.
+func Walk(v any, leaf func(any) any) any {
+	switch v := v.(type) {
 	case map[string]any:
 		out := make(map[string]any, len(v))
 		for k, x := range v {
-			if n := Normalize(x); n != nil {
+			if n := Walk(x, leaf); n != nil {
 				out[k] = n
 			}
 		}
@@ -102,15 +119,11 @@ func Normalize(v any) any {
 		}
 		out := make([]any, len(v))
 		for i, x := range v {
-			out[i] = Normalize(x)
+			out[i] = Walk(x, leaf)
 		}
 		return out
 	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		return nil
-	}
-	return string(b)
+	return leaf(v)
 }
 
 // number keeps a float that JSON can encode (NaN and infinities cannot).

@@ -44,3 +44,17 @@ func TestNormalizeLongIntegers(t *testing.T) {
 	require.NotEqual(t, a, b, "ids beyond float64 precision keep their digits")
 	require.Equal(t, echo.Normalize(map[string]any{"a": nil}), echo.Normalize(""), "an object of nulls is null")
 }
+
+// TestHashStable pins the hash of a record touching every normalisation
+// rule: fingerprints are stored, so a change to Normalize (or to Walk,
+// which reconciliation shares) must not move the hash of a stored write.
+func TestHashStable(t *testing.T) {
+	t.Parallel()
+	rec := map[string]any{
+		"name": " Ann ", "empty": "", "none": nil, "at": "2026-03-02T10:00:00+01:00",
+		"n": json.Number("42.0"), "big": json.Number("12345678901234567891"), "f": 1.5, "i": 7, "ok": true,
+		"nested": map[string]any{"a": []any{}, "b": map[string]any{"c": nil}, "d": []any{nil, "x", json.Number("3")}},
+		"list":   []any{map[string]any{"k": " v "}, []any{}},
+	}
+	require.Equal(t, "83914a59601f929b0b9e6648c8a90a9ab281fc870853fb83c3482cf065a6d95b", echo.Of(rec).Hash)
+}

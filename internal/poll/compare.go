@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/switchboard-dev/switchboard/internal/echo"
 )
 
 // Same reports whether two field values, as jq gave them from the owner's
@@ -46,8 +48,12 @@ type instant string
 
 var jsonNumber = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$`)
 
-// canonical returns v in the form Same compares (nil for no value).
-func canonical(v any) any {
+// canonical returns v in the form Same compares (nil for no value): the
+// objects and lists as echo.Walk shapes them, with these leaves.
+func canonical(v any) any { return echo.Walk(v, canonicalValue) }
+
+// canonicalValue is canonical for a value that is not an object or a list.
+func canonicalValue(v any) any {
 	switch v := v.(type) {
 	case nil:
 		return nil
@@ -79,26 +85,6 @@ func canonical(v any) any {
 		return numberOf(strconv.FormatFloat(v, 'g', -1, 64))
 	case *big.Int:
 		return numberOf(v.String())
-	case map[string]any:
-		out := make(map[string]any, len(v))
-		for k, x := range v {
-			if c := canonical(x); c != nil {
-				out[k] = c
-			}
-		}
-		if len(out) == 0 {
-			return nil
-		}
-		return out
-	case []any:
-		if len(v) == 0 {
-			return nil
-		}
-		out := make([]any, len(v))
-		for i, x := range v {
-			out[i] = canonical(x)
-		}
-		return out
 	}
 	// Not a value jq produces; compare its JSON text.
 	b, err := json.Marshal(v)
