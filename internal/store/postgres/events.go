@@ -12,14 +12,29 @@ import (
 	"github.com/switchboard-dev/switchboard/internal/store"
 )
 
-// InsertEvents stores a batch with two statements over arrays (unnest), one
-// round trip each whatever the batch size. Dedupe is the unique index: a
-// concurrent transaction inserting the same key on another node makes this
-// INSERT wait for it and then skip the row, never both insert.
+// InsertEvents stores a batch in one statement and one round trip, whatever
+// its size: the events, the runs and lineage of those that are new, and the
+// stored id of each duplicate, over arrays (unnest), in the implicit
+// transaction of a pipelined batch that also wakes the executors (NOTIFY is
+// delivered at commit). It used to take six round trips (BEGIN, the events,
+// the duplicates, the runs, NOTIFY, COMMIT), each also a statement's fixed
+// cost in the server, which shares the machine's CPU with the node.
+//
+// Dedupe is the unique index: a concurrent transaction inserting the same
+// key on another node makes the INSERT wait for it and then skip the row,
+// never both insert. That row committed after this statement's snapshot, so
+// the statement cannot see it: such keys are looked up again after the
+// commit (rare: two nodes racing on one key; should that lookup fail, the
+// batch is stored but reported as failed, and the senders' retries are
+// acknowledged as duplicates). The duplicates' older events are looked up
+// one by one by key (OFFSET 0: see queueClaim).
 func (s *Store) InsertEvents(ctx context.Context, events []store.NewEvent) ([]store.InsertResult, error) {
 	n := len(events)
 	ids, sources, keys := make([]string, n), make([]string, n), make([]string, n)
 	received, payloads, parents := make([]time.Time, n), make([][]byte, n), make([]string, n)
+	var runIDs, runEvents, runFlows, runSteps []string
+	var runAt []time.Time
+	var lin lineageRows
 	// Rows go in (source, key) order: two batches (parallel commits, other
 	// nodes) that share keys then take the unique index's locks in the same
 	// order and cannot deadlock.
@@ -34,87 +49,104 @@ func (s *Store) InsertEvents(ctx context.Context, events []store.NewEvent) ([]st
 	for j, i := range order {
 		e := events[i]
 		ids[j], sources[j], keys[j], received[j], payloads[j], parents[j] = e.ID, e.Source, e.Key, e.ReceivedAt, e.Payload, e.TraceParent
+		// Every event's runs and lineage are sent; the statement keeps
+		// those of the events it inserts.
+		for _, r := range e.Runs {
+			runIDs, runEvents, runFlows, runSteps = append(runIDs, r.ID), append(runEvents, e.ID), append(runFlows, r.Flow), append(runSteps, r.StepID)
+			runAt = append(runAt, e.ReceivedAt)
+		}
+		lin.add(e.ID, e.Lineage)
+	}
+	b := &pgx.Batch{}
+	b.Queue(`WITH input AS (
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::bytea[], $6::text[])
+				WITH ORDINALITY AS i(id, source, key, received_at, payload, trace_parent, n)
+		), inserted AS (
+			INSERT INTO events (id, source, key, received_at, payload, trace_parent)
+			SELECT id, source, key, received_at, payload, trace_parent FROM input ORDER BY n
+			ON CONFLICT (source, key) DO NOTHING RETURNING id
+		), new_runs AS (
+			INSERT INTO runs (id, event_id, flow, state, step_id, due_at, created_at, updated_at)
+			SELECT r.id, r.event_id, r.flow, 'pending', r.step_id, r.at, r.at, r.at
+			FROM unnest($7::text[], $8::text[], $9::text[], $10::text[], $11::timestamptz[]) AS r(id, event_id, flow, step_id, at)
+			WHERE r.event_id IN (SELECT id FROM inserted)
+		), new_lineage AS (
+			INSERT INTO event_lineage (event_id, outcome, hop, chain, parent_run)
+			SELECT l.* FROM unnest($12::text[], $13::text[], $14::int[], $15::text[], $16::text[])
+				AS l(event_id, outcome, hop, chain, parent_run)
+			WHERE l.event_id IN (SELECT id FROM inserted)
+		)
+		SELECT id, true, '', '' FROM inserted
+		UNION ALL
+		SELECT e.id, false, i.source, i.key FROM input i
+		JOIN LATERAL (SELECT id FROM events e WHERE e.source = i.source AND e.key = i.key OFFSET 0) e ON true
+		WHERE i.id NOT IN (SELECT id FROM inserted)`,
+		ids, sources, keys, received, payloads, parents,
+		runIDs, runEvents, runFlows, runSteps, runAt,
+		lin.ids, lin.outcomes, lin.hops, lin.chains, lin.parents)
+	if len(runIDs) > 0 {
+		// Also for a batch of duplicates only: that costs the executors a
+		// claim that finds nothing.
+		b.Queue(`SELECT pg_notify($1, '')`, channel)
+	}
+	isNew := make(map[string]bool, n)
+	// The stored id of every key: of the new events, and of the older
+	// events that the duplicates repeat.
+	stored := make(map[[2]string]string, n)
+	br := s.pool.SendBatch(ctx, b)
+	rows, err := br.Query()
+	if err == nil {
+		var id, src, key string
+		var fresh bool
+		_, err = pgx.ForEachRow(rows, []any{&id, &fresh, &src, &key}, func() error {
+			if fresh {
+				isNew[id] = true
+			} else {
+				stored[[2]string{src, key}] = id
+			}
+			return nil
+		})
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("insert events: %w", err)
+	}
+	for _, e := range events {
+		if isNew[e.ID] {
+			stored[[2]string{e.Source, e.Key}] = e.ID
+		}
+	}
+	var lateSources, lateKeys []string
+	for _, e := range events {
+		if _, ok := stored[[2]string{e.Source, e.Key}]; !ok {
+			lateSources, lateKeys = append(lateSources, e.Source), append(lateKeys, e.Key)
+		}
+	}
+	if len(lateKeys) > 0 {
+		rows, err := s.pool.Query(ctx, `SELECT e.source, e.key, e.id FROM events e
+			JOIN unnest($1::text[], $2::text[]) AS d(source, key) ON e.source = d.source AND e.key = d.key`, lateSources, lateKeys)
+		if err != nil {
+			return nil, fmt.Errorf("find duplicate events: %w", err)
+		}
+		var src, key, id string
+		_, err = pgx.ForEachRow(rows, []any{&src, &key, &id}, func() error {
+			stored[[2]string{src, key}] = id
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("find duplicate events: %w", err)
+		}
 	}
 	results := make([]store.InsertResult, n)
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `INSERT INTO events (id, source, key, received_at, payload, trace_parent)
-			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::bytea[], $6::text[])
-			ON CONFLICT (source, key) DO NOTHING RETURNING id`, ids, sources, keys, received, payloads, parents)
-		if err != nil {
-			return fmt.Errorf("insert events: %w", err)
+	for i, e := range events {
+		id := stored[[2]string{e.Source, e.Key}]
+		if id == "" {
+			return nil, fmt.Errorf("event %s/%s neither inserted nor found", e.Source, e.Key)
 		}
-		inserted, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			return fmt.Errorf("insert events: %w", err)
-		}
-		isNew := make(map[string]bool, len(inserted))
-		for _, id := range inserted {
-			isNew[id] = true
-		}
-		// The stored ID of every key, for the duplicates (of older events,
-		// of concurrent batches, or of an earlier item in this batch).
-		stored := map[[2]string]string{}
-		var dupSources, dupKeys []string
-		for _, e := range events {
-			if isNew[e.ID] {
-				stored[[2]string{e.Source, e.Key}] = e.ID
-			}
-		}
-		for _, e := range events {
-			if _, ok := stored[[2]string{e.Source, e.Key}]; !ok {
-				dupSources, dupKeys = append(dupSources, e.Source), append(dupKeys, e.Key)
-			}
-		}
-		if len(dupKeys) > 0 {
-			rows, err := tx.Query(ctx, `SELECT e.source, e.key, e.id FROM events e
-				JOIN unnest($1::text[], $2::text[]) AS d(source, key) ON e.source = d.source AND e.key = d.key`, dupSources, dupKeys)
-			if err != nil {
-				return fmt.Errorf("find duplicate events: %w", err)
-			}
-			var src, key, id string
-			_, err = pgx.ForEachRow(rows, []any{&src, &key, &id}, func() error {
-				stored[[2]string{src, key}] = id
-				return nil
-			})
-			if err != nil {
-				return fmt.Errorf("find duplicate events: %w", err)
-			}
-		}
-		var runIDs, runEvents, runFlows, runSteps []string
-		var runAt []time.Time
-		for i, e := range events {
-			id := stored[[2]string{e.Source, e.Key}]
-			if id == "" {
-				return fmt.Errorf("event %s/%s neither inserted nor found", e.Source, e.Key)
-			}
-			fresh := isNew[e.ID] // IDs are unique per item: only the first of a key was inserted
-			results[i] = store.InsertResult{EventID: id, Duplicate: !fresh}
-			if !fresh {
-				continue
-			}
-			for _, r := range e.Runs {
-				runIDs, runEvents, runFlows, runSteps = append(runIDs, r.ID), append(runEvents, id), append(runFlows, r.Flow), append(runSteps, r.StepID)
-				runAt = append(runAt, e.ReceivedAt)
-			}
-		}
-		if err := insertLineage(ctx, tx, events, results); err != nil {
-			return err
-		}
-		if len(runIDs) == 0 {
-			return nil
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO runs (id, event_id, flow, state, step_id, due_at, created_at, updated_at)
-			SELECT r.id, r.event_id, r.flow, 'pending', r.step_id, r.at, r.at, r.at
-			FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[]) AS r(id, event_id, flow, step_id, at)`,
-			runIDs, runEvents, runFlows, runSteps, runAt); err != nil {
-			return fmt.Errorf("insert runs: %w", err)
-		}
-		// Delivered at commit, to every node's listening executor.
-		_, err = tx.Exec(ctx, `SELECT pg_notify($1, '')`, channel)
-		return err
-	})
-	if err != nil {
-		return nil, err
+		// IDs are unique per item: only the first of a key was inserted.
+		results[i] = store.InsertResult{EventID: id, Duplicate: !isNew[e.ID]}
 	}
 	return results, nil
 }

@@ -26,24 +26,28 @@ func queueFingerprint(b *pgx.Batch, f store.Fingerprint) {
 	b.Queue(qUpsertFingerprint, fingerprintArgs(f)...)
 }
 
-// insertLineage stores the lineage of the new events of a batch: most
-// events have none, so this is usually no statement at all.
-func insertLineage(ctx context.Context, tx pgx.Tx, events []store.NewEvent, results []store.InsertResult) error {
-	var ids, outcomes, chains, parents []string
-	var hops []int32
-	for i, e := range events {
-		if results[i].Duplicate || e.Lineage.IsZero() {
-			continue
-		}
-		l := e.Lineage
-		ids, outcomes, chains, parents = append(ids, results[i].EventID), append(outcomes, string(l.Outcome)), append(chains, l.Chain), append(parents, l.ParentRun)
-		hops = append(hops, int32(l.Hop))
+// lineageRows holds the lineage of a batch's events as the columns of an
+// unnest: most events have none and add no row.
+type lineageRows struct {
+	ids, outcomes, chains, parents []string
+	hops                           []int32
+}
+
+func (l *lineageRows) add(eventID string, x store.Lineage) {
+	if x.IsZero() {
+		return
 	}
-	if len(ids) == 0 {
+	l.ids, l.outcomes, l.chains, l.parents = append(l.ids, eventID), append(l.outcomes, string(x.Outcome)), append(l.chains, x.Chain), append(l.parents, x.ParentRun)
+	l.hops = append(l.hops, int32(x.Hop))
+}
+
+// insertLineage stores one new event's lineage, if it has any.
+func insertLineage(ctx context.Context, tx pgx.Tx, eventID string, x store.Lineage) error {
+	if x.IsZero() {
 		return nil
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO event_lineage (event_id, outcome, hop, chain, parent_run)
-		SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[])`, ids, outcomes, hops, chains, parents); err != nil {
+	if _, err := tx.Exec(ctx, `INSERT INTO event_lineage (event_id, outcome, hop, chain, parent_run) VALUES ($1, $2, $3, $4, $5)`,
+		eventID, string(x.Outcome), int32(x.Hop), x.Chain, x.ParentRun); err != nil {
 		return fmt.Errorf("insert event lineage: %w", err)
 	}
 	return nil

@@ -107,7 +107,7 @@ func (s *Store) CommitPollPage(ctx context.Context, p store.PollPage) ([]store.P
 				continue
 			}
 			out[i] = store.PollResult{Outcome: store.PollEmitted, EventID: e.ID}
-			if err := insertLineage(ctx, tx, []store.NewEvent{e}, []store.InsertResult{{EventID: e.ID}}); err != nil {
+			if err := insertLineage(ctx, tx, e.ID, e.Lineage); err != nil {
 				return err
 			}
 			for _, run := range e.Runs {

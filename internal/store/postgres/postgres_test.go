@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-dev/switchboard/internal/store"
@@ -77,4 +78,55 @@ func TestNotify(t *testing.T) {
 		}
 	}
 	t.Fatal("no notification after 100 commits that created runs")
+}
+
+// TestDuplicateOfUncommittedInsert: another transaction (another node) has
+// inserted a key and not yet committed when a batch repeating that key
+// starts. The batch waits for it, then reports a duplicate of that row, whose
+// id it can only read after its own statement (whose snapshot predates the
+// other commit), and creates no run for it.
+func TestDuplicateOfUncommittedInsert(t *testing.T) {
+	ctx := t.Context()
+	dsn := storetest.PostgresDSN(t)
+	s, err := postgres.Open(ctx, dsn, postgres.Options{Migrate: true, MaxConns: 4})
+	require.NoError(t, err)
+	defer s.Close()
+	other, err := pgx.Connect(ctx, dsn)
+	require.NoError(t, err)
+	defer other.Close(ctx)
+	tx, err := other.Begin(ctx)
+	require.NoError(t, err)
+	now := time.Now().UTC()
+	_, err = tx.Exec(ctx, `INSERT INTO events (id, source, key, received_at, payload) VALUES ('evt_other', 'src', 'k1', $1, '{}')`, now)
+	require.NoError(t, err)
+
+	event := func(key string) store.NewEvent {
+		return store.NewEvent{ID: store.NewID("evt_", now), Source: "src", Key: key, ReceivedAt: now, Payload: []byte(`{}`),
+			Runs: []store.NewRun{{ID: store.NewID("run_", now), Flow: "f", StepID: "s"}}}
+	}
+	type outcome struct {
+		res []store.InsertResult
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		res, err := s.InsertEvents(ctx, []store.NewEvent{event("k1"), event("k2")})
+		done <- outcome{res, err}
+	}()
+	require.Eventually(t, func() bool {
+		var waiting int
+		err := other.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO events%' AND query NOT LIKE '%pg_stat_activity%'`).Scan(&waiting)
+		return err == nil && waiting > 0
+	}, 10*time.Second, 10*time.Millisecond, "the batch waits on the other transaction's key")
+	require.NoError(t, tx.Commit(ctx))
+
+	got := <-done
+	require.NoError(t, got.err)
+	require.Equal(t, store.InsertResult{EventID: "evt_other", Duplicate: true}, got.res[0])
+	require.False(t, got.res[1].Duplicate)
+	runs, err := s.ListRuns(ctx, store.ListRunsParams{})
+	require.NoError(t, err)
+	require.Len(t, runs, 1, "no run for the duplicate")
+	require.Equal(t, got.res[1].EventID, runs[0].EventID)
 }
