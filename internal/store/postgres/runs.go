@@ -36,98 +36,117 @@ func (s *Store) FinishAttempts(ctx context.Context, ps []store.FinishParams) ([]
 }
 
 // FinishAndClaim applies attempt results, then claims runnable runs, in one
-// transaction: one commit serves both halves of an executor's cycle. The
-// claim comes last and never waits for a lock (SKIP LOCKED), and the
+// transaction and one round trip: the statements go as one pipelined batch,
+// which PostgreSQL runs as one implicit transaction (see queueFinish and
+// queueClaim). It used to be five round trips or more (BEGIN, the results,
+// the claim, the claimed runs' events, COMMIT).
+//
+// The claim comes last and never waits for a lock (SKIP LOCKED), and the
 // finishes lock in id order, so two such transactions cannot deadlock.
 func (s *Store) FinishAndClaim(ctx context.Context, ps []store.FinishParams, c *store.ClaimParams) ([]error, []store.ClaimedRun, error) {
 	results := make([]error, len(ps))
+	b := &pgx.Batch{}
+	readFinish := queueFinish(b, ps, results)
+	claiming := c != nil && c.Limit > 0
+	if claiming {
+		queueClaim(b, *c)
+	}
+	if b.Len() == 0 {
+		return results, nil, nil
+	}
+	br := s.pool.SendBatch(ctx, b)
+	err := readFinish(br)
 	var claimed []store.ClaimedRun
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if err := finish(ctx, tx, ps, results); err != nil {
-			return err
-		}
-		if c == nil || c.Limit <= 0 {
-			return nil
-		}
-		var err error
-		claimed, err = claim(ctx, tx, *c)
-		return err
-	})
+	if err == nil && claiming {
+		claimed, err = readClaim(br)
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
+		return nil, nil, err
+	}
+	// The checkpoints of runs resumed past their first step are read after
+	// the commit (the lease keeps them as they are): most claims have none.
+	if err := s.loadCheckpoints(ctx, claimed); err != nil {
 		return nil, nil, err
 	}
 	return results, claimed, nil
 }
 
-// claim leases runnable runs. FOR UPDATE SKIP LOCKED lets every node
-// claim at once without waiting on rows another node is claiming; the
-// partial index runs_runnable keeps the scan to claimable rows.
-func claim(ctx context.Context, tx pgx.Tx, p store.ClaimParams) ([]store.ClaimedRun, error) {
-	var out []store.ClaimedRun
-	rows, err := tx.Query(ctx, `UPDATE runs SET state = 'running', lease_token = $1, due_at = $2,
-			attempt = attempt + 1, updated_at = $3
-		WHERE id IN (SELECT id FROM runs
-			WHERE state IN ('pending', 'retrying', 'running') AND due_at <= $3
-			ORDER BY due_at LIMIT $4 FOR UPDATE SKIP LOCKED)
-		RETURNING id`, p.Token, p.LeaseUntil, p.Now, p.Limit)
+// queueClaim adds the claim to a batch. FOR UPDATE SKIP LOCKED lets every
+// node claim at once without waiting on rows another node is claiming; the
+// partial index runs_runnable keeps the scan to claimable rows. The claimed
+// runs' events are looked up one by one by key: OFFSET 0 keeps each lookup a
+// subquery of its own, which PostgreSQL cannot turn into a hash join over a
+// scan of the table. It chose that join on tables it had not analyzed yet
+// (a new database, the bench's fresh schemas), and kept it as the prepared
+// statement's generic plan while the tables grew.
+func queueClaim(b *pgx.Batch, p store.ClaimParams) {
+	b.Queue(`WITH r AS (
+			UPDATE runs SET state = 'running', lease_token = $1, due_at = $2, attempt = attempt + 1, updated_at = $3
+			WHERE id IN (SELECT id FROM runs
+				WHERE state IN ('pending', 'retrying', 'running') AND due_at <= $3
+				ORDER BY due_at LIMIT $4 FOR UPDATE SKIP LOCKED)
+			RETURNING *
+		)
+		SELECT `+runCols+`, e.key, e.received_at, e.payload, e.trace_parent,
+			coalesce(l.outcome, ''), coalesce(l.hop, 0), coalesce(l.chain, ''), coalesce(l.parent_run, '')
+		FROM r JOIN LATERAL (SELECT * FROM events e WHERE e.id = r.event_id OFFSET 0) e ON true
+		LEFT JOIN LATERAL (SELECT * FROM event_lineage l WHERE l.event_id = r.event_id OFFSET 0) l ON true
+		ORDER BY r.created_at, r.id`, p.Token, p.LeaseUntil, p.Now, p.Limit)
+}
+
+// readClaim reads the claim's answer from a batch's results.
+func readClaim(br pgx.BatchResults) ([]store.ClaimedRun, error) {
+	rows, err := br.Query()
 	if err != nil {
 		return nil, fmt.Errorf("claim runs: %w", err)
 	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.ClaimedRun, error) {
+		var c store.ClaimedRun
+		var err error
+		c.Run, err = scanRun(row, &c.Event.Key, &c.Event.ReceivedAt, &c.Event.Payload, &c.Event.TraceParent,
+			&c.Lineage.Outcome, &c.Lineage.Hop, &c.Lineage.Chain, &c.Lineage.ParentRun)
+		c.Event.ID, c.Event.Source, c.Event.ReceivedAt = c.Run.EventID, c.Run.Source, c.Event.ReceivedAt.UTC()
+		return c, err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("claim runs: %w", err)
+	}
+	return out, nil
+}
+
+// loadCheckpoints adds their checkpoints to the claimed runs past their
+// first step.
+func (s *Store) loadCheckpoints(ctx context.Context, claimed []store.ClaimedRun) error {
+	index := map[string]int{}
+	var ids []string
+	for i, c := range claimed {
+		if c.Run.Step > 0 {
+			index[c.Run.ID] = i
+			ids = append(ids, c.Run.ID)
+		}
 	}
 	if len(ids) == 0 {
-		return nil, nil
+		return nil
 	}
-	rows, err = tx.Query(ctx, `SELECT `+runCols+`, e.key, e.received_at, e.payload, e.trace_parent,
-			coalesce(l.outcome, ''), coalesce(l.hop, 0), coalesce(l.chain, ''), coalesce(l.parent_run, '')
-		FROM runs r JOIN events e ON e.id = r.event_id LEFT JOIN event_lineage l ON l.event_id = e.id
-		WHERE r.id = ANY($1) ORDER BY r.created_at, r.id`, ids)
-	if err != nil {
-		return nil, fmt.Errorf("load claimed runs: %w", err)
-	}
-	index := map[string]int{}
-	for rows.Next() {
-		var c store.ClaimedRun
-		c.Run, err = scanRun(rows, &c.Event.Key, &c.Event.ReceivedAt, &c.Event.Payload, &c.Event.TraceParent,
-			&c.Lineage.Outcome, &c.Lineage.Hop, &c.Lineage.Chain, &c.Lineage.ParentRun)
-		if err != nil {
-			rows.Close()
-			return nil, err
-		}
-		c.Event.ID, c.Event.Source, c.Event.ReceivedAt = c.Run.EventID, c.Run.Source, c.Event.ReceivedAt.UTC()
-		index[c.Run.ID] = len(out)
-		out = append(out, c)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	// Runs at their first step have no checkpoints: most claims skip
-	// the second query.
-	resumed := false
-	for _, c := range out {
-		resumed = resumed || c.Run.Step > 0
-	}
-	if !resumed {
-		return out, nil
-	}
-	rows, err = tx.Query(ctx, `SELECT run_id, step_index, step_id, output FROM run_steps
+	rows, err := s.pool.Query(ctx, `SELECT run_id, step_index, step_id, output FROM run_steps
 		WHERE run_id = ANY($1) ORDER BY run_id, step_index`, ids)
 	if err != nil {
-		return nil, fmt.Errorf("load checkpoints: %w", err)
+		return fmt.Errorf("load checkpoints: %w", err)
 	}
 	var runID string
 	var o store.StepOutput
 	_, err = pgx.ForEachRow(rows, []any{&runID, &o.Index, &o.StepID, &o.Output}, func() error {
-		c := &out[index[runID]]
+		c := &claimed[index[runID]]
 		c.Outputs = append(c.Outputs, store.StepOutput{Index: o.Index, StepID: o.StepID, Output: o.Output})
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return fmt.Errorf("load checkpoints: %w", err)
 	}
-	return out, nil
+	return nil
 }
 
 // ExtendLeases renews the leases still held by p.Token.
@@ -145,15 +164,13 @@ func (s *Store) ExtendLeases(ctx context.Context, p store.ExtendParams) error {
 	return nil
 }
 
-// finish applies attempt results as one pipelined pgx.Batch: three
-// statements per attempt, one round trip in all, setting results[i] to
-// ErrLeaseLost for each run whose lease was lost. The checkpoint is
-// written only while the lease is held (checked before the run row
-// changes).
-func finish(ctx context.Context, tx pgx.Tx, ps []store.FinishParams, results []error) error {
-	if len(ps) == 0 {
-		return nil
-	}
+// queueFinish adds attempt results to a batch, three statements per
+// attempt at most, each on one run by its key (their plans cannot turn into
+// scans whatever the planner's statistics), and returns the function that
+// reads their answers, setting results[i] to ErrLeaseLost for each run
+// whose lease was lost. The checkpoint is written only while the lease is
+// held (checked before the run row changes).
+func queueFinish(b *pgx.Batch, ps []store.FinishParams, results []error) func(pgx.BatchResults) error {
 	// Runs are updated in id order, as ExtendLeases locks them, so a finish
 	// batch and a renewal (or two finish batches) cannot deadlock.
 	order := make([]int, len(ps))
@@ -161,7 +178,6 @@ func finish(ctx context.Context, tx pgx.Tx, ps []store.FinishParams, results []e
 		order[i] = i
 	}
 	sort.SliceStable(order, func(a, b int) bool { return ps[order[a]].RunID < ps[order[b]].RunID })
-	b := &pgx.Batch{}
 	for _, i := range order {
 		p := ps[i]
 		a := p.Attempt
@@ -189,43 +205,39 @@ func finish(ctx context.Context, tx pgx.Tx, ps []store.FinishParams, results []e
 			WHERE id = $8 AND lease_token = $9 AND state = 'running'`,
 			p.State, p.Step, p.StepID, p.RunAttempt, p.DueAt, store.Text(p.LastError), p.Now, p.RunID, p.Token, p.HeldFor)
 	}
-	br := tx.SendBatch(ctx, b)
-	for _, i := range order {
-		p := ps[i]
-		if p.Fingerprint != nil {
-			if _, err := br.Exec(); err != nil {
-				br.Close()
-				return fmt.Errorf("save fingerprint: %w", err)
+	return func(br pgx.BatchResults) error {
+		for _, i := range order {
+			p := ps[i]
+			if p.Fingerprint != nil {
+				if _, err := br.Exec(); err != nil {
+					return fmt.Errorf("save fingerprint: %w", err)
+				}
+			}
+			if p.DropFingerprint != "" {
+				if _, err := br.Exec(); err != nil {
+					return fmt.Errorf("drop fingerprint: %w", err)
+				}
+			}
+			if !p.Hold {
+				if _, err := br.Exec(); err != nil {
+					return fmt.Errorf("record attempt: %w", err)
+				}
+			}
+			if p.Output != nil {
+				if _, err := br.Exec(); err != nil {
+					return fmt.Errorf("checkpoint step: %w", err)
+				}
+			}
+			tag, err := br.Exec()
+			if err != nil {
+				return fmt.Errorf("update run: %w", err)
+			}
+			if tag.RowsAffected() == 0 {
+				results[i] = fmt.Errorf("run %s: %w", p.RunID, store.ErrLeaseLost)
 			}
 		}
-		if p.DropFingerprint != "" {
-			if _, err := br.Exec(); err != nil {
-				br.Close()
-				return fmt.Errorf("drop fingerprint: %w", err)
-			}
-		}
-		if !p.Hold {
-			if _, err := br.Exec(); err != nil {
-				br.Close()
-				return fmt.Errorf("record attempt: %w", err)
-			}
-		}
-		if p.Output != nil {
-			if _, err := br.Exec(); err != nil {
-				br.Close()
-				return fmt.Errorf("checkpoint step: %w", err)
-			}
-		}
-		tag, err := br.Exec()
-		if err != nil {
-			br.Close()
-			return fmt.Errorf("update run: %w", err)
-		}
-		if tag.RowsAffected() == 0 {
-			results[i] = fmt.Errorf("run %s: %w", p.RunID, store.ErrLeaseLost)
-		}
+		return nil
 	}
-	return br.Close()
 }
 
 // ReleaseLeases makes all running runs claimable at once. With several
