@@ -168,12 +168,16 @@ func NewServer(ctx context.Context, p *flow.Plan, opts Options) (*Server, error)
 	// Every node samples the shared store, so each exports the same gauges.
 	s.sampler = metrics.NewSampler(m, st, slices.Sorted(maps.Keys(p.Flows)), opts.MetricsEvery, nil)
 	s.sampler.Logger = opts.Logger
-	// SQLite has one writer: commits run one at a time. PostgreSQL overlaps
-	// concurrent transactions, so a few commits in flight hide round trips.
-	parallel := 1
+	// SQLite has one writer: commits run one at a time. On PostgreSQL the
+	// executor keeps two cycles in flight, which hides a round trip; the
+	// ingress keeps one group commit, which then holds more events:
+	// concurrent inserts into the same tables cost the server more than
+	// they save (bench, 2026-11-29: ingest 24–26% of the baseline with one,
+	// 17–19% with four; end to end the most deliveries with one and two).
+	ingestParallel, execParallel := 1, 1
 	if pg, ok := st.(*postgres.Store); ok {
 		s.listener = pg.Listen
-		parallel = 4
+		execParallel = 2
 	}
 	s.alerts, err = alert.New(alert.Config{Alerts: p.Alerts, Stats: st, Logger: opts.Logger})
 	if err != nil {
@@ -196,10 +200,10 @@ func NewServer(ctx context.Context, p *flow.Plan, opts Options) (*Server, error)
 		Store: st, Plan: p, Workers: p.Workers, Lease: p.Lease,
 		Notifier: deadLetters{alerts: s.alerts, next: opts.Notifier},
 		Observe:  s.observe, Logger: opts.Logger, PollInterval: opts.PollInterval, Grace: opts.ShutdownGrace,
-		CommitParallel: parallel, Metrics: m, Gates: gates, Tracer: s.tracer,
+		CommitParallel: execParallel, Metrics: m, Gates: gates, Tracer: s.tracer,
 	})
 	s.Engine = engine.New(engine.Config{
-		Store: st, Plan: p, Notify: s.Executor.Notify, Logger: opts.Logger, CommitParallel: parallel, Metrics: m,
+		Store: st, Plan: p, Notify: s.Executor.Notify, Logger: opts.Logger, CommitParallel: ingestParallel, Metrics: m,
 		Fingerprints: st,
 	})
 	s.Poller = poll.New(poll.Config{
