@@ -24,7 +24,7 @@ const (
 // concurrent batches holding the same key cannot both insert it.
 func (s *Store) InsertEvents(ctx context.Context, events []store.NewEvent) ([]store.InsertResult, error) {
 	results := make([]store.InsertResult, len(events))
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		w, err := s.eventWriter(ctx, tx)
 		if err != nil {
 			return err

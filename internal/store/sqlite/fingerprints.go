@@ -90,7 +90,7 @@ func (s *Store) FindFingerprints(ctx context.Context, p store.FindFingerprintsPa
 // gives a fingerprint of an unknown record the echo's record id. A
 // fingerprint deleted meanwhile (forgotten, pruned) is left alone.
 func (s *Store) MarkEcho(ctx context.Context, p store.MarkEchoParams) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO fingerprint_echoes (fingerprint_id, source, echo_hash)
 			SELECT id, ?, ? FROM fingerprints WHERE id = ? ON CONFLICT DO NOTHING`, p.Source, p.EchoHash, p.ID); err != nil {
 			return fmt.Errorf("mark echo: %w", err)

@@ -86,7 +86,7 @@ func (s *Store) CommitPollPage(ctx context.Context, p store.PollPage) ([]store.P
 	out := make([]store.PollResult, len(p.Records))
 	seenAs := cmp.Or(p.SeenAs, p.Source)
 	now := micros(p.Now)
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		w, err := s.eventWriter(ctx, tx)
 		if err != nil {
 			return err

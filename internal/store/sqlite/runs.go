@@ -65,7 +65,7 @@ func (s *Store) FinishAttempts(ctx context.Context, ps []store.FinishParams) ([]
 func (s *Store) FinishAndClaim(ctx context.Context, ps []store.FinishParams, c *store.ClaimParams) ([]error, []store.ClaimedRun, error) {
 	results := make([]error, len(ps))
 	var claimed []store.ClaimedRun
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if err := s.finish(ctx, tx, ps, results); err != nil {
 			return err
 		}
@@ -353,7 +353,7 @@ func (s *Store) ListOutputs(ctx context.Context, runID string) ([]store.StepOutp
 // highest existing one of each flow.
 func (s *Store) ReplayEvent(ctx context.Context, p store.ReplayParams) ([]store.Run, error) {
 	var ids []string
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var n int
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM events WHERE id = ?`, p.EventID).Scan(&n); err != nil {
 			return err

@@ -133,7 +133,7 @@ func (s *Store) migrate(ctx context.Context) error {
 	sort.Strings(names)
 	for _, name := range names {
 		version := strings.TrimSuffix(strings.TrimPrefix(name, "migrations/"), ".sql")
-		err := s.tx(ctx, func(tx *sql.Tx) error {
+		err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 			var n int
 			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE version = ?`, version).Scan(&n); err != nil {
 				return err
@@ -160,12 +160,26 @@ func (s *Store) migrate(ctx context.Context) error {
 
 // tx runs fn in one write transaction (BEGIN IMMEDIATE, so the write lock is
 // taken up front and never upgraded mid-transaction).
-func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+//
+// Once ctx is checked, the transaction runs without cancellation, and fn
+// gets a context that is never done: the driver watches a cancellable
+// context with a goroutine and a progress handler for every statement, and
+// database/sql with one more goroutine per transaction (without them the
+// store benchmarks spend 10–13% less CPU: a group commit ~88 → ~76 µs per
+// event, a finish-and-claim cycle ~120 → ~106 µs per run, 2026-11-29).
+// Nothing in the transaction waits on anything a cancellation should cut
+// short: the wait for the write lock is bounded by busy_timeout, and once
+// BEGIN IMMEDIATE holds the lock no statement waits for another connection.
+func (s *Store) tx(ctx context.Context, fn func(context.Context, *sql.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	ctx = context.WithoutCancel(ctx)
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
-	if err := fn(tx); err != nil {
+	if err := fn(ctx, tx); err != nil {
 		_ = tx.Rollback()
 		return err
 	}
