@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"text/tabwriter"
 	"time"
@@ -29,8 +30,20 @@ func runBench(ctx context.Context, e env, args []string) error {
 	fs.StringVar(&cfg.Only, "only", "", "after the baseline, run only this phase: ingest or e2e (for profiling)")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the phases after the baseline to this file (go tool pprof)")
+	memProfile := fs.String("memprofile", "", "write an allocation profile of the phases after the baseline to this file (go tool pprof -sample_index=alloc_space)")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *memProfile != "" {
+		// Sampling starts after the baseline, so the profile holds the
+		// node's allocations (and the load's), not the bare server's.
+		runtime.MemProfileRate = 0
+		defer func() {
+			if err := writeAllocs(*memProfile); err != nil {
+				fmt.Fprintf(e.stderr, "memprofile: %v\n", err)
+			}
+		}()
+		cfg.AfterBaseline = func() { runtime.MemProfileRate = 64 << 10 }
 	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -38,7 +51,11 @@ func runBench(ctx context.Context, e env, args []string) error {
 			return err
 		}
 		defer f.Close()
+		before := cfg.AfterBaseline
 		cfg.AfterBaseline = func() {
+			if before != nil {
+				before()
+			}
 			if err := pprof.StartCPUProfile(f); err != nil {
 				fmt.Fprintf(e.stderr, "cpuprofile: %v\n", err)
 			}
@@ -99,4 +116,17 @@ func runBench(ctx context.Context, e env, args []string) error {
 		fmt.Fprintf(e.stdout, "every acknowledged event delivered exactly once (%d lost, %d duplicates)\n", rep.Lost, rep.Duplicates)
 	}
 	return err
+}
+
+// writeAllocs writes the allocation profile sampled so far.
+func writeAllocs(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
