@@ -165,7 +165,7 @@ func (h *Handler) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	if r.ContentLength > wh.MaxBody {
 		return engine.Accepted{}, reject(http.StatusRequestEntityTooLarge, metrics.OutcomeRejectedSize, fmt.Sprintf("body larger than %d bytes", wh.MaxBody), nil)
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, wh.MaxBody))
+	body, err := readBody(http.MaxBytesReader(w, r.Body, wh.MaxBody), r.ContentLength)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -271,4 +271,20 @@ func eventKey(ctx context.Context, src *flow.Source, v flow.Verified, body []byt
 	}
 	sum := sha256.Sum256(body)
 	return "sha256:" + hex.EncodeToString(sum[:]), nil
+}
+
+// readBody reads a request body. With a Content-Length (already checked
+// against the limit) the buffer is allocated once at its size: io.ReadAll
+// starts at 512 bytes and grows, which cost 2.2 KB of allocations for a
+// 1 KB body. The server ends the body after Content-Length bytes, and
+// reports a body cut short as an error.
+func readBody(r io.Reader, size int64) ([]byte, error) {
+	if size < 0 {
+		return io.ReadAll(r)
+	}
+	body := make([]byte, size)
+	if _, err := io.ReadFull(r, body); err != nil {
+		return nil, err
+	}
+	return body, nil
 }
