@@ -172,7 +172,7 @@ func NewServer(ctx context.Context, p *flow.Plan, opts Options) (*Server, error)
 	// executor keeps two cycles in flight, which hides a round trip; the
 	// ingress keeps one group commit, which then holds more events:
 	// concurrent inserts into the same tables cost the server more than
-	// they save (bench, 2026-11-29: ingest 24–26% of the baseline with one,
+	// they save (bench, 2026-11-29: ingest 23–29% of the baseline with one,
 	// 17–19% with four; end to end the most deliveries with one and two).
 	ingestParallel, execParallel := 1, 1
 	if pg, ok := st.(*postgres.Store); ok {
