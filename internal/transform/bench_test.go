@@ -56,12 +56,14 @@ func BenchmarkMapping(b *testing.B) {
 	}
 }
 
-// BenchmarkPath is a plain path (.id: most keys and template fields),
-// which Eval walks itself, against the same path through gojq.
+// BenchmarkPath is a plain path (.id: most keys and template fields) and a
+// plain object (a typical step body), which Eval builds itself, against
+// the same expressions through gojq (in parentheses).
 func BenchmarkPath(b *testing.B) {
 	payload, err := transform.Decode(benchPayload)
 	require.NoError(b, err)
-	for _, src := range []string{".id", "(.id)"} {
+	const object = `{id: .id, email: .email, contact: {phone: .phone}}`
+	for _, src := range []string{".id", "(.id)", object, "(" + object + ")"} {
 		e := transform.MustCompile(src)
 		b.Run(src, func(b *testing.B) {
 			b.ReportAllocs()

@@ -40,6 +40,16 @@ type Expr struct {
 	// walks itself: most expressions of a config are one, and gojq (with
 	// the timeout's timer) costs a few µs each.
 	path []string
+	// object is the fields of an object construction that Eval builds
+	// itself (see plainObject): a step's body is often one.
+	object []objectField
+}
+
+// objectField is one field of a plain object: a key, and a value that is
+// a scalar literal, a plain path or a plain object.
+type objectField struct {
+	key string
+	val *Expr
 }
 
 // SyntaxError is a compile error with the byte offset in the source where
@@ -70,6 +80,9 @@ func Compile(src string, vars ...string) (*Expr, error) {
 		return nil, fmt.Errorf("jq compile %q: %w", src, err)
 	}
 	e := &Expr{src: src, vars: vars, code: code, constant: isConstant(q), path: plainPath(q)}
+	if e.object, err = plainObject(q, vars); err != nil {
+		return nil, err
+	}
 	if v, ok := e.Constant(); ok {
 		switch v.(type) {
 		case string, int, float64, bool, nil:
@@ -97,6 +110,46 @@ func plainPath(q *gojq.Query) []string {
 		path = append(path, s.Index.Name)
 	}
 	return path
+}
+
+// plainObject returns the fields of q when it is an object construction
+// whose keys are names or plain strings and whose values are scalar
+// literals, plain paths or such objects ({id: .id, kind: "lead", contact:
+// {email}}), else nil. Each value is compiled on its own (from its source,
+// which gojq prints back) to find which of the three it is.
+func plainObject(q *gojq.Query, vars []string) ([]objectField, error) {
+	if q == nil || q.Op != 0 || len(q.FuncDefs) > 0 || len(q.Imports) > 0 || q.Meta != nil || q.Term == nil {
+		return nil, nil
+	}
+	t := q.Term
+	if t.Type != gojq.TermTypeObject || len(t.SuffixList) > 0 || len(t.Object.KeyVals) == 0 {
+		return nil, nil
+	}
+	fields := make([]objectField, 0, len(t.Object.KeyVals))
+	for _, kv := range t.Object.KeyVals {
+		key := kv.Key
+		switch {
+		case key != "" && (key[0] == '$' || key[0] == '@'): // {$x}: a variable
+			return nil, nil
+		case key == "" && kv.KeyString != nil && kv.KeyString.Queries == nil:
+			key = kv.KeyString.Str
+		case key == "":
+			return nil, nil // a computed key
+		}
+		if kv.Val == nil { // {a} is {a: .a}
+			fields = append(fields, objectField{key: key, val: &Expr{path: []string{key}}})
+			continue
+		}
+		val, err := Compile(kv.Val.String(), vars...)
+		if err != nil {
+			return nil, err
+		}
+		if !val.hasScalar && val.path == nil && val.object == nil {
+			return nil, nil
+		}
+		fields = append(fields, objectField{key: key, val: val})
+	}
+	return fields, nil
 }
 
 func plainName(i *gojq.Index) bool {
@@ -181,13 +234,8 @@ func (e *Expr) String() string { return e.src }
 // it produces none. The value may be shared (a constant's, a part of input):
 // callers must not change it.
 func (e *Expr) Eval(ctx context.Context, input any, vals ...any) (any, error) {
-	if e.hasScalar {
-		return e.scalar, nil
-	}
-	if e.path != nil {
-		if v, ok := walk(input, e.path); ok {
-			return v, nil
-		}
+	if v, ok := e.fast(input); ok {
+		return v, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, Timeout)
 	defer cancel()
@@ -200,6 +248,30 @@ func (e *Expr) Eval(ctx context.Context, input any, vals ...any) (any, error) {
 		return nil, e.wrap(err)
 	}
 	return v, nil
+}
+
+// fast evaluates a scalar literal, a plain path or a plain object without
+// gojq. It reports false for any other expression, and when a path meets a
+// value that is neither an object nor null, where jq fails (gojq then gives
+// the error).
+func (e *Expr) fast(input any) (any, bool) {
+	switch {
+	case e.hasScalar:
+		return e.scalar, true
+	case e.path != nil:
+		return walk(input, e.path)
+	case e.object != nil:
+		m := make(map[string]any, len(e.object))
+		for _, f := range e.object {
+			v, ok := f.val.fast(input)
+			if !ok {
+				return nil, false
+			}
+			m[f.key] = v
+		}
+		return m, true
+	}
+	return nil, false
 }
 
 // EvalAll returns every value the expression produces (at most MaxResults).

@@ -1,7 +1,9 @@
 package transform_test
 
 import (
+	"context"
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -109,15 +111,20 @@ func TestConstant(t *testing.T) {
 	}
 }
 
-// TestFastPaths checks that plain paths (.a.b) and scalar constants, which
-// Eval answers without running gojq, give what gojq gives: the same
-// expression wrapped so that it takes gojq's road is the reference.
+// TestFastPaths checks that plain paths (.a.b), scalar constants and
+// objects built of them, which Eval answers without running gojq, give
+// what gojq gives: the same expression wrapped so that it takes gojq's road
+// is the reference.
 func TestFastPaths(t *testing.T) {
 	t.Parallel()
 	input, err := transform.Decode([]byte(`{"id":12345678901234567890,"a":{"b":"x","n":null,"z":1.5},"s":"str","list":[1]}`))
 	require.NoError(t, err)
 	inputs := []any{input, nil, "a string", json.Number("3"), []any{1}, map[string]any{}}
-	for _, src := range []string{".id", ".a", ".a.b", ".a.n", ".a.n.deeper", ".a.missing.deeper", ".s.x", ".list.x", ".a.z"} {
+	for _, src := range []string{".id", ".a", ".a.b", ".a.n", ".a.n.deeper", ".a.missing.deeper", ".s.x", ".list.x", ".a.z",
+		`{id: .id, n: 1, f: 1.5, s: "x", t: true, z: null}`, `{id}`, `{"a b": .s, "if": .a.b}`, `{a: {b: .a.b, c: {d: .a.z}}}`,
+		`{a: .a.n.deeper}`, `{x: .s.x}`, `{a: {b: .list.x}}`, `{a: .id, a: .s}`,
+		// not plain: gojq answers, and must still
+		`{a: .s?}`, `{(.s): 1}`, `{"k\(.s)": 1}`, `{a: .s, b: (.a | .b)}`, `{a: 12345678901234567890}`} {
 		fast := transform.MustCompile(src)
 		slow := transform.MustCompile("(" + src + ")")
 		for _, in := range inputs {
@@ -125,7 +132,7 @@ func TestFastPaths(t *testing.T) {
 			got, gotErr := fast.Eval(t.Context(), in)
 			require.Equal(t, want, got, "%s on %v", src, in)
 			if wantErr != nil {
-				require.EqualError(t, gotErr, strings.Replace(wantErr.Error(), "("+src+")", src, 1), "%s on %v", src, in)
+				require.EqualError(t, gotErr, strings.Replace(wantErr.Error(), strconv.Quote("("+src+")"), strconv.Quote(src), 1), "%s on %v", src, in)
 			} else {
 				require.NoError(t, gotErr, "%s on %v", src, in)
 			}
@@ -139,5 +146,27 @@ func TestFastPaths(t *testing.T) {
 		got, err := fast.Eval(t.Context(), input)
 		require.NoError(t, err)
 		require.Equal(t, want, got, src)
+	}
+}
+
+// TestFastPathsSkipGojq tells which expressions Eval answers without gojq:
+// only gojq sees the context, so with a cancelled one the fast paths still
+// answer and the others fail.
+func TestFastPathsSkipGojq(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	input := map[string]any{"id": "e1", "a": map[string]any{"b": "x"}}
+	for src, fast := range map[string]bool{
+		`.id`: true, `"POST"`: true, `{id: .id, kind: "lead", contact: {email: .a.b}, a}`: true, `{"a b": .id}`: true,
+		`.id?`: false, `{a: .id | ascii_downcase}`: false, `{(.id): 1}`: false, `{a: [.id]}`: false, `{id: $x}`: false,
+	} {
+		e := transform.MustCompile(src, "$x")
+		_, err := e.Eval(ctx, input, nil)
+		if fast {
+			require.NoError(t, err, src)
+		} else {
+			require.ErrorIs(t, err, context.Canceled, src)
+		}
 	}
 }
