@@ -12,22 +12,21 @@ import (
 	"github.com/switchboard-dev/switchboard/internal/store"
 )
 
-// InsertEvents stores a batch in one statement and one round trip, whatever
-// its size: the events, the runs and lineage of those that are new, and the
-// stored id of each duplicate, over arrays (unnest), in the implicit
-// transaction of a pipelined batch that also wakes the executors (NOTIFY is
-// delivered at commit). It used to take six round trips (BEGIN, the events,
-// the duplicates, the runs, NOTIFY, COMMIT), each also a statement's fixed
-// cost in the server, which shares the machine's CPU with the node.
+// InsertEvents stores a batch in one round trip, whatever its size: one
+// statement inserts the events and, for those it inserted, their runs and
+// lineage, over arrays (unnest); a second reads the stored id of each
+// duplicate; a third wakes the executors (NOTIFY is delivered at commit).
+// They go as one pipelined batch, which PostgreSQL runs as one implicit
+// transaction. It used to take six round trips (BEGIN, the events, the
+// duplicates, the runs, NOTIFY, COMMIT), each also a statement's fixed cost
+// in the server, which shares the machine's CPU with the node.
 //
 // Dedupe is the unique index: a concurrent transaction inserting the same
 // key on another node makes the INSERT wait for it and then skip the row,
-// never both insert. That row committed after this statement's snapshot, so
-// the statement cannot see it: such keys are looked up again after the
-// commit (rare: two nodes racing on one key; should that lookup fail, the
-// batch is stored but reported as failed, and the senders' retries are
-// acknowledged as duplicates). The duplicates' older events are looked up
-// one by one by key (OFFSET 0: see queueClaim).
+// never both insert. The duplicates are read by a statement of their own
+// because that row committed after the INSERT's snapshot: the next
+// statement's snapshot sees it. Each is looked up by its key (OFFSET 0:
+// see queueClaim).
 func (s *Store) InsertEvents(ctx context.Context, events []store.NewEvent) ([]store.InsertResult, error) {
 	n := len(events)
 	ids, sources, keys := make([]string, n), make([]string, n), make([]string, n)
@@ -58,12 +57,12 @@ func (s *Store) InsertEvents(ctx context.Context, events []store.NewEvent) ([]st
 		lin.add(e.ID, e.Lineage)
 	}
 	b := &pgx.Batch{}
-	b.Queue(`WITH input AS (
-			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::bytea[], $6::text[])
-				WITH ORDINALITY AS i(id, source, key, received_at, payload, trace_parent, n)
-		), inserted AS (
+	b.Queue(`WITH inserted AS (
 			INSERT INTO events (id, source, key, received_at, payload, trace_parent)
-			SELECT id, source, key, received_at, payload, trace_parent FROM input ORDER BY n
+			SELECT id, source, key, received_at, payload, trace_parent
+			FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::bytea[], $6::text[])
+				WITH ORDINALITY AS i(id, source, key, received_at, payload, trace_parent, n)
+			ORDER BY n
 			ON CONFLICT (source, key) DO NOTHING RETURNING id
 		), new_runs AS (
 			INSERT INTO runs (id, event_id, flow, state, step_id, due_at, created_at, updated_at)
@@ -76,79 +75,69 @@ func (s *Store) InsertEvents(ctx context.Context, events []store.NewEvent) ([]st
 				AS l(event_id, outcome, hop, chain, parent_run)
 			WHERE l.event_id IN (SELECT id FROM inserted)
 		)
-		SELECT id, true, '', '' FROM inserted
-		UNION ALL
-		SELECT e.id, false, i.source, i.key FROM input i
-		JOIN LATERAL (SELECT id FROM events e WHERE e.source = i.source AND e.key = i.key OFFSET 0) e ON true
-		WHERE i.id NOT IN (SELECT id FROM inserted)`,
+		SELECT id FROM inserted`,
 		ids, sources, keys, received, payloads, parents,
 		runIDs, runEvents, runFlows, runSteps, runAt,
 		lin.ids, lin.outcomes, lin.hops, lin.chains, lin.parents)
+	// A key stored under another id than its item's is a duplicate: of an
+	// older event, of a concurrent batch, or of an earlier item here.
+	b.Queue(`SELECT e.id, i.source, i.key FROM unnest($1::text[], $2::text[], $3::text[]) AS i(id, source, key)
+		JOIN LATERAL (SELECT id FROM events e WHERE e.source = i.source AND e.key = i.key OFFSET 0) e ON true
+		WHERE e.id <> i.id`, ids, sources, keys)
 	if len(runIDs) > 0 {
 		// Also for a batch of duplicates only: that costs the executors a
 		// claim that finds nothing.
 		b.Queue(`SELECT pg_notify($1, '')`, channel)
 	}
 	isNew := make(map[string]bool, n)
-	// The stored id of every key: of the new events, and of the older
-	// events that the duplicates repeat.
-	stored := make(map[[2]string]string, n)
+	stored := make(map[[2]string]string) // the duplicates' keys
 	br := s.pool.SendBatch(ctx, b)
-	rows, err := br.Query()
-	if err == nil {
-		var id, src, key string
-		var fresh bool
-		_, err = pgx.ForEachRow(rows, []any{&id, &fresh, &src, &key}, func() error {
-			if fresh {
-				isNew[id] = true
-			} else {
-				stored[[2]string{src, key}] = id
-			}
-			return nil
-		})
-	}
+	err := readInsert(br, isNew, stored)
 	if cerr := br.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return nil, fmt.Errorf("insert events: %w", err)
-	}
-	for _, e := range events {
-		if isNew[e.ID] {
-			stored[[2]string{e.Source, e.Key}] = e.ID
-		}
-	}
-	var lateSources, lateKeys []string
-	for _, e := range events {
-		if _, ok := stored[[2]string{e.Source, e.Key}]; !ok {
-			lateSources, lateKeys = append(lateSources, e.Source), append(lateKeys, e.Key)
-		}
-	}
-	if len(lateKeys) > 0 {
-		rows, err := s.pool.Query(ctx, `SELECT e.source, e.key, e.id FROM events e
-			JOIN unnest($1::text[], $2::text[]) AS d(source, key) ON e.source = d.source AND e.key = d.key`, lateSources, lateKeys)
-		if err != nil {
-			return nil, fmt.Errorf("find duplicate events: %w", err)
-		}
-		var src, key, id string
-		_, err = pgx.ForEachRow(rows, []any{&src, &key, &id}, func() error {
-			stored[[2]string{src, key}] = id
-			return nil
-		})
-		if err != nil {
-			return nil, fmt.Errorf("find duplicate events: %w", err)
-		}
+		return nil, err
 	}
 	results := make([]store.InsertResult, n)
 	for i, e := range events {
-		id := stored[[2]string{e.Source, e.Key}]
-		if id == "" {
+		if isNew[e.ID] { // IDs are unique per item: only the first of a key was inserted
+			results[i] = store.InsertResult{EventID: e.ID}
+			continue
+		}
+		id, ok := stored[[2]string{e.Source, e.Key}]
+		if !ok {
 			return nil, fmt.Errorf("event %s/%s neither inserted nor found", e.Source, e.Key)
 		}
-		// IDs are unique per item: only the first of a key was inserted.
-		results[i] = store.InsertResult{EventID: id, Duplicate: !isNew[e.ID]}
+		results[i] = store.InsertResult{EventID: id, Duplicate: true}
 	}
 	return results, nil
+}
+
+// readInsert reads InsertEvents' answers: the ids it inserted, and the
+// stored id of each duplicate's key.
+func readInsert(br pgx.BatchResults, isNew map[string]bool, stored map[[2]string]string) error {
+	rows, err := br.Query()
+	if err != nil {
+		return fmt.Errorf("insert events: %w", err)
+	}
+	var id, src, key string
+	if _, err := pgx.ForEachRow(rows, []any{&id}, func() error {
+		isNew[id] = true
+		return nil
+	}); err != nil {
+		return fmt.Errorf("insert events: %w", err)
+	}
+	if rows, err = br.Query(); err != nil {
+		return fmt.Errorf("find duplicate events: %w", err)
+	}
+	if _, err := pgx.ForEachRow(rows, []any{&id, &src, &key}, func() error {
+		stored[[2]string{src, key}] = id
+		return nil
+	}); err != nil {
+		return fmt.Errorf("find duplicate events: %w", err)
+	}
+	return nil
 }
 
 const eventCols = `id, source, key, received_at, payload, trace_parent`

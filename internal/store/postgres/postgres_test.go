@@ -84,7 +84,8 @@ func TestNotify(t *testing.T) {
 // inserted a key and not yet committed when a batch repeating that key
 // starts. The batch waits for it, then reports a duplicate of that row, whose
 // id it can only read after its own statement (whose snapshot predates the
-// other commit), and creates no run for it.
+// other commit: a later statement of the batch reads it), and creates no
+// run for it.
 func TestDuplicateOfUncommittedInsert(t *testing.T) {
 	ctx := t.Context()
 	dsn := storetest.PostgresDSN(t)
@@ -113,10 +114,10 @@ func TestDuplicateOfUncommittedInsert(t *testing.T) {
 		res, err := s.InsertEvents(ctx, []store.NewEvent{event("k1"), event("k2")})
 		done <- outcome{res, err}
 	}()
+	otherPID := other.PgConn().PID()
 	require.Eventually(t, func() bool {
 		var waiting int
-		err := other.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
-			WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO events%' AND query NOT LIKE '%pg_stat_activity%'`).Scan(&waiting)
+		err := other.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))`, otherPID).Scan(&waiting)
 		return err == nil && waiting > 0
 	}, 10*time.Second, 10*time.Millisecond, "the batch waits on the other transaction's key")
 	require.NoError(t, tx.Commit(ctx))
