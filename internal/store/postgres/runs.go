@@ -66,11 +66,6 @@ func (s *Store) FinishAndClaim(ctx context.Context, ps []store.FinishParams, c *
 	if err != nil {
 		return nil, nil, err
 	}
-	// The checkpoints of runs resumed past their first step are read after
-	// the commit (the lease keeps them as they are): most claims have none.
-	if err := s.loadCheckpoints(ctx, claimed); err != nil {
-		return nil, nil, err
-	}
 	return results, claimed, nil
 }
 
@@ -81,7 +76,10 @@ func (s *Store) FinishAndClaim(ctx context.Context, ps []store.FinishParams, c *
 // subquery of its own, which PostgreSQL cannot turn into a hash join over a
 // scan of the table. It chose that join on tables it had not analyzed yet
 // (a new database, the bench's fresh schemas), and kept it as the prepared
-// statement's generic plan while the tables grew.
+// statement's generic plan while the tables grew. The checkpoints of runs
+// resumed past their first step come with them, in the same statement: read
+// after the commit, a failed read would have reported as failed a cycle that
+// had committed.
 func queueClaim(b *pgx.Batch, p store.ClaimParams) {
 	b.Queue(`WITH r AS (
 			UPDATE runs SET state = 'running', lease_token = $1, due_at = $2, attempt = attempt + 1, updated_at = $3
@@ -91,9 +89,13 @@ func queueClaim(b *pgx.Batch, p store.ClaimParams) {
 			RETURNING *
 		)
 		SELECT `+runCols+`, e.key, e.received_at, e.payload, e.trace_parent,
-			coalesce(l.outcome, ''), coalesce(l.hop, 0), coalesce(l.chain, ''), coalesce(l.parent_run, '')
+			coalesce(l.outcome, ''), coalesce(l.hop, 0), coalesce(l.chain, ''), coalesce(l.parent_run, ''),
+			cp.indexes, cp.step_ids, cp.outputs
 		FROM r JOIN LATERAL (SELECT * FROM events e WHERE e.id = r.event_id OFFSET 0) e ON true
 		LEFT JOIN LATERAL (SELECT * FROM event_lineage l WHERE l.event_id = r.event_id OFFSET 0) l ON true
+		CROSS JOIN LATERAL (SELECT array_agg(s.step_index ORDER BY s.step_index) AS indexes,
+				array_agg(s.step_id ORDER BY s.step_index) AS step_ids, array_agg(s.output ORDER BY s.step_index) AS outputs
+			FROM run_steps s WHERE s.run_id = r.id AND r.step > 0) cp
 		ORDER BY r.created_at, r.id`, p.Token, p.LeaseUntil, p.Now, p.Limit)
 }
 
@@ -105,48 +107,22 @@ func readClaim(br pgx.BatchResults) ([]store.ClaimedRun, error) {
 	}
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.ClaimedRun, error) {
 		var c store.ClaimedRun
+		var indexes []int32
+		var stepIDs []string
+		var outputs [][]byte
 		var err error
 		c.Run, err = scanRun(row, &c.Event.Key, &c.Event.ReceivedAt, &c.Event.Payload, &c.Event.TraceParent,
-			&c.Lineage.Outcome, &c.Lineage.Hop, &c.Lineage.Chain, &c.Lineage.ParentRun)
+			&c.Lineage.Outcome, &c.Lineage.Hop, &c.Lineage.Chain, &c.Lineage.ParentRun, &indexes, &stepIDs, &outputs)
 		c.Event.ID, c.Event.Source, c.Event.ReceivedAt = c.Run.EventID, c.Run.Source, c.Event.ReceivedAt.UTC()
+		for i := range indexes {
+			c.Outputs = append(c.Outputs, store.StepOutput{Index: int(indexes[i]), StepID: stepIDs[i], Output: outputs[i]})
+		}
 		return c, err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("claim runs: %w", err)
 	}
 	return out, nil
-}
-
-// loadCheckpoints adds their checkpoints to the claimed runs past their
-// first step.
-func (s *Store) loadCheckpoints(ctx context.Context, claimed []store.ClaimedRun) error {
-	index := map[string]int{}
-	var ids []string
-	for i, c := range claimed {
-		if c.Run.Step > 0 {
-			index[c.Run.ID] = i
-			ids = append(ids, c.Run.ID)
-		}
-	}
-	if len(ids) == 0 {
-		return nil
-	}
-	rows, err := s.pool.Query(ctx, `SELECT run_id, step_index, step_id, output FROM run_steps
-		WHERE run_id = ANY($1) ORDER BY run_id, step_index`, ids)
-	if err != nil {
-		return fmt.Errorf("load checkpoints: %w", err)
-	}
-	var runID string
-	var o store.StepOutput
-	_, err = pgx.ForEachRow(rows, []any{&runID, &o.Index, &o.StepID, &o.Output}, func() error {
-		c := &claimed[index[runID]]
-		c.Outputs = append(c.Outputs, store.StepOutput{Index: o.Index, StepID: o.StepID, Output: o.Output})
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("load checkpoints: %w", err)
-	}
-	return nil
 }
 
 // ExtendLeases renews the leases still held by p.Token.
