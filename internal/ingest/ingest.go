@@ -274,12 +274,15 @@ func eventKey(ctx context.Context, src *flow.Source, v flow.Verified, body []byt
 }
 
 // readBody reads a request body. With a Content-Length (already checked
-// against the limit) the buffer is allocated once at its size: io.ReadAll
-// starts at 512 bytes and grows, which cost 2.2 KB of allocations for a
-// 1 KB body. The server ends the body after Content-Length bytes, and
-// reports a body cut short as an error.
+// against the limit) of at most 16 KiB, the buffer is allocated once at its
+// size: io.ReadAll starts at 512 bytes and grows, which cost 2.2 KB of
+// allocations for a 1 KB body. A larger declared length is not trusted
+// with an allocation before its bytes arrive (a client could declare the
+// limit on many connections and send nothing); io.ReadAll grows as they
+// come. The server ends the body after Content-Length bytes, and reports a
+// body cut short as an error.
 func readBody(r io.Reader, size int64) ([]byte, error) {
-	if size < 0 {
+	if size < 0 || size > 16<<10 {
 		return io.ReadAll(r)
 	}
 	body := make([]byte, size)
