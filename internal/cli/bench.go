@@ -118,8 +118,10 @@ func runBench(ctx context.Context, e env, args []string) error {
 	return err
 }
 
-// writeAllocs writes the allocation profile sampled so far.
+// writeAllocs writes the allocation profile sampled so far (it covers the
+// allocations up to the last GC: one runs first).
 func writeAllocs(path string) error {
+	runtime.GC()
 	f, err := os.Create(path)
 	if err != nil {
 		return err

@@ -168,8 +168,11 @@ func (s *Store) migrate(ctx context.Context) error {
 // store benchmarks spend 10–13% less CPU: a group commit ~88 → ~76 µs per
 // event, a finish-and-claim cycle ~120 → ~106 µs per run, 2026-11-29).
 // Nothing in the transaction waits on anything a cancellation should cut
-// short: the wait for the write lock is bounded by busy_timeout, and once
-// BEGIN IMMEDIATE holds the lock no statement waits for another connection.
+// short: once BEGIN IMMEDIATE holds the write lock no statement waits for
+// another connection. The waits before it are no longer cancellable: for
+// the writer connection (transactions of this process queue for it, each
+// short) and for the write lock (bounded by busy_timeout, 10 s, should
+// another process hold it).
 func (s *Store) tx(ctx context.Context, fn func(context.Context, *sql.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
