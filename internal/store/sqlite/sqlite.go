@@ -161,28 +161,21 @@ func (s *Store) migrate(ctx context.Context) error {
 // tx runs fn in one write transaction (BEGIN IMMEDIATE, so the write lock is
 // taken up front and never upgraded mid-transaction).
 //
-// Once ctx is checked, the transaction runs without cancellation, and fn
-// gets a context that is never done: the driver watches a cancellable
-// context with a goroutine and a progress handler for every statement, and
-// database/sql with one more goroutine per transaction (without them the
-// store benchmarks spend 10–13% less CPU: a group commit ~88 → ~76 µs per
-// event, a finish-and-claim cycle ~120 → ~106 µs per run, 2026-11-29).
-// Nothing in the transaction waits on anything a cancellation should cut
-// short: once BEGIN IMMEDIATE holds the write lock no statement waits for
-// another connection. The waits before it are no longer cancellable: for
-// the writer connection (transactions of this process queue for it, each
-// short) and for the write lock (bounded by busy_timeout, 10 s, should
-// another process hold it).
+// ctx bounds the transaction: the waits for the writer connection and for
+// the write lock (should another process hold it), and a cancellation
+// rolls it back. fn's statements get a context that is never done: the
+// driver watches a cancellable context with a goroutine and a progress
+// handler for every statement, which cost the store benchmarks 10–13% of
+// their CPU (a group commit ~88 → ~76 µs per event, a finish-and-claim
+// cycle ~120 → ~106 µs per run, 2026-11-29). Once BEGIN IMMEDIATE holds
+// the lock no statement waits for another connection, so there is nothing
+// a cancellation would cut short in between.
 func (s *Store) tx(ctx context.Context, fn func(context.Context, *sql.Tx) error) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	ctx = context.WithoutCancel(ctx)
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
-	if err := fn(ctx, tx); err != nil {
+	if err := fn(context.WithoutCancel(ctx), tx); err != nil {
 		_ = tx.Rollback()
 		return err
 	}
