@@ -280,9 +280,9 @@ func TestResumesAfterCheckpoint(t *testing.T) {
 	b.sys["second"].do = ok(nil)
 	b.insert(t, "k1", `{"n": 1}`)
 	now := time.Now()
-	claimed, err := b.store.ClaimRuns(t.Context(), store.ClaimParams{Token: "dead-node", Now: now, LeaseUntil: now.Add(time.Hour), Limit: 1})
+	claimed, err := store.ClaimRuns(t.Context(), b.store, store.ClaimParams{Token: "dead-node", Now: now, LeaseUntil: now.Add(time.Hour), Limit: 1})
 	require.NoError(t, err)
-	errs, err := b.store.FinishAttempts(t.Context(), []store.FinishParams{{
+	errs, err := store.FinishAttempts(t.Context(), b.store, []store.FinishParams{{
 		RunID: claimed[0].Run.ID, Token: "dead-node", Now: now,
 		Attempt: store.Attempt{StepIndex: 0, StepID: "one", Number: 1, Outcome: store.AttemptSucceeded, StartedAt: now},
 		Output:  []byte(`{"id": 99}`), State: store.RunRunning, Step: 1, StepID: "two", RunAttempt: 1, DueAt: now.Add(time.Hour),
@@ -322,10 +322,10 @@ func TestFlowChangedUnderRun(t *testing.T) {
 	b.sys["second"].do = ok(nil)
 	b.insert(t, "k1", `{"n": 1}`)
 	now := time.Now()
-	claimed, err := b.store.ClaimRuns(t.Context(), store.ClaimParams{Token: "old-node", Now: now, LeaseUntil: now.Add(time.Hour), Limit: 1})
+	claimed, err := store.ClaimRuns(t.Context(), b.store, store.ClaimParams{Token: "old-node", Now: now, LeaseUntil: now.Add(time.Hour), Limit: 1})
 	require.NoError(t, err)
 	// The old config's step 1 was called "renamed".
-	_, err = b.store.FinishAttempts(t.Context(), []store.FinishParams{{
+	_, err = store.FinishAttempts(t.Context(), b.store, []store.FinishParams{{
 		RunID: claimed[0].Run.ID, Token: "old-node", Now: now,
 		Attempt: store.Attempt{StepIndex: 0, StepID: "one", Number: 1, Outcome: store.AttemptSucceeded, StartedAt: now},
 		Output:  []byte(`{"id": 1}`), State: store.RunRunning, Step: 1, StepID: "renamed", RunAttempt: 1, DueAt: now.Add(time.Hour),

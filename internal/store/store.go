@@ -357,19 +357,17 @@ type Store interface {
 	// (group commit) and reports, per event in order, its ID and whether it
 	// was a duplicate. When it returns an error nothing was stored.
 	InsertEvents(ctx context.Context, events []NewEvent) ([]InsertResult, error)
-	// ClaimRuns leases up to Limit runnable runs (pending or retrying and
-	// due, or running with an expired lease), oldest due first, and starts an
-	// attempt on each.
-	ClaimRuns(ctx context.Context, p ClaimParams) ([]ClaimedRun, error)
 	// ExtendLeases pushes back the lease expiry of runs still held by Token.
 	ExtendLeases(ctx context.Context, p ExtendParams) error
-	// FinishAttempts applies many attempt results in one transaction. The
-	// returned slice has one entry per param: nil or ErrLeaseLost.
-	FinishAttempts(ctx context.Context, ps []FinishParams) ([]error, error)
-	// FinishAndClaim is FinishAttempts then, when c is not nil, ClaimRuns,
-	// in ONE transaction: an executor's cycle (record what ended, take
-	// what is next) costs one commit. A run finished here as due may be
-	// claimed by the same call. On error neither half happened.
+	// FinishAndClaim applies attempt results, then, when c is not nil,
+	// claims runs, in ONE transaction: an executor's cycle (record what
+	// ended, take what is next) costs one commit. The results slice has one
+	// entry per param: nil or ErrLeaseLost. The claim leases up to c.Limit
+	// runnable runs (pending or retrying and due, or running with an
+	// expired lease), oldest due first, and starts an attempt on each; a
+	// run finished here as due may be claimed by the same call. On error
+	// neither half happened. (ClaimRuns and FinishAttempts below are its
+	// halves alone.)
 	FinishAndClaim(ctx context.Context, ps []FinishParams, c *ClaimParams) ([]error, []ClaimedRun, error)
 	// ReleaseLeases makes every running run claimable now. A single-node
 	// store calls it at startup, when no other process can hold a lease.
@@ -471,4 +469,21 @@ type Store interface {
 	Ping(ctx context.Context) error
 	// Close releases the store's connections.
 	Close() error
+}
+
+// Cycler is the store's executor cycle (see Store.FinishAndClaim).
+type Cycler interface {
+	FinishAndClaim(ctx context.Context, ps []FinishParams, c *ClaimParams) ([]error, []ClaimedRun, error)
+}
+
+// ClaimRuns is a claim alone: FinishAndClaim with no results.
+func ClaimRuns(ctx context.Context, s Cycler, p ClaimParams) ([]ClaimedRun, error) {
+	_, out, err := s.FinishAndClaim(ctx, nil, &p)
+	return out, err
+}
+
+// FinishAttempts applies attempt results alone: FinishAndClaim with no claim.
+func FinishAttempts(ctx context.Context, s Cycler, ps []FinishParams) ([]error, error) {
+	results, _, err := s.FinishAndClaim(ctx, ps, nil)
+	return results, err
 }

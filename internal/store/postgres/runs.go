@@ -23,18 +23,6 @@ func scanRun(row pgx.Row, extra ...any) (store.Run, error) {
 	return r, err
 }
 
-// ClaimRuns leases runnable runs (see claim).
-func (s *Store) ClaimRuns(ctx context.Context, p store.ClaimParams) ([]store.ClaimedRun, error) {
-	_, out, err := s.FinishAndClaim(ctx, nil, &p)
-	return out, err
-}
-
-// FinishAttempts applies a batch of attempt results in one transaction.
-func (s *Store) FinishAttempts(ctx context.Context, ps []store.FinishParams) ([]error, error) {
-	results, _, err := s.FinishAndClaim(ctx, ps, nil)
-	return results, err
-}
-
 // FinishAndClaim applies attempt results, then claims runnable runs, in one
 // transaction and one round trip: the statements go as one pipelined batch,
 // which PostgreSQL runs as one implicit transaction (see queueFinish and
@@ -130,7 +118,7 @@ func (s *Store) ExtendLeases(ctx context.Context, p store.ExtendParams) error {
 	if len(p.RunIDs) == 0 {
 		return nil
 	}
-	// Rows are locked in id order (see FinishAttempts).
+	// Rows are locked in id order (see queueFinish).
 	_, err := s.pool.Exec(ctx, `UPDATE runs SET due_at = $1, updated_at = $2
 		WHERE id IN (SELECT id FROM runs WHERE id = ANY($4) AND lease_token = $3 AND state = 'running' ORDER BY id FOR UPDATE)`,
 		p.LeaseUntil, p.Now, p.Token, p.RunIDs)

@@ -47,18 +47,6 @@ func scanRun(row interface{ Scan(...any) error }) (store.Run, error) {
 	return r, err
 }
 
-// ClaimRuns leases runnable runs (see claim).
-func (s *Store) ClaimRuns(ctx context.Context, p store.ClaimParams) ([]store.ClaimedRun, error) {
-	_, out, err := s.FinishAndClaim(ctx, nil, &p)
-	return out, err
-}
-
-// FinishAttempts applies a batch of attempt results in one transaction.
-func (s *Store) FinishAttempts(ctx context.Context, ps []store.FinishParams) ([]error, error) {
-	results, _, err := s.FinishAndClaim(ctx, ps, nil)
-	return results, err
-}
-
 // FinishAndClaim applies attempt results, then claims runnable runs, in one
 // transaction: on the single writer one commit (and one fsync) serves both
 // halves of an executor's cycle.

@@ -127,12 +127,12 @@ func runOwnership(t *testing.T, setup func(t *testing.T) bundle) {
 		for _, token := range []string{"w1", "stale"} { // a lost lease drops it too: the refusal happened
 			_, err := b.s.InsertEvents(b.ctx, []store.NewEvent{newEvent("src", "k-"+token, "flow_a")})
 			require.NoError(t, err)
-			got, err := b.s.ClaimRuns(b.ctx, claim("w1", t0, 10))
+			got, err := store.ClaimRuns(b.ctx, b.s, claim("w1", t0, 10))
 			require.NoError(t, err)
 			require.Len(t, got, 1)
 			require.NoError(t, b.s.SaveFingerprint(b.ctx, fp("key-"+token, "", "h", t0)))
 			require.NoError(t, b.s.SaveFingerprint(b.ctx, fp("other-"+token, "", "h", t0)))
-			errs, err := b.s.FinishAttempts(b.ctx, []store.FinishParams{{
+			errs, err := store.FinishAttempts(b.ctx, b.s, []store.FinishParams{{
 				RunID: got[0].Run.ID, Token: token, Now: t0.Add(time.Second), Attempt: attempt(0, "step1", store.AttemptDead),
 				State: store.RunDead, Step: 0, StepID: "step1", DueAt: t0, DropFingerprint: "key-" + token,
 			}})
@@ -154,7 +154,7 @@ func runOwnership(t *testing.T, setup func(t *testing.T) bundle) {
 		got := b.insertAndClaim(t, 1, 1)
 		run := got[0].Run
 		f := fp("key-1", "42", "h", t0.Add(time.Second))
-		errs, err := b.s.FinishAttempts(b.ctx, []store.FinishParams{{
+		errs, err := store.FinishAttempts(b.ctx, b.s, []store.FinishParams{{
 			RunID: run.ID, Token: "w1", Now: t0.Add(time.Second), Attempt: attempt(0, "step1", store.AttemptSucceeded),
 			State: store.RunSucceeded, Step: 1, StepID: "step1", DueAt: t0, Fingerprint: &f,
 		}})
@@ -165,11 +165,11 @@ func runOwnership(t *testing.T, setup func(t *testing.T) bundle) {
 		// A lost lease still records the write: it happened.
 		_, err = b.s.InsertEvents(b.ctx, []store.NewEvent{newEvent("src", "k2", "flow_a")})
 		require.NoError(t, err)
-		got, err = b.s.ClaimRuns(b.ctx, claim("w2", t0.Add(time.Minute), 10))
+		got, err = store.ClaimRuns(b.ctx, b.s, claim("w2", t0.Add(time.Minute), 10))
 		require.NoError(t, err)
 		require.Len(t, got, 1)
 		g := fp("key-2", "43", "h", t0.Add(time.Minute))
-		errs, err = b.s.FinishAttempts(b.ctx, []store.FinishParams{{
+		errs, err = store.FinishAttempts(b.ctx, b.s, []store.FinishParams{{
 			RunID: got[0].Run.ID, Token: "stale", Now: t0.Add(time.Minute), Attempt: attempt(0, "step1", store.AttemptSucceeded),
 			State: store.RunSucceeded, Step: 1, StepID: "step1", DueAt: t0, Fingerprint: &g,
 		}})
@@ -204,7 +204,7 @@ func runOwnership(t *testing.T, setup func(t *testing.T) bundle) {
 		require.NoError(t, err)
 		require.Equal(t, caused.Lineage, l)
 
-		got, err := b.s.ClaimRuns(b.ctx, claim("w1", t0, 10))
+		got, err := store.ClaimRuns(b.ctx, b.s, claim("w1", t0, 10))
 		require.NoError(t, err)
 		require.Len(t, got, 2)
 		byEvent := map[string]store.Lineage{}

@@ -89,7 +89,7 @@ func Run(t *testing.T, open OpenFunc) {
 		require.NoError(t, err)
 		require.Empty(t, ev.TraceParent, "untraced events store none")
 
-		claimed, err := b.s.ClaimRuns(b.ctx, claim("tok", t0, 10))
+		claimed, err := store.ClaimRuns(b.ctx, b.s, claim("tok", t0, 10))
 		require.NoError(t, err)
 		require.Len(t, claimed, 2)
 		byEvent := map[string]string{}
@@ -136,11 +136,11 @@ func Run(t *testing.T, open OpenFunc) {
 		_, err := b.s.InsertEvents(b.ctx, []store.NewEvent{newEvent("src", "k1", "flow_a")})
 		require.NoError(t, err)
 
-		none, err := b.s.ClaimRuns(b.ctx, claim("early", t0.Add(-time.Second), 10))
+		none, err := store.ClaimRuns(b.ctx, b.s, claim("early", t0.Add(-time.Second), 10))
 		require.NoError(t, err)
 		require.Empty(t, none, "not due before it was received")
 
-		got, err := b.s.ClaimRuns(b.ctx, claim("w1", t0, 10))
+		got, err := store.ClaimRuns(b.ctx, b.s, claim("w1", t0, 10))
 		require.NoError(t, err)
 		require.Len(t, got, 1)
 		c := got[0]
@@ -150,12 +150,12 @@ func Run(t *testing.T, open OpenFunc) {
 		require.Equal(t, "k1", c.Event.Key)
 		require.JSONEq(t, `{"key":"k1"}`, string(c.Event.Payload))
 
-		again, err := b.s.ClaimRuns(b.ctx, claim("w2", t0.Add(time.Second), 10))
+		again, err := store.ClaimRuns(b.ctx, b.s, claim("w2", t0.Add(time.Second), 10))
 		require.NoError(t, err)
 		require.Empty(t, again, "a held lease is not claimable")
 
 		// Step 0 succeeds; the worker goes on to step 1 under the same lease.
-		errs, err := b.s.FinishAttempts(b.ctx, []store.FinishParams{{
+		errs, err := store.FinishAttempts(b.ctx, b.s, []store.FinishParams{{
 			RunID: c.Run.ID, Token: "w1", Now: t0.Add(time.Second),
 			Attempt: attempt(0, "step1", store.AttemptSucceeded),
 			Output:  []byte(`{"id":7}`),
@@ -166,7 +166,7 @@ func Run(t *testing.T, open OpenFunc) {
 
 		// The worker dies; after the lease expires another worker takes over
 		// at step 1 with step 0's checkpoint.
-		got, err = b.s.ClaimRuns(b.ctx, claim("w2", t0.Add(40*time.Second), 10))
+		got, err = store.ClaimRuns(b.ctx, b.s, claim("w2", t0.Add(40*time.Second), 10))
 		require.NoError(t, err)
 		require.Len(t, got, 1)
 		require.Equal(t, 1, got[0].Run.Step)
@@ -174,7 +174,7 @@ func Run(t *testing.T, open OpenFunc) {
 		require.Equal(t, []store.StepOutput{{Index: 0, StepID: "step1", Output: []byte(`{"id":7}`)}}, got[0].Outputs)
 
 		// The old holder's late result is refused but its attempt is recorded.
-		errs, err = b.s.FinishAttempts(b.ctx, []store.FinishParams{{
+		errs, err = store.FinishAttempts(b.ctx, b.s, []store.FinishParams{{
 			RunID: c.Run.ID, Token: "w1", Now: t0.Add(41 * time.Second),
 			Attempt: attempt(1, "step2", store.AttemptSucceeded),
 			State:   store.RunSucceeded, Step: 2,
@@ -182,7 +182,7 @@ func Run(t *testing.T, open OpenFunc) {
 		require.NoError(t, err)
 		require.ErrorIs(t, errs[0], store.ErrLeaseLost)
 
-		errs, err = b.s.FinishAttempts(b.ctx, []store.FinishParams{{
+		errs, err = store.FinishAttempts(b.ctx, b.s, []store.FinishParams{{
 			RunID: c.Run.ID, Token: "w2", Now: t0.Add(42 * time.Second),
 			Attempt: attempt(1, "step2", store.AttemptSucceeded), Output: []byte(`"ok"`),
 			State: store.RunSucceeded, Step: 2, StepID: "", DueAt: t0.Add(42 * time.Second),
@@ -203,7 +203,7 @@ func Run(t *testing.T, open OpenFunc) {
 		require.NoError(t, err)
 		require.Len(t, outs, 2)
 
-		later, err := b.s.ClaimRuns(b.ctx, claim("w3", t0.Add(time.Hour), 10))
+		later, err := store.ClaimRuns(b.ctx, b.s, claim("w3", t0.Add(time.Hour), 10))
 		require.NoError(t, err)
 		require.Empty(t, later, "finished runs are never claimed")
 	})
@@ -246,7 +246,7 @@ func Run(t *testing.T, open OpenFunc) {
 		_, none, err := b.s.FinishAndClaim(b.ctx, nil, &c)
 		require.NoError(t, err)
 		require.Empty(t, none)
-		none, err = b.s.ClaimRuns(b.ctx, claim("w3", t0.Add(time.Hour), -1))
+		none, err = store.ClaimRuns(b.ctx, b.s, claim("w3", t0.Add(time.Hour), -1))
 		require.NoError(t, err)
 		require.Empty(t, none)
 
@@ -284,7 +284,7 @@ func Run(t *testing.T, open OpenFunc) {
 			ps = append(ps, store.FinishParams{RunID: c.Run.ID, Token: "w1", Now: t0, Attempt: a, LastError: bad,
 				State: store.RunRetrying, Step: 0, StepID: "step1", RunAttempt: 1, DueAt: t0.Add(time.Second)})
 		}
-		errs, err := b.s.FinishAttempts(b.ctx, ps)
+		errs, err := store.FinishAttempts(b.ctx, b.s, ps)
 		require.NoError(t, err)
 		require.Equal(t, []error{nil, nil}, errs)
 		run, err := b.s.GetRun(b.ctx, got[0].Run.ID)
@@ -306,14 +306,14 @@ func Run(t *testing.T, open OpenFunc) {
 		require.NoError(t, b.s.ExtendLeases(b.ctx, store.ExtendParams{
 			Token: "w1", RunIDs: []string{got[0].Run.ID}, LeaseUntil: t0.Add(90 * time.Second), Now: t0.Add(20 * time.Second),
 		}))
-		none, err := b.s.ClaimRuns(b.ctx, claim("w2", t0.Add(60*time.Second), 10))
+		none, err := store.ClaimRuns(b.ctx, b.s, claim("w2", t0.Add(60*time.Second), 10))
 		require.NoError(t, err)
 		require.Empty(t, none, "extended lease still held")
 		// A stranger's token extends nothing.
 		require.NoError(t, b.s.ExtendLeases(b.ctx, store.ExtendParams{
 			Token: "w9", RunIDs: []string{got[0].Run.ID}, LeaseUntil: t0.Add(time.Hour), Now: t0.Add(20 * time.Second),
 		}))
-		taken, err := b.s.ClaimRuns(b.ctx, claim("w2", t0.Add(91*time.Second), 10))
+		taken, err := store.ClaimRuns(b.ctx, b.s, claim("w2", t0.Add(91*time.Second), 10))
 		require.NoError(t, err)
 		require.Len(t, taken, 1)
 	})
@@ -323,20 +323,20 @@ func Run(t *testing.T, open OpenFunc) {
 		b := setup(t)
 		_, err := b.s.InsertEvents(b.ctx, []store.NewEvent{newEvent("src", "k1", "flow_a")})
 		require.NoError(t, err)
-		got, err := b.s.ClaimRuns(b.ctx, claim("w1", t0, 10))
+		got, err := store.ClaimRuns(b.ctx, b.s, claim("w1", t0, 10))
 		require.NoError(t, err)
 		id := got[0].Run.ID
-		errs, err := b.s.FinishAttempts(b.ctx, []store.FinishParams{{
+		errs, err := store.FinishAttempts(b.ctx, b.s, []store.FinishParams{{
 			RunID: id, Token: "w1", Now: t0, Attempt: attempt(0, "step1", store.AttemptRetry),
 			State: store.RunRetrying, Step: 0, StepID: "step1", RunAttempt: 1, DueAt: t0.Add(5 * time.Second),
 			LastError: "503 Service Unavailable",
 		}})
 		require.NoError(t, err)
 		require.NoError(t, errs[0])
-		none, err := b.s.ClaimRuns(b.ctx, claim("w2", t0.Add(4*time.Second), 10))
+		none, err := store.ClaimRuns(b.ctx, b.s, claim("w2", t0.Add(4*time.Second), 10))
 		require.NoError(t, err)
 		require.Empty(t, none, "not due yet")
-		got, err = b.s.ClaimRuns(b.ctx, claim("w2", t0.Add(5*time.Second), 10))
+		got, err = store.ClaimRuns(b.ctx, b.s, claim("w2", t0.Add(5*time.Second), 10))
 		require.NoError(t, err)
 		require.Len(t, got, 1)
 		require.Equal(t, 2, got[0].Run.Attempt)
@@ -345,7 +345,7 @@ func Run(t *testing.T, open OpenFunc) {
 		_, err = b.s.RetryRun(b.ctx, store.RetryParams{RunID: id, Now: t0})
 		require.ErrorIs(t, err, store.ErrConflict, "only dead runs are retried")
 
-		errs, err = b.s.FinishAttempts(b.ctx, []store.FinishParams{{
+		errs, err = store.FinishAttempts(b.ctx, b.s, []store.FinishParams{{
 			RunID: id, Token: "w2", Now: t0.Add(5 * time.Second), Attempt: attempt(0, "step1", store.AttemptDead),
 			State: store.RunDead, Step: 0, StepID: "step1", RunAttempt: 2, DueAt: t0.Add(5 * time.Second),
 			LastError: "400 Bad Request",
@@ -362,7 +362,7 @@ func Run(t *testing.T, open OpenFunc) {
 		require.NoError(t, err)
 		require.Equal(t, store.RunPending, run.State)
 		require.Equal(t, 0, run.Attempt)
-		got, err = b.s.ClaimRuns(b.ctx, claim("w3", t0.Add(time.Minute), 10))
+		got, err = store.ClaimRuns(b.ctx, b.s, claim("w3", t0.Add(time.Minute), 10))
 		require.NoError(t, err)
 		require.Len(t, got, 1)
 		require.Equal(t, 1, got[0].Run.Attempt)
@@ -395,7 +395,7 @@ func Run(t *testing.T, open OpenFunc) {
 		t.Parallel()
 		b := setup(t)
 		got := b.insertAndClaim(t, 1, 1)
-		errs, err := b.s.FinishAttempts(b.ctx, []store.FinishParams{{
+		errs, err := store.FinishAttempts(b.ctx, b.s, []store.FinishParams{{
 			RunID: got[0].Run.ID, Token: "w1", Now: t0, Hold: true, HeldFor: "crm",
 			Attempt: store.Attempt{StepID: "step1"},
 			State:   store.RunRetrying, Step: 0, StepID: "step1", RunAttempt: 0, DueAt: t0.Add(time.Minute),
@@ -409,13 +409,13 @@ func Run(t *testing.T, open OpenFunc) {
 		n, err := b.s.WakeHeld(b.ctx, "sms", t0)
 		require.NoError(t, err)
 		require.Zero(t, n, "held for another system")
-		none, err := b.s.ClaimRuns(b.ctx, claim("w2", t0.Add(time.Second), 10))
+		none, err := store.ClaimRuns(b.ctx, b.s, claim("w2", t0.Add(time.Second), 10))
 		require.NoError(t, err)
 		require.Empty(t, none, "still held")
 		n, err = b.s.WakeHeld(b.ctx, "crm", t0.Add(2*time.Second))
 		require.NoError(t, err)
 		require.Equal(t, 1, n)
-		again, err := b.s.ClaimRuns(b.ctx, claim("w2", t0.Add(2*time.Second), 10))
+		again, err := store.ClaimRuns(b.ctx, b.s, claim("w2", t0.Add(2*time.Second), 10))
 		require.NoError(t, err)
 		require.Len(t, again, 1)
 		require.Equal(t, 1, again[0].Run.Attempt, "the hold gave its attempt back")
@@ -426,12 +426,12 @@ func Run(t *testing.T, open OpenFunc) {
 		b := setup(t)
 		_, err := b.s.InsertEvents(b.ctx, []store.NewEvent{newEvent("src", "k1", "flow_a")})
 		require.NoError(t, err)
-		_, err = b.s.ClaimRuns(b.ctx, claim("w1", t0, 10))
+		_, err = store.ClaimRuns(b.ctx, b.s, claim("w1", t0, 10))
 		require.NoError(t, err)
 		n, err := b.s.ReleaseLeases(b.ctx, t0.Add(time.Second))
 		require.NoError(t, err)
 		require.Equal(t, 1, n)
-		got, err := b.s.ClaimRuns(b.ctx, claim("w2", t0.Add(time.Second), 10))
+		got, err := store.ClaimRuns(b.ctx, b.s, claim("w2", t0.Add(time.Second), 10))
 		require.NoError(t, err)
 		require.Len(t, got, 1)
 	})
@@ -447,11 +447,11 @@ func Run(t *testing.T, open OpenFunc) {
 		}
 		_, err := b.s.InsertEvents(b.ctx, evs)
 		require.NoError(t, err)
-		first, err := b.s.ClaimRuns(b.ctx, claim("w1", t0.Add(time.Second), 4))
+		first, err := store.ClaimRuns(b.ctx, b.s, claim("w1", t0.Add(time.Second), 4))
 		require.NoError(t, err)
 		require.Len(t, first, 4)
 		require.Equal(t, "k0", first[0].Event.Key, "oldest due first")
-		rest, err := b.s.ClaimRuns(b.ctx, claim("w2", t0.Add(time.Second), 100))
+		rest, err := store.ClaimRuns(b.ctx, b.s, claim("w2", t0.Add(time.Second), 100))
 		require.NoError(t, err)
 		require.Len(t, rest, 6)
 		seen := map[string]bool{}
@@ -475,7 +475,7 @@ func Run(t *testing.T, open OpenFunc) {
 		require.NoError(t, err)
 		require.True(t, ok)
 		require.True(t, due.Equal(t0), "earliest first: %s", due)
-		got, err := b.s.ClaimRuns(b.ctx, claim("w1", t0.Add(time.Minute), 10))
+		got, err := store.ClaimRuns(b.ctx, b.s, claim("w1", t0.Add(time.Minute), 10))
 		require.NoError(t, err)
 		require.Len(t, got, 2)
 		due, ok, err = b.s.NextDue(b.ctx)
@@ -523,7 +523,7 @@ func Run(t *testing.T, open OpenFunc) {
 		res, err := b.s.InsertEvents(b.ctx, append(evs, fresh))
 		require.NoError(t, err)
 		// Finish the runs of old0..old3; old4's run is still pending.
-		got, err := b.s.ClaimRuns(b.ctx, claim("w", t0.Add(3*time.Second), 4))
+		got, err := store.ClaimRuns(b.ctx, b.s, claim("w", t0.Add(3*time.Second), 4))
 		require.NoError(t, err)
 		require.Len(t, got, 4)
 		var fins []store.FinishParams
@@ -532,7 +532,7 @@ func Run(t *testing.T, open OpenFunc) {
 				Attempt: attempt(0, "step1", store.AttemptSucceeded), Output: []byte(`{}`),
 				State: store.RunSucceeded, Step: 1, DueAt: t0.Add(time.Hour)})
 		}
-		_, err = b.s.FinishAttempts(b.ctx, fins)
+		_, err = store.FinishAttempts(b.ctx, b.s, fins)
 		require.NoError(t, err)
 
 		cutoff := t0.Add(30 * time.Minute)
@@ -580,7 +580,7 @@ func Run(t *testing.T, open OpenFunc) {
 		_, err = b.s.InsertEvents(b.ctx, evs)
 		require.NoError(t, err)
 		// flow_a: k0 succeeds, k1 dies, k2 runs, k3 waits.
-		got, err := b.s.ClaimRuns(b.ctx, claim("w", t0.Add(2*time.Second), 3))
+		got, err := store.ClaimRuns(b.ctx, b.s, claim("w", t0.Add(2*time.Second), 3))
 		require.NoError(t, err)
 		require.Len(t, got, 3)
 		byKey := map[string]store.ClaimedRun{}
@@ -590,7 +590,7 @@ func Run(t *testing.T, open OpenFunc) {
 		done := attempt(0, "step1", store.AttemptSucceeded)
 		failed := attempt(0, "step1", store.AttemptDead)
 		failed.Status, failed.System = 400, "sms"
-		_, err = b.s.FinishAttempts(b.ctx, []store.FinishParams{
+		_, err = store.FinishAttempts(b.ctx, b.s, []store.FinishParams{
 			{RunID: byKey["k0"].Run.ID, Token: "w", Now: t0.Add(3 * time.Second), Attempt: done, State: store.RunSucceeded, Step: 1, DueAt: t0},
 			{RunID: byKey["k1"].Run.ID, Token: "w", Now: t0.Add(3 * time.Second), Attempt: failed, State: store.RunDead, Step: 0, DueAt: t0},
 		})
@@ -798,7 +798,7 @@ func Run(t *testing.T, open OpenFunc) {
 func (b bundle) settle(t *testing.T, want int, dead, running []string) {
 	t.Helper()
 	now := t0.Add(time.Hour)
-	got, err := b.s.ClaimRuns(b.ctx, claim("w1", now, want+1))
+	got, err := store.ClaimRuns(b.ctx, b.s, claim("w1", now, want+1))
 	require.NoError(t, err)
 	require.Len(t, got, want)
 	var ps []store.FinishParams
@@ -813,7 +813,7 @@ func (b bundle) settle(t *testing.T, want int, dead, running []string) {
 		}
 		ps = append(ps, p)
 	}
-	_, err = b.s.FinishAttempts(b.ctx, ps)
+	_, err = store.FinishAttempts(b.ctx, b.s, ps)
 	require.NoError(t, err)
 }
 
@@ -839,7 +839,7 @@ func (b bundle) insertAndClaim(t *testing.T, n, want int) []store.ClaimedRun {
 	}
 	_, err := b.s.InsertEvents(b.ctx, evs)
 	require.NoError(t, err)
-	got, err := b.s.ClaimRuns(b.ctx, claim("w1", t0, want))
+	got, err := store.ClaimRuns(b.ctx, b.s, claim("w1", t0, want))
 	require.NoError(t, err)
 	require.Len(t, got, want)
 	return got

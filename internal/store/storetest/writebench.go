@@ -65,12 +65,12 @@ func BenchClaimFinish(b *testing.B, s store.Store) {
 	cpu0 := bench.CPUTime()
 	for b.Loop() {
 		tok := store.NewID("tok_", now)
-		got, err := s.ClaimRuns(b.Context(), store.ClaimParams{Token: tok, Now: now.Add(time.Second), LeaseUntil: now.Add(time.Minute), Limit: 32})
+		got, err := store.ClaimRuns(b.Context(), s, store.ClaimParams{Token: tok, Now: now.Add(time.Second), LeaseUntil: now.Add(time.Minute), Limit: 32})
 		require.NoError(b, err)
 		if len(got) == 0 {
 			b.Fatal("queue drained; raise the number of events")
 		}
-		_, err = s.FinishAttempts(b.Context(), benchFinished(got, tok, now))
+		_, err = store.FinishAttempts(b.Context(), s, benchFinished(got, tok, now))
 		require.NoError(b, err)
 		runs += len(got)
 	}
