@@ -165,9 +165,9 @@ func (s *Store) migrate(ctx context.Context) error {
 // the write lock (should another process hold it), and a cancellation
 // rolls it back. fn's statements get a context that is never done: the
 // driver watches a cancellable context with a goroutine and a progress
-// handler for every statement, which cost the store benchmarks 10–13% of
-// their CPU (a group commit ~88 → ~76 µs per event, a finish-and-claim
-// cycle ~120 → ~106 µs per run, 2026-11-29). Once BEGIN IMMEDIATE holds
+// handler for every statement, which cost the store benchmarks 10–17% of
+// their CPU (medians, 2026-11-29: a group commit ~95 → ~79 µs per event,
+// a finish-and-claim cycle ~133 → ~120 µs per run). Once BEGIN IMMEDIATE holds
 // the lock no statement waits for another connection, so there is nothing
 // a cancellation would cut short in between.
 func (s *Store) tx(ctx context.Context, fn func(context.Context, *sql.Tx) error) error {
