@@ -24,6 +24,7 @@ import (
 
 	"github.com/switchboard-dev/switchboard/internal/app"
 	"github.com/switchboard-dev/switchboard/internal/config"
+	"github.com/switchboard-dev/switchboard/internal/cputime"
 )
 
 // Config is what `switchboard bench` was asked to do.
@@ -315,7 +316,7 @@ func phaseOf(name string, res *loadResult) *Phase {
 
 // measure runs fn with CPU accounting and peak RSS tracking around it.
 func measure(ctx context.Context, name string, fn func(context.Context) (*Phase, error)) (*Phase, error) {
-	cpu0 := CPUTime()
+	cpu0 := cputime.Used()
 	rss := trackPeakRSS()
 	p, err := fn(ctx)
 	peak := rss()
@@ -323,7 +324,7 @@ func measure(ctx context.Context, name string, fn func(context.Context) (*Phase,
 		return nil, fmt.Errorf("%s phase: %w", name, err)
 	}
 	if p.Requests > 0 {
-		p.CPUPerEvUS = float64((CPUTime() - cpu0).Microseconds()) / float64(p.Requests)
+		p.CPUPerEvUS = float64((cputime.Used() - cpu0).Microseconds()) / float64(p.Requests)
 	}
 	p.PeakRSSMB = float64(peak) / (1 << 20)
 	return p, nil

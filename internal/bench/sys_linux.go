@@ -6,19 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
-
-// CPUTime is the process's user+system CPU time so far (0 off Linux): the
-// figure the bench reports per event, and the store benchmarks too.
-func CPUTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 // rssBytes reads this process's resident set size from /proc.
 func rssBytes() int64 { return readStatus("/proc/self/status").Total }

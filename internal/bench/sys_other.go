@@ -2,10 +2,6 @@
 
 package bench
 
-import "time"
-
-func CPUTime() time.Duration { return 0 }
-
 func rssBytes() int64 { return 0 }
 
 func trackPeakRSS() func() int64 { return func() int64 { return 0 } }

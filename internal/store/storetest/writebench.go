@@ -8,7 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/switchboard-dev/switchboard/internal/bench"
+	"github.com/switchboard-dev/switchboard/internal/cputime"
 	"github.com/switchboard-dev/switchboard/internal/store"
 )
 
@@ -38,14 +38,14 @@ func benchBatch(n, from int, now time.Time) []store.NewEvent {
 func BenchInsertEvents(b *testing.B, s store.Store) {
 	now := time.Now()
 	n := 0
-	cpu0 := bench.CPUTime()
+	cpu0 := cputime.Used()
 	for b.Loop() {
 		_, err := s.InsertEvents(b.Context(), benchBatch(64, n, now))
 		require.NoError(b, err)
 		n += 64
 	}
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(n), "µs/event")
-	b.ReportMetric(float64((bench.CPUTime()-cpu0).Microseconds())/float64(n), "cpu-µs/event")
+	b.ReportMetric(float64((cputime.Used()-cpu0).Microseconds())/float64(n), "cpu-µs/event")
 }
 
 // fillQueue stores 51,200 events with a pending run each.
@@ -62,7 +62,7 @@ func BenchClaimFinish(b *testing.B, s store.Store) {
 	now := time.Now()
 	fillQueue(b, s, now)
 	runs := 0
-	cpu0 := bench.CPUTime()
+	cpu0 := cputime.Used()
 	for b.Loop() {
 		tok := store.NewID("tok_", now)
 		got, err := store.ClaimRuns(b.Context(), s, store.ClaimParams{Token: tok, Now: now.Add(time.Second), LeaseUntil: now.Add(time.Minute), Limit: 32})
@@ -75,7 +75,7 @@ func BenchClaimFinish(b *testing.B, s store.Store) {
 		runs += len(got)
 	}
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(runs), "µs/run")
-	b.ReportMetric(float64((bench.CPUTime()-cpu0).Microseconds())/float64(runs), "cpu-µs/run")
+	b.ReportMetric(float64((cputime.Used()-cpu0).Microseconds())/float64(runs), "cpu-µs/run")
 }
 
 // BenchFinishAndClaim is BenchClaimFinish as the executor runs it: each
@@ -85,7 +85,7 @@ func BenchFinishAndClaim(b *testing.B, s store.Store) {
 	fillQueue(b, s, now)
 	runs := 0
 	var ps []store.FinishParams
-	cpu0 := bench.CPUTime()
+	cpu0 := cputime.Used()
 	for b.Loop() {
 		tok := store.NewID("tok_", now)
 		claim := store.ClaimParams{Token: tok, Now: now.Add(time.Second), LeaseUntil: now.Add(time.Minute), Limit: 32}
@@ -98,7 +98,7 @@ func BenchFinishAndClaim(b *testing.B, s store.Store) {
 		runs += len(got)
 	}
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(runs), "µs/run")
-	b.ReportMetric(float64((bench.CPUTime()-cpu0).Microseconds())/float64(runs), "cpu-µs/run")
+	b.ReportMetric(float64((cputime.Used()-cpu0).Microseconds())/float64(runs), "cpu-µs/run")
 }
 
 // benchFinished is a successful result for each claimed run.
