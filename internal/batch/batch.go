@@ -20,12 +20,14 @@ var ErrOverloaded = errors.New("commit queue full")
 var ErrClosed = errors.New("committer stopped")
 
 // Func commits a batch and returns one result per item, in order. If it
-// returns an error, every item of the batch fails with it.
+// returns an error, every item of the batch fails with it (unless the
+// committer splits it: see SplitOn).
 type Func[T, R any] func(ctx context.Context, items []T) ([]R, error)
 
 // Committer groups submissions into batches. Create with New, then call Run.
 type Committer[T, R any] struct {
 	fn       Func[T, R]
+	split    func(error) bool
 	max      int
 	parallel int
 	queue    chan *pending[T, R]
@@ -50,6 +52,21 @@ type outcome[R any] struct {
 // database, where concurrent transactions overlap their round trips.
 func New[T, R any](fn Func[T, R], maxBatch, queue, parallel int) *Committer[T, R] {
 	return &Committer[T, R]{fn: fn, max: maxBatch, parallel: max(1, parallel), queue: make(chan *pending[T, R], queue)}
+}
+
+// SplitOn makes the committer retry a failed batch one item at a time
+// when itemError reports that the batch's error came from one of its
+// items (a value the database refuses), not from the database being
+// unreachable or busy. Without it, an item that is refused every time
+// fails every batch it joins, and the items that happened to share them;
+// with it, only that item fails, and the others are committed alone (as
+// many commits as items, once). Errors it does not claim still fail the
+// whole batch: retrying a batch item by item against a database that is
+// down would only multiply the failing calls. Call before Run; it returns
+// c.
+func (c *Committer[T, R]) SplitOn(itemError func(error) bool) *Committer[T, R] {
+	c.split = itemError
+	return c
 }
 
 // Submit queues item and waits for its batch to commit. It returns
@@ -130,9 +147,17 @@ func (c *Committer[T, R]) commit(ctx context.Context, batch []*pending[T, R]) {
 	for i, p := range batch {
 		items[i] = p.item
 	}
-	res, err := c.fn(ctx, items)
-	if err == nil && len(res) != len(items) {
-		err = fmt.Errorf("batch: commit returned %d results for %d items", len(res), len(items))
+	res, err := c.call(ctx, items)
+	if err != nil && len(items) > 1 && c.split != nil && c.split(err) {
+		for i, p := range batch {
+			r, err := c.call(ctx, items[i:i+1])
+			if err != nil {
+				p.done <- outcome[R]{err: err}
+				continue
+			}
+			p.done <- outcome[R]{res: r[0]}
+		}
+		return
 	}
 	for i, p := range batch {
 		if err != nil {
@@ -141,6 +166,15 @@ func (c *Committer[T, R]) commit(ctx context.Context, batch []*pending[T, R]) {
 		}
 		p.done <- outcome[R]{res: res[i]}
 	}
+}
+
+// call runs fn and checks that it gave one result per item.
+func (c *Committer[T, R]) call(ctx context.Context, items []T) ([]R, error) {
+	res, err := c.fn(ctx, items)
+	if err == nil && len(res) != len(items) {
+		err = fmt.Errorf("batch: commit returned %d results for %d items", len(res), len(items))
+	}
+	return res, err
 }
 
 // Pending returns how many items wait for a commit (a gauge for metrics).

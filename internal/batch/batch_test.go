@@ -3,6 +3,7 @@ package batch_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -75,6 +76,89 @@ func TestErrorFailsWholeBatch(t *testing.T) {
 	go c.Run(ctx)
 	_, err := c.Submit(t.Context(), 1)
 	require.ErrorIs(t, err, boom)
+}
+
+// errRefused stands for a database refusing one item's data.
+var errRefused = errors.New("value refused")
+
+// splitCase commits 0..n-1 plus one poison item (-1) in one batch behind a
+// held first commit (item 100). fn fails any batch holding the poison with
+// failWith. It returns each item's result and error, and the sizes of the
+// batches fn was given after the held one.
+func splitCase(t *testing.T, n int, failWith error, split func(error) bool) (map[int]int, map[int]error, []int) {
+	t.Helper()
+	held, release := make(chan struct{}), make(chan struct{})
+	var mu sync.Mutex
+	var sizes []int
+	first := true // only the committer goroutine touches it
+	c := batch.New(func(_ context.Context, items []int) ([]int, error) {
+		if first {
+			first = false
+			close(held)
+			<-release
+			return items, nil
+		}
+		mu.Lock()
+		sizes = append(sizes, len(items))
+		mu.Unlock()
+		out := make([]int, len(items))
+		for i, v := range items {
+			if v < 0 {
+				return nil, failWith
+			}
+			out[i] = v * 2
+		}
+		return out, nil
+	}, 64, 1000, 1)
+	if split != nil {
+		c.SplitOn(split)
+	}
+	go c.Run(t.Context())
+	var wg sync.WaitGroup
+	wg.Go(func() { _, _ = c.Submit(t.Context(), 100) })
+	<-held
+	results, errs := map[int]int{}, map[int]error{}
+	for i := -1; i < n; i++ {
+		wg.Go(func() {
+			r, err := c.Submit(t.Context(), i)
+			mu.Lock()
+			defer mu.Unlock()
+			results[i], errs[i] = r, err
+		})
+	}
+	require.Eventually(t, func() bool { return c.Pending() == n+1 }, 10*time.Second, time.Millisecond)
+	close(release)
+	wg.Wait()
+	return results, errs, sizes
+}
+
+func TestSplitIsolatesRefusedItem(t *testing.T) {
+	t.Parallel()
+	results, errs, sizes := splitCase(t, 10, errRefused, func(err error) bool { return errors.Is(err, errRefused) })
+	require.ErrorIs(t, errs[-1], errRefused, "the refused item fails")
+	for i := range 10 {
+		require.NoError(t, errs[i], "item %d shared a batch with the refused one", i)
+		require.Equal(t, i*2, results[i])
+	}
+	// The batch of 11 failed once, then each item was committed alone.
+	require.Equal(t, append([]int{11}, slices.Repeat([]int{1}, 11)...), sizes)
+}
+
+func TestNoSplitOnOtherErrors(t *testing.T) {
+	t.Parallel()
+	down := errors.New("connection refused")
+	_, errs, sizes := splitCase(t, 10, down, func(err error) bool { return errors.Is(err, errRefused) })
+	for i := -1; i < 10; i++ {
+		require.ErrorIs(t, errs[i], down)
+	}
+	require.Equal(t, []int{11}, sizes, "a database that is down is not called once per item")
+
+	// Without SplitOn, a refused item fails its whole batch.
+	_, errs, sizes = splitCase(t, 10, errRefused, nil)
+	for i := -1; i < 10; i++ {
+		require.ErrorIs(t, errs[i], errRefused)
+	}
+	require.Equal(t, []int{11}, sizes)
 }
 
 func TestOverloaded(t *testing.T) {

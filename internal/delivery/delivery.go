@@ -175,7 +175,9 @@ func New(cfg Config) *Executor {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	x.node = hex.EncodeToString(b[:])
-	x.cycles = batch.New(x.commit, 256, 4*cfg.Workers, cfg.CommitParallel)
+	// A result the database refuses fails alone, not the results and the
+	// claim that share its commit (it would be retried into others).
+	x.cycles = batch.New(x.commit, 256, 4*cfg.Workers, cfg.CommitParallel).SplitOn(store.IsRefused)
 	return x
 }
 

@@ -2,9 +2,13 @@ package delivery_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -433,4 +437,125 @@ func TestShutdownWithHungStore(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Run did not return 5 s after shutdown began (grace 100 ms)")
 	}
+}
+
+// poisonStore makes the database refuse the result of one run (a state its
+// CHECK constraint does not allow), and holds the first commit holding a
+// result until release.
+type poisonStore struct {
+	delivery.Store
+	poison        atomic.Value // the run ID
+	first         sync.Once
+	held, release chan struct{}
+}
+
+func (p *poisonStore) FinishAndClaim(ctx context.Context, ps []store.FinishParams, c *store.ClaimParams) ([]error, []store.ClaimedRun, error) {
+	if len(ps) > 0 {
+		p.first.Do(func() { close(p.held); <-p.release })
+	}
+	ps = slices.Clone(ps)
+	for i := range ps {
+		if ps[i].RunID == p.poison.Load() {
+			ps[i].State = "bogus"
+		}
+	}
+	return p.Store.FinishAndClaim(ctx, ps, c)
+}
+
+// lockedBuffer is a log sink the executor's goroutines share.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestRefusedResultFailsAlone: a result the database refuses fails alone;
+// the results that shared its commit are stored at once, not failed with
+// it and retried (as they would be every time they met it).
+func TestRefusedResultFailsAlone(t *testing.T) {
+	t.Parallel()
+	b := setup(t, `
+version: 1
+systems: { sys: { kind: fake } }
+sources: { src: { webhook: {} } }
+flows:
+  f:
+    on: src
+    steps:
+      - { id: one, do: sys.first, with: { value: .n } }
+`)
+	st := &poisonStore{Store: b.store, held: make(chan struct{}), release: make(chan struct{})}
+	// The runs of "late" and "poison" answer once the first commit is held,
+	// so their results queue together behind it.
+	b.sys["first"].do = func(_ int, req connector.Request) (connector.Result, error) {
+		if v := req.Input["value"]; v == "late" || v == "poison" {
+			<-st.held
+		}
+		return connector.Result{Output: map[string]any{}, Status: 200}, nil
+	}
+	for _, n := range []string{"a", "b", "late", "poison"} {
+		b.insert(t, n, fmt.Sprintf(`{"n":%q}`, n))
+	}
+	runs, err := b.store.ListRuns(t.Context(), store.ListRunsParams{})
+	require.NoError(t, err)
+	byKey := map[string]string{} // payload n → run ID
+	for _, r := range runs {
+		ev, err := b.store.GetEvent(t.Context(), r.EventID)
+		require.NoError(t, err)
+		byKey[ev.Key] = r.ID
+	}
+	st.poison.Store(byKey["poison"])
+
+	logs := &lockedBuffer{}
+	x := delivery.New(delivery.Config{
+		Store: st, Plan: b.plan, Workers: 4, Lease: 5 * time.Second, PollInterval: 5 * time.Millisecond,
+		Grace: 100 * time.Millisecond, Logger: slog.New(slog.NewJSONHandler(logs, nil)),
+	})
+	ctx, cancel := context.WithCancel(t.Context())
+	errc := make(chan error, 1)
+	go func() { errc <- x.Run(ctx) }()
+	<-st.held
+	// "late" and "poison" wait behind the held commit (with "a" or "b",
+	// whichever it does not hold).
+	require.Eventually(t, func() bool { return x.Pending() >= 2 }, 10*time.Second, time.Millisecond)
+	time.Sleep(20 * time.Millisecond) // let the other result, if free, queue too
+	close(st.release)
+
+	require.Eventually(t, func() bool {
+		n := 0
+		for _, k := range []string{"a", "b", "late"} {
+			if r, err := b.store.GetRun(t.Context(), byKey[k]); err == nil && r.State == store.RunSucceeded {
+				n++
+			}
+		}
+		return n == 3 && strings.Contains(logs.String(), byKey["poison"])
+	}, 10*time.Second, 5*time.Millisecond)
+	cancel()
+	require.NoError(t, <-errc)
+
+	refused := 0
+	for line := range strings.Lines(logs.String()) {
+		var rec map[string]any
+		require.NoError(t, json.Unmarshal([]byte(line), &rec))
+		if rec["level"] == "INFO" || rec["run_id"] == nil {
+			continue // attempts; the end of the grace period
+		}
+		require.Equal(t, byKey["poison"], rec["run_id"], "only the poison's result fails: %s", line)
+		if strings.Contains(line, "CHECK constraint failed") { // (the last may be the shutdown's)
+			refused++
+		}
+	}
+	require.Positive(t, refused, "the poison's result is refused with the database's reason")
+	require.Len(t, b.sys["first"].Calls(), 4, "each run called once")
 }

@@ -75,7 +75,9 @@ func New(cfg Config) *Engine {
 		cfg.Notify = func() {}
 	}
 	e := &Engine{cfg: cfg}
-	e.committer = batch.New(e.commit, MaxBatch, MaxQueued, cfg.CommitParallel)
+	// An event the database refuses fails alone, not every event that
+	// shares its group commit (its sender would retry it into others).
+	e.committer = batch.New(e.commit, MaxBatch, MaxQueued, cfg.CommitParallel).SplitOn(store.IsRefused)
 	return e
 }
 

@@ -200,8 +200,13 @@ func (h *Handler) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	if err != nil {
 		he := &httpError{Status: http.StatusServiceUnavailable, Outcome: metrics.OutcomeUnavailable,
 			Public: "event not stored; retry later", Err: err, RetryAfter: 1}
-		if errors.Is(err, engine.ErrOverloaded) {
+		switch {
+		case errors.Is(err, engine.ErrOverloaded):
 			he.Public, he.RetryAfter = "overloaded; retry later", 2
+		case store.IsRefused(err):
+			// The same event would be refused again: a fault of ours (or
+			// a limit), not a passing outage. Logged with the reason.
+			he.Status, he.Public, he.RetryAfter = http.StatusInternalServerError, "event not stored: the database refused it (see the server log)", 0
 		}
 		return engine.Accepted{}, he
 	}

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -152,6 +153,8 @@ func (b *syncBuffer) String() string {
 type options struct {
 	// inserter replaces the SQLite store as the engine's store.
 	inserter engine.Inserter
+	// wrap, when set, wraps the SQLite store as the engine's store.
+	wrap func(engine.Inserter) engine.Inserter
 	// acceptor replaces the engine.
 	acceptor ingest.Acceptor
 	draining func() bool
@@ -161,6 +164,7 @@ type testBundle struct {
 	url    string
 	client *http.Client
 	store  *sqlite.Store
+	eng    *engine.Engine
 	dbPath string
 	logs   *syncBuffer
 	// metrics is the registry the handler and engine count into.
@@ -182,6 +186,9 @@ func setup(tb testing.TB, opts options) *testBundle {
 	ins := opts.inserter
 	if ins == nil {
 		ins = st
+	}
+	if opts.wrap != nil {
+		ins = opts.wrap(ins)
 	}
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg)
@@ -205,7 +212,7 @@ func setup(tb testing.TB, opts options) *testBundle {
 		Draining: opts.draining,
 		Metrics:  m,
 	})
-	b := &testBundle{store: st, dbPath: dbPath, logs: logs, metrics: reg}
+	b := &testBundle{store: st, eng: eng, dbPath: dbPath, logs: logs, metrics: reg}
 	mux := http.NewServeMux()
 	mux.Handle("POST /hooks/{source}", h)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -965,6 +972,68 @@ func TestUnavailable(t *testing.T) {
 			require.Empty(t, evs)
 		})
 	}
+}
+
+// poisoner passes events to the real store, but an event whose payload
+// says "poison" gets a lineage outcome the store's CHECK constraint
+// refuses: the database itself refuses it. Its first call waits for
+// release, so that the events posted meanwhile share the next batch.
+type poisoner struct {
+	engine.Inserter
+	first         sync.Once
+	held, release chan struct{}
+}
+
+func (p *poisoner) InsertEvents(ctx context.Context, evs []store.NewEvent) ([]store.InsertResult, error) {
+	p.first.Do(func() { close(p.held); <-p.release })
+	evs = slices.Clone(evs)
+	for i, e := range evs {
+		if strings.Contains(string(e.Payload), "poison") {
+			evs[i].Lineage = store.Lineage{Outcome: "bogus", Hop: 1, Chain: "x", ParentRun: "run_x"}
+		}
+	}
+	return p.Inserter.InsertEvents(ctx, evs)
+}
+
+// TestRefusedEventFailsAlone: an event the database refuses, in a group
+// commit with others, fails alone with a 500 and the database's reason in
+// the log; the events that shared its batch are stored and acknowledged.
+// (Its sender would retry it: were the whole batch failed, every retry
+// would fail the events that happen to share its commit.)
+func TestRefusedEventFailsAlone(t *testing.T) {
+	t.Parallel()
+	p := &poisoner{held: make(chan struct{}), release: make(chan struct{})}
+	b := setup(t, options{wrap: func(st engine.Inserter) engine.Inserter { p.Inserter = st; return p }})
+
+	var wg sync.WaitGroup
+	wg.Go(func() { requireAccepted(t, b.post(t, jsonRequest("plain", `{"n":"held"}`))) })
+	<-p.held
+	results := make([]response, 11)
+	for i := range results {
+		body := fmt.Sprintf(`{"n":%d}`, i)
+		if i == 5 {
+			body = `{"n":"poison"}`
+		}
+		wg.Go(func() { results[i] = b.post(t, jsonRequest("plain", body)) })
+	}
+	require.Eventually(t, func() bool { return b.eng.Pending() == 11 }, 10*time.Second, time.Millisecond)
+	close(p.release)
+	wg.Wait()
+
+	for i, res := range results {
+		if i == 5 {
+			require.Equal(t, http.StatusInternalServerError, res.status, "body: %s", res.body)
+			require.Equal(t, "event not stored: the database refused it (see the server log)", errorBody(t, res))
+			require.Empty(t, res.header.Get("Retry-After"))
+			continue
+		}
+		requireAccepted(t, res)
+	}
+	require.Len(t, b.events(t), 11, "the held event and the ten that shared the poisoned batch")
+	lines := b.logLines(t)
+	require.Len(t, lines, 1)
+	require.Equal(t, "ERROR", lines[0]["level"])
+	require.Contains(t, lines[0]["error"], "CHECK constraint failed")
 }
 
 func TestStoreErrorIsLoggedNotAnswered(t *testing.T) {

@@ -34,7 +34,25 @@ var (
 	// ErrConflict means the row is not in a state that allows the change
 	// (for example retrying a run that is not dead).
 	ErrConflict = errors.New("conflict")
+	// ErrRefused marks a write the database refused because of the values
+	// it was given (a constraint, a value it cannot store, a size limit),
+	// as opposed to a database that is unreachable, busy or full: the same
+	// values would be refused again. The group commits (InsertEvents,
+	// FinishAndClaim) then retry their batch one item at a time, so only
+	// the item that carries such a value fails (batch.Committer.SplitOn).
+	ErrRefused = errors.New("refused by the database")
 )
+
+// IsRefused reports whether err is (or wraps) ErrRefused.
+func IsRefused(err error) bool { return errors.Is(err, ErrRefused) }
+
+// Refused marks err as ErrRefused; its message is err's.
+func Refused(err error) error { return refusedError{err} }
+
+type refusedError struct{ err error }
+
+func (e refusedError) Error() string   { return e.err.Error() }
+func (e refusedError) Unwrap() []error { return []error{ErrRefused, e.err} }
 
 // RunState is the life-cycle state of a run. Enforced by a CHECK constraint.
 type RunState string
@@ -355,7 +373,9 @@ type SystemPause struct {
 type Store interface {
 	// InsertEvents stores each new event and its runs in ONE transaction
 	// (group commit) and reports, per event in order, its ID and whether it
-	// was a duplicate. When it returns an error nothing was stored.
+	// was a duplicate. When it returns an error nothing was stored; the
+	// error is ErrRefused when the database refused the values of one of
+	// the events.
 	InsertEvents(ctx context.Context, events []NewEvent) ([]InsertResult, error)
 	// ExtendLeases pushes back the lease expiry of runs still held by Token.
 	ExtendLeases(ctx context.Context, p ExtendParams) error
@@ -366,8 +386,9 @@ type Store interface {
 	// runnable runs (pending or retrying and due, or running with an
 	// expired lease), oldest due first, and starts an attempt on each; a
 	// run finished here as due may be claimed by the same call. On error
-	// neither half happened. (ClaimRuns and FinishAttempts below are its
-	// halves alone.)
+	// neither half happened, and the error is ErrRefused when the database
+	// refused the values of one of the results. (ClaimRuns and
+	// FinishAttempts below are its halves alone.)
 	FinishAndClaim(ctx context.Context, ps []FinishParams, c *ClaimParams) ([]error, []ClaimedRun, error)
 	// ReleaseLeases makes every running run claimable now. A single-node
 	// store calls it at startup, when no other process can hold a lease.

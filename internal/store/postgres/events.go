@@ -97,7 +97,7 @@ func (s *Store) InsertEvents(ctx context.Context, events []store.NewEvent) ([]st
 		err = cerr
 	}
 	if err != nil {
-		return nil, err
+		return nil, refused(err)
 	}
 	results := make([]store.InsertResult, n)
 	for i, e := range events {

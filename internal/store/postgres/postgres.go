@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/switchboard-dev/switchboard/internal/store"
@@ -205,3 +206,20 @@ func (s *Store) listenOnce(ctx context.Context, wake func()) error {
 }
 
 func isNoRows(err error) bool { return errors.Is(err, pgx.ErrNoRows) }
+
+// refused marks err as store.ErrRefused when the server refused the
+// statement for the values it was given: SQLSTATE classes 22 (data
+// exception: a value of the wrong form or range), 23 (integrity
+// constraint violation) and 54 (program limit exceeded: an index entry too
+// large). Connection, lock (class 40: serialization failure, deadlock) and
+// resource errors are left as they are: the same values may pass later.
+func refused(err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && len(pe.Code) == 5 {
+		switch pe.Code[:2] {
+		case "22", "23", "54":
+			return store.Refused(err)
+		}
+	}
+	return err
+}

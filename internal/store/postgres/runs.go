@@ -52,7 +52,7 @@ func (s *Store) FinishAndClaim(ctx context.Context, ps []store.FinishParams, c *
 		err = cerr
 	}
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, refused(err)
 	}
 	return results, claimed, nil
 }

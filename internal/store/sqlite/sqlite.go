@@ -16,7 +16,8 @@ import (
 	"strings"
 	"time"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+	sqlitedrv "modernc.org/sqlite" // also registers the "sqlite" database/sql driver
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/switchboard-dev/switchboard/internal/store"
 )
@@ -177,9 +178,24 @@ func (s *Store) tx(ctx context.Context, fn func(context.Context, *sql.Tx) error)
 	}
 	if err := fn(context.WithoutCancel(ctx), tx); err != nil {
 		_ = tx.Rollback()
-		return err
+		return refused(err)
 	}
 	return tx.Commit()
+}
+
+// refused marks err as store.ErrRefused when SQLite refused a statement
+// for the values it was given: a constraint (CHECK, NOT NULL, UNIQUE,
+// FOREIGN KEY), a value too big, a datatype mismatch. Busy, I/O and
+// full-disk errors are left as they are: the same values may pass later.
+func refused(err error) error {
+	var se *sqlitedrv.Error
+	if errors.As(err, &se) {
+		switch se.Code() & 0xff { // the primary code of an extended one
+		case sqlite3.SQLITE_CONSTRAINT, sqlite3.SQLITE_TOOBIG, sqlite3.SQLITE_MISMATCH:
+			return store.Refused(err)
+		}
+	}
+	return err
 }
 
 func micros(t time.Time) int64 { return t.UnixMicro() }

@@ -299,6 +299,43 @@ func Run(t *testing.T, open OpenFunc) {
 		require.Contains(t, attempts[0].Error, "here")
 	})
 
+	t.Run("RefusedValues", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		// A value the database refuses (here an outcome its CHECK does not
+		// allow) fails the batch with ErrRefused, which tells the group
+		// commit to retry the batch's items one at a time; nothing of the
+		// batch is stored.
+		good, bad := newEvent("src", "good", "flow_a"), newEvent("src", "bad", "flow_a")
+		bad.Lineage = store.Lineage{Outcome: "bogus", Hop: 1, Chain: "x", ParentRun: "run_x"}
+		_, err := b.s.InsertEvents(b.ctx, []store.NewEvent{good, bad})
+		require.ErrorIs(t, err, store.ErrRefused)
+		res, err := b.s.InsertEvents(b.ctx, []store.NewEvent{good})
+		require.NoError(t, err)
+		require.False(t, res[0].Duplicate, "the refused batch stored nothing")
+
+		got := b.insertAndClaim(t, 2, 2)
+		ps := []store.FinishParams{}
+		for _, c := range got {
+			ps = append(ps, store.FinishParams{RunID: c.Run.ID, Token: "w1", Now: t0, Attempt: attempt(0, "step1", store.AttemptSucceeded),
+				State: store.RunSucceeded, Step: 1})
+		}
+		ps[1].State = "bogus"
+		_, _, err = b.s.FinishAndClaim(b.ctx, ps, nil)
+		require.ErrorIs(t, err, store.ErrRefused)
+		run, err := b.s.GetRun(b.ctx, got[0].Run.ID)
+		require.NoError(t, err)
+		require.Equal(t, store.RunRunning, run.State, "the refused batch changed nothing")
+
+		// A failure that is not about the values is not marked: a batch
+		// is split only for a value the database refuses.
+		ctx, cancel := context.WithCancel(b.ctx)
+		cancel()
+		_, err = b.s.InsertEvents(ctx, []store.NewEvent{newEvent("src", "late", "flow_a")})
+		require.Error(t, err)
+		require.NotErrorIs(t, err, store.ErrRefused)
+	})
+
 	t.Run("ExtendLease", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
