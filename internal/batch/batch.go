@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 )
 
 // ErrOverloaded is returned by Submit when the queue is full: the caller
@@ -21,16 +22,44 @@ var ErrClosed = errors.New("committer stopped")
 
 // Func commits a batch and returns one result per item, in order. If it
 // returns an error, every item of the batch fails with it (unless the
-// committer splits it: see SplitOn).
+// committer splits it: see Options.Split).
 type Func[T, R any] func(ctx context.Context, items []T) ([]R, error)
+
+// Options size a Committer and say how it treats failures.
+type Options struct {
+	// MaxBatch is the most items passed to the commit function at once.
+	MaxBatch int
+	// Queue is the most items waiting; Submit answers ErrOverloaded beyond.
+	Queue int
+	// Parallel is how many batches may commit at once: 1 for a
+	// single-writer store (SQLite), a few for a server database, where
+	// concurrent transactions overlap their round trips.
+	Parallel int
+	// Timeout, when set, bounds each call of the commit function. A
+	// database that stops answering without closing the connection (a
+	// failover that moved its address, a network partition) would
+	// otherwise hold the committer, and every submitter behind it, for as
+	// long as TCP takes to give up: many minutes. Whether a batch that
+	// timed out committed is unknown; its submitters get the error.
+	Timeout time.Duration
+	// Split, when set, makes the committer retry a failed batch one item
+	// at a time when Split(err) reports that the batch's error came from
+	// one of its items (a value the database refuses), not from the
+	// database being unreachable or busy. Without it, an item that is
+	// refused every time fails every batch it joins, and the items that
+	// happened to share them; with it, only that item fails, and the
+	// others are committed alone (as many commits as items, once). Errors
+	// it does not claim still fail the whole batch: retrying a batch item
+	// by item against a database that is down would only multiply the
+	// failing calls.
+	Split func(error) bool
+}
 
 // Committer groups submissions into batches. Create with New, then call Run.
 type Committer[T, R any] struct {
-	fn       Func[T, R]
-	split    func(error) bool
-	max      int
-	parallel int
-	queue    chan *pending[T, R]
+	fn    Func[T, R]
+	opts  Options
+	queue chan *pending[T, R]
 
 	mu     sync.RWMutex // guards closed; held shared while sending to queue
 	closed bool
@@ -46,27 +75,10 @@ type outcome[R any] struct {
 	err error
 }
 
-// New returns a committer that passes at most maxBatch items to fn at once
-// and holds at most queue items waiting. parallel is how many batches may
-// commit at once: 1 for a single-writer store (SQLite), a few for a server
-// database, where concurrent transactions overlap their round trips.
-func New[T, R any](fn Func[T, R], maxBatch, queue, parallel int) *Committer[T, R] {
-	return &Committer[T, R]{fn: fn, max: maxBatch, parallel: max(1, parallel), queue: make(chan *pending[T, R], queue)}
-}
-
-// SplitOn makes the committer retry a failed batch one item at a time
-// when itemError reports that the batch's error came from one of its
-// items (a value the database refuses), not from the database being
-// unreachable or busy. Without it, an item that is refused every time
-// fails every batch it joins, and the items that happened to share them;
-// with it, only that item fails, and the others are committed alone (as
-// many commits as items, once). Errors it does not claim still fail the
-// whole batch: retrying a batch item by item against a database that is
-// down would only multiply the failing calls. Call before Run; it returns
-// c.
-func (c *Committer[T, R]) SplitOn(itemError func(error) bool) *Committer[T, R] {
-	c.split = itemError
-	return c
+// New returns a committer that passes batches to fn.
+func New[T, R any](fn Func[T, R], o Options) *Committer[T, R] {
+	o.MaxBatch, o.Parallel = max(1, o.MaxBatch), max(1, o.Parallel)
+	return &Committer[T, R]{fn: fn, opts: o, queue: make(chan *pending[T, R], o.Queue)}
 }
 
 // Submit queues item and waits for its batch to commit. It returns
@@ -100,7 +112,7 @@ func (c *Committer[T, R]) Submit(ctx context.Context, item T) (R, error) {
 // needlessly), answers later submitters with ErrClosed and returns.
 func (c *Committer[T, R]) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	for range c.parallel {
+	for range c.opts.Parallel {
 		wg.Go(func() { c.loop(ctx) })
 	}
 	wg.Wait()
@@ -108,7 +120,7 @@ func (c *Committer[T, R]) Run(ctx context.Context) error {
 }
 
 func (c *Committer[T, R]) loop(ctx context.Context) {
-	batch := make([]*pending[T, R], 0, c.max)
+	batch := make([]*pending[T, R], 0, c.opts.MaxBatch)
 	for {
 		select {
 		case p := <-c.queue:
@@ -131,7 +143,7 @@ func (c *Committer[T, R]) loop(ctx context.Context) {
 
 // fill adds whatever is already waiting, up to the batch limit.
 func (c *Committer[T, R]) fill(batch []*pending[T, R]) []*pending[T, R] {
-	for len(batch) < c.max {
+	for len(batch) < c.opts.MaxBatch {
 		select {
 		case p := <-c.queue:
 			batch = append(batch, p)
@@ -148,7 +160,7 @@ func (c *Committer[T, R]) commit(ctx context.Context, batch []*pending[T, R]) {
 		items[i] = p.item
 	}
 	res, err := c.call(ctx, items)
-	if err != nil && len(items) > 1 && c.split != nil && c.split(err) {
+	if err != nil && len(items) > 1 && c.opts.Split != nil && c.opts.Split(err) {
 		for i, p := range batch {
 			r, err := c.call(ctx, items[i:i+1])
 			if err != nil {
@@ -168,8 +180,14 @@ func (c *Committer[T, R]) commit(ctx context.Context, batch []*pending[T, R]) {
 	}
 }
 
-// call runs fn and checks that it gave one result per item.
+// call runs fn, within the timeout, and checks that it gave one result per
+// item.
 func (c *Committer[T, R]) call(ctx context.Context, items []T) ([]R, error) {
+	if c.opts.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.opts.Timeout)
+		defer cancel()
+	}
 	res, err := c.fn(ctx, items)
 	if err == nil && len(res) != len(items) {
 		err = fmt.Errorf("batch: commit returned %d results for %d items", len(res), len(items))

@@ -34,7 +34,7 @@ func TestGroupsConcurrentSubmits(t *testing.T) {
 			out[i] = v * 2
 		}
 		return out, nil
-	}, 64, 1000, 1)
+	}, batch.Options{MaxBatch: 64, Queue: 1000})
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error)
 	go func() { done <- c.Run(ctx) }()
@@ -70,7 +70,7 @@ func TestGroupsConcurrentSubmits(t *testing.T) {
 func TestErrorFailsWholeBatch(t *testing.T) {
 	t.Parallel()
 	boom := errors.New("disk full")
-	c := batch.New(func(context.Context, []int) ([]int, error) { return nil, boom }, 8, 8, 1)
+	c := batch.New(func(context.Context, []int) ([]int, error) { return nil, boom }, batch.Options{MaxBatch: 8, Queue: 8})
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	go c.Run(ctx)
@@ -109,10 +109,7 @@ func splitCase(t *testing.T, n int, failWith error, split func(error) bool) (map
 			out[i] = v * 2
 		}
 		return out, nil
-	}, 64, 1000, 1)
-	if split != nil {
-		c.SplitOn(split)
-	}
+	}, batch.Options{MaxBatch: 64, Queue: 1000, Split: split})
 	go c.Run(t.Context())
 	var wg sync.WaitGroup
 	wg.Go(func() { _, _ = c.Submit(t.Context(), 100) })
@@ -153,7 +150,7 @@ func TestNoSplitOnOtherErrors(t *testing.T) {
 	}
 	require.Equal(t, []int{11}, sizes, "a database that is down is not called once per item")
 
-	// Without SplitOn, a refused item fails its whole batch.
+	// Without Split, a refused item fails its whole batch.
 	_, errs, sizes = splitCase(t, 10, errRefused, nil)
 	for i := -1; i < 10; i++ {
 		require.ErrorIs(t, errs[i], errRefused)
@@ -161,9 +158,31 @@ func TestNoSplitOnOtherErrors(t *testing.T) {
 	require.Equal(t, []int{11}, sizes)
 }
 
+// TestTimeout: a commit that hangs (a database that stopped answering) is
+// cut off after the timeout, its submitters get the error, and the next
+// batch commits.
+func TestTimeout(t *testing.T) {
+	t.Parallel()
+	var hang atomic.Bool
+	hang.Store(true)
+	c := batch.New(func(ctx context.Context, items []int) ([]int, error) {
+		if hang.Swap(false) {
+			<-ctx.Done()
+			return nil, ctx.Err()
+		}
+		return items, nil
+	}, batch.Options{MaxBatch: 8, Queue: 8, Timeout: 50 * time.Millisecond})
+	go c.Run(t.Context())
+	_, err := c.Submit(t.Context(), 1)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	r, err := c.Submit(t.Context(), 2)
+	require.NoError(t, err)
+	require.Equal(t, 2, r)
+}
+
 func TestOverloaded(t *testing.T) {
 	t.Parallel()
-	c := batch.New(func(_ context.Context, items []int) ([]int, error) { return items, nil }, 8, 1, 1)
+	c := batch.New(func(_ context.Context, items []int) ([]int, error) { return items, nil }, batch.Options{MaxBatch: 8, Queue: 1})
 	// Not running: the first submit fills the queue, the second is refused.
 	go c.Submit(t.Context(), 1)
 	require.Eventually(t, func() bool { return c.Pending() == 1 }, 10*time.Second, time.Millisecond)
@@ -174,7 +193,7 @@ func TestOverloaded(t *testing.T) {
 // BenchmarkCommitter measures the committer's own overhead per item under
 // 64 concurrent submitters (the commit function does no work).
 func BenchmarkCommitter(b *testing.B) {
-	c := batch.New(func(_ context.Context, items []int) ([]int, error) { return items, nil }, 256, 8192, 1)
+	c := batch.New(func(_ context.Context, items []int) ([]int, error) { return items, nil }, batch.Options{MaxBatch: 256, Queue: 8192})
 	ctx, cancel := context.WithCancel(b.Context())
 	defer cancel()
 	go c.Run(ctx)

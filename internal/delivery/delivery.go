@@ -5,6 +5,7 @@
 package delivery
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -106,6 +107,9 @@ type Config struct {
 	// CommitParallel is how many batches of results may commit at once: 1
 	// (the default) for SQLite's single writer, a few for PostgreSQL.
 	CommitParallel int
+	// CommitTimeout bounds each commit of results and claims, and the
+	// claim loop's look at the queue. Default store.CommitTimeout.
+	CommitTimeout time.Duration
 	// Grace bounds how long Run waits, after its context ends, for steps in
 	// flight; then their calls are cancelled (and retried later). Default 10s.
 	Grace time.Duration
@@ -168,6 +172,7 @@ func New(cfg Config) *Executor {
 	if cfg.Grace <= 0 {
 		cfg.Grace = 10 * time.Second
 	}
+	cfg.CommitTimeout = cmp.Or(cfg.CommitTimeout, store.CommitTimeout)
 	if cfg.Gates == nil {
 		cfg.Gates = NewGates(cfg.Plan, cfg.NowFunc)
 	}
@@ -175,9 +180,13 @@ func New(cfg Config) *Executor {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	x.node = hex.EncodeToString(b[:])
-	// A result the database refuses fails alone, not the results and the
-	// claim that share its commit (it would be retried into others).
-	x.cycles = batch.New(x.commit, 256, 4*cfg.Workers, cfg.CommitParallel).SplitOn(store.IsRefused)
+	x.cycles = batch.New(x.commit, batch.Options{
+		MaxBatch: 256, Queue: 4 * cfg.Workers, Parallel: cfg.CommitParallel,
+		Timeout: cfg.CommitTimeout,
+		// A result the database refuses fails alone, not the results and
+		// the claim that share its commit (it would be retried into others).
+		Split: store.IsRefused,
+	})
 	return x
 }
 
@@ -426,6 +435,9 @@ func (x *Executor) syncPauses(ctx context.Context) {
 // idleWait is how long to sleep when no run is claimable: until the next
 // one is due, at most PollInterval.
 func (x *Executor) idleWait(ctx context.Context) time.Duration {
+	// Bounded: the claim loop waits on it.
+	ctx, cancel := context.WithTimeout(ctx, x.cfg.CommitTimeout)
+	defer cancel()
 	due, ok, err := x.cfg.Store.NextDue(ctx)
 	if err != nil || !ok {
 		return x.cfg.PollInterval
@@ -469,7 +481,12 @@ func (x *Executor) renew(ctx context.Context) {
 		x.mu.Unlock()
 		now := x.cfg.NowFunc()
 		for tok, ids := range byToken {
-			err := x.cfg.Store.ExtendLeases(ctx, store.ExtendParams{Token: tok, RunIDs: ids, LeaseUntil: now.Add(x.cfg.Lease), Now: now})
+			// A renewal that outlasts the interval is of no use, and one
+			// on a connection the database stopped answering would stop
+			// every later renewal with it (until TCP gives up, minutes).
+			rctx, cancel := context.WithTimeout(ctx, x.cfg.Lease/3)
+			err := x.cfg.Store.ExtendLeases(rctx, store.ExtendParams{Token: tok, RunIDs: ids, LeaseUntil: now.Add(x.cfg.Lease), Now: now})
+			cancel()
 			if err != nil && ctx.Err() == nil {
 				x.cfg.Logger.Error("extend leases", "runs", len(ids), "error", err)
 			}

@@ -439,6 +439,54 @@ func TestShutdownWithHungStore(t *testing.T) {
 	}
 }
 
+// hungRenewals hangs the first ExtendLeases until its context ends (a
+// database that stopped answering on that connection) and counts calls.
+type hungRenewals struct {
+	delivery.Store
+	calls atomic.Int32
+}
+
+func (h *hungRenewals) ExtendLeases(ctx context.Context, p store.ExtendParams) error {
+	if h.calls.Add(1) == 1 {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return h.Store.ExtendLeases(ctx, p)
+}
+
+// TestRenewalOutlivesHungCall: a lease renewal that hangs is cut off, and
+// renewals go on; otherwise the leases of every run in flight would lapse
+// and other nodes would run them again.
+func TestRenewalOutlivesHungCall(t *testing.T) {
+	t.Parallel()
+	b := setup(t, twoSteps)
+	release := make(chan struct{})
+	b.sys["first"].do = func(int, connector.Request) (connector.Result, error) {
+		<-release // a slow step, whose lease must be renewed
+		return connector.Result{Output: map[string]any{"id": 1}, Status: 200}, nil
+	}
+	b.sys["second"].do = ok(map[string]any{})
+	b.insert(t, "e1", `{"n":1}`)
+	st := &hungRenewals{Store: b.store}
+	x := delivery.New(delivery.Config{
+		Store: st, Plan: b.plan, Workers: 2, Lease: 300 * time.Millisecond, PollInterval: 5 * time.Millisecond,
+		Grace: 100 * time.Millisecond,
+	})
+	ctx, cancel := context.WithCancel(t.Context())
+	errc := make(chan error, 1)
+	go func() { errc <- x.Run(ctx) }()
+	require.Eventually(t, func() bool { return st.calls.Load() >= 3 }, 10*time.Second, time.Millisecond,
+		"renewals stopped after a hung one")
+	close(release)
+	require.Eventually(t, func() bool {
+		runs, err := b.store.ListRuns(t.Context(), store.ListRunsParams{})
+		require.NoError(t, err)
+		return allFinished(runs)
+	}, 10*time.Second, 5*time.Millisecond)
+	cancel()
+	require.NoError(t, <-errc)
+}
+
 // poisonStore makes the database refuse the result of one run (a state its
 // CHECK constraint does not allow), and holds the first commit holding a
 // result until release.

@@ -5,6 +5,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -50,6 +51,8 @@ type Config struct {
 	// CommitParallel is how many group commits may run at once: 1 (the
 	// default) for SQLite's single writer, a few for PostgreSQL.
 	CommitParallel int
+	// CommitTimeout bounds each group commit. Default store.CommitTimeout.
+	CommitTimeout time.Duration
 	// Metrics counts the runs each commit creates. Optional.
 	Metrics *metrics.Metrics
 	// Fingerprints, when set, recognise echoes of our own writes and carry
@@ -75,9 +78,13 @@ func New(cfg Config) *Engine {
 		cfg.Notify = func() {}
 	}
 	e := &Engine{cfg: cfg}
-	// An event the database refuses fails alone, not every event that
-	// shares its group commit (its sender would retry it into others).
-	e.committer = batch.New(e.commit, MaxBatch, MaxQueued, cfg.CommitParallel).SplitOn(store.IsRefused)
+	e.committer = batch.New(e.commit, batch.Options{
+		MaxBatch: MaxBatch, Queue: MaxQueued, Parallel: cfg.CommitParallel,
+		Timeout: cmp.Or(cfg.CommitTimeout, store.CommitTimeout),
+		// An event the database refuses fails alone, not every event that
+		// shares its group commit (its sender would retry it into others).
+		Split: store.IsRefused,
+	})
 	return e
 }
 

@@ -43,6 +43,16 @@ var (
 	ErrRefused = errors.New("refused by the database")
 )
 
+// CommitTimeout is how long the group commits (InsertEvents, FinishAndClaim)
+// may take before they are abandoned with an error (and, on PostgreSQL,
+// their connection closed). A commit takes milliseconds; this bounds the
+// stall when the database stops answering without closing the connection
+// (a failover that moved its address, a partition), which TCP alone would
+// notice only after many minutes. Webhook senders give up well before:
+// most wait 10 – 30 s for an answer. SQLite's wait for a write lock held by
+// another process (busy_timeout, 10 s) ends first.
+const CommitTimeout = 15 * time.Second
+
 // IsRefused reports whether err is (or wraps) ErrRefused.
 func IsRefused(err error) bool { return errors.Is(err, ErrRefused) }
 
