@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -21,10 +20,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-
-	"github.com/switchboard-dev/switchboard/internal/app"
-	"github.com/switchboard-dev/switchboard/internal/config"
-	"github.com/switchboard-dev/switchboard/internal/cputime"
 )
 
 // Config is what `switchboard bench` was asked to do.
@@ -49,10 +44,16 @@ type Config struct {
 	// Only, when set, runs only the named phase ("ingest" or "e2e") after
 	// the baseline, for profiling one of them.
 	Only string `json:"only,omitempty"`
-	// Self is the switchboard binary. When set, readiness and idle memory
-	// are measured on a real `serve` process started on the ingest phase's
-	// store; otherwise readiness is measured in process and idle RSS is 0.
+	// Self is the switchboard binary. When set, each phase's server (the
+	// bare baseline, `switchboard serve`) runs as a process of its own, as
+	// in production, so its CPU and memory are measured apart from the load
+	// generator's and the sink's; readiness and idle memory are measured
+	// on a `serve` process started on the ingest phase's store. Unset
+	// (tests), everything runs in this process and idle RSS is 0.
 	Self string `json:"-"`
+	// InProcess runs the phases' servers in this process even with Self
+	// set: what a CPU or allocation profile of this process needs.
+	InProcess bool `json:"in_process"`
 	// AfterBaseline, when set, is called once the baseline phase is done:
 	// a CPU profile started there covers only the phases under study.
 	AfterBaseline func() `json:"-"`
@@ -66,15 +67,23 @@ func (d Dur) MarshalText() ([]byte, error) { return []byte(time.Duration(d).Stri
 
 // Phase is one measured phase.
 type Phase struct {
-	Name       string  `json:"name"`
-	Requests   int64   `json:"requests"`
-	RPS        float64 `json:"rps"`
-	Ratio      float64 `json:"ratio"`
-	P50ms      float64 `json:"p50_ms"`
-	P99ms      float64 `json:"p99_ms"`
-	P999ms     float64 `json:"p999_ms"`
+	Name     string  `json:"name"`
+	Requests int64   `json:"requests"`
+	RPS      float64 `json:"rps"`
+	Ratio    float64 `json:"ratio"`
+	P50ms    float64 `json:"p50_ms"`
+	P99ms    float64 `json:"p99_ms"`
+	P999ms   float64 `json:"p999_ms"`
+	// CPUPerEvUS is the server's user+system CPU over the phase (from
+	// ready to the end of the load, and of the drain end to end) divided
+	// by the requests sent; PeakRSSMB its peak resident memory. With the
+	// server in this process (InProcess, tests) both include the load
+	// generator and the sink.
 	CPUPerEvUS float64 `json:"cpu_us_per_event"`
 	PeakRSSMB  float64 `json:"peak_rss_mb"`
+	// LoadCPUPerEvUS is the bench process's CPU per request (load
+	// generator and sink) when the server runs as a process of its own.
+	LoadCPUPerEvUS float64 `json:"load_cpu_us_per_event,omitempty"`
 	// End-to-end only.
 	Delivered   int     `json:"delivered,omitempty"`
 	DeliveredPS float64 `json:"delivered_per_s,omitempty"`
@@ -89,17 +98,20 @@ type Report struct {
 	Settings Config  `json:"settings"`
 	Phases   []Phase `json:"phases"`
 
-	BaselineRPS       float64 `json:"baseline_rps"`
-	IngestRPS         float64 `json:"ingest_rps"`
-	IngestP99ms       float64 `json:"ingest_p99_ms"`
-	IngestCPUPerEvUS  float64 `json:"ingest_cpu_us_per_event"`
-	E2EDeliveredPerS  float64 `json:"e2e_delivered_per_s"`
-	E2ELagP99ms       float64 `json:"e2e_lag_p99_ms"`
-	E2ECPUPerEvUS     float64 `json:"e2e_cpu_us_per_event"`
-	Lost              int     `json:"lost"`
-	Duplicates        int     `json:"duplicates"`
-	PeakRSSMB         float64 `json:"peak_rss_mb"`
-	StoreKind         string  `json:"store"`
+	BaselineRPS      float64 `json:"baseline_rps"`
+	IngestRPS        float64 `json:"ingest_rps"`
+	IngestP99ms      float64 `json:"ingest_p99_ms"`
+	IngestCPUPerEvUS float64 `json:"ingest_cpu_us_per_event"`
+	E2EDeliveredPerS float64 `json:"e2e_delivered_per_s"`
+	E2ELagP99ms      float64 `json:"e2e_lag_p99_ms"`
+	E2ECPUPerEvUS    float64 `json:"e2e_cpu_us_per_event"`
+	Lost             int     `json:"lost"`
+	Duplicates       int     `json:"duplicates"`
+	PeakRSSMB        float64 `json:"peak_rss_mb"`
+	StoreKind        string  `json:"store"`
+	// NodeProcess says the servers ran as processes of their own: CPU per
+	// event and peak RSS are then theirs alone.
+	NodeProcess       bool    `json:"node_process"`
 	IngestRatio       float64 `json:"ingest_ratio"`
 	E2EDeliveredRatio float64 `json:"e2e_delivered_ratio"`
 	IdleRSSMB         float64 `json:"idle_rss_mb"`
@@ -138,7 +150,7 @@ func (c Config) WithDefaults() Config {
 // line per phase as it finishes.
 func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 	cfg = cfg.WithDefaults()
-	rep := &Report{Settings: cfg, StoreKind: "sqlite"}
+	rep := &Report{Settings: cfg, StoreKind: "sqlite", NodeProcess: cfg.separate()}
 	if cfg.Store != "" {
 		rep.StoreKind = "postgres"
 	}
@@ -151,16 +163,16 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 	}
 
 	base, err := measure(ctx, "baseline", func(ctx context.Context) (*Phase, error) {
-		url, stop, err := serveHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			_, _ = io.Copy(io.Discard, r.Body)
-			w.WriteHeader(http.StatusOK)
-		}))
+		n, err := startBaseline(ctx, cfg)
 		if err != nil {
 			return nil, err
 		}
-		defer stop()
-		res, err := runLoad(ctx, loadConfig{URL: url, Connections: cfg.Connections, Duration: time.Duration(cfg.Duration), Rate: cfg.Rate, Body: body})
-		return phaseOf("baseline", res), err
+		defer n.stop()
+		m := startMeter(n)
+		res, err := runLoad(ctx, loadConfig{URL: n.url, Connections: cfg.Connections, Duration: time.Duration(cfg.Duration), Rate: cfg.Rate, Body: body})
+		p := phaseOf("baseline", res)
+		m.done(p)
+		return p, err
 	})
 	if err != nil {
 		return nil, err
@@ -203,8 +215,11 @@ func runIngest(ctx context.Context, cfg Config, rep *Report, body bodyFunc, prog
 			return nil, err
 		}
 		defer srv.stop()
+		m := startMeter(srv)
 		res, err := runLoad(ctx, loadConfig{URL: srv.url, Connections: cfg.Connections, Duration: time.Duration(cfg.Duration), Rate: cfg.Rate, Body: body})
-		return phaseOf("ingest", res), err
+		p := phaseOf("ingest", res)
+		m.done(p)
+		return p, err
 	})
 	if err != nil {
 		return err
@@ -250,6 +265,7 @@ func runE2E(ctx context.Context, cfg Config, rep *Report, body bodyFunc, progres
 			return nil, err
 		}
 		defer srv.stop()
+		m := startMeter(srv)
 		start := time.Now()
 		res, err := runLoad(ctx, loadConfig{URL: srv.url, Connections: cfg.Connections, Duration: time.Duration(cfg.Duration), Rate: cfg.Rate, Body: body})
 		if err != nil {
@@ -270,6 +286,7 @@ func runE2E(ctx context.Context, cfg Config, rep *Report, body bodyFunc, progres
 			p.DeliveredPS = float64(p.Delivered) / elapsed
 		}
 		p.LagP50ms, p.LagP99ms = ms(sk.lagPercentile(50)), ms(sk.lagPercentile(99))
+		m.done(p) // the drain's work included
 		return p, nil
 	})
 	if err != nil {
@@ -314,19 +331,12 @@ func phaseOf(name string, res *loadResult) *Phase {
 	}
 }
 
-// measure runs fn with CPU accounting and peak RSS tracking around it.
+// measure runs one phase and names it in its error.
 func measure(ctx context.Context, name string, fn func(context.Context) (*Phase, error)) (*Phase, error) {
-	cpu0 := cputime.Used()
-	rss := trackPeakRSS()
 	p, err := fn(ctx)
-	peak := rss()
 	if err != nil {
 		return nil, fmt.Errorf("%s phase: %w", name, err)
 	}
-	if p.Requests > 0 {
-		p.CPUPerEvUS = float64((cputime.Used() - cpu0).Microseconds()) / float64(p.Requests)
-	}
-	p.PeakRSSMB = float64(peak) / (1 << 20)
 	return p, nil
 }
 
@@ -374,11 +384,6 @@ flows:
 	return b.String()
 }
 
-type node struct {
-	url  string
-	stop func()
-}
-
 // newStore returns a store reference for a fresh, empty store and a
 // function that deletes it.
 func newStore(ctx context.Context, cfg Config) (string, func(), error) {
@@ -391,53 +396,6 @@ func newStore(ctx context.Context, cfg Config) (string, func(), error) {
 	}
 	os.RemoveAll(dir)
 	return freshSchema(ctx, cfg.Store)
-}
-
-// startNode starts a Switchboard server on storeRef and waits until it is
-// ready.
-func startNode(ctx context.Context, cfg Config, storeRef, sinkURL string, noExecutor bool) (*node, error) {
-	env := map[string]string{"BENCH_STORE": storeRef, "BENCH_SINK": sinkURL, "BENCH_WORKERS": fmt.Sprint(cfg.Workers)}
-	c, err := config.Parse("bench.yaml", []byte(benchConfig(cfg)), func(k string) (string, bool) { v, ok := env[k]; return v, ok })
-	if err != nil {
-		return nil, err
-	}
-	plan, err := app.Compile(c)
-	if err != nil {
-		return nil, err
-	}
-	// The node logs as `serve` does by default (JSON, info: a line per
-	// attempt), to /dev/null, so formatting and the write are counted.
-	devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
-	if err != nil {
-		return nil, err
-	}
-	srv, err := app.NewServer(ctx, plan, app.Options{Logger: slog.New(slog.NewJSONHandler(devNull, nil)), NoExecutor: noExecutor})
-	if err != nil {
-		devNull.Close()
-		return nil, err
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		srv.Close()
-		devNull.Close()
-		return nil, err
-	}
-	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(sctx, ln) }()
-	base := "http://" + ln.Addr().String()
-	for {
-		resp, err := http.Get(base + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		time.Sleep(time.Millisecond)
-	}
-	// The node's shutdown error is not part of what the bench measures.
-	return &node{url: base + "/hooks/bench", stop: func() { cancel(); <-done; devNull.Close() }}, nil //nolint:errcheck
 }
 
 // freshSchema creates a schema for one phase and returns a DSN using it.

@@ -3,13 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -25,47 +19,13 @@ type rss struct{ Total, Anon, File, Peak int64 }
 // the ingest store's runs are all pending, and a node working through them
 // would not be idle.
 func measureServe(ctx context.Context, cfg Config, storeRef string) (time.Duration, rss, error) {
-	dir, err := os.MkdirTemp("", "switchboard-bench-serve-")
-	if err != nil {
-		return 0, rss{}, err
-	}
-	defer os.RemoveAll(dir)
 	text := strings.NewReplacer("${BENCH_STORE}", storeRef, "${BENCH_SINK}", "http://127.0.0.1:9/",
 		"${BENCH_WORKERS}", fmt.Sprint(cfg.Workers)).Replace(benchConfig(cfg))
-	cfgPath := filepath.Join(dir, "bench.yaml")
-	if err := os.WriteFile(cfgPath, []byte(text), 0o600); err != nil {
-		return 0, rss{}, err
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	n, err := startServe(ctx, cfg.Self, text, true, "error")
 	if err != nil {
 		return 0, rss{}, err
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	start := time.Now()
-	cmd := exec.CommandContext(ctx, cfg.Self, "serve", "--config", cfgPath, "--addr", addr, "--log-level", "error", "--no-executor")
-	if err := cmd.Start(); err != nil {
-		return 0, rss{}, err
-	}
-	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-	}()
-	var ready time.Duration
-	for {
-		resp, err := http.Get("http://" + addr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				ready = time.Since(start)
-				break
-			}
-		}
-		if time.Since(start) > 30*time.Second {
-			return 0, rss{}, fmt.Errorf("serve not ready after 30s")
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	defer n.stop()
 	time.Sleep(time.Second) // idle: nothing is sent to it
-	return ready, processRSS(cmd.Process.Pid), nil
+	return n.ready, processRSS(n.pid), nil
 }

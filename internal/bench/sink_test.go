@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -53,21 +52,4 @@ func TestSinkFailsFirstAttempts(t *testing.T) {
 	lost, dups := s.check(map[int64]bool{1: true}, 1)
 	require.Zero(t, lost)
 	require.Zero(t, dups, "a refused attempt is not an effect")
-}
-
-// TestRunShort runs the whole bench briefly on SQLite: every phase
-// reports, and every acknowledged event is delivered exactly once.
-func TestRunShort(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs three load phases")
-	}
-	rep, err := Run(t.Context(), Config{Connections: 8, Duration: Dur(300 * time.Millisecond), Workers: 16, DupPercent: 3, FailPercent: 10}, nil)
-	require.NoError(t, err)
-	require.Len(t, rep.Phases, 3)
-	require.Greater(t, rep.BaselineRPS, 0.0)
-	require.Greater(t, rep.IngestRPS, 0.0)
-	require.Greater(t, rep.E2EDeliveredPerS, 0.0)
-	require.Zero(t, rep.Lost)
-	require.Zero(t, rep.Duplicates)
-	require.Equal(t, "sqlite", rep.StoreKind)
 }

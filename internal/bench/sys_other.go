@@ -2,8 +2,17 @@
 
 package bench
 
+import (
+	"syscall"
+	"time"
+)
+
 func rssBytes() int64 { return 0 }
 
 func trackPeakRSS() func() int64 { return func() int64 { return 0 } }
 
 func processRSS(int) rss { return rss{} }
+
+func processCPU(int) time.Duration { return 0 }
+
+func childAttr() *syscall.SysProcAttr { return nil }

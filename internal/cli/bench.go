@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -28,12 +29,19 @@ func runBench(ctx context.Context, e env, args []string) error {
 	fs.IntVar(&cfg.Flows, "flows", 1, "flows started by each event")
 	fs.IntVar(&cfg.Steps, "steps", 1, "steps per flow (each posts to the sink)")
 	fs.StringVar(&cfg.Only, "only", "", "after the baseline, run only this phase: ingest or e2e (for profiling)")
+	fs.BoolVar(&cfg.InProcess, "in-process", false, "run the servers in the bench process (CPU and RSS then include the load generator's); implied by the profiles")
+	baselineServer := fs.String("baseline-server", "", "internal: serve the bare baseline handler on this address (the bench starts it as a process of its own)")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the phases after the baseline to this file (go tool pprof)")
 	memProfile := fs.String("memprofile", "", "write an allocation profile of the phases after the baseline to this file (go tool pprof -sample_index=alloc_space)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	if *baselineServer != "" {
+		return bench.ServeBaseline(ctx, *baselineServer)
+	}
+	// A profile is of this process: the servers must run in it.
+	cfg.InProcess = cfg.InProcess || *cpuProfile != "" || *memProfile != ""
 	if *memProfile != "" {
 		// Sampling starts after the baseline, so the profile holds the
 		// node's allocations (and the load's), not the bare server's.
@@ -100,8 +108,17 @@ func runBench(ctx context.Context, e env, args []string) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if rep.NodeProcess {
+		var load []string
+		for _, p := range rep.Phases {
+			load = append(load, fmt.Sprintf("%s %.0f", p.Name, p.LoadCPUPerEvUS))
+		}
+		fmt.Fprintf(e.stdout, "\nCPU and RSS are the server process's own; the load generator and the sink (the bench process) used, in µs per request: %s\n", strings.Join(load, ", "))
+	} else {
+		fmt.Fprintf(e.stdout, "\nthe servers ran in the bench process: CPU and RSS include the load generator's and the sink's\n")
+	}
 	if rep.ServeReadyMS > 0 {
-		fmt.Fprintf(e.stdout, "\nserve (a separate process) on the ingest phase's database: ready in %.0f ms, idle RSS %.0f MB (%.0f anonymous, %.0f file-backed)\n",
+		fmt.Fprintf(e.stdout, "serve (a separate process) on the ingest phase's database: ready in %.0f ms, idle RSS %.0f MB (%.0f anonymous, %.0f file-backed)\n",
 			rep.ServeReadyMS, rep.IdleRSSMB, rep.IdleRSSAnonMB, rep.IdleRSSFileMB)
 	}
 	ranE2E := false
