@@ -162,7 +162,7 @@ func (c *Committer[T, R]) commit(ctx context.Context, batch []*pending[T, R]) {
 	res, err := c.call(ctx, items)
 	if err != nil && len(items) > 1 && c.opts.Split != nil && c.opts.Split(err) {
 		for i, p := range batch {
-			r, err := c.call(ctx, items[i:i+1])
+			r, err := c.call(ctx, items[i:i+1:i+1])
 			if err != nil {
 				p.done <- outcome[R]{err: err}
 				continue
