@@ -23,13 +23,18 @@ type fakeStats struct {
 	stats []store.FlowStats
 	err   error
 	calls int
+	// took is how long each read takes (fake time, under synctest).
+	took time.Duration
 }
 
 func (f *fakeStats) QueueStats(context.Context) ([]store.FlowStats, error) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
+	took := f.took
 	f.calls++
-	return f.stats, f.err
+	stats, err := f.stats, f.err
+	f.mu.Unlock()
+	time.Sleep(took)
+	return stats, err
 }
 
 func (f *fakeStats) set(stats []store.FlowStats, err error) {
@@ -165,6 +170,39 @@ func TestSamplerRunSamplesAtOnceThenEveryInterval(t *testing.T) {
 		time.Sleep(3 * DefaultSampleEvery)
 		synctest.Wait()
 		require.Equal(t, 5, st.callCount())
+
+		cancel()
+		require.NoError(t, <-done)
+	})
+}
+
+// TestSamplerBacksOffSlowReads: a read that takes long (a big backlog)
+// stretches the interval to ten times the read, so sampling never takes
+// more than a tenth of the store's time.
+func TestSamplerBacksOffSlowReads(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		st := &fakeStats{took: 2 * time.Second}
+		s := NewSampler(New(prometheus.NewRegistry()), st, []string{"billing"}, 5*time.Second, nil)
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- s.Run(ctx) }()
+
+		synctest.Wait()
+		require.Equal(t, 1, st.callCount(), "the first sample is taken at once")
+		time.Sleep(20*time.Second - time.Millisecond) // 2 s read, then 18 s of pause
+		synctest.Wait()
+		require.Equal(t, 1, st.callCount())
+		time.Sleep(time.Millisecond)
+		synctest.Wait()
+		require.Equal(t, 2, st.callCount())
+
+		st.mu.Lock()
+		st.took = 0 // the backlog drained
+		st.mu.Unlock()
+		time.Sleep(2*time.Second + 18*time.Second + 5*time.Second)
+		synctest.Wait()
+		require.Equal(t, 4, st.callCount(), "back to every interval")
 
 		cancel()
 		require.NoError(t, <-done)

@@ -45,21 +45,32 @@ func NewSampler(m *Metrics, st StatsReader, flows []string, every time.Duration,
 	return &Sampler{Logger: slog.New(slog.DiscardHandler), m: m, st: st, flows: slices.Clone(flows), every: every, nowFunc: nowFunc}
 }
 
-// Run samples at once, then every interval, until ctx ends. A failed read
-// is logged and leaves the gauges at their last values (stale, not reset:
-// a store outage must not read as an empty queue). It returns nil.
+// maxDuty bounds the share of the time the sampler spends reading: the
+// read's cost grows with the backlog (it counts every queued run), and a
+// backlog is when the store can least spare it: on SQLite a long read also
+// holds back the checkpoint, so the WAL grows.
+const maxDuty = 10
+
+// Run samples at once, then every interval, until ctx ends; a read that
+// takes longer than a tenth of the interval stretches the interval to ten
+// times the read. A failed read is logged and leaves the gauges at their
+// last values (stale, not reset: a store outage must not read as an empty
+// queue). It returns nil.
 func (s *Sampler) Run(ctx context.Context) error {
-	t := time.NewTicker(s.every)
+	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
-		if err := s.Sample(ctx); err != nil && ctx.Err() == nil && s.Logger != nil {
-			s.Logger.Error("sample queue metrics", "error", err)
-		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
 		}
+		start := time.Now()
+		if err := s.Sample(ctx); err != nil && ctx.Err() == nil && s.Logger != nil {
+			s.Logger.Error("sample queue metrics", "error", err)
+		}
+		took := time.Since(start)
+		t.Reset(max(s.every-took, (maxDuty-1)*took))
 	}
 }
 
