@@ -481,10 +481,11 @@ func (x *Executor) renew(ctx context.Context) {
 		x.mu.Unlock()
 		now := x.cfg.NowFunc()
 		for tok, ids := range byToken {
-			// A renewal that outlasts the interval is of no use, and one
-			// on a connection the database stopped answering would stop
-			// every later renewal with it (until TCP gives up, minutes).
-			rctx, cancel := context.WithTimeout(ctx, x.cfg.Lease/3)
+			// Bounded at half a lease: a slow renewal still lands before
+			// the leases lapse (two intervals after the last), while one
+			// hung on a connection the database stopped answering would
+			// hold every later renewal (until TCP gives up, minutes).
+			rctx, cancel := context.WithTimeout(ctx, x.cfg.Lease/2)
 			err := x.cfg.Store.ExtendLeases(rctx, store.ExtendParams{Token: tok, RunIDs: ids, LeaseUntil: now.Add(x.cfg.Lease), Now: now})
 			cancel()
 			if err != nil && ctx.Err() == nil {
