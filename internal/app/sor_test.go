@@ -77,6 +77,10 @@ type fakeSystem struct {
 	records map[string]map[string]any
 	writes  []map[string]any // bodies of API writes, in order
 	answers []ingest.Response
+	// pace, when set, is called for the nth API write (from 1) before
+	// its webhook (next "webhook") and again before its answer (next
+	// "answer"): a test holds writes there to order them.
+	pace func(n int, next string)
 }
 
 func newFakeSystem(t testing.TB, name string) (*fakeSystem, *httptest.Server) {
@@ -90,8 +94,14 @@ func newFakeSystem(t testing.TB, name string) (*fakeSystem, *httptest.Server) {
 		}
 		f.mu.Lock()
 		f.writes = append(f.writes, body)
+		n, pace := len(f.writes), f.pace
 		f.mu.Unlock()
+		if pace == nil {
+			pace = func(int, string) {}
+		}
+		pace(n, "webhook")
 		rec := f.change(t, id, body)
+		pace(n, "answer")
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{"id": id, "record": rec})
 	}))
@@ -248,6 +258,59 @@ func TestLoopStoppedByHopLimit(t *testing.T) {
 	require.Eventually(t, func() bool { return len(b.alerts.all()) > 0 }, 10*time.Second, 10*time.Millisecond, "no alert")
 	require.Contains(t, b.alerts.all()[0], "hop limit")
 	require.Contains(t, b.alerts.all()[0], "beta_to_alpha")
+}
+
+// TestLoopStoppedByHopLimitWhenAnsweredLate is the same loop with beta
+// answering our first write only after the chain has come back to it:
+// beta's second write starts while the first is still in flight, and its
+// webhook comes after the first was answered. The first write's
+// fingerprint, completed at its answer, is still the older write: the
+// second write's echo continues the chain at hop 3, not as a repeated
+// echo of the first at hop 1 (which let the loop run two writes longer).
+func TestLoopStoppedByHopLimitWhenAnsweredLate(t *testing.T) {
+	t.Parallel()
+	b := startSOR(t, false)
+	second := make(chan struct{})
+	firstDone := func() bool {
+		runs, err := b.ts.Server.Store.ListRuns(t.Context(), store.ListRunsParams{Flow: "alpha_to_beta", State: store.RunSucceeded, Limit: 10})
+		return err == nil && len(runs) > 0
+	}
+	b.beta.mu.Lock()
+	b.beta.pace = func(n int, next string) {
+		switch {
+		case n == 1 && next == "answer":
+			select { // the chain comes back to beta meanwhile
+			case <-second:
+			case <-time.After(10 * time.Second):
+				t.Errorf("beta's second write did not come while the first was in flight")
+			}
+		case n == 2 && next == "webhook":
+			close(second)
+			for deadline := time.Now().Add(10 * time.Second); !firstDone(); time.Sleep(5 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Errorf("the run of beta's first write did not finish")
+					return
+				}
+			}
+		}
+	}
+	b.beta.mu.Unlock()
+	b.alpha.change(t, "c1", map[string]any{"name": "Ann", "status": "new"})
+
+	b.settled(t, 2, 3)
+	evs, err := b.ts.Server.Store.ListEvents(t.Context(), store.ListEventsParams{Source: "beta_changed", Limit: 10})
+	require.NoError(t, err)
+	var hops []int
+	for i := len(evs) - 1; i >= 0; i-- { // oldest first
+		l, err := b.ts.Server.Store.GetLineage(t.Context(), evs[i].ID)
+		require.NoError(t, err)
+		hops = append(hops, l.Hop)
+	}
+	require.Equal(t, []int{1, 3, 5}, hops, "each of beta's webhooks answers the latest write")
+	dead, err := b.ts.Server.Store.ListRuns(t.Context(), store.ListRunsParams{State: store.RunDead, Limit: 10})
+	require.NoError(t, err)
+	require.Len(t, dead, 1)
+	require.Contains(t, dead[0].LastError, "would be write 6 of one causal chain (max_hops 5)")
 }
 
 // TestEchoSuppression joins the same systems with echo suppression on:

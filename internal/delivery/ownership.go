@@ -53,7 +53,7 @@ func (x *Executor) fingerprint(ctx context.Context, c store.ClaimedRun, w writeS
 	fp := echo.Of(fields)
 	f := &store.Fingerprint{
 		ID: w.key, System: w.step.System, Entity: wr.Entity, Fields: fp.Fields, Hash: fp.Hash,
-		RunID: c.Run.ID, Hop: c.Lineage.Hop + 1, CreatedAt: now,
+		RunID: c.Run.ID, Hop: c.Lineage.Hop + 1, CreatedAt: now, WrittenAt: now,
 	}
 	identify(ctx, c, w, f)
 	return f, nil
@@ -61,6 +61,10 @@ func (x *Executor) fingerprint(ctx context.Context, c store.ClaimedRun, w writeS
 
 // answered completes fp after the call: the same written fields, and the
 // record id the answer names (a create's new id, from the step's output).
+// The windows count from the answer; the write keeps its place among the
+// record's writes (WrittenAt, when the call started): answered late, it
+// is still older than a write that started during its call, and that
+// write's echo must not be taken for its own.
 func answered(ctx context.Context, c store.ClaimedRun, w writeStep, fp *store.Fingerprint, now time.Time) *store.Fingerprint {
 	done := *fp
 	done.CreatedAt = now

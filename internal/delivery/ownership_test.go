@@ -46,6 +46,7 @@ func TestFingerprintBeforeCallAndCompletedAfter(t *testing.T) {
 	var during []store.Fingerprint
 	b.sys["first"].do = func(int, connector.Request) (connector.Result, error) {
 		during = b.fingerprints(t, "J-1")
+		time.Sleep(5 * time.Millisecond) // a call that takes a while
 		return connector.Result{Output: map[string]any{"id": "J-1"}, Status: 201}, nil
 	}
 	b.insert(t, "k1", `{"id": "evt-1", "status": "done"}`)
@@ -63,6 +64,11 @@ func TestFingerprintBeforeCallAndCompletedAfter(t *testing.T) {
 	require.Equal(t, []string{"status"}, after[0].Fields)
 	require.Equal(t, 1, after[0].Hop)
 	require.Equal(t, "src → sys job J-1", after[0].Chain)
+	// The windows count from the answer, but the write keeps its place
+	// among the record's writes: when its call started.
+	require.True(t, after[0].CreatedAt.After(during[0].CreatedAt), "the windows count from the answer")
+	require.Equal(t, during[0].WrittenAt, after[0].WrittenAt, "the answer does not make the write newer")
+	require.Equal(t, during[0].CreatedAt, during[0].WrittenAt)
 }
 
 // TestHopLimit: a write that would extend a chain past max_hops is not

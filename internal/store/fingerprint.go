@@ -57,8 +57,18 @@ type Fingerprint struct {
 	// but differs elsewhere is a person's change. It is kept per source
 	// because a poll and a webhook show the same record in different
 	// shapes. SaveFingerprint never changes it; MarkEcho sets it.
-	EchoHash  string
+	EchoHash string
+	// CreatedAt is when the fingerprint was saved before the call, then
+	// when the call was answered: the windows count from it.
 	CreatedAt time.Time
+	// WrittenAt is when the write's call started (its attempt's save
+	// before the call): the order of the record's writes, newest first,
+	// in which an echo is matched. The answer leaves it: a write answered
+	// late is not newer than a write that started after it (and whose
+	// echo would otherwise be taken for a repeated echo of the older one,
+	// in the older write's place in the causal chain). Zero means
+	// CreatedAt.
+	WrittenAt time.Time
 }
 
 // FindFingerprintsParams select the recent fingerprints of one record.
@@ -66,7 +76,8 @@ type FindFingerprintsParams struct {
 	System, Entity, RecordID string
 	// Source is the source asking: the fingerprints' EchoHash is its own.
 	Source string
-	// Since excludes fingerprints written before it (the echo window).
+	// Since excludes fingerprints saved or answered before it (the echo
+	// window).
 	Since time.Time
 	// UnknownSince, when later than Since, excludes fingerprints whose
 	// record id is not known written before it: they match any record by

@@ -478,9 +478,9 @@ type Store interface {
 	// is still in flight is recognised.
 	SaveFingerprint(ctx context.Context, f Fingerprint) error
 	// FindFingerprints returns the fingerprints of p's record, and those
-	// whose record id is not known yet, written at or after p.Since,
-	// newest first. p.Limit bounds each kind apart, so writes of unknown
-	// records never crowd out the record's own.
+	// whose record id is not known yet, saved or answered at or after
+	// p.Since, newest write (WrittenAt) first. p.Limit bounds each kind
+	// apart, so writes of unknown records never crowd out the record's own.
 	FindFingerprints(ctx context.Context, p FindFingerprintsParams) ([]Fingerprint, error)
 	// MarkEcho records the whole-record hash of a fingerprint's first echo
 	// from p.Source (it keeps one that source recorded already), and gives

@@ -11,14 +11,18 @@ import (
 	"github.com/switchboard-dev/switchboard/internal/store"
 )
 
-const qUpsertFingerprint = `INSERT INTO fingerprints (id, system, entity, record_id, fields, hash, run_id, hop, chain, created_at)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO UPDATE SET system = excluded.system,
+const qUpsertFingerprint = `INSERT INTO fingerprints (id, system, entity, record_id, fields, hash, run_id, hop, chain, created_at, written_at)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO UPDATE SET system = excluded.system,
 	entity = excluded.entity, record_id = CASE WHEN excluded.record_id = '' THEN fingerprints.record_id ELSE excluded.record_id END, fields = excluded.fields, hash = excluded.hash,
-	run_id = excluded.run_id, hop = excluded.hop, chain = excluded.chain, created_at = excluded.created_at`
+	run_id = excluded.run_id, hop = excluded.hop, chain = excluded.chain, created_at = excluded.created_at, written_at = excluded.written_at`
 
 func fingerprintArgs(f store.Fingerprint) []any {
 	fields, _ := json.Marshal(f.Fields) // a []string always encodes
-	return []any{f.ID, f.System, f.Entity, f.RecordID, string(fields), f.Hash, f.RunID, f.Hop, f.Chain, f.CreatedAt}
+	written := f.WrittenAt
+	if written.IsZero() {
+		written = f.CreatedAt
+	}
+	return []any{f.ID, f.System, f.Entity, f.RecordID, string(fields), f.Hash, f.RunID, f.Hop, f.Chain, f.CreatedAt, written}
 }
 
 // queueFingerprint adds a fingerprint's upsert to a finish batch.
@@ -65,18 +69,22 @@ func (s *Store) SaveFingerprint(ctx context.Context, f store.Fingerprint) error 
 // unknown records through fingerprints_record, each kind with its own
 // LIMIT: one LIMIT over both would let many writes of unknown records (a
 // burst of creates) push the record's own fingerprint out of the answer.
-// Those of unknown records are read from p.UnknownFrom().
+// Those of unknown records are read from p.UnknownFrom(). The window is on
+// created_at (the answer), the order on written_at (the call's start; see
+// store.Fingerprint), so the rows in the window are sorted rather than
+// read in index order: a record's writes of one window, and the writes of
+// unknown records of two minutes.
 func (s *Store) FindFingerprints(ctx context.Context, p store.FindFingerprintsParams) ([]store.Fingerprint, error) {
 	n, unknown := limit(p.Limit), limit(p.Limit)
 	if p.RecordID == "" {
 		unknown = 0 // the first kind is that one already
 	}
 	const kind = `(SELECT f.id, f.system, f.entity, f.record_id, f.fields, f.hash, f.run_id, f.hop, f.chain,
-		coalesce(e.echo_hash, '') AS echo_hash, f.created_at FROM fingerprints f
+		coalesce(e.echo_hash, '') AS echo_hash, f.created_at, f.written_at FROM fingerprints f
 		LEFT JOIN fingerprint_echoes e ON e.fingerprint_id = f.id AND e.source = $7
 		WHERE f.system = $1 AND f.entity = $2 AND f.record_id = %s AND f.created_at >= %s
-		ORDER BY f.created_at DESC, f.id DESC LIMIT %s)`
-	rows, err := s.pool.Query(ctx, fmt.Sprintf(kind, "$3", "$4", "$5")+` UNION ALL `+fmt.Sprintf(kind, "''", "$8", "$6")+` ORDER BY created_at DESC, id DESC`,
+		ORDER BY f.written_at DESC, f.id DESC LIMIT %s)`
+	rows, err := s.pool.Query(ctx, fmt.Sprintf(kind, "$3", "$4", "$5")+` UNION ALL `+fmt.Sprintf(kind, "''", "$8", "$6")+` ORDER BY written_at DESC, id DESC`,
 		p.System, p.Entity, p.RecordID, p.Since, n, unknown, p.Source, p.UnknownFrom())
 	if err != nil {
 		return nil, fmt.Errorf("find fingerprints: %w", err)
@@ -84,10 +92,10 @@ func (s *Store) FindFingerprints(ctx context.Context, p store.FindFingerprintsPa
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Fingerprint, error) {
 		var f store.Fingerprint
 		var fields string
-		if err := r.Scan(&f.ID, &f.System, &f.Entity, &f.RecordID, &fields, &f.Hash, &f.RunID, &f.Hop, &f.Chain, &f.EchoHash, &f.CreatedAt); err != nil {
+		if err := r.Scan(&f.ID, &f.System, &f.Entity, &f.RecordID, &fields, &f.Hash, &f.RunID, &f.Hop, &f.Chain, &f.EchoHash, &f.CreatedAt, &f.WrittenAt); err != nil {
 			return f, err
 		}
-		f.CreatedAt = f.CreatedAt.UTC()
+		f.CreatedAt, f.WrittenAt = f.CreatedAt.UTC(), f.WrittenAt.UTC()
 		if err := json.Unmarshal([]byte(fields), &f.Fields); err != nil {
 			return f, fmt.Errorf("fingerprint %s: fields: %w", f.ID, err)
 		}

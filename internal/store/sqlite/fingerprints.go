@@ -17,18 +17,22 @@ type execer interface {
 
 // Not prepared at Open like the hot statements: most events and writes
 // have no lineage or fingerprint.
-const qUpsertFingerprint = `INSERT INTO fingerprints (id, system, entity, record_id, fields, hash, run_id, hop, chain, created_at)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET system = excluded.system,
+const qUpsertFingerprint = `INSERT INTO fingerprints (id, system, entity, record_id, fields, hash, run_id, hop, chain, created_at, written_at)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET system = excluded.system,
 	entity = excluded.entity, record_id = CASE WHEN excluded.record_id = '' THEN fingerprints.record_id ELSE excluded.record_id END, fields = excluded.fields, hash = excluded.hash,
-	run_id = excluded.run_id, hop = excluded.hop, chain = excluded.chain, created_at = excluded.created_at`
+	run_id = excluded.run_id, hop = excluded.hop, chain = excluded.chain, created_at = excluded.created_at, written_at = excluded.written_at`
 
 func upsertFingerprint(ctx context.Context, db execer, f store.Fingerprint) error {
 	fields, err := json.Marshal(f.Fields)
 	if err != nil {
 		return err
 	}
+	written := f.WrittenAt
+	if written.IsZero() {
+		written = f.CreatedAt
+	}
 	if _, err := db.ExecContext(ctx, qUpsertFingerprint, f.ID, f.System, f.Entity, f.RecordID, string(fields), f.Hash,
-		f.RunID, f.Hop, f.Chain, micros(f.CreatedAt)); err != nil {
+		f.RunID, f.Hop, f.Chain, micros(f.CreatedAt), micros(written)); err != nil {
 		return fmt.Errorf("save fingerprint: %w", err)
 	}
 	return nil
@@ -51,18 +55,22 @@ func (s *Store) SaveFingerprint(ctx context.Context, f store.Fingerprint) error 
 // unknown records through fingerprints_record, each kind with its own
 // LIMIT: one LIMIT over both would let many writes of unknown records (a
 // burst of creates) push the record's own fingerprint out of the answer.
-// Those of unknown records are read from p.UnknownFrom().
+// Those of unknown records are read from p.UnknownFrom(). The window is on
+// created_at (the answer), the order on written_at (the call's start; see
+// store.Fingerprint), so the rows in the window are sorted rather than
+// read in index order: a record's writes of one window, and the writes of
+// unknown records of two minutes.
 func (s *Store) FindFingerprints(ctx context.Context, p store.FindFingerprintsParams) ([]store.Fingerprint, error) {
 	const kind = `SELECT * FROM (SELECT f.id, f.system, f.entity, f.record_id, f.fields, f.hash, f.run_id, f.hop, f.chain,
-		coalesce(e.echo_hash, ''), f.created_at FROM fingerprints f
+		coalesce(e.echo_hash, ''), f.created_at, f.written_at FROM fingerprints f
 		LEFT JOIN fingerprint_echoes e ON e.fingerprint_id = f.id AND e.source = ?
 		WHERE f.system = ? AND f.entity = ? AND f.record_id = ? AND f.created_at >= ?
-		ORDER BY f.created_at DESC, f.id DESC LIMIT ?)`
+		ORDER BY f.written_at DESC, f.id DESC LIMIT ?)`
 	n, unknown := limit(p.Limit), limit(p.Limit)
 	if p.RecordID == "" {
 		unknown = 0 // the first kind is that one already
 	}
-	rows, err := s.r.QueryContext(ctx, kind+` UNION ALL `+kind+` ORDER BY 11 DESC, 1 DESC`,
+	rows, err := s.r.QueryContext(ctx, kind+` UNION ALL `+kind+` ORDER BY 12 DESC, 1 DESC`,
 		p.Source, p.System, p.Entity, p.RecordID, micros(p.Since), n,
 		p.Source, p.System, p.Entity, "", micros(p.UnknownFrom()), unknown)
 	if err != nil {
@@ -73,14 +81,14 @@ func (s *Store) FindFingerprints(ctx context.Context, p store.FindFingerprintsPa
 	for rows.Next() {
 		var f store.Fingerprint
 		var fields string
-		var at int64
-		if err := rows.Scan(&f.ID, &f.System, &f.Entity, &f.RecordID, &fields, &f.Hash, &f.RunID, &f.Hop, &f.Chain, &f.EchoHash, &at); err != nil {
+		var at, written int64
+		if err := rows.Scan(&f.ID, &f.System, &f.Entity, &f.RecordID, &fields, &f.Hash, &f.RunID, &f.Hop, &f.Chain, &f.EchoHash, &at, &written); err != nil {
 			return nil, err
 		}
 		if err := json.Unmarshal([]byte(fields), &f.Fields); err != nil {
 			return nil, fmt.Errorf("fingerprint %s: fields: %w", f.ID, err)
 		}
-		f.CreatedAt = fromMicros(at)
+		f.CreatedAt, f.WrittenAt = fromMicros(at), fromMicros(written)
 		out = append(out, f)
 	}
 	return out, rows.Err()

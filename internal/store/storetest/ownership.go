@@ -16,7 +16,7 @@ import (
 func runOwnership(t *testing.T, setup func(t *testing.T) bundle) {
 	fp := func(id, record, hash string, at time.Time) store.Fingerprint {
 		return store.Fingerprint{ID: id, System: "crm", Entity: "customer", RecordID: record, Fields: []string{"email", "name"},
-			Hash: hash, RunID: "run_1", Hop: 1, Chain: "form → crm customer " + record, CreatedAt: at}
+			Hash: hash, RunID: "run_1", Hop: 1, Chain: "form → crm customer " + record, CreatedAt: at, WrittenAt: at}
 	}
 	find := func(t *testing.T, b bundle, record string, since time.Time) []store.Fingerprint {
 		t.Helper()
@@ -80,6 +80,40 @@ func runOwnership(t *testing.T, setup func(t *testing.T) bundle) {
 		require.NoError(t, err)
 		require.Equal(t, 1, n)
 		require.Len(t, find(t, b, "44", t0), 1, "newer fingerprints stay")
+	})
+
+	t.Run("FingerprintsInWriteOrder", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		// w1's call starts, its webhook comes, and w3 (caused by it)
+		// starts before w1 is answered: w1 is completed later than w3 was
+		// saved, but it is still the older write.
+		w1 := fp("w1", "42", "h", t0)
+		require.NoError(t, b.s.SaveFingerprint(b.ctx, w1))
+		w3 := fp("w3", "42", "h", t0.Add(time.Second))
+		require.NoError(t, b.s.SaveFingerprint(b.ctx, w3))
+		w1.CreatedAt = t0.Add(2 * time.Second) // answered
+		require.NoError(t, b.s.SaveFingerprint(b.ctx, w1))
+		got := find(t, b, "42", t0)
+		require.Equal(t, []string{"w3", "w1"}, ids(got), "newest write first, however late an older one was answered")
+		require.Equal(t, w1, got[1], "the answer moves the window, not the write's place")
+		require.Equal(t, []string{"w1"}, ids(find(t, b, "42", t0.Add(1500*time.Millisecond))), "the window counts from the answer")
+		// A retry is a new call: it saves the fingerprint with a new time
+		// before it, and is then the newest write.
+		w1 = fp("w1", "42", "h", t0.Add(3*time.Second))
+		require.NoError(t, b.s.SaveFingerprint(b.ctx, w1))
+		require.Equal(t, []string{"w1", "w3"}, ids(find(t, b, "42", t0)))
+		// The order holds across both kinds, the record's own and those
+		// whose record id is not known.
+		require.NoError(t, b.s.SaveFingerprint(b.ctx, store.Fingerprint{ID: "u2", System: "crm", Entity: "customer", Fields: []string{"name"},
+			Hash: "h", RunID: "run_2", Hop: 1, CreatedAt: t0.Add(4 * time.Second), WrittenAt: t0.Add(2 * time.Second)}))
+		require.Equal(t, []string{"w1", "u2", "w3"}, ids(find(t, b, "42", t0)))
+		// A fingerprint saved without WrittenAt is in order by CreatedAt.
+		require.NoError(t, b.s.SaveFingerprint(b.ctx, store.Fingerprint{ID: "w5", System: "crm", Entity: "customer", RecordID: "42", Fields: []string{"name"},
+			Hash: "h", RunID: "run_3", Hop: 1, CreatedAt: t0.Add(5 * time.Second)}))
+		got = find(t, b, "42", t0)
+		require.Equal(t, []string{"w5", "w1", "u2", "w3"}, ids(got))
+		require.Equal(t, t0.Add(5*time.Second), got[0].WrittenAt)
 	})
 
 	t.Run("FingerprintsOfUnknownRecords", func(t *testing.T) {
