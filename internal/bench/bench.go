@@ -44,16 +44,16 @@ type Config struct {
 	// Only, when set, runs only the named phase ("ingest" or "e2e") after
 	// the baseline, for profiling one of them.
 	Only string `json:"only,omitempty"`
-	// Self is the switchboard binary. When set, each phase's server (the
-	// bare baseline, `switchboard serve`) runs as a process of its own, as
-	// in production, so its CPU and memory are measured apart from the load
-	// generator's and the sink's; readiness and idle memory are measured
-	// on a `serve` process started on the ingest phase's store. Unset
-	// (tests), everything runs in this process and idle RSS is 0.
+	// Self is the switchboard binary. When set, readiness and idle memory
+	// are measured on a real `serve` process started on the ingest phase's
+	// store; otherwise readiness is measured in process and idle RSS is 0.
 	Self string `json:"-"`
-	// InProcess runs the phases' servers in this process even with Self
-	// set: what a CPU or allocation profile of this process needs.
-	InProcess bool `json:"in_process"`
+	// SeparateProcesses (with Self) runs each phase's server as a process
+	// of its own (the bare baseline, `switchboard serve`), as in
+	// production, so that its CPU and memory are measured apart from the
+	// load generator's and the sink's, which stay in this process. By
+	// default everything runs in this one process.
+	SeparateProcesses bool `json:"separate_processes"`
 	// AfterBaseline, when set, is called once the baseline phase is done:
 	// a CPU profile started there covers only the phases under study.
 	AfterBaseline func() `json:"-"`
@@ -77,8 +77,8 @@ type Phase struct {
 	// CPUPerEvUS is the server's user+system CPU over the phase (from
 	// ready to the end of the load, and of the drain end to end) divided
 	// by the requests sent; PeakRSSMB its peak resident memory. With the
-	// server in this process (InProcess, tests) both include the load
-	// generator and the sink.
+	// server in this process (the default) both include the load
+	// generator's and the sink's.
 	CPUPerEvUS float64 `json:"cpu_us_per_event"`
 	PeakRSSMB  float64 `json:"peak_rss_mb"`
 	// LoadCPUPerEvUS is the bench process's CPU per request (load

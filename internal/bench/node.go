@@ -21,9 +21,10 @@ import (
 )
 
 // node is the server a phase loads: the bare baseline handler or a
-// Switchboard node. With Config.Self set it is a process of its own, as in
-// production, and the phase's CPU and memory are its own; in process (tests,
-// profiles) they include the load generator's and the sink's.
+// Switchboard node. In this process by default (the phase's CPU and memory
+// then include the load generator's and the sink's); with
+// Config.SeparateProcesses a process of its own, as in production, whose
+// CPU and memory are its own.
 type node struct {
 	url  string
 	stop func()
@@ -34,7 +35,7 @@ type node struct {
 }
 
 // separate reports whether cfg's phases run their server as a process.
-func (cfg Config) separate() bool { return cfg.Self != "" && !cfg.InProcess }
+func (cfg Config) separate() bool { return cfg.Self != "" && cfg.SeparateProcesses }
 
 // usage is the node's CPU time so far and its peak resident memory.
 func (n *node) usage() (time.Duration, int64) {

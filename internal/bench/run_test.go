@@ -27,10 +27,10 @@ func TestRunShort(t *testing.T) {
 	require.Equal(t, "sqlite", rep.StoreKind)
 }
 
-// TestRunSeparateProcesses runs the bench as `switchboard bench` does:
-// the baseline server and the nodes are processes of their own, so each
-// phase's CPU and peak RSS are theirs, and the bench process's own CPU (load
-// generator and sink) is reported apart.
+// TestRunSeparateProcesses runs the bench as `switchboard bench
+// --separate-processes` does: the baseline server and the nodes are
+// processes of their own, so each phase's CPU and peak RSS are theirs, and
+// the bench process's own CPU (load generator and sink) is reported apart.
 func TestRunSeparateProcesses(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds switchboard and runs three load phases")
@@ -43,7 +43,7 @@ func TestRunSeparateProcesses(t *testing.T) {
 	out, err = build.CombinedOutput()
 	require.NoError(t, err, "go build: %s", out)
 
-	rep, err := Run(t.Context(), Config{Connections: 8, Duration: Dur(500 * time.Millisecond), Workers: 16, DupPercent: 3, Self: bin}, nil)
+	rep, err := Run(t.Context(), Config{Connections: 8, Duration: Dur(500 * time.Millisecond), Workers: 16, DupPercent: 3, Self: bin, SeparateProcesses: true}, nil)
 	require.NoError(t, err)
 	require.True(t, rep.NodeProcess)
 	require.Len(t, rep.Phases, 3)

@@ -29,7 +29,7 @@ func runBench(ctx context.Context, e env, args []string) error {
 	fs.IntVar(&cfg.Flows, "flows", 1, "flows started by each event")
 	fs.IntVar(&cfg.Steps, "steps", 1, "steps per flow (each posts to the sink)")
 	fs.StringVar(&cfg.Only, "only", "", "after the baseline, run only this phase: ingest or e2e (for profiling)")
-	fs.BoolVar(&cfg.InProcess, "in-process", false, "run the servers in the bench process (CPU and RSS then include the load generator's); implied by the profiles")
+	fs.BoolVar(&cfg.SeparateProcesses, "separate-processes", false, "run each phase's server as a process of its own: CPU per event and peak RSS are then the server's alone, without the load generator's")
 	baselineServer := fs.String("baseline-server", "", "internal: serve the bare baseline handler on this address (the bench starts it as a process of its own)")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the phases after the baseline to this file (go tool pprof)")
@@ -40,8 +40,9 @@ func runBench(ctx context.Context, e env, args []string) error {
 	if *baselineServer != "" {
 		return bench.ServeBaseline(ctx, *baselineServer)
 	}
-	// A profile is of this process: the servers must run in it.
-	cfg.InProcess = cfg.InProcess || *cpuProfile != "" || *memProfile != ""
+	if cfg.SeparateProcesses && (*cpuProfile != "" || *memProfile != "") {
+		return usageError{"bench: --cpuprofile and --memprofile profile the bench process; with --separate-processes the servers run elsewhere"}
+	}
 	if *memProfile != "" {
 		// Sampling starts after the baseline, so the profile holds the
 		// node's allocations (and the load's), not the bare server's.
@@ -115,7 +116,7 @@ func runBench(ctx context.Context, e env, args []string) error {
 		}
 		fmt.Fprintf(e.stdout, "\nCPU and RSS are the server process's own; the load generator and the sink (the bench process) used, in µs per request: %s\n", strings.Join(load, ", "))
 	} else {
-		fmt.Fprintf(e.stdout, "\nthe servers ran in the bench process: CPU and RSS include the load generator's and the sink's\n")
+		fmt.Fprintf(e.stdout, "\nthe servers ran in the bench process: CPU and RSS include the load generator's and the sink's (--separate-processes measures the servers alone)\n")
 	}
 	if rep.ServeReadyMS > 0 {
 		fmt.Fprintf(e.stdout, "serve (a separate process) on the ingest phase's database: ready in %.0f ms, idle RSS %.0f MB (%.0f anonymous, %.0f file-backed)\n",
