@@ -155,9 +155,9 @@ func TestDecodeJSON(t *testing.T) {
 		{"object", `{"id": 12345678901234567890}`, map[string]any{"id": json.Number("12345678901234567890")}, ""},
 		{"array", `[1, "a"]`, []any{json.Number("1"), "a"}, ""},
 		{"trailing space", "true \n", true, ""},
-		{"empty", "", nil, "EOF"},
-		{"trailing data", `{} {}`, nil, "trailing data after JSON value"},
-		{"not json", `<html>`, nil, "invalid character '<' looking for beginning of value"},
+		{"empty", "", nil, "no JSON value (empty input) at offset 0"},
+		{"trailing data", `{} {}`, nil, "unexpected data after the JSON value at offset 3"},
+		{"not json", `<html>`, nil, "invalid character '<' looking for beginning of value at offset 0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
