@@ -49,9 +49,10 @@ type Options struct {
 	// refused every time fails every batch it joins, and the items that
 	// happened to share them; with it, only that item fails, and the
 	// others are committed alone (as many commits as items, once). Errors
-	// it does not claim still fail the whole batch: retrying a batch item
-	// by item against a database that is down would only multiply the
-	// failing calls.
+	// it does not claim still fail the whole batch, and end a split that
+	// meets one (the rest of the batch fails with it): retrying item by
+	// item against a database that is down would only multiply the
+	// failing calls, each up to the timeout.
 	Split func(error) bool
 }
 
@@ -161,9 +162,17 @@ func (c *Committer[T, R]) commit(ctx context.Context, batch []*pending[T, R]) {
 	}
 	res, err := c.call(ctx, items)
 	if err != nil && len(items) > 1 && c.opts.Split != nil && c.opts.Split(err) {
+		var down error // an error of another kind: the rest fail with it
 		for i, p := range batch {
+			if down != nil {
+				p.done <- outcome[R]{err: down}
+				continue
+			}
 			r, err := c.call(ctx, items[i:i+1:i+1])
 			if err != nil {
+				if !c.opts.Split(err) {
+					down = err
+				}
 				p.done <- outcome[R]{err: err}
 				continue
 			}

@@ -141,6 +141,41 @@ func TestSplitIsolatesRefusedItem(t *testing.T) {
 	require.Equal(t, append([]int{11}, slices.Repeat([]int{1}, 11)...), sizes)
 }
 
+// TestSplitStopsWhenTheDatabaseFails: a split that meets an error of
+// another kind (the database went down meanwhile) fails the rest of the
+// batch with it instead of calling the failing database once per item.
+func TestSplitStopsWhenTheDatabaseFails(t *testing.T) {
+	t.Parallel()
+	down := errors.New("connection refused")
+	var calls atomic.Int64
+	c := batch.New(func(_ context.Context, items []int) ([]int, error) {
+		switch calls.Add(1) {
+		case 1:
+			return nil, errRefused // the whole batch
+		case 2:
+			return items, nil // its first item alone
+		default:
+			return nil, down
+		}
+	}, batch.Options{MaxBatch: 64, Queue: 64, Split: func(err error) bool { return errors.Is(err, errRefused) }})
+	items := make(chan int)
+	ready := make(chan struct{})
+	go func() {
+		// Queue the batch before the committer runs, so it is one batch.
+		for i := range 10 {
+			go func() { _, _ = c.Submit(t.Context(), i); items <- i }()
+		}
+		close(ready)
+	}()
+	<-ready
+	require.Eventually(t, func() bool { return c.Pending() == 10 }, 10*time.Second, time.Millisecond)
+	go c.Run(t.Context())
+	for range 10 {
+		<-items
+	}
+	require.Equal(t, int64(3), calls.Load(), "the batch, one item that passed, one that met the outage; the rest failed without a call")
+}
+
 func TestNoSplitOnOtherErrors(t *testing.T) {
 	t.Parallel()
 	down := errors.New("connection refused")

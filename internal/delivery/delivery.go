@@ -34,6 +34,9 @@ type Store interface {
 	ListPauses(ctx context.Context) ([]store.SystemPause, error)
 	WakeHeld(ctx context.Context, system string, now time.Time) (int, error)
 	SaveFingerprint(ctx context.Context, f store.Fingerprint) error
+	// GetRun reads a run: after a commit of its result failed, whether
+	// the database had applied it anyway (see submit).
+	GetRun(ctx context.Context, id string) (store.Run, error)
 }
 
 // Notifier is told about every run that dies, at once. Implementations must
@@ -479,19 +482,20 @@ func (x *Executor) renew(ctx context.Context) {
 			byToken[tok] = append(byToken[tok], id)
 		}
 		x.mu.Unlock()
-		now := x.cfg.NowFunc()
+		// The round is bounded at half a lease: a slow renewal still lands
+		// before the leases lapse (two intervals after the last), while
+		// one hung on a connection the database stopped answering would
+		// hold every later renewal (until TCP gives up, minutes). Each
+		// renewal extends from its own start, not the round's.
+		rctx, cancel := context.WithTimeout(ctx, x.cfg.Lease/2)
 		for tok, ids := range byToken {
-			// Bounded at half a lease: a slow renewal still lands before
-			// the leases lapse (two intervals after the last), while one
-			// hung on a connection the database stopped answering would
-			// hold every later renewal (until TCP gives up, minutes).
-			rctx, cancel := context.WithTimeout(ctx, x.cfg.Lease/2)
+			now := x.cfg.NowFunc()
 			err := x.cfg.Store.ExtendLeases(rctx, store.ExtendParams{Token: tok, RunIDs: ids, LeaseUntil: now.Add(x.cfg.Lease), Now: now})
-			cancel()
 			if err != nil && ctx.Err() == nil {
 				x.cfg.Logger.Error("extend leases", "runs", len(ids), "error", err)
 			}
 		}
+		cancel()
 	}
 }
 

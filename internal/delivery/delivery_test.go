@@ -487,9 +487,9 @@ func TestRenewalOutlivesHungCall(t *testing.T) {
 	require.NoError(t, <-errc)
 }
 
-// poisonStore makes the database refuse the result of one run (a state its
-// CHECK constraint does not allow), and holds the first commit holding a
-// result until release.
+// poisonStore makes the database refuse the successful result of one run
+// (a state its CHECK constraint does not allow), and holds the first
+// commit holding a result until release.
 type poisonStore struct {
 	delivery.Store
 	poison        atomic.Value // the run ID
@@ -503,8 +503,8 @@ func (p *poisonStore) FinishAndClaim(ctx context.Context, ps []store.FinishParam
 	}
 	ps = slices.Clone(ps)
 	for i := range ps {
-		if ps[i].RunID == p.poison.Load() {
-			ps[i].State = "bogus"
+		if ps[i].RunID == p.poison.Load() && ps[i].State == store.RunSucceeded {
+			ps[i].State = "bogus" // the result; its dead letter passes
 		}
 	}
 	return p.Store.FinishAndClaim(ctx, ps, c)
@@ -530,7 +530,9 @@ func (l *lockedBuffer) String() string {
 
 // TestRefusedResultFailsAlone: a result the database refuses fails alone;
 // the results that shared its commit are stored at once, not failed with
-// it and retried (as they would be every time they met it).
+// it and retried (as they would be every time they met it). The refused
+// run is dead-lettered with the database's reason and the notifier told:
+// left leased, it would call its system again at every lease expiry.
 func TestRefusedResultFailsAlone(t *testing.T) {
 	t.Parallel()
 	b := setup(t, `
@@ -568,7 +570,7 @@ flows:
 	logs := &lockedBuffer{}
 	x := delivery.New(delivery.Config{
 		Store: st, Plan: b.plan, Workers: 4, Lease: 5 * time.Second, PollInterval: 5 * time.Millisecond,
-		Grace: 100 * time.Millisecond, Logger: slog.New(slog.NewJSONHandler(logs, nil)),
+		Grace: 100 * time.Millisecond, Logger: slog.New(slog.NewJSONHandler(logs, nil)), Notifier: b.dead,
 	})
 	ctx, cancel := context.WithCancel(t.Context())
 	errc := make(chan error, 1)
@@ -587,10 +589,22 @@ flows:
 				n++
 			}
 		}
-		return n == 3 && strings.Contains(logs.String(), byKey["poison"])
+		r, err := b.store.GetRun(t.Context(), byKey["poison"])
+		return n == 3 && err == nil && r.State == store.RunDead
 	}, 10*time.Second, 5*time.Millisecond)
 	cancel()
 	require.NoError(t, <-errc)
+
+	r, err := b.store.GetRun(t.Context(), byKey["poison"])
+	require.NoError(t, err)
+	require.Contains(t, r.LastError, `the database refused the result of attempt 1 of step "one"`)
+	require.Contains(t, r.LastError, "CHECK constraint failed")
+	attempts, err := b.store.ListAttempts(t.Context(), byKey["poison"])
+	require.NoError(t, err)
+	require.Len(t, attempts, 1)
+	require.Equal(t, store.AttemptDead, attempts[0].Outcome)
+	require.Len(t, b.dead.dead, 1, "the dead letter is notified")
+	require.Equal(t, byKey["poison"], b.dead.dead[0].RunID)
 
 	refused := 0
 	for line := range strings.Lines(logs.String()) {
@@ -600,10 +614,68 @@ flows:
 			continue // attempts; the end of the grace period
 		}
 		require.Equal(t, byKey["poison"], rec["run_id"], "only the poison's result fails: %s", line)
-		if strings.Contains(line, "CHECK constraint failed") { // (the last may be the shutdown's)
+		if strings.Contains(line, "CHECK constraint failed") {
 			refused++
 		}
 	}
 	require.Positive(t, refused, "the poison's result is refused with the database's reason")
 	require.Len(t, b.sys["first"].Calls(), 4, "each run called once")
+}
+
+// lateFailure applies the first commit holding a result and then reports
+// it failed: a commit cut off by the timeout (or a lost connection) after
+// the database had committed it.
+type lateFailure struct {
+	delivery.Store
+	once sync.Once
+}
+
+func (l *lateFailure) FinishAndClaim(ctx context.Context, ps []store.FinishParams, c *store.ClaimParams) ([]error, []store.ClaimedRun, error) {
+	errs, claimed, err := l.Store.FinishAndClaim(ctx, ps, c)
+	failed := false
+	if err == nil && len(ps) > 0 {
+		l.once.Do(func() { failed = true })
+	}
+	if failed {
+		return nil, nil, context.DeadlineExceeded
+	}
+	return errs, claimed, err
+}
+
+// TestResultAppliedDespiteError: a commit reported failed that had in fact
+// applied is recognised before the retry: the attempt is recorded once and
+// the dead letter is notified, instead of the retry finding the lease gone
+// and dropping the run's end as a lease lost to another worker.
+func TestResultAppliedDespiteError(t *testing.T) {
+	t.Parallel()
+	b := setup(t, twoSteps)
+	b.sys["first"].do = func(int, connector.Request) (connector.Result, error) {
+		return connector.Result{Status: 400}, connector.Permanent(errors.New("400 Bad Request: no such customer"))
+	}
+	b.insert(t, "e1", `{"n":1}`)
+	logs := &lockedBuffer{}
+	x := delivery.New(delivery.Config{
+		Store: &lateFailure{Store: b.store}, Plan: b.plan, Workers: 2, Lease: 5 * time.Second, PollInterval: 5 * time.Millisecond,
+		Notifier: b.dead, Logger: slog.New(slog.NewJSONHandler(logs, nil)),
+	})
+	ctx, cancel := context.WithCancel(t.Context())
+	errc := make(chan error, 1)
+	go func() { errc <- x.Run(ctx) }()
+	require.Eventually(t, func() bool {
+		b.dead.mu.Lock()
+		defer b.dead.mu.Unlock()
+		return len(b.dead.dead) > 0
+	}, 10*time.Second, 5*time.Millisecond, "no dead letter notified; logs: %s", logs)
+	cancel()
+	require.NoError(t, <-errc)
+
+	runs, err := b.store.ListRuns(t.Context(), store.ListRunsParams{})
+	require.NoError(t, err)
+	require.Len(t, runs, 1)
+	require.Equal(t, store.RunDead, runs[0].State)
+	attempts, err := b.store.ListAttempts(t.Context(), runs[0].ID)
+	require.NoError(t, err)
+	require.Len(t, attempts, 1, "the attempt is recorded once")
+	require.NotContains(t, logs.String(), "lease lost")
+	require.Contains(t, logs.String(), "attempt result not stored; retrying", "the failure was seen")
 }

@@ -309,6 +309,9 @@ func (x *Executor) finish(ctx context.Context, c store.ClaimedRun, step *flow.St
 	case errors.Is(err, store.ErrLeaseLost):
 		x.cfg.Logger.Warn("attempt result dropped: lease lost to another worker", attrs...)
 		return false
+	case store.IsRefused(err):
+		x.refused(ctx, c, p, err, attrs)
+		return false
 	case err != nil:
 		x.cfg.Logger.Error("attempt result not stored; the run will be retried when its lease expires",
 			append(attrs, "store_error", err.Error())...)
@@ -338,10 +341,53 @@ func (x *Executor) finish(ctx context.Context, c store.ClaimedRun, step *flow.St
 	return true
 }
 
+// refused handles a result the database refuses (a value it cannot
+// store): it would be refused every time, and a run left leased would run
+// its step again at each lease expiry, each time calling the system. The
+// run is dead-lettered instead, with a record of our own words only (the
+// refused value may be in any part of the result), and the notifier told.
+func (x *Executor) refused(ctx context.Context, c store.ClaimedRun, p store.FinishParams, cause error, attrs []any) {
+	a := p.Attempt
+	msg := fmt.Sprintf("the database refused the result of attempt %d of step %q (%v): the call to %s was made; check it there before replaying",
+		a.Number, a.StepID, cause, a.System)
+	now := x.cfg.NowFunc()
+	q := store.FinishParams{
+		RunID: p.RunID, Token: p.Token, Now: now,
+		Attempt: store.Attempt{
+			StepIndex: a.StepIndex, StepID: a.StepID, System: a.System, Number: a.Number, Outcome: store.AttemptDead,
+			Status: a.Status, Error: msg, Duration: a.Duration, StartedAt: a.StartedAt,
+		},
+		State: store.RunDead, Step: a.StepIndex, StepID: a.StepID, RunAttempt: a.Number, DueAt: now, LastError: msg,
+	}
+	if err := x.submit(ctx, q); err != nil {
+		x.cfg.Logger.Error("attempt result refused by the database, and its dead letter not stored; the run will be retried when its lease expires",
+			append(attrs, "store_error", cause.Error(), "dead_letter_error", err.Error())...)
+		return
+	}
+	x.cfg.Logger.Error("attempt result refused by the database: run dead-lettered", append(attrs, "store_error", cause.Error())...)
+	x.cfg.Metrics.StepAttempt(c.Run.Flow, a.StepID, a.System, store.AttemptDead)
+	x.cfg.Metrics.RunTransition(c.Run.Flow, store.RunDead, now.Sub(c.Run.CreatedAt))
+	if x.cfg.Notifier != nil {
+		x.cfg.Notifier.RunDead(ctx, DeadRun{
+			RunID: c.Run.ID, EventID: c.Event.ID, Source: c.Event.Source, Flow: c.Run.Flow,
+			Step: a.StepID, System: a.System, Attempts: a.Number, Error: msg,
+		})
+	}
+}
+
 // submit commits one result through the finisher, retrying a few times
 // when the store fails: the step's effect has happened, and giving up would
 // let the lease lapse and the step run again. The run stays tracked
-// meanwhile, so its lease keeps being renewed. A lost lease is final.
+// meanwhile, so its lease keeps being renewed. A lost lease is final, and
+// so is a refused result.
+//
+// A commit that failed may have applied all the same: one cut off by the
+// commit timeout or a lost connection after the database committed. So
+// before each retry it reads the run: if the run's last change is this
+// result (its time and new state), the result is stored, and a retry
+// would only record the attempt twice and find the lease gone (taking the
+// run's end for a lease lost to another worker: no dead-letter alert, no
+// metrics).
 func (x *Executor) submit(ctx context.Context, p store.FinishParams) error {
 	var err error
 	for i, wait := range []time.Duration{0, 100 * time.Millisecond, 500 * time.Millisecond, 2 * time.Second} {
@@ -351,17 +397,30 @@ func (x *Executor) submit(ctx context.Context, p store.FinishParams) error {
 			case <-ctx.Done():
 				return errors.Join(err, ctx.Err())
 			}
+			if x.applied(ctx, p) {
+				return nil
+			}
 		}
 		var res cycleResult
 		res, err = x.cycles.Submit(ctx, cycle{finish: p})
 		if err == nil {
 			return res.err
 		}
+		if store.IsRefused(err) {
+			return err
+		}
 		if i < 3 {
-			x.cfg.Logger.Warn("store refused an attempt result; retrying", "run_id", p.RunID, "error", err.Error())
+			x.cfg.Logger.Warn("attempt result not stored; retrying", "run_id", p.RunID, "error", err.Error())
 		}
 	}
 	return err
+}
+
+// applied reports whether p is already the run's last change: its time
+// (stored to the microsecond) and the state and step it moved the run to.
+func (x *Executor) applied(ctx context.Context, p store.FinishParams) bool {
+	run, err := x.cfg.Store.GetRun(ctx, p.RunID)
+	return err == nil && run.UpdatedAt.Equal(p.Now.Truncate(time.Microsecond)) && run.State == p.State && run.Step == p.Step
 }
 
 // traceAttempt ends the attempt's span (or marks the run's, when the run
