@@ -55,6 +55,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	if !strings.Contains(dsn, "pool_max_conns") && opts.MaxConns > 0 {
 		cfg.MaxConns = opts.MaxConns
 	}
+	cfg.ConnConfig.DialFunc = dialer().DialContext
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: connect: %w", err)
