@@ -131,3 +131,29 @@ func TestDuplicateOfUncommittedInsert(t *testing.T) {
 	require.Len(t, runs, 1, "no run for the duplicate")
 	require.Equal(t, got.res[1].EventID, runs[0].EventID)
 }
+
+// TestLockTimeoutIsNotRefused: an error the server gives that is not about
+// the values (here a lock timeout, SQLSTATE 55P03, waiting on another
+// transaction's insert of the same key) is not marked ErrRefused, so a
+// group commit is not split over it: the same batch may pass a moment later.
+func TestLockTimeoutIsNotRefused(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	dsn := storetest.PostgresDSN(t)
+	s, err := postgres.Open(ctx, dsn+"&options=-c%20lock_timeout%3D100ms", postgres.Options{Migrate: true, MaxConns: 2})
+	require.NoError(t, err)
+	defer s.Close()
+	other, err := pgx.Connect(ctx, dsn)
+	require.NoError(t, err)
+	defer other.Close(ctx)
+	tx, err := other.Begin(ctx)
+	require.NoError(t, err)
+	defer tx.Rollback(ctx) //nolint:errcheck // the test's end
+	now := time.Now().UTC()
+	_, err = tx.Exec(ctx, `INSERT INTO events (id, source, key, received_at, payload) VALUES ('evt_other', 'src', 'k1', $1, '{}')`, now)
+	require.NoError(t, err)
+
+	_, err = s.InsertEvents(ctx, []store.NewEvent{{ID: store.NewID("evt_", now), Source: "src", Key: "k1", ReceivedAt: now, Payload: []byte(`{}`)}})
+	require.ErrorContains(t, err, "55P03")
+	require.NotErrorIs(t, err, store.ErrRefused)
+}
