@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/switchboard-dev/switchboard/internal/alert/rule"
 	"github.com/switchboard-dev/switchboard/internal/app"
@@ -22,6 +25,7 @@ func runServe(ctx context.Context, e env, args []string) error {
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	noMigrate := fs.Bool("no-migrate", false, "PostgreSQL: refuse to start on a schema that is behind instead of migrating it")
 	noExecutor := fs.Bool("no-executor", false, "ingest only: accept webhooks and run timed sources, execute no runs (other nodes on the same PostgreSQL store do)")
+	debugAddr := fs.String("debug-addr", "", "serve Go's profiles (net/http/pprof, under /debug/pprof/) on this address, e.g. 127.0.0.1:6060; off when empty")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -45,9 +49,40 @@ func runServe(ctx context.Context, e env, args []string) error {
 		srv.Close()
 		return fmt.Errorf("listen: %w", err)
 	}
+	if *debugAddr != "" {
+		stop, err := serveDebug(*debugAddr)
+		if err != nil {
+			ln.Close()
+			srv.Close()
+			return err
+		}
+		defer stop()
+		log.Info("serving profiles", "addr", *debugAddr, "path", "/debug/pprof/")
+	}
 	log.Info("serving", "addr", ln.Addr().String(), "store", plan.Store, "sources", len(plan.Sources),
 		"flows", len(plan.Flows), "workers", plan.Workers, "executor", !*noExecutor)
 	return srv.Serve(ctx, ln)
+}
+
+// serveDebug serves Go's runtime profiles on addr, apart from the webhook
+// listener, so that a node can be profiled where it runs (go tool pprof
+// http://ADDR/debug/pprof/profile). Profiles hold code locations and
+// counts, not data, but they are for operators: keep addr on loopback or a
+// private network. The returned function stops it.
+func serveDebug(addr string) (func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on --debug-addr: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln) //nolint:errcheck // ends with Close
+	return func() { srv.Close() }, nil
 }
 
 func runMigrate(ctx context.Context, e env, args []string) error {
