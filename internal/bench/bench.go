@@ -54,6 +54,11 @@ type Config struct {
 	// load generator's and the sink's, which stay in this process. By
 	// default everything runs in this one process.
 	SeparateProcesses bool `json:"separate_processes"`
+	// NodeCPUProfile, with SeparateProcesses, is where the ingest and e2e
+	// nodes' CPU profiles go, one per phase: "cpu.prof" becomes
+	// "cpu-ingest.prof" and "cpu-e2e.prof". Each covers the phase's load
+	// (whole seconds), read from the node's --debug-addr.
+	NodeCPUProfile string `json:"-"`
 	// AfterBaseline, when set, is called once the baseline phase is done:
 	// a CPU profile started there covers only the phases under study.
 	AfterBaseline func() `json:"-"`
@@ -216,10 +221,11 @@ func runIngest(ctx context.Context, cfg Config, rep *Report, body bodyFunc, prog
 		}
 		defer srv.stop()
 		m := startMeter(srv)
+		prof := srv.profile(cfg, "ingest")
 		res, err := runLoad(ctx, loadConfig{URL: srv.url, Connections: cfg.Connections, Duration: time.Duration(cfg.Duration), Rate: cfg.Rate, Body: body})
 		p := phaseOf("ingest", res)
 		m.done(p)
-		return p, err
+		return p, errors.Join(err, prof())
 	})
 	if err != nil {
 		return err
@@ -266,6 +272,7 @@ func runE2E(ctx context.Context, cfg Config, rep *Report, body bodyFunc, progres
 		}
 		defer srv.stop()
 		m := startMeter(srv)
+		prof := srv.profile(cfg, "e2e")
 		start := time.Now()
 		res, err := runLoad(ctx, loadConfig{URL: srv.url, Connections: cfg.Connections, Duration: time.Duration(cfg.Duration), Rate: cfg.Rate, Body: body})
 		if err != nil {
@@ -287,7 +294,7 @@ func runE2E(ctx context.Context, cfg Config, rep *Report, body bodyFunc, progres
 		}
 		p.LagP50ms, p.LagP99ms = ms(sk.lagPercentile(50)), ms(sk.lagPercentile(99))
 		m.done(p) // the drain's work included
-		return p, nil
+		return p, prof()
 	})
 	if err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"log/slog"
 	"net"
 	"net/http"
@@ -32,6 +33,41 @@ type node struct {
 	// ready is how long the process took from its start to its first
 	// ready answer (0 in process).
 	ready time.Duration
+	// debug is the process's --debug-addr ("" when it has none).
+	debug string
+}
+
+// profile starts reading the node's CPU profile over the phase's load into
+// cfg.NodeCPUProfile (the phase's name added before its extension), when
+// asked; the returned function waits for it.
+func (n *node) profile(cfg Config, phase string) func() error {
+	if n.debug == "" || cfg.NodeCPUProfile == "" {
+		return func() error { return nil }
+	}
+	ext := filepath.Ext(cfg.NodeCPUProfile)
+	path := strings.TrimSuffix(cfg.NodeCPUProfile, ext) + "-" + phase + ext
+	secs := max(1, int(math.Ceil(time.Duration(cfg.Duration).Seconds())))
+	done := make(chan error, 1)
+	go func() {
+		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", n.debug, secs))
+		if err != nil {
+			done <- fmt.Errorf("node CPU profile: %w", err)
+			return
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			done <- fmt.Errorf("node CPU profile: %s", resp.Status)
+			return
+		}
+		f, err := os.Create(path)
+		if err != nil {
+			done <- err
+			return
+		}
+		_, err = io.Copy(f, resp.Body)
+		done <- errors.Join(err, f.Close())
+	}()
+	return func() error { return <-done }
 }
 
 // separate reports whether cfg's phases run their server as a process.
@@ -86,7 +122,7 @@ func startNode(ctx context.Context, cfg Config, storeRef, sinkURL string, noExec
 	text := strings.NewReplacer("${BENCH_STORE}", storeRef, "${BENCH_SINK}", sinkURL,
 		"${BENCH_WORKERS}", fmt.Sprint(cfg.Workers)).Replace(benchConfig(cfg))
 	if cfg.separate() {
-		return startServe(ctx, cfg.Self, text, noExecutor, "info")
+		return startServe(ctx, cfg.Self, text, noExecutor, "info", cfg.NodeCPUProfile != "")
 	}
 	c, err := config.Parse("bench.yaml", []byte(text), nil)
 	if err != nil {
@@ -130,7 +166,7 @@ func startNode(ctx context.Context, cfg Config, storeRef, sinkURL string, noExec
 // startServe starts `switchboard serve` on configText as a separate
 // process, as an operator would, logging at level to /dev/null (the child's
 // stderr), and waits until it is ready.
-func startServe(ctx context.Context, self, configText string, noExecutor bool, level string) (*node, error) {
+func startServe(ctx context.Context, self, configText string, noExecutor bool, level string, debug bool) (*node, error) {
 	dir, err := os.MkdirTemp("", "switchboard-bench-serve-")
 	if err != nil {
 		return nil, err
@@ -140,10 +176,20 @@ func startServe(ctx context.Context, self, configText string, noExecutor bool, l
 		os.RemoveAll(dir)
 		return nil, err
 	}
+	var debugAddr string
+	if debug {
+		if debugAddr, err = freeAddr(); err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+	}
 	n, err := startProcess(ctx, self, "/readyz", func(addr string) []string {
 		args := []string{"serve", "--config", cfgPath, "--addr", addr, "--log-level", level}
 		if noExecutor {
 			args = append(args, "--no-executor")
+		}
+		if debugAddr != "" {
+			args = append(args, "--debug-addr", debugAddr)
 		}
 		return args
 	})
@@ -152,6 +198,7 @@ func startServe(ctx context.Context, self, configText string, noExecutor bool, l
 		return nil, err
 	}
 	n.url += "/hooks/bench"
+	n.debug = debugAddr
 	stop := n.stop
 	n.stop = func() { stop(); os.RemoveAll(dir) }
 	return n, nil
@@ -161,12 +208,10 @@ func startServe(ctx context.Context, self, configText string, noExecutor bool, l
 // waits until GET readyPath answers 200 (any answer, when readyPath is "").
 // Its stop sends SIGTERM and waits for the exit.
 func startProcess(ctx context.Context, self, readyPath string, args func(addr string) []string) (*node, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
 	}
-	addr := ln.Addr().String()
-	ln.Close()
 	start := time.Now()
 	cmd := exec.Command(self, args(addr)...)
 	cmd.SysProcAttr = childAttr()
@@ -183,6 +228,16 @@ func startProcess(ctx context.Context, self, readyPath string, args func(addr st
 		return nil, fmt.Errorf("%s %s: %w", filepath.Base(self), args(addr)[0], err)
 	}
 	return &node{url: base, stop: stop, pid: cmd.Process.Pid, ready: time.Since(start)}, nil
+}
+
+// freeAddr returns a loopback address whose port was free a moment ago.
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
 }
 
 // waitReady waits until base's /readyz answers 200 and returns how long

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -43,7 +44,9 @@ func TestRunSeparateProcesses(t *testing.T) {
 	out, err = build.CombinedOutput()
 	require.NoError(t, err, "go build: %s", out)
 
-	rep, err := Run(t.Context(), Config{Connections: 8, Duration: Dur(500 * time.Millisecond), Workers: 16, DupPercent: 3, Self: bin, SeparateProcesses: true}, nil)
+	prof := filepath.Join(t.TempDir(), "cpu.prof")
+	rep, err := Run(t.Context(), Config{Connections: 8, Duration: Dur(500 * time.Millisecond), Workers: 16, DupPercent: 3, Self: bin,
+		SeparateProcesses: true, NodeCPUProfile: prof}, nil)
 	require.NoError(t, err)
 	require.True(t, rep.NodeProcess)
 	require.Len(t, rep.Phases, 3)
@@ -52,6 +55,11 @@ func TestRunSeparateProcesses(t *testing.T) {
 		require.Positive(t, p.CPUPerEvUS, "%s: the server process's CPU", p.Name)
 		require.Positive(t, p.LoadCPUPerEvUS, "%s: the bench process's CPU", p.Name)
 		require.Positive(t, p.PeakRSSMB, "%s: the server process's peak RSS", p.Name)
+	}
+	for _, phase := range []string{"ingest", "e2e"} {
+		st, err := os.Stat(filepath.Join(filepath.Dir(prof), "cpu-"+phase+".prof"))
+		require.NoError(t, err, "the %s node's CPU profile", phase)
+		require.Positive(t, st.Size())
 	}
 	require.Positive(t, rep.ServeReadyMS)
 	require.Positive(t, rep.IdleRSSMB)

@@ -21,7 +21,7 @@ type rss struct{ Total, Anon, File, Peak int64 }
 func measureServe(ctx context.Context, cfg Config, storeRef string) (time.Duration, rss, error) {
 	text := strings.NewReplacer("${BENCH_STORE}", storeRef, "${BENCH_SINK}", "http://127.0.0.1:9/",
 		"${BENCH_WORKERS}", fmt.Sprint(cfg.Workers)).Replace(benchConfig(cfg))
-	n, err := startServe(ctx, cfg.Self, text, true, "error")
+	n, err := startServe(ctx, cfg.Self, text, true, "error", false)
 	if err != nil {
 		return 0, rss{}, err
 	}

@@ -32,7 +32,7 @@ func runBench(ctx context.Context, e env, args []string) error {
 	fs.BoolVar(&cfg.SeparateProcesses, "separate-processes", false, "run each phase's server as a process of its own: CPU per event and peak RSS are then the server's alone, without the load generator's")
 	baselineServer := fs.String("baseline-server", "", "internal: serve the bare baseline handler on this address (the bench starts it as a process of its own)")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the phases after the baseline to this file (go tool pprof)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the phases after the baseline to this file (go tool pprof); with --separate-processes, the node's, one file per phase (cpu.prof: cpu-ingest.prof, cpu-e2e.prof)")
 	memProfile := fs.String("memprofile", "", "write an allocation profile of the phases after the baseline to this file (go tool pprof -sample_index=alloc_space)")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -40,8 +40,12 @@ func runBench(ctx context.Context, e env, args []string) error {
 	if *baselineServer != "" {
 		return bench.ServeBaseline(ctx, *baselineServer)
 	}
-	if cfg.SeparateProcesses && (*cpuProfile != "" || *memProfile != "") {
-		return usageError{"bench: --cpuprofile and --memprofile profile the bench process; with --separate-processes the servers run elsewhere"}
+	if cfg.SeparateProcesses && *memProfile != "" {
+		return usageError{"bench: --memprofile profiles the bench process; with --separate-processes the servers run elsewhere (use --cpuprofile, or serve --debug-addr)"}
+	}
+	if cfg.SeparateProcesses && *cpuProfile != "" {
+		// The nodes' profiles, one per phase, read from their --debug-addr.
+		cfg.NodeCPUProfile, *cpuProfile = *cpuProfile, ""
 	}
 	if *memProfile != "" {
 		// Sampling starts after the baseline, so the profile holds the
