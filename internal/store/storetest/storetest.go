@@ -268,6 +268,24 @@ func Run(t *testing.T, open OpenFunc) {
 		require.Equal(t, store.RunSucceeded, run.State)
 	})
 
+	t.Run("FinishStampsItsTime", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		got := b.insertAndClaim(t, 1, 1)
+		// The executor recognises a result whose commit was reported failed
+		// but applied by the run's updated_at: exactly the result's Now, to
+		// the microsecond, whatever its nanoseconds.
+		now := t0.Add(1500*time.Millisecond + 123456789*time.Nanosecond)
+		_, err := store.FinishAttempts(b.ctx, b.s, []store.FinishParams{{
+			RunID: got[0].Run.ID, Token: "w1", Now: now, Attempt: attempt(0, "step1", store.AttemptSucceeded),
+			State: store.RunSucceeded, Step: 1,
+		}})
+		require.NoError(t, err)
+		run, err := b.s.GetRun(b.ctx, got[0].Run.ID)
+		require.NoError(t, err)
+		require.True(t, run.UpdatedAt.Equal(now.Truncate(time.Microsecond)), "updated_at %v, finished at %v", run.UpdatedAt, now)
+	})
+
 	t.Run("FinishWithUnstorableText", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
