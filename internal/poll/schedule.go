@@ -164,8 +164,13 @@ func (p *Poller) runSource(ctx context.Context, src *flow.Source, st store.PollS
 // retry after a failure reuses it, whatever time the retry runs at: a run
 // that failed after storing some of its events then emits none of them
 // twice, and a tick keeps its scheduled time.
+//
+// Only a name stored after the last success is the failed run's: when
+// storing the name was what failed, the cursor still holds the previous
+// successful run's, and reusing it would emit that tick again (a duplicate,
+// dropped) instead of this one. The retry is then named by its own time.
 func (p *Poller) runName(ctx context.Context, src *flow.Source, st store.PollState) (string, error) {
-	if st.Failures > 0 && st.HasCursor {
+	if st.Failures > 0 && st.HasCursor && st.CursorMovedAt.After(st.LastOKAt) {
 		return st.Cursor, nil
 	}
 	name := st.NextRunAt.UTC().Format(time.RFC3339Nano)

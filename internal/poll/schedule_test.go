@@ -3,7 +3,9 @@ package poll_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -71,6 +73,65 @@ flows:
 	runs, err := h.st.ListRuns(t.Context(), store.ListRunsParams{Flow: "nightly", Limit: 100})
 	require.NoError(t, err)
 	require.Len(t, runs, len(evs))
+}
+
+// failNthName fails the nth store of a run's name (a CommitPollPage that
+// sets the cursor): the database was busy at that moment.
+type failNthName struct {
+	poll.Store
+	n     int
+	calls int // only the one poller touches it
+}
+
+func (f *failNthName) CommitPollPage(ctx context.Context, p store.PollPage) ([]store.PollResult, error) {
+	if p.SetCursor && len(p.Records) == 0 {
+		f.calls++
+		if f.calls == f.n {
+			return nil, errors.New("database is locked")
+		}
+	}
+	return f.Store.CommitPollPage(ctx, p)
+}
+
+// TestTickNotLostWhenItsNameIsNotStored: when storing a tick's name (its
+// scheduled time, the source's cursor) fails, the retry emits that tick,
+// named by its own time; it used to reuse the cursor, which still named the
+// previous tick, and that repeat was dropped as a duplicate: the tick was
+// lost.
+func TestTickNotLostWhenItsNameIsNotStored(t *testing.T) {
+	h := newHarness(t, `version: 1
+systems:
+  api: { kind: http, base_url: http://127.0.0.1:1/api }
+sources:
+  tick:
+    schedule: { every: 1s }
+flows:
+  nightly:
+    on: tick
+    steps: [ { id: push, do: api.request, with: { path: '"/x"' } } ]
+`, "")
+	p := poll.New(poll.Config{Plan: h.plan, Store: &failNthName{Store: h.st, n: 2}, Engine: h.eng, Metrics: h.m, Node: "node-x",
+		Gates: delivery.NewGates(h.plan, nil), RetryBase: 10 * time.Millisecond, Recheck: 100 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = p.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	require.Eventually(t, func() bool { return len(h.keys("tick")) >= 3 }, 15*time.Second, 50*time.Millisecond)
+
+	evs, err := h.st.ListEvents(t.Context(), store.ListEventsParams{Source: "tick", Limit: 100})
+	require.NoError(t, err)
+	var times []time.Time
+	for _, e := range evs {
+		var v struct {
+			ScheduledAt time.Time `json:"scheduled_at"`
+		}
+		require.NoError(t, json.Unmarshal(e.Payload, &v))
+		times = append(times, v.ScheduledAt)
+	}
+	slices.SortFunc(times, time.Time.Compare)
+	for i := 1; i < 3; i++ {
+		require.Less(t, times[i].Sub(times[i-1]), 1900*time.Millisecond, "a tick is missing between %s and %s", times[i-1], times[i])
+	}
 }
 
 // TestPollerFollowsChanges: the scheduled poller picks up changes made
