@@ -36,12 +36,93 @@ func (e every) Next(t time.Time) time.Time { return t.Add(time.Duration(e)) }
 func (e every) String() string             { return "every " + time.Duration(e).String() }
 
 type cronSchedule struct {
-	s    cron.Schedule
+	s cron.Schedule
+	// spec is s as fields, for the daylight-saving rules (nil for @every).
+	spec *cron.SpecSchedule
 	desc string
 }
 
-func (c cronSchedule) Next(t time.Time) time.Time { return c.s.Next(t) }
-func (c cronSchedule) String() string             { return c.desc }
+// cronStar marks a cron field written as "*" (robfig/cron's flag bit).
+const cronStar = 1 << 63
+
+// Next is cron's next time, with the rules people expect when clocks
+// change, for schedules at fixed hours ("0 2 * * *"; a schedule with "*"
+// for the hour is left alone: each of its times exists once): a time that
+// does not exist because clocks sprang forward (02:30 on the night they
+// jump from 02:00 to 03:00) runs when the gap ends, instead of being
+// skipped until the next day; a time that exists twice because clocks fell
+// back (01:30 on the night they return from 02:00 to 01:00) runs the first
+// time only, instead of twice.
+func (c cronSchedule) Next(t time.Time) time.Time {
+	n := c.s.Next(t)
+	if c.spec == nil || c.spec.Hour&cronStar != 0 || n.IsZero() {
+		return n
+	}
+	if end, ok := c.gapBefore(t, n); ok {
+		return end
+	}
+	for i := 0; i < 24*60 && c.repeated(n); i++ { // bounded: a repeated hour has at most 60 matching minutes
+		n = c.s.Next(n)
+	}
+	return n
+}
+
+func (c cronSchedule) String() string { return c.desc }
+
+// gapBefore returns the end of the first gap between t and n (clocks
+// springing forward) in which a wall time of the schedule falls.
+func (c cronSchedule) gapBefore(t, n time.Time) (time.Time, bool) {
+	loc := c.spec.Location
+	cur := t.In(loc)
+	for {
+		_, end := cur.ZoneBounds()
+		if end.IsZero() || !end.Before(n) {
+			return time.Time{}, false
+		}
+		_, before := cur.Zone()
+		_, after := end.In(loc).Zone()
+		if after > before {
+			// Wall times from end+before up to end+after do not exist;
+			// they are read as UTC clocks, minute by minute.
+			from, to := end.Add(time.Duration(before)*time.Second).UTC(), end.Add(time.Duration(after)*time.Second).UTC()
+			for w := from; w.Before(to); w = w.Add(time.Minute) {
+				if c.matches(w) {
+					return end, true
+				}
+			}
+		}
+		cur = end.In(loc)
+	}
+}
+
+// repeated reports whether n's wall time already occurred, earlier, in the
+// hour that clocks fell back over.
+func (c cronSchedule) repeated(n time.Time) bool {
+	local := n.In(c.spec.Location)
+	start, _ := local.ZoneBounds()
+	if start.IsZero() {
+		return false
+	}
+	_, now := local.Zone()
+	_, prev := start.Add(-time.Second).In(c.spec.Location).Zone()
+	back := time.Duration(prev-now) * time.Second
+	return back > 0 && n.Sub(start) < back
+}
+
+// matches reports whether the wall clock w (its fields read as they are)
+// is a time of the schedule, to the minute.
+func (c cronSchedule) matches(w time.Time) bool {
+	s := c.spec
+	bit := func(field uint64, v int) bool { return field&(1<<uint(v)) != 0 }
+	if !bit(s.Minute, w.Minute()) || !bit(s.Hour, w.Hour()) || !bit(s.Month, int(w.Month())) {
+		return false
+	}
+	dom, dow := bit(s.Dom, w.Day()), bit(s.Dow, int(w.Weekday()))
+	if s.Dom&cronStar != 0 || s.Dow&cronStar != 0 { // as cron reads the two day fields
+		return dom && dow
+	}
+	return dom || dow
+}
 
 // PageStyle is how a listing asks for its next page.
 type PageStyle int
@@ -159,10 +240,11 @@ func (cp *compiler) schedule(path string, t config.Timing) Schedule {
 			cp.errorf(cp.node(path+".cron"), path+".cron", "%v (want five fields: minute hour day-of-month month day-of-week, or @daily, @hourly …)", err)
 			return nil
 		}
-		if spec, ok := s.(*cron.SpecSchedule); ok {
+		spec, _ := s.(*cron.SpecSchedule)
+		if spec != nil {
 			spec.Location = loc
 		}
-		return cronSchedule{s: s, desc: fmt.Sprintf("cron %q in %s", t.Cron, loc)}
+		return cronSchedule{s: s, spec: spec, desc: fmt.Sprintf("cron %q in %s", t.Cron, loc)}
 	default:
 		cp.errorf(cp.node(path), path, "needs every: (an interval) or cron: (a schedule)")
 	}

@@ -32,6 +32,70 @@ sources:
 	require.Contains(t, p.Sources["nightly"].Timed().String(), "Europe/Paris")
 }
 
+// TestCronAcrossDaylightSaving: a schedule at a fixed hour runs once a day
+// across the changes of clocks: at the end of the gap when its time does
+// not exist that night (it used to skip the day), once when its time
+// exists twice (it used to run twice); a schedule at every hour keeps each
+// time that exists.
+func TestCronAcrossDaylightSaving(t *testing.T) {
+	t.Parallel()
+	p, err := compile(t, "dst.yaml", `version: 1
+systems:
+  api: { kind: http, base_url: "http://127.0.0.1:9" }
+sources:
+  at_two: { schedule: { cron: "0 2 * * *", timezone: America/Chicago } }
+  at_two_thirty: { schedule: { cron: "30 2 * * *", timezone: America/Chicago } }
+  at_one_thirty: { schedule: { cron: "30 1 * * *", timezone: America/New_York } }
+  half_hourly: { schedule: { cron: "*/30 * * * *", timezone: America/New_York } }
+  hourly_chicago: { schedule: { cron: "0 * * * *", timezone: America/Chicago } }
+`)
+	require.NoError(t, err)
+	chicago, err := time.LoadLocation("America/Chicago")
+	require.NoError(t, err)
+	newYork, err := time.LoadLocation("America/New_York")
+	require.NoError(t, err)
+	next := func(source string, from time.Time, n int) []time.Time {
+		var out []time.Time
+		for range n {
+			from = p.Sources[source].Timed().Next(from)
+			out = append(out, from)
+		}
+		return out
+	}
+	// Chicago springs forward on 2026-03-08 at 02:00 CST to 03:00 CDT.
+	require.Equal(t, []time.Time{
+		time.Date(2026, 3, 7, 2, 0, 0, 0, chicago),
+		time.Date(2026, 3, 8, 3, 0, 0, 0, chicago), // 02:00 does not exist: the gap's end
+		time.Date(2026, 3, 9, 2, 0, 0, 0, chicago),
+	}, inZone(next("at_two", time.Date(2026, 3, 6, 12, 0, 0, 0, chicago), 3), chicago))
+	require.Equal(t, []time.Time{
+		time.Date(2026, 3, 8, 3, 0, 0, 0, chicago),
+		time.Date(2026, 3, 9, 2, 30, 0, 0, chicago),
+	}, inZone(next("at_two_thirty", time.Date(2026, 3, 7, 12, 0, 0, 0, chicago), 2), chicago))
+	// New York falls back on 2026-11-01 at 02:00 EDT to 01:00 EST.
+	first := time.Date(2026, 11, 1, 5, 30, 0, 0, time.UTC) // 01:30 EDT
+	require.Equal(t, []time.Time{first, time.Date(2026, 11, 2, 6, 30, 0, 0, time.UTC)},
+		inZone(next("at_one_thirty", time.Date(2026, 10, 31, 12, 0, 0, 0, newYork), 2), time.UTC), "01:30 EST, an hour later, is the same wall time")
+	// Every half hour through the repeated hour: each instant once.
+	require.Equal(t, []time.Time{
+		time.Date(2026, 11, 1, 5, 0, 0, 0, time.UTC), time.Date(2026, 11, 1, 5, 30, 0, 0, time.UTC), // 01:00, 01:30 EDT
+		time.Date(2026, 11, 1, 6, 0, 0, 0, time.UTC), time.Date(2026, 11, 1, 6, 30, 0, 0, time.UTC), // 01:00, 01:30 EST
+		time.Date(2026, 11, 1, 7, 0, 0, 0, time.UTC), // 02:00 EST
+	}, inZone(next("half_hourly", time.Date(2026, 11, 1, 4, 45, 0, 0, time.UTC), 5), time.UTC))
+	// Every hour through the gap: 02:00 does not exist, and is not run.
+	require.Equal(t, []time.Time{
+		time.Date(2026, 3, 8, 1, 0, 0, 0, chicago), time.Date(2026, 3, 8, 3, 0, 0, 0, chicago), time.Date(2026, 3, 8, 4, 0, 0, 0, chicago),
+	}, inZone(next("hourly_chicago", time.Date(2026, 3, 8, 0, 30, 0, 0, chicago), 3), chicago))
+}
+
+func inZone(ts []time.Time, loc *time.Location) []time.Time {
+	out := make([]time.Time, len(ts))
+	for i, t := range ts {
+		out[i] = t.In(loc)
+	}
+	return out
+}
+
 // TestReconcileSidesFollowOwnership: a reconciliation of a declared entity
 // compares its owner (the side repairs copy from) with one of its mirrors.
 func TestReconcileSidesFollowOwnership(t *testing.T) {
