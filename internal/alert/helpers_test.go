@@ -2,6 +2,7 @@ package alert
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"io"
@@ -234,6 +235,7 @@ type bundleOpts struct {
 	hookBlock  chan struct{}
 	queueSize  int
 	maxTries   int
+	retryBase  time.Duration    // default 5 ms
 	now        func() time.Time // default: the fake clock
 	// targets replace the Slack and webhook receivers' targets.
 	targets []rule.Target
@@ -272,7 +274,7 @@ func setup(tb testing.TB, o bundleOpts) *testBundle {
 		Logger:    slog.New(slog.NewJSONHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		NowFunc:   now,
 		QueueSize: o.queueSize,
-		RetryBase: 5 * time.Millisecond,
+		RetryBase: cmp.Or(o.retryBase, 5*time.Millisecond),
 		MaxTries:  o.maxTries,
 	})
 	require.NoError(tb, err)

@@ -245,7 +245,8 @@ func (m *Manager) Run(ctx context.Context) error {
 // Deliver sends queued notifications and, every evaluate_every, brings
 // this node's dead-letter alerts up to date (reminders, RESOLVED), until
 // ctx ends; it always returns nil. Run it on every node. Notifications
-// still queued when ctx ends are not sent.
+// still queued, or waiting to be retried, when ctx ends get flushWait more
+// to go out; those left are logged.
 func (m *Manager) Deliver(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for _, s := range m.senders {

@@ -107,10 +107,15 @@ func (m *Manager) sendLoop(ctx context.Context, s *sender) {
 	for {
 		select {
 		case <-ctx.Done():
-			m.flush(s)
+			m.flush(s, nil)
 			return
 		case n := <-s.queue:
-			m.send(ctx, s, n)
+			if !m.send(ctx, s, n) {
+				// Stopped while sending or waiting to retry: n goes
+				// first in the flush, not lost.
+				m.flush(s, &n)
+				return
+			}
 		}
 	}
 }
@@ -119,21 +124,24 @@ func (m *Manager) sendLoop(ctx context.Context, s *sender) {
 const flushWait = 5 * time.Second
 
 // flush sends what is still queued when the node stops (runs that died in
-// the shutdown grace, say), one try each, within flushWait; what is left
-// is logged.
-func (m *Manager) flush(s *sender) {
+// the shutdown grace, say), pending first (the notification the stop
+// interrupted, if any), within flushWait; what is left is logged.
+func (m *Manager) flush(s *sender, pending *notification) {
 	ctx, cancel := context.WithTimeout(context.Background(), flushWait)
 	defer cancel()
 	for {
-		select {
-		case n := <-s.queue:
-			if ctx.Err() == nil {
-				m.send(ctx, s, n)
-				continue
+		n := pending
+		pending = nil
+		if n == nil {
+			select {
+			case q := <-s.queue:
+				n = &q
+			default:
+				return
 			}
-			m.log.Warn("alert notifications not sent at shutdown", "notifier", s.target.Kind, "target", s.index, "count", len(s.queue)+1)
-			return
-		default:
+		}
+		if ctx.Err() != nil || !m.send(ctx, s, *n) {
+			m.log.Error("alert notifications not sent at shutdown", "notifier", s.target.Kind, "target", s.index, "count", len(s.queue)+1)
 			return
 		}
 	}
@@ -142,17 +150,21 @@ func (m *Manager) flush(s *sender) {
 // send tries to deliver n to s's target, retrying transient failures with
 // exponential backoff. Failures are logged with the target's kind, index
 // and status (HTTP status or SMTP reply code): never its URL, headers or
-// password, which are credentials.
-func (m *Manager) send(ctx context.Context, s *sender, n notification) {
+// password, which are credentials. It returns false when ctx ended first
+// (n neither delivered nor given up on).
+func (m *Manager) send(ctx context.Context, s *sender, n notification) bool {
 	once, err := m.attempt(s, n)
 	if err != nil {
 		m.log.Error("encode alert notification", "notifier", s.target.Kind, "rule", n.rule, "error", err)
-		return
+		return true
 	}
 	for try := 1; ; try++ {
 		status, retryAfter, err := once(ctx)
-		if err == nil || ctx.Err() != nil {
-			return
+		if err == nil {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
 		}
 		attrs := []any{"notifier", s.target.Kind, "target", s.index, "rule", n.rule, "subject", n.subject, "try", try, "status", status}
 		if status == 0 || s.mail != nil {
@@ -162,7 +174,7 @@ func (m *Manager) send(ctx context.Context, s *sender, n notification) {
 		}
 		if !s.retryable(status) || try >= m.cfg.MaxTries {
 			m.log.Error("alert notification failed", attrs...)
-			return
+			return true
 		}
 		wait := m.cfg.RetryBase << (try - 1)
 		if retryAfter > 0 {
@@ -174,7 +186,7 @@ func (m *Manager) send(ctx context.Context, s *sender, n notification) {
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return
+			return false
 		case <-t.C:
 		}
 	}

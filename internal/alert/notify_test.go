@@ -32,6 +32,32 @@ func TestSendRetriesUntilTheReceiverAccepts(t *testing.T) {
 	require.Contains(t, b.logs.String(), `"status":500`)
 }
 
+// TestRetryInterruptedByShutdownIsFlushed: a notification waiting to be
+// retried when the node stops is sent in the shutdown flush, not dropped
+// without a trace (alert state lives in memory: it would not be announced
+// again after the restart).
+func TestRetryInterruptedByShutdownIsFlushed(t *testing.T) {
+	t.Parallel()
+
+	b := setup(t, bundleOpts{
+		rules:      []rule.Rule{{Kind: rule.DeadLetter}},
+		hookScript: []int{http.StatusServiceUnavailable},
+		retryBase:  time.Minute,
+	})
+	stop := b.deliver(t, false)
+	b.m.RunDead(t.Context(), deadRun("f", "run_1"))
+	require.Eventually(t, func() bool { return strings.Contains(b.logs.String(), "alert notification failed, retrying") },
+		5*time.Second, time.Millisecond, "the first try's 503")
+	stop() // waiting a minute to retry
+	select {
+	case msg := <-b.hook.arrived:
+		require.Equal(t, "run_1", msg["run_id"])
+	default:
+		t.Fatalf("the notification was dropped at shutdown; logs: %s", b.logs)
+	}
+	require.NotContains(t, b.logs.String(), "not sent at shutdown")
+}
+
 func TestSendGivesUpOnAPermanentStatus(t *testing.T) {
 	t.Parallel()
 
