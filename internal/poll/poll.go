@@ -146,6 +146,17 @@ func (p *Poller) Poll(ctx context.Context, src *flow.Source, o Options) (Stats, 
 		return r.stats, err
 	}
 	var cur pageCursor
+	// Records that share one cursor value (a bulk update in one second)
+	// are read by position from it, page after page. A record among them
+	// changed meanwhile moves to the end of the listing, and what followed
+	// it moves up a place: the next page starts one record later, and the
+	// one skipped would be lost once the cursor moves past the value. So
+	// the run leaving such a stretch (within: the value it is reading by
+	// position) keeps the cursor at the value and reads the stretch once
+	// more from its start (the seen versions skip what was read); the
+	// second time it moves on.
+	var within string
+	verified := map[string]bool{}
 	for page := 1; ; page++ {
 		resp, err := p.fetch(ctx, &pl.Listing, req)
 		if err != nil {
@@ -156,7 +167,13 @@ func (p *Poller) Poll(ctx context.Context, src *flow.Source, o Options) (Stats, 
 			return r.stats, fmt.Errorf("page %d: %w", page, err)
 		}
 		before := r.stats.Cursor
-		if err := r.commit(ctx, pg); err != nil {
+		last := maxPages > 0 && page >= maxPages // no page left to read the stretch again
+		hold := ""
+		if within != "" && within == before && !verified[within] && !last {
+			hold = within
+		}
+		own, err := r.commit(ctx, pg, hold)
+		if err != nil {
 			return r.stats, fmt.Errorf("page %d: %w", page, err)
 		}
 		if o.Progress != nil {
@@ -166,11 +183,24 @@ func (p *Poller) Poll(ctx context.Context, src *flow.Source, o Options) (Stats, 
 		if err != nil {
 			return r.stats, fmt.Errorf("page %d: next page: %w", page, err)
 		}
-		if !ok {
+		leaving := hold != "" && own != "" && own != hold
+		if !ok && !leaving {
 			return r.stats, nil
 		}
 		if maxPages > 0 && page >= maxPages {
 			return r.stats, r.pageLimit(maxPages)
+		}
+		if leaving {
+			verified[hold] = true
+			if next, err = firstRequest(ctx, &pl.Listing, hold); err != nil {
+				return r.stats, err
+			}
+			cur, within, req = pageCursor{}, "", next
+			continue
+		}
+		within = ""
+		if restartsFromCursor(pl) && r.stats.Cursor == before {
+			within = before // the next page is asked by position from this value
 		}
 		if restartsFromCursor(pl) && r.stats.Cursor != before {
 			// Positions shift when a record changes during the run (it
@@ -252,7 +282,11 @@ func (r *pollRun) startCursor(ctx context.Context, override *string) error {
 
 // commit turns a page's items into records and commits them with the
 // cursor of the page's last item.
-func (r *pollRun) commit(ctx context.Context, pg *page) error {
+//
+// The cursor stored is the page's last record's, or hold when set (the run
+// keeps the cursor at a value it must read again); commit returns the
+// page's own ("" without a cursor or records).
+func (r *pollRun) commit(ctx context.Context, pg *page, hold string) (string, error) {
 	// Identify every record first, and drop the versions seen before
 	// without building their events: a source that lists everything each
 	// run does no more than this read for what did not change. The commit
@@ -262,13 +296,13 @@ func (r *pollRun) commit(ctx context.Context, pg *page) error {
 	for i, item := range pg.items {
 		id, err := r.identify(ctx, item)
 		if err != nil {
-			return fmt.Errorf("record %d: %w", i+1, err)
+			return "", fmt.Errorf("record %d: %w", i+1, err)
 		}
 		ids[i], keys[i] = id, id.id
 	}
 	seen, err := r.p.cfg.Store.SeenVersions(ctx, r.src.Name, keys)
 	if err != nil {
-		return err
+		return "", err
 	}
 	records := make([]store.PollRecord, 0, len(pg.items))
 	built := make([]engine.Built, 0, len(pg.items))
@@ -280,26 +314,26 @@ func (r *pollRun) commit(ctx context.Context, pg *page) error {
 		}
 		rec, b, err := r.record(ctx, item, ids[i])
 		if err != nil {
-			return fmt.Errorf("record %d: %w", i+1, err)
+			return "", fmt.Errorf("record %d: %w", i+1, err)
 		}
 		records = append(records, rec)
 		built = append(built, b)
 	}
 	pp := store.PollPage{Source: r.key, SeenAs: r.src.Name, Now: r.p.cfg.NowFunc(), Records: records}
+	var own string
 	if r.pl.Cursor != nil && len(pg.items) > 0 {
 		v, err := r.pl.Cursor.Eval(ctx, pg.items[len(pg.items)-1], pg.body)
 		if err != nil {
-			return fmt.Errorf("cursor: %w", err)
+			return "", fmt.Errorf("cursor: %w", err)
 		}
-		c, err := flow.KeyText(r.pl.Cursor, v)
-		if err != nil {
-			return fmt.Errorf("cursor: %w", err)
+		if own, err = flow.KeyText(r.pl.Cursor, v); err != nil {
+			return "", fmt.Errorf("cursor: %w", err)
 		}
-		pp.Cursor, pp.SetCursor = c, true
+		pp.Cursor, pp.SetCursor = cmp.Or(hold, own), true
 	}
 	res, err := r.p.cfg.Store.CommitPollPage(ctx, pp)
 	if err != nil {
-		return err
+		return "", err
 	}
 	// One pass: the page's counts, and polled records counted as received
 	// events of the source that stores them, like webhooks (new ones
@@ -343,7 +377,7 @@ func (r *pollRun) commit(ctx context.Context, pg *page) error {
 	}
 	r.stats.Pages++
 	r.stats.Records += len(pg.items)
-	return nil
+	return own, nil
 }
 
 // identity is a polled record's id (as stored, and as given for its event

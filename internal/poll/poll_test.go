@@ -560,3 +560,57 @@ func TestBackfillSharesSeenVersions(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, ok, "the backfill keeps its own cursor")
 }
+
+// TestChangeAmongEqualCursorsSkipsNothing: records sharing one cursor
+// value (a bulk update in one second) are read by position; one of them
+// edited mid-run moves to the end and everything behind it moves up a
+// place, so the next page starts one record later. None may be lost.
+func TestChangeAmongEqualCursorsSkipsNothing(t *testing.T) {
+	for _, style := range styles {
+		t.Run(style, func(t *testing.T) {
+			a := newFakeAPI(t, style, 4)
+			var want []job
+			for i := 1; i <= 8; i++ {
+				want = append(want, job{ID: i, Status: "open", UpdatedAt: at(10)})
+			}
+			for i := 9; i <= 12; i++ {
+				want = append(want, job{ID: i, Status: "open", UpdatedAt: at(i)})
+			}
+			a.put(want...)
+			a.before = func(n int, jobs map[int]job) {
+				if n == 3 {
+					jobs[1] = job{ID: 1, Status: "done", UpdatedAt: at(100)}
+				}
+			}
+			h := newHarness(t, pollConfig(a, 100), "")
+			for range 3 {
+				_, err := h.poll("jobs")
+				require.NoError(t, err)
+			}
+			want = append(want, job{ID: 1, Status: "done", UpdatedAt: at(100)})
+			require.Equal(t, keysOf(want...), h.keys("jobs"), "every record and the change, none skipped")
+		})
+	}
+}
+
+// TestLeavingAStretchAtThePageLimit: a run that leaves a stretch of equal
+// cursor values on its last allowed page moves the cursor on (it has no
+// page left to read the stretch again): the next run continues, no
+// "pages share the cursor" error.
+func TestLeavingAStretchAtThePageLimit(t *testing.T) {
+	a := newFakeAPI(t, "offset", 4)
+	var want []job
+	for i := 1; i <= 8; i++ {
+		want = append(want, job{ID: i, Status: "open", UpdatedAt: at(10)})
+	}
+	for i := 9; i <= 16; i++ {
+		want = append(want, job{ID: i, Status: "open", UpdatedAt: at(i)})
+	}
+	a.put(want...)
+	h := newHarness(t, pollConfig(a, 3), "")
+	for range 4 {
+		_, err := h.poll("jobs")
+		require.NoError(t, err)
+	}
+	require.Equal(t, keysOf(want...), h.keys("jobs"))
+}
