@@ -243,7 +243,12 @@ func (g *Gate) record(o Outcome, retryAfter time.Duration, probe bool) {
 			g.openUntil = now.Add(g.cfg.CircuitCooldown)
 		}
 	case Throttled:
-		g.backoff = now.Add(max(retryAfter, time.Second))
+		// Bounded like a pause (recheck): a Retry-After of a day (a daily
+		// quota), a far date or a garbled number would otherwise hold
+		// every run of the system that long, holds are not attempts (no
+		// dead letter), and nothing but time would lift it. After it, one
+		// call asks again.
+		g.backoff = now.Add(min(max(retryAfter, time.Second), recheck))
 		g.slowDown()
 	case Unauthorized:
 		g.paused = true
@@ -293,7 +298,7 @@ func (g *Gate) Pause(probe bool) {
 func (g *Gate) Resume() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.paused, g.noProbe = false, false
+	g.paused, g.noProbe, g.backoff = false, false, time.Time{}
 }
 
 // State describes the gate for logs and operators.

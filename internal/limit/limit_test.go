@@ -143,6 +143,23 @@ func TestHoldNeverInThePast(t *testing.T) {
 
 // TestOperatorPauseOverridesProbing: an operator's pause over a credential
 // pause stops the probes until Resume.
+// TestThrottleBackoffIsBounded: a 429 asking to wait a day (or 292 years:
+// a garbled Retry-After) holds the system's runs for at most the recheck
+// interval, and an operator's resume lifts it at once.
+func TestThrottleBackoffIsBounded(t *testing.T) {
+	t.Parallel()
+	c := newClock()
+	g := limit.New("crm", limit.Config{}, c.Now)
+	requireAdmit(t, g)(limit.Throttled, 292*365*24*time.Hour)
+	h := requireHold(t, g)
+	require.Equal(t, c.Now().Add(10*time.Minute), h.Until)
+	c.Add(10 * time.Minute)
+	requireAdmit(t, g)(limit.Throttled, 24*time.Hour)
+	requireHold(t, g)
+	g.Resume()
+	requireAdmit(t, g)(limit.Succeeded, 0)
+}
+
 func TestOperatorPauseOverridesProbing(t *testing.T) {
 	t.Parallel()
 	c := newClock()
