@@ -145,7 +145,7 @@ func TestHoldNeverInThePast(t *testing.T) {
 // pause stops the probes until Resume.
 // TestThrottleBackoffIsBounded: a 429 asking to wait a day (or 292 years:
 // a garbled Retry-After) holds the system's runs for at most the recheck
-// interval, and an operator's resume lifts it at once.
+// interval, and a resume of the gate (after an operator's pause) lifts it.
 func TestThrottleBackoffIsBounded(t *testing.T) {
 	t.Parallel()
 	c := newClock()
