@@ -74,7 +74,7 @@ func (a *postWebhook) Do(ctx context.Context, req connector.Request) (connector.
 		return connector.Result{}, connector.Permanent(err)
 	}
 	const display = "POST webhook" // never the URL: it is the secret
-	res, h, err := a.sys.post(ctx, display, a.sys.webhookURL, "", msg, req.IdempotencyKey)
+	res, h, _, err := a.sys.post(ctx, display, a.sys.webhookURL, "", msg, req.IdempotencyKey)
 	if err != nil {
 		return res, err
 	}
@@ -101,7 +101,7 @@ func (a *postMessage) Do(ctx context.Context, req connector.Request) (connector.
 		return connector.Result{}, connector.Permanent(err)
 	}
 	const display = "POST chat.postMessage"
-	res, h, err := a.sys.post(ctx, display, a.sys.postMessageURL, a.sys.auth, msg, req.IdempotencyKey)
+	res, h, truncated, err := a.sys.post(ctx, display, a.sys.postMessageURL, a.sys.auth, msg, req.IdempotencyKey)
 	if err != nil {
 		return res, err
 	}
@@ -112,6 +112,13 @@ func (a *postMessage) Do(ctx context.Context, req connector.Request) (connector.
 	jsonErr := json.Unmarshal(res.Body, &answer)
 	if res.Status < 200 || res.Status >= 300 {
 		return res, a.sys.statusError(display, res, h, cmp.Or(answer.Error, strings.TrimSpace(string(res.Body))))
+	}
+	if truncated {
+		// A 2xx too long to keep: Slack's answer echoes the message, and
+		// a long one (or one with many escaped characters) passes the
+		// limit. Its errors are short, so the post happened: it succeeds
+		// with no output, as it would be posted again on a retry.
+		return res, nil
 	}
 	if jsonErr != nil {
 		// The post may have happened; retrying could post twice, but an
@@ -193,18 +200,19 @@ func timestamp(v any) (string, error) {
 	return "", fmt.Errorf("want a string, got %s", webapi.TypeName(v))
 }
 
-// post sends msg as JSON and reads the answer. Its error is set only when no
-// answer came (transient).
-func (s *system) post(ctx context.Context, display, target, auth string, msg message, idempotencyKey string) (connector.Result, http.Header, error) {
+// post sends msg as JSON and reads the answer, and reports whether the
+// answer was cut at webapi.MaxBody. Its error is set only when no answer
+// came (transient).
+func (s *system) post(ctx context.Context, display, target, auth string, msg message, idempotencyKey string) (connector.Result, http.Header, bool, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(msg); err != nil {
-		return connector.Result{}, nil, connector.Permanent(fmt.Errorf("%s: encode body: %w", display, err))
+		return connector.Result{}, nil, false, connector.Permanent(fmt.Errorf("%s: encode body: %w", display, err))
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(bytes.TrimSuffix(buf.Bytes(), []byte("\n"))))
 	if err != nil {
-		return connector.Result{}, nil, connector.Permanent(errors.New(s.redact(display + ": build request: " + err.Error())))
+		return connector.Result{}, nil, false, connector.Permanent(errors.New(s.redact(display + ": build request: " + err.Error())))
 	}
 	req.Header.Set("Content-Type", contentTypeJSON)
 	req.Header.Set("User-Agent", "switchboard")
@@ -217,13 +225,13 @@ func (s *system) post(ctx context.Context, display, target, auth string, msg mes
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return connector.Result{}, nil, webapi.TransportError(ctx, s.redactor, display, err)
+		return connector.Result{}, nil, false, webapi.TransportError(ctx, s.redactor, display, err)
 	}
-	res, _, err := webapi.ReadResponse(resp)
+	res, truncated, err := webapi.ReadResponse(resp)
 	if err != nil {
-		return res, resp.Header, webapi.TransportError(ctx, s.redactor, display+": read response", err)
+		return res, resp.Header, false, webapi.TransportError(ctx, s.redactor, display+": read response", err)
 	}
-	return res, resp.Header, nil
+	return res, resp.Header, truncated, nil
 }
 
 // statusError classifies a non-2xx answer whose error text is detail.

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -186,6 +187,21 @@ func TestPostMessage(t *testing.T) {
 			require.JSONEq(t, tt.wantBody, got.Body)
 		})
 	}
+}
+
+// TestPostMessageLongAnswer: Slack's answer echoes the message; one past
+// the kept size is a post that happened, so it succeeds (with no output)
+// rather than failing as "not JSON" and being posted again on each retry.
+func TestPostMessageLongAnswer(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("x", 70<<10)
+	answer := `{"ok":true,"channel":"C123","ts":"1503435956.000247","message":{"text":"` + long + `"}}`
+	up := connectortest.NewUpstream(t, connectortest.JSON(http.StatusOK, answer))
+	sys := openSystem(t, slack.Config{BotToken: botToken, BaseURL: up.URL + "/api/"})
+	res, err := do(t, sys, "post_message", map[string]any{"channel": "C123", "text": long})
+	require.NoError(t, err)
+	require.Nil(t, res.Output)
+	require.Equal(t, http.StatusOK, res.Status)
 }
 
 func TestInputErrors(t *testing.T) {
