@@ -48,14 +48,19 @@ func (cp *compiler) verifier(path string, v *config.Verify) Verifier {
 	case signature.SchemeShopify:
 		return headerVerifier{verify: signature.Shopify{Secret: secret}.Verify, idHeader: signature.DeliveryIDHeader(v.Scheme)}
 	case signature.SchemeTwilio:
-		if v.PublicURL != "" {
-			u, err := url.Parse(v.PublicURL)
+		public := v.PublicURL
+		if public != "" {
+			u, err := url.Parse(public)
 			if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
 				cp.errorf(cp.node(path+".public_url"), path+".public_url", "want the absolute URL Twilio calls, such as https://sb.example.com/hooks/sms")
 				return nil
 			}
+			// The query Twilio signs is the one it calls with, which each
+			// request carries: a query written here would be there twice.
+			u.RawQuery, u.ForceQuery, u.Fragment = "", false, ""
+			public = u.String()
 		}
-		return twilioVerifier{tw: signature.Twilio{AuthToken: secret}, publicURL: v.PublicURL}
+		return twilioVerifier{tw: signature.Twilio{AuthToken: secret}, publicURL: public}
 	case "":
 		cp.errorf(n, path+".scheme", "required (%s)", schemes)
 	default:
