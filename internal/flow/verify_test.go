@@ -22,7 +22,7 @@ func TestTwilioPublicURLWithQuery(t *testing.T) {
 sources:
   sms:
     webhook:
-      form: true
+      format: form
       verify: { scheme: twilio, secret: "${FORM_SECRET}", public_url: "https://sb.example.com/hooks/sms?tenant=acme" }
 `)
 	form := url.Values{"From": {"+15550001"}, "Body": {"hi"}}
