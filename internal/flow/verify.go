@@ -44,9 +44,9 @@ func (cp *compiler) verifier(path string, v *config.Verify) Verifier {
 	case signature.SchemeStripe:
 		return stripeVerifier{signature.Stripe{Secret: secret, Tolerance: v.Tolerance}}
 	case signature.SchemeGitHub:
-		return headerVerifier{verify: signature.GitHub{Secret: secret}.Verify, idHeader: signature.DeliveryIDHeader(v.Scheme)}
+		return headerVerifier{verify: signature.GitHub{Secret: secret}.Verify}
 	case signature.SchemeShopify:
-		return headerVerifier{verify: signature.Shopify{Secret: secret}.Verify, idHeader: signature.DeliveryIDHeader(v.Scheme)}
+		return headerVerifier{verify: signature.Shopify{Secret: secret}.Verify}
 	case signature.SchemeTwilio:
 		public := v.PublicURL
 		if public != "" {
@@ -70,22 +70,18 @@ func (cp *compiler) verifier(path string, v *config.Verify) Verifier {
 }
 
 // headerVerifier checks an HMAC over the body carried in one header (the
-// generic scheme, GitHub, Shopify). Where the sender names each delivery in
-// a header, that name becomes the message id (the default idempotency key).
+// generic scheme, GitHub, Shopify). It names no message id: GitHub's and
+// Shopify's delivery ids (X-GitHub-Delivery, X-Shopify-Webhook-Id) are not
+// covered by the signature, and these schemes sign no timestamp, so keyed
+// on them a captured delivery resent with a new id would be a new event.
+// Their default key is the body's SHA-256, which the sender's own
+// redeliveries (the same body) share and a replay cannot change.
 type headerVerifier struct {
-	verify   func(http.Header, []byte) error
-	idHeader string
+	verify func(http.Header, []byte) error
 }
 
 func (h headerVerifier) Verify(r *http.Request, body []byte, _ time.Time) (Verified, error) {
-	if err := h.verify(r.Header, body); err != nil {
-		return Verified{}, err
-	}
-	var v Verified
-	if h.idHeader != "" {
-		v.MessageID = r.Header.Get(h.idHeader)
-	}
-	return v, nil
+	return Verified{}, h.verify(r.Header, body)
 }
 
 type swVerifier struct{ *signature.StandardWebhooks }

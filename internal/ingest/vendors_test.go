@@ -33,14 +33,18 @@ func TestVendorSchemes(t *testing.T) {
 		with("X-Hub-Signature-256", gh.Sign([]byte(ghBody))).with("X-GitHub-Delivery", "d-1")))
 	requireDuplicate(t, b.post(t, jsonRequest("github", ghBody).
 		with("X-Hub-Signature-256", gh.Sign([]byte(ghBody))).with("X-GitHub-Delivery", "d-1")), first)
+	requireDuplicate(t, b.post(t, jsonRequest("github", ghBody).
+		with("X-Hub-Signature-256", gh.Sign([]byte(ghBody))).with("X-GitHub-Delivery", "attacker-2")), first) // another (unsigned) id: still a duplicate
 	wrong := signature.GitHub{Secret: "not-it"}
 	require.Equal(t, http.StatusUnauthorized, b.post(t, jsonRequest("github", ghBody).
 		with("X-Hub-Signature-256", wrong.Sign([]byte(ghBody))).with("X-GitHub-Delivery", "d-2")).status)
 
 	sh := signature.Shopify{Secret: "shopify-test-secret"}
 	shBody := `{"id":820982911946154508}`
-	requireAccepted(t, b.post(t, jsonRequest("shopify", shBody).
+	shFirst := requireAccepted(t, b.post(t, jsonRequest("shopify", shBody).
 		with("X-Shopify-Hmac-Sha256", sh.Sign([]byte(shBody))).with("X-Shopify-Webhook-Id", "w-1")))
+	requireDuplicate(t, b.post(t, jsonRequest("shopify", shBody).
+		with("X-Shopify-Hmac-Sha256", sh.Sign([]byte(shBody))).with("X-Shopify-Webhook-Id", "w-9")), shFirst)
 	require.Equal(t, http.StatusUnauthorized, b.post(t, jsonRequest("shopify", shBody+" ").
 		with("X-Shopify-Hmac-Sha256", sh.Sign([]byte(shBody))).with("X-Shopify-Webhook-Id", "w-2")).status, "tampered body")
 

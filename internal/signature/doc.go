@@ -30,10 +30,11 @@
 //
 // HMAC, GitHub, Shopify and Twilio sign no timestamp, so a captured request
 // verifies forever. For them replay protection comes only from the
-// idempotency key: ingest deduplicates on the sender's delivery id, which is
-// stable across the sender's own retries. DeliveryIDHeader names the header
-// that carries it (X-GitHub-Delivery, X-Shopify-Webhook-Id); Twilio has no
-// such header, so its key is the body's MessageSid or CallSid. The timestamped
+// idempotency key, which must be something the signature covers: the body
+// (ingest's default key for them is its SHA-256; the sender's own retries
+// resend the same body) or a field of it (Twilio's MessageSid or CallSid).
+// GitHub's and Shopify's delivery id headers (DeliveryIDHeader) are not
+// signed: a replay could change them. The timestamped
 // schemes need the same deduplication for replays inside the tolerance window
 // and for the sender's retries: StandardWebhooks.Verify returns webhook-id,
 // and Stripe's key is the event "id" in the body.

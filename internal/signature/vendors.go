@@ -17,9 +17,12 @@ const (
 )
 
 // DeliveryIDHeader returns the request header in which scheme's sender puts
-// a delivery id that stays the same across its retries, for use as the
-// default idempotency key: "X-GitHub-Delivery" for GitHub,
-// "X-Shopify-Webhook-Id" for Shopify and "webhook-id" for Standard Webhooks.
+// a delivery id that stays the same across its retries: "X-GitHub-Delivery"
+// for GitHub, "X-Shopify-Webhook-Id" for Shopify and "webhook-id" for
+// Standard Webhooks. Only webhook-id is signed: GitHub's and Shopify's can
+// be changed by whoever resends a captured delivery, so they are no defence
+// against replays as idempotency keys (Switchboard keys those schemes on the
+// body's hash).
 // It returns "" when the scheme has no such header: Stripe and Twilio carry
 // their ids in the body (the event's "id"; MessageSid or CallSid), and the
 // generic HMAC scheme has none. scheme is matched case-insensitively.
@@ -40,8 +43,8 @@ func DeliveryIDHeader(scheme string) string {
 // (https://docs.github.com/webhooks/using-webhooks/validating-webhook-deliveries):
 // "X-Hub-Signature-256: sha256=<hex>", the HMAC-SHA256 of the raw body under
 // the webhook secret. The legacy SHA-1 X-Hub-Signature header is ignored.
-// There is no timestamp, so replays are refused only by deduplicating on
-// X-GitHub-Delivery (see DeliveryIDHeader). The zero value is not usable:
+// There is no timestamp, and X-GitHub-Delivery is not signed, so replays are
+// refused only by deduplicating on the body. The zero value is not usable:
 // Secret must be set. A GitHub is safe for concurrent use.
 type GitHub struct {
 	// Secret is the webhook secret configured on GitHub.
@@ -69,9 +72,9 @@ func (g GitHub) hmac() HMAC {
 // Shopify verifies Shopify webhook signatures
 // (https://shopify.dev/docs/apps/build/webhooks/subscribe/https):
 // "X-Shopify-Hmac-Sha256: <base64>", the HMAC-SHA256 of the raw body under
-// the app's client secret. There is no timestamp, so replays are refused
-// only by deduplicating on X-Shopify-Webhook-Id (see DeliveryIDHeader). The
-// zero value is not usable: Secret must be set. A Shopify is safe for
+// the app's client secret. There is no timestamp, and X-Shopify-Webhook-Id
+// is not signed, so replays are refused only by deduplicating on the body.
+// The zero value is not usable: Secret must be set. A Shopify is safe for
 // concurrent use.
 type Shopify struct {
 	// Secret is the app's client secret (or the secret shown for webhooks
