@@ -323,6 +323,7 @@ func TestInputErrors(t *testing.T) {
 		{"property value object", "upsert_contact", map[string]any{"email": "a@b", "properties": map[string]any{"x": map[string]any{}}},
 			`input "properties": key "x": want a string, number, bool, null or a list of them, got object`},
 		{"unknown input", "upsert_contact", map[string]any{"email": "a@b", "firstname": "Ann"}, `input "firstname": unknown input (accepted: email, properties)`},
+		{"id dot segment", "update_contact", map[string]any{"id": "..", "properties": map[string]any{}}, `input "id": ".." is not an id`},
 		{"id fractional", "update_contact", map[string]any{"id": 1.5, "properties": map[string]any{}}, `input "id": want a string or an integer, got number`},
 		{"properties required", "update_contact", map[string]any{"id": "1"}, `input "properties": required`},
 		{"owner missing", "assign_owner", map[string]any{"id": "1"}, `input "owner_id": required`},

@@ -67,8 +67,14 @@ func (in *inputs) id(name string, required bool) string {
 		return ""
 	}
 	if s, ok := v.(string); ok {
-		if s == "" && required {
+		switch {
+		case s == "" && required:
 			in.fail(name, errors.New("required"))
+		case s == "." || s == "..":
+			// An id goes into the request's path, where these would name
+			// another endpoint (url.PathEscape leaves them as they are).
+			in.fail(name, fmt.Errorf("%q is not an id", s))
+			return ""
 		}
 		return s
 	}
