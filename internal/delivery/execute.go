@@ -309,8 +309,9 @@ func (x *Executor) finish(ctx context.Context, c store.ClaimedRun, step *flow.St
 	case errors.Is(err, store.ErrLeaseLost):
 		x.cfg.Logger.Warn("attempt result dropped: lease lost to another worker", attrs...)
 		return false
-	case store.IsRefused(err):
-		x.refused(ctx, c, p, err, attrs)
+	case store.IsRefused(err) && !errors.As(cause, new(refusedResult)):
+		x.cfg.Logger.Error("attempt result refused by the database; dead-lettering the run", append(attrs, "store_error", err.Error())...)
+		x.refused(ctx, c, step, p, err)
 		return false
 	case err != nil:
 		x.cfg.Logger.Error("attempt result not stored; the run will be retried when its lease expires",
@@ -341,38 +342,25 @@ func (x *Executor) finish(ctx context.Context, c store.ClaimedRun, step *flow.St
 	return true
 }
 
+// refusedResult is the cause of the dead letter that replaces a result the
+// database refused; finish does not replace that one in turn.
+type refusedResult struct{ msg string }
+
+func (e refusedResult) Error() string { return e.msg }
+
 // refused handles a result the database refuses (a value it cannot
 // store): it would be refused every time, and a run left leased would run
 // its step again at each lease expiry, each time calling the system. The
-// run is dead-lettered instead, with a record of our own words only (the
-// refused value may be in any part of the result), and the notifier told.
-func (x *Executor) refused(ctx context.Context, c store.ClaimedRun, p store.FinishParams, cause error, attrs []any) {
+// run is dead-lettered instead (notified, counted and logged as any dead
+// letter), with an attempt record in our own words only: the refused value
+// may be in any part of the result.
+func (x *Executor) refused(ctx context.Context, c store.ClaimedRun, step *flow.Step, p store.FinishParams, stored error) {
 	a := p.Attempt
-	msg := fmt.Sprintf("the database refused the result of attempt %d of step %q (%v): the call to %s was made; check it there before replaying",
-		a.Number, a.StepID, cause, a.System)
-	now := x.cfg.NowFunc()
-	q := store.FinishParams{
-		RunID: p.RunID, Token: p.Token, Now: now,
-		Attempt: store.Attempt{
-			StepIndex: a.StepIndex, StepID: a.StepID, System: a.System, Number: a.Number, Outcome: store.AttemptDead,
-			Status: a.Status, Error: msg, Duration: a.Duration, StartedAt: a.StartedAt,
-		},
-		State: store.RunDead, Step: a.StepIndex, StepID: a.StepID, RunAttempt: a.Number, DueAt: now, LastError: msg,
-	}
-	if err := x.submit(ctx, q); err != nil {
-		x.cfg.Logger.Error("attempt result refused by the database, and its dead letter not stored; the run will be retried when its lease expires",
-			append(attrs, "store_error", cause.Error(), "dead_letter_error", err.Error())...)
-		return
-	}
-	x.cfg.Logger.Error("attempt result refused by the database: run dead-lettered", append(attrs, "store_error", cause.Error())...)
-	x.cfg.Metrics.StepAttempt(c.Run.Flow, a.StepID, a.System, store.AttemptDead)
-	x.cfg.Metrics.RunTransition(c.Run.Flow, store.RunDead, now.Sub(c.Run.CreatedAt))
-	if x.cfg.Notifier != nil {
-		x.cfg.Notifier.RunDead(ctx, DeadRun{
-			RunID: c.Run.ID, EventID: c.Event.ID, Source: c.Event.Source, Flow: c.Run.Flow,
-			Step: a.StepID, System: a.System, Attempts: a.Number, Error: msg,
-		})
-	}
+	x.die(ctx, p.Token, c, step, store.Attempt{
+		StepIndex: a.StepIndex, StepID: a.StepID, System: a.System, Number: a.Number,
+		Status: a.Status, Duration: a.Duration, StartedAt: a.StartedAt,
+	}, refusedResult{fmt.Sprintf("the database refused the result of attempt %d of step %q (%v): the call to %s was made; check it there before replaying",
+		a.Number, a.StepID, stored, a.System)}, "")
 }
 
 // submit commits one result through the finisher, retrying a few times
