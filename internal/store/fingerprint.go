@@ -71,6 +71,15 @@ type Fingerprint struct {
 	WrittenAt time.Time
 }
 
+// WriteTime is WrittenAt, or CreatedAt when that is not set: the time a
+// store orders the record's writes by.
+func (f Fingerprint) WriteTime() time.Time {
+	if f.WrittenAt.IsZero() {
+		return f.CreatedAt
+	}
+	return f.WrittenAt
+}
+
 // FindFingerprintsParams select the recent fingerprints of one record.
 type FindFingerprintsParams struct {
 	System, Entity, RecordID string

@@ -18,11 +18,7 @@ const qUpsertFingerprint = `INSERT INTO fingerprints (id, system, entity, record
 
 func fingerprintArgs(f store.Fingerprint) []any {
 	fields, _ := json.Marshal(f.Fields) // a []string always encodes
-	written := f.WrittenAt
-	if written.IsZero() {
-		written = f.CreatedAt
-	}
-	return []any{f.ID, f.System, f.Entity, f.RecordID, string(fields), f.Hash, f.RunID, f.Hop, f.Chain, f.CreatedAt, written}
+	return []any{f.ID, f.System, f.Entity, f.RecordID, string(fields), f.Hash, f.RunID, f.Hop, f.Chain, f.CreatedAt, f.WriteTime()}
 }
 
 // queueFingerprint adds a fingerprint's upsert to a finish batch.

@@ -27,12 +27,8 @@ func upsertFingerprint(ctx context.Context, db execer, f store.Fingerprint) erro
 	if err != nil {
 		return err
 	}
-	written := f.WrittenAt
-	if written.IsZero() {
-		written = f.CreatedAt
-	}
 	if _, err := db.ExecContext(ctx, qUpsertFingerprint, f.ID, f.System, f.Entity, f.RecordID, string(fields), f.Hash,
-		f.RunID, f.Hop, f.Chain, micros(f.CreatedAt), micros(written)); err != nil {
+		f.RunID, f.Hop, f.Chain, micros(f.CreatedAt), micros(f.WriteTime())); err != nil {
 		return fmt.Errorf("save fingerprint: %w", err)
 	}
 	return nil
