@@ -1,6 +1,7 @@
 package postgres_test
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"testing"
@@ -92,14 +93,8 @@ func TestDuplicateOfUncommittedInsert(t *testing.T) {
 	s, err := postgres.Open(ctx, dsn, postgres.Options{Migrate: true, MaxConns: 4})
 	require.NoError(t, err)
 	defer s.Close()
-	other, err := pgx.Connect(ctx, dsn)
-	require.NoError(t, err)
-	defer other.Close(ctx)
-	tx, err := other.Begin(ctx)
-	require.NoError(t, err)
 	now := time.Now().UTC()
-	_, err = tx.Exec(ctx, `INSERT INTO events (id, source, key, received_at, payload) VALUES ('evt_other', 'src', 'k1', $1, '{}')`, now)
-	require.NoError(t, err)
+	other, tx := uncommittedEvent(t, dsn, now)
 
 	event := func(key string) store.NewEvent {
 		return store.NewEvent{ID: store.NewID("evt_", now), Source: "src", Key: key, ReceivedAt: now, Payload: []byte(`{}`),
@@ -132,6 +127,22 @@ func TestDuplicateOfUncommittedInsert(t *testing.T) {
 	require.Equal(t, got.res[1].EventID, runs[0].EventID)
 }
 
+// uncommittedEvent opens another connection to dsn and inserts the event
+// src/k1 (id evt_other) in a transaction it leaves open: a concurrent
+// insert of the same key waits for it. The connection closes (rolling the
+// transaction back, unless committed) when the test ends.
+func uncommittedEvent(t *testing.T, dsn string, now time.Time) (*pgx.Conn, pgx.Tx) {
+	t.Helper()
+	other, err := pgx.Connect(t.Context(), dsn)
+	require.NoError(t, err)
+	t.Cleanup(func() { other.Close(context.Background()) })
+	tx, err := other.Begin(t.Context())
+	require.NoError(t, err)
+	_, err = tx.Exec(t.Context(), `INSERT INTO events (id, source, key, received_at, payload) VALUES ('evt_other', 'src', 'k1', $1, '{}')`, now)
+	require.NoError(t, err)
+	return other, tx
+}
+
 // TestLockTimeoutIsNotRefused: an error the server gives that is not about
 // the values (here a lock timeout, SQLSTATE 55P03, waiting on another
 // transaction's insert of the same key) is not marked ErrRefused, so a
@@ -143,15 +154,8 @@ func TestLockTimeoutIsNotRefused(t *testing.T) {
 	s, err := postgres.Open(ctx, dsn+"&options=-c%20lock_timeout%3D100ms", postgres.Options{Migrate: true, MaxConns: 2})
 	require.NoError(t, err)
 	defer s.Close()
-	other, err := pgx.Connect(ctx, dsn)
-	require.NoError(t, err)
-	defer other.Close(ctx)
-	tx, err := other.Begin(ctx)
-	require.NoError(t, err)
-	defer tx.Rollback(ctx) //nolint:errcheck // the test's end
 	now := time.Now().UTC()
-	_, err = tx.Exec(ctx, `INSERT INTO events (id, source, key, received_at, payload) VALUES ('evt_other', 'src', 'k1', $1, '{}')`, now)
-	require.NoError(t, err)
+	_, _ = uncommittedEvent(t, dsn, now)
 
 	_, err = s.InsertEvents(ctx, []store.NewEvent{{ID: store.NewID("evt_", now), Source: "src", Key: "k1", ReceivedAt: now, Payload: []byte(`{}`)}})
 	require.ErrorContains(t, err, "55P03")
