@@ -153,7 +153,7 @@ func startNode(ctx context.Context, cfg Config, storeRef, sinkURL string, noExec
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(sctx, ln) }()
 	base := "http://" + ln.Addr().String()
-	if _, err := waitReady(ctx, base); err != nil {
+	if err := waitReady(ctx, base, "/readyz"); err != nil {
 		cancel()
 		err = errors.Join(err, <-done)
 		devNull.Close()
@@ -223,7 +223,7 @@ func startProcess(ctx context.Context, self, readyPath string, args func(addr st
 		_ = cmd.Wait()
 	}
 	base := "http://" + addr
-	if _, err := waitReadyPath(ctx, base, readyPath); err != nil {
+	if err := waitReady(ctx, base, readyPath); err != nil {
 		stop()
 		return nil, fmt.Errorf("%s %s: %w", filepath.Base(self), args(addr)[0], err)
 	}
@@ -240,30 +240,24 @@ func freeAddr() (string, error) {
 	return ln.Addr().String(), nil
 }
 
-// waitReady waits until base's /readyz answers 200 and returns how long
-// that took.
-func waitReady(ctx context.Context, base string) (time.Duration, error) {
-	return waitReadyPath(ctx, base, "/readyz")
-}
-
-// waitReadyPath waits until GET base+path answers 200 (any answer, when
-// path is "") and returns how long that took.
-func waitReadyPath(ctx context.Context, base, path string) (time.Duration, error) {
+// waitReady waits until GET base+path answers 200 (any answer, when path
+// is "": the bare baseline has no /readyz), for at most 30 s.
+func waitReady(ctx context.Context, base, path string) error {
 	start := time.Now()
 	for {
 		resp, err := http.Get(base + path)
 		if err == nil {
 			resp.Body.Close()
 			if path == "" || resp.StatusCode == http.StatusOK {
-				return time.Since(start), nil
+				return nil
 			}
 		}
 		if time.Since(start) > 30*time.Second {
-			return 0, fmt.Errorf("not ready after 30s (last error: %v)", err)
+			return fmt.Errorf("not ready after 30s (last error: %v)", err)
 		}
 		select {
 		case <-ctx.Done():
-			return 0, ctx.Err()
+			return ctx.Err()
 		case <-time.After(2 * time.Millisecond):
 		}
 	}

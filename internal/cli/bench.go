@@ -43,9 +43,11 @@ func runBench(ctx context.Context, e env, args []string) error {
 	if cfg.SeparateProcesses && *memProfile != "" {
 		return usageError{"bench: --memprofile profiles the bench process; with --separate-processes the servers run elsewhere (use --cpuprofile, or serve --debug-addr)"}
 	}
-	if cfg.SeparateProcesses && *cpuProfile != "" {
-		// The nodes' profiles, one per phase, read from their --debug-addr.
-		cfg.NodeCPUProfile, *cpuProfile = *cpuProfile, ""
+	if cfg.SeparateProcesses {
+		// The nodes' profiles, one per phase, read from their --debug-addr;
+		// this process is not profiled.
+		cfg.NodeCPUProfile = *cpuProfile
+		*cpuProfile = ""
 	}
 	if *memProfile != "" {
 		// Sampling starts after the baseline, so the profile holds the
