@@ -13,11 +13,16 @@ import (
 
 // Statements prepared once at Open (see Store.stmt).
 const (
+	// The limit is written "+?": SQLite's planner reads a bare "LIMIT ?"
+	// parameter's value and marks the statement to be prepared again
+	// whenever that value changes, which for a claim (the number of free
+	// workers) is nearly every call; the unary plus keeps the plan
+	// independent of it (the plan is the runnable index's order anyway).
 	qClaim = `UPDATE runs SET state = 'running', lease_token = ?, due_at = ?,
 				attempt = attempt + 1, updated_at = ?
 			WHERE id IN (SELECT id FROM runs
 				WHERE state IN ('pending', 'retrying', 'running') AND due_at <= ?
-				ORDER BY due_at LIMIT ?)
+				ORDER BY due_at LIMIT +?)
 			RETURNING id`
 	qLoad = `SELECT ` + runCols + `, e.key, e.received_at, e.payload, e.trace_parent,
 			coalesce(l.outcome, ''), coalesce(l.hop, 0), coalesce(l.chain, ''), coalesce(l.parent_run, '')
