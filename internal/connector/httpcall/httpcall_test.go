@@ -3,6 +3,7 @@ package httpcall_test
 import (
 	"encoding/base64"
 	"encoding/json"
+	"math"
 	"net/http"
 	"strings"
 	"testing"
@@ -169,6 +170,16 @@ func TestHeaders(t *testing.T) {
 			wantBody: `{"n":12345678901234567890,"name":"<Ann>"}`,
 		},
 		{
+			// As jq prints it (tojson): NaN is null, an infinity the
+			// largest float, "\u2028" and "&" as they are.
+			name: "json body as jq prints it",
+			in: map[string]any{"body": []any{math.NaN(), math.Inf(1), "a\u2028&\x01", 1.5e300, 7,
+				map[string]any{"b": false, "a": nil}}},
+			wantMethod: http.MethodPost,
+			wantHeader: map[string]string{"Content-Type": "application/json"},
+			wantBody:   "[null,1.7976931348623157e+308,\"a\u2028&\\u0001\",1.5e+300,7,{\"a\":null,\"b\":false}]",
+		},
+		{
 			name:       "string body",
 			in:         map[string]any{"method": "put", "body": "a,b\n1,2"},
 			wantMethod: http.MethodPut,
@@ -321,6 +332,9 @@ func TestInputErrors(t *testing.T) {
 		{"bad header name", map[string]any{"headers": map[string]any{"X A": "v"}}, `input "headers": "X A" is not a valid header name`},
 		{"header newline", map[string]any{"headers": map[string]any{"X-A": "v\r\nX-B: w"}}, `input "headers": key "X-A": value must not contain control characters`},
 		{"unknown input", map[string]any{"url": "/x"}, `input "url": unknown input`},
+		// Not a jq value: only a bug of ours could pass one; it fails the
+		// step, not the node.
+		{"body of a Go type", map[string]any{"body": []string{"a"}}, `input "body": cannot encode as JSON: invalid type: []string ([a])`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
