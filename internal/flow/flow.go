@@ -168,6 +168,25 @@ type RetryPolicy struct {
 	Cap      time.Duration
 }
 
+// shownDSN is a PostgreSQL URL as `check` and the logs may show it: the
+// password masked wherever pgx reads one, in the user info and in the
+// password and sslpassword parameters.
+func shownDSN(u *url.URL) string {
+	shown := *u
+	if shown.RawQuery != "" {
+		params := strings.Split(shown.RawQuery, "&")
+		for i, kv := range params {
+			k, _, _ := strings.Cut(kv, "=")
+			name, err := url.QueryUnescape(k)
+			if err != nil || strings.EqualFold(name, "password") || strings.EqualFold(name, "sslpassword") {
+				params[i] = k + "=xxxxx"
+			}
+		}
+		shown.RawQuery = strings.Join(params, "&")
+	}
+	return shown.Redacted()
+}
+
 var nameRe = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 
 // Compile checks c against the registry and builds a Plan. The returned
@@ -194,7 +213,7 @@ func Compile(c *config.Config, reg *connector.Registry) (*Plan, error) {
 		if err != nil || u.Host == "" {
 			cp.errorf(cp.node("store"), "store", "invalid PostgreSQL URL (want postgres://user:password@host:port/database)")
 		} else {
-			p.Store = u.Redacted()
+			p.Store = shownDSN(u)
 		}
 	default:
 		cp.errorf(cp.node("store"), "store", "unsupported store (want sqlite:PATH or postgres://user@host:port/db)")
