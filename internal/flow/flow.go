@@ -37,6 +37,9 @@ const (
 	DefaultCap       = 10 * time.Minute
 )
 
+// MinLease is the shortest lease a config may set.
+const MinLease = time.Second
+
 // StepVars are the jq variables a step's inputs may use, in the order their
 // values are passed.
 var StepVars = []string{"$steps", "$event"}
@@ -223,6 +226,13 @@ func Compile(c *config.Config, reg *connector.Registry) (*Plan, error) {
 	}
 	// A negative period would otherwise fall back to its default unseen.
 	cp.positive("lease", c.Lease)
+	if c.Lease > 0 && c.Lease < MinLease {
+		// Leases are renewed every third of it: below a second a renewal
+		// races a database round trip, a run's claim lapses during its
+		// call and another worker sends it again (a nanosecond stops
+		// serve with a panic).
+		cp.errorf(cp.node("lease"), "lease", "must be at least %s (it is renewed every third of it; a claim that lapses mid-call is sent again by another worker)", MinLease)
+	}
 	cp.positive("retention", c.Retention)
 	cp.positive("shutdown_grace", c.ShutdownGrace)
 	cp.positive("retry.base", c.Retry.Base)
