@@ -210,6 +210,14 @@ func runReplay(ctx context.Context, e env, args []string) error {
 	now := time.Now()
 	var payload any
 	if *flowName == "" {
+		l, err := st.GetLineage(ctx, ev.ID)
+		if err != nil {
+			return err
+		}
+		if l.Outcome == store.EventEcho {
+			// Its flows would send our own write back where it came from.
+			return fmt.Errorf("event %s is the echo of our own write (run %s): no flow ran for it; name one with --flow to replay it anyway", ev.ID, l.ParentRun)
+		}
 		if payload, err = transform.Decode(ev.Payload); err != nil {
 			return fmt.Errorf("event %s: decode stored payload: %w", ev.ID, err)
 		}
