@@ -12,6 +12,7 @@ import (
 	"github.com/switchboard-dev/switchboard/internal/app"
 	"github.com/switchboard-dev/switchboard/internal/flow"
 	"github.com/switchboard-dev/switchboard/internal/store"
+	"github.com/switchboard-dev/switchboard/internal/transform"
 )
 
 // openStore loads the config and opens its store for operator commands.
@@ -207,6 +208,20 @@ func runReplay(ctx context.Context, e env, args []string) error {
 		return fmt.Errorf("event %s came from source %q, which the config no longer defines", ev.ID, ev.Source)
 	}
 	now := time.Now()
+	var payload any
+	if *flowName == "" {
+		l, err := st.GetLineage(ctx, ev.ID)
+		if err != nil {
+			return err
+		}
+		if l.Outcome == store.EventEcho {
+			// Its flows would send our own write back where it came from.
+			return fmt.Errorf("event %s is the echo of our own write (run %s): no flow ran for it; name one with --flow to replay it anyway", ev.ID, l.ParentRun)
+		}
+		if payload, err = transform.Decode(ev.Payload); err != nil {
+			return fmt.Errorf("event %s: decode stored payload: %w", ev.ID, err)
+		}
+	}
 	var runs []store.NewRun
 	for _, f := range src.Flows {
 		if f.Conflict != nil && *flowName == "" {
@@ -215,6 +230,17 @@ func runReplay(ctx context.Context, e env, args []string) error {
 			fmt.Fprintf(e.stderr, "not replaying flow %s: %s (name it with --flow to replay it anyway)\n", f.Name, f.Conflict.Reason())
 			continue
 		}
+		if f.When != nil && *flowName == "" {
+			// The flow is for other events (the executor does not look at
+			// the condition again): replaying it would do to this event
+			// what was never meant for it. A condition that fails to
+			// evaluate keeps its run, as in the engine: it dies with the
+			// error.
+			if v, err := f.When.Eval(ctx, payload); err == nil && v != true {
+				fmt.Fprintf(e.stderr, "not replaying flow %s: its when: is false for this event (name it with --flow to replay it anyway)\n", f.Name)
+				continue
+			}
+		}
 		if *flowName == "" || f.Name == *flowName {
 			runs = append(runs, store.NewRun{ID: store.NewID("run_", now), Flow: f.Name, StepID: f.Steps[0].ID})
 		}
@@ -222,6 +248,9 @@ func runReplay(ctx context.Context, e env, args []string) error {
 	if len(runs) == 0 {
 		if *flowName != "" {
 			return fmt.Errorf("no flow to replay: source %q has no flow named %s", ev.Source, *flowName)
+		}
+		if len(src.Flows) > 0 {
+			return fmt.Errorf("no flow to replay: none of source %q's flows would run for this event (name one with --flow to replay it anyway)", ev.Source)
 		}
 		return fmt.Errorf("no flow to replay: source %q has no flow", ev.Source)
 	}

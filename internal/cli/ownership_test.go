@@ -90,8 +90,8 @@ flows:
 }
 
 // TestEventsShowLineageAndReplayConflicts inspects stored events: an echo
-// shows its outcome and chain, and replay skips a flow the engine refused
-// as a conflict unless the operator names it.
+// shows its outcome and chain; replay refuses an echo and skips a flow
+// the engine refused as a conflict, unless the operator names a flow.
 func TestEventsShowLineageAndReplayConflicts(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -111,6 +111,10 @@ func TestEventsShowLineageAndReplayConflicts(t *testing.T) {
 	code, out, errOut := run(t, nil, "events", "show", res[0].EventID, "--config", cfg)
 	require.Equal(t, 0, code, errOut)
 	require.Contains(t, out, "outcome  echo (no runs for it)\nhop      1, caused by run run_1\nchain    sched_changed → crm customer c1 → crm_changed\n")
+
+	code, _, errOut = run(t, nil, "replay", res[0].EventID, "--config", cfg)
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, "is the echo of our own write (run run_1): no flow ran for it; name one with --flow to replay it anyway")
 
 	code, _, errOut = run(t, nil, "replay", res[1].EventID, "--config", cfg)
 	require.Equal(t, 1, code)

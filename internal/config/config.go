@@ -5,8 +5,10 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -237,14 +239,27 @@ func Load(path string, getenv func(string) (string, bool)) (*Config, error) {
 // Parse decodes config data; name is used in errors.
 func Parse(name string, data []byte, getenv func(string) (string, bool)) (*Config, error) {
 	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
-		msg := strings.TrimPrefix(err.Error(), "yaml: ")
-		line := yamlErrorLine(err)
-		msg = strings.TrimPrefix(msg, fmt.Sprintf("line %d: ", line))
-		return nil, &Error{File: name, Line: line, Msg: msg}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&root); err != nil && !errors.Is(err, io.EOF) {
+		return nil, syntaxError(name, err)
 	}
 	if root.Kind == 0 {
 		return nil, &Error{File: name, Msg: "the file is empty"}
+	}
+	// A config is one document: what follows a "---" would otherwise be
+	// dropped without a word (its flows never run).
+	for {
+		var more yaml.Node
+		err := dec.Decode(&more)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, syntaxError(name, err)
+		}
+		if len(more.Content) > 0 && !isNull(more.Content[0]) {
+			return nil, ErrorAt(name, more.Content[0], "", "a second YAML document (after ---): a config is one document; merge it into the first")
+		}
 	}
 	c := &Config{File: name, Root: &root, Getenv: getenv}
 	d := &Decoder{File: name, Getenv: getenv}
@@ -292,6 +307,14 @@ func (c *Config) PostgresDSN() string {
 		return s
 	}
 	return ""
+}
+
+// syntaxError is a yaml.v3 syntax error at its line.
+func syntaxError(name string, err error) *Error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	line := yamlErrorLine(err)
+	msg = strings.TrimPrefix(msg, fmt.Sprintf("line %d: ", line))
+	return &Error{File: name, Line: line, Msg: msg}
 }
 
 // yamlErrorLine extracts "line N" from a yaml.v3 syntax error.

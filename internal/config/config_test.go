@@ -167,6 +167,16 @@ func TestParseErrors(t *testing.T) {
 			want: []string{`c.yaml:3: did not find expected node content`},
 		},
 		{
+			name: "a second document is not dropped unseen",
+			src:  "version: 1\nsources:\n  s: {webhook: {}}\n---\nflows:\n  f: {on: s}\n",
+			want: []string{`c.yaml:5:1: a second YAML document (after ---): a config is one document; merge it into the first`},
+		},
+		{
+			name: "a syntax error in a second document",
+			src:  "version: 1\n---\nflows: [\n",
+			want: []string{`c.yaml:3: did not find expected node content`},
+		},
+		{
 			name: "wrong type never quotes an environment variable's value",
 			src:  "version: 1\nworkers: ${TOKEN}\n",
 			want: []string{`c.yaml:2:10: workers: want an integer, got "${TOKEN}"`},
@@ -453,4 +463,15 @@ func FuzzParse(f *testing.F) {
 		}
 		require.Equal(t, 1, c.Version)
 	})
+}
+
+// TestParseTrailingDocumentMarker accepts a config that ends with "---" or
+// "...": an empty document after it holds nothing to drop.
+func TestParseTrailingDocumentMarker(t *testing.T) {
+	t.Parallel()
+	for _, src := range []string{"version: 1\n---\n", "---\nversion: 1\n...\n", "version: 1\n---\n# nothing\n"} {
+		c, err := config.Parse("c.yaml", []byte(src), getenv)
+		require.NoError(t, err, src)
+		require.Equal(t, 1, c.Version)
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"maps"
 	"math"
+	"math/big"
 	"slices"
 	"strconv"
 	"strings"
@@ -83,9 +84,16 @@ func normalizeValue(v any) any {
 	case float32:
 		return number(float64(v))
 	case int:
-		return float64(v)
+		return integer(int64(v))
 	case int64:
-		return float64(v)
+		return integer(v)
+	case *big.Int:
+		// jq's integers beyond int64 (from arithmetic; a value passed
+		// through stays a json.Number): digits, as json.Number keeps them.
+		if v.IsInt64() {
+			return integer(v.Int64())
+		}
+		return "number:" + v.String()
 	case bool:
 		return v
 	}
@@ -124,6 +132,16 @@ func Walk(v any, leaf func(any) any) any {
 		return out
 	}
 	return leaf(v)
+}
+
+// integer is an integer as a json.Number of the same digits normalises:
+// a float64 within its exact range, else the digits, so a long id that jq
+// computed (.id + 0 gives an int) still matches the id a record sends.
+func integer(i int64) any {
+	if i > -1<<53 && i < 1<<53 {
+		return float64(i)
+	}
+	return "number:" + strconv.FormatInt(i, 10)
 }
 
 // number keeps a float that JSON can encode (NaN and infinities cannot).

@@ -2,6 +2,7 @@ package echo_test
 
 import (
 	"encoding/json"
+	"math/big"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -57,4 +58,25 @@ func TestHashStable(t *testing.T) {
 		"list":   []any{map[string]any{"k": " v "}, []any{}},
 	}
 	require.Equal(t, "83914a59601f929b0b9e6648c8a90a9ab281fc870853fb83c3482cf065a6d95b", echo.Of(rec).Hash)
+}
+
+// TestLongIntegersMatchTheirJSON hashes a long id as jq computes it (an
+// int, or a *big.Int beyond int64) and as a record sends it (json.Number):
+// the echo of a write of a computed id must match.
+func TestLongIntegersMatchTheirJSON(t *testing.T) {
+	t.Parallel()
+	big20, _ := new(big.Int).SetString("12345678901234567890", 10)
+	for _, tt := range []struct {
+		computed any
+		sent     json.Number
+	}{
+		{9007199254740993, "9007199254740993"},
+		{int64(-9007199254740993), "-9007199254740993"},
+		{big20, "12345678901234567890"},
+		{big.NewInt(42), "42"},
+		{7, "7"},
+	} {
+		require.Equal(t, echo.Hash(map[string]any{"id": tt.sent}, []string{"id"}), echo.Hash(map[string]any{"id": tt.computed}, []string{"id"}), "%v", tt.computed)
+	}
+	require.NotEqual(t, echo.Normalize(9007199254740993), echo.Normalize(9007199254740992), "long ids keep their last digit")
 }

@@ -37,6 +37,9 @@ const (
 	DefaultCap       = 10 * time.Minute
 )
 
+// MinLease is the shortest lease a config may set.
+const MinLease = time.Second
+
 // StepVars are the jq variables a step's inputs may use, in the order their
 // values are passed.
 var StepVars = []string{"$steps", "$event"}
@@ -168,6 +171,25 @@ type RetryPolicy struct {
 	Cap      time.Duration
 }
 
+// shownDSN is a PostgreSQL URL as `check` and the logs may show it: the
+// password masked wherever pgx reads one, in the user info and in the
+// password and sslpassword parameters.
+func shownDSN(u *url.URL) string {
+	shown := *u
+	if shown.RawQuery != "" {
+		params := strings.Split(shown.RawQuery, "&")
+		for i, kv := range params {
+			k, _, _ := strings.Cut(kv, "=")
+			name, err := url.QueryUnescape(k)
+			if err != nil || strings.EqualFold(name, "password") || strings.EqualFold(name, "sslpassword") {
+				params[i] = k + "=xxxxx"
+			}
+		}
+		shown.RawQuery = strings.Join(params, "&")
+	}
+	return shown.Redacted()
+}
+
 var nameRe = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 
 // Compile checks c against the registry and builds a Plan. The returned
@@ -194,7 +216,7 @@ func Compile(c *config.Config, reg *connector.Registry) (*Plan, error) {
 		if err != nil || u.Host == "" {
 			cp.errorf(cp.node("store"), "store", "invalid PostgreSQL URL (want postgres://user:password@host:port/database)")
 		} else {
-			p.Store = u.Redacted()
+			p.Store = shownDSN(u)
 		}
 	default:
 		cp.errorf(cp.node("store"), "store", "unsupported store (want sqlite:PATH or postgres://user@host:port/db)")
@@ -204,6 +226,13 @@ func Compile(c *config.Config, reg *connector.Registry) (*Plan, error) {
 	}
 	// A negative period would otherwise fall back to its default unseen.
 	cp.positive("lease", c.Lease)
+	if c.Lease > 0 && c.Lease < MinLease {
+		// Leases are renewed every third of it: below a second a renewal
+		// races a database round trip, a run's claim lapses during its
+		// call and another worker sends it again (a nanosecond stops
+		// serve with a panic).
+		cp.errorf(cp.node("lease"), "lease", "must be at least %s (it is renewed every third of it; a claim that lapses mid-call is sent again by another worker)", MinLease)
+	}
 	cp.positive("retention", c.Retention)
 	cp.positive("shutdown_grace", c.ShutdownGrace)
 	cp.positive("retry.base", c.Retry.Base)

@@ -128,6 +128,13 @@ func TestCompileErrors(t *testing.T) {
 			},
 		},
 		{
+			name: "a lease too short to renew",
+			src:  strings.Replace(head, "version: 1\n", "version: 1\nlease: 30ms\n", 1) + "flows:\n  f:\n    on: s\n    steps: [{id: a, do: crm.request}]\n",
+			want: []string{
+				`c.yaml:2:8: lease: must be at least 1s (it is renewed every third of it; a claim that lapses mid-call is sent again by another worker)`,
+			},
+		},
+		{
 			name: "unknown source in on",
 			src:  head + "flows:\n  f:\n    on: t\n    steps: [{id: a, do: crm.request}]\n",
 			want: []string{`c.yaml:8:9: flows.f.on: unknown source "t" (defined: s)`},

@@ -227,9 +227,37 @@ func (cp *compiler) ownership(p *Plan) {
 	p.Ownership = o
 	g := p.SystemGraph()
 	for _, c := range g.Cycles() {
+		if open := unguarded(p, g, c); len(open) > 0 {
+			cp.warnf(nil, "cycle %s; NOT STOPPED: the writes of %s are not fingerprinted (no entity whose events come back), so neither echo suppression nor max_hops sees them, and a change can go round this cycle for ever (declare the entity each writes with writes:, and a source with system:, entity: and record_id: for its system)",
+				g.DescribeCycle(c), strings.Join(open, ", "))
+			continue
+		}
 		cp.warnf(nil, "cycle %s; echo suppression stops our own writes coming back, and a chain longer than max_hops (%d) is dead-lettered",
 			g.DescribeCycle(c), o.MaxHops)
 	}
+}
+
+// unguarded returns the steps on cycle (flow.step) whose writes are not
+// fingerprinted: their echoes are not recognised and the events they
+// cause start a new causal chain at hop 0, so a change going round the
+// cycle through one of them is neither suppressed nor counted.
+func unguarded(p *Plan, g *ownership.Graph, cycle []string) []string {
+	var out []string
+	for _, edges := range g.CycleEdges(cycle) {
+		for _, e := range edges {
+			f := p.Flows[e.Flow]
+			if f == nil {
+				continue
+			}
+			i := slices.IndexFunc(f.Steps, func(st *Step) bool { return st.ID == e.Step })
+			if i < 0 || f.Steps[i].Write == nil || !f.Steps[i].Write.Echoable {
+				if l := e.Flow + "." + e.Step; !slices.Contains(out, l) {
+					out = append(out, l)
+				}
+			}
+		}
+	}
+	return out
 }
 
 // entity compiles one entities: entry.

@@ -215,3 +215,49 @@ flows:
 		})
 	}
 }
+
+// TestCycleWarningSaysWhenNothingStopsIt compiles a two-way sync whose
+// steps declare no entity: nothing fingerprints their writes, so the
+// warning must not promise that echo suppression and max_hops stop the
+// cycle; it names the steps that leave it open. Declaring what one
+// direction writes still leaves the other open.
+func TestCycleWarningSaysWhenNothingStopsIt(t *testing.T) {
+	t.Parallel()
+	const base = `version: 1
+systems:
+  crm: { kind: http, base_url: "http://127.0.0.1:9001" }
+  sched: { kind: http, base_url: "http://127.0.0.1:9002" }
+entities:
+  customer: { owner: crm, mirrors: [sched] }
+sources:
+  crm_changed: { webhook: {}, system: crm, entity: customer, record_id: .id }
+  sched_changed: { webhook: {}, system: sched, entity: customer, record_id: .id }
+flows:
+  crm_to_sched:
+    on: crm_changed
+    steps:
+      - { id: put, do: sched.request, %s with: { method: '"PUT"', path: '"/c"', body: '{name: .name}' } }
+  sched_to_crm:
+    on: sched_changed
+    steps:
+      - { id: put, do: crm.request, with: { method: '"PUT"', path: '"/c"', body: '{phone: .phone}' } }
+`
+	for _, tc := range []struct{ name, writes, open string }{
+		{"neither direction declares its entity", "", "crm_to_sched.put, sched_to_crm.put"},
+		{"one direction declares it", "writes: customer, record_id: .id,", "sched_to_crm.put"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p := mustCompile(t, "c.yaml", fmt.Sprintf(base, tc.writes))
+			var cycle string
+			for _, w := range p.Warnings {
+				if strings.HasPrefix(w, "cycle ") {
+					cycle = w
+				}
+			}
+			require.Contains(t, cycle, "cycle crm → sched → crm")
+			require.Contains(t, cycle, "NOT STOPPED: the writes of "+tc.open+" are not fingerprinted")
+			require.NotContains(t, cycle, "is dead-lettered")
+		})
+	}
+}

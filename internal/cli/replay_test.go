@@ -1,0 +1,90 @@
+package cli_test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/switchboard-dev/switchboard/internal/store"
+	"github.com/switchboard-dev/switchboard/internal/store/sqlite"
+)
+
+// whenYAML has two flows on one source, each for one kind of event.
+const whenYAML = `version: 1
+store: sqlite:sb.db
+systems:
+  crm: { kind: http, base_url: "http://127.0.0.1:9001" }
+sources:
+  changed: { webhook: {} }
+flows:
+  on_created:
+    on: changed
+    when: .type == "created"
+    steps:
+      - { id: create, do: crm.request, with: { method: '"POST"', path: '"/c"' } }
+  on_deleted:
+    on: changed
+    when: .type == "deleted"
+    steps:
+      - { id: remove, do: crm.request, with: { method: '"DELETE"', path: '"/c/" + .id' } }
+`
+
+// TestReplayKeepsFlowConditions replays an event: only the flows whose
+// when: holds for it run again, as the engine ran them; a replay must not
+// run a flow meant for other events (a delete, for a create).
+func TestReplayKeepsFlowConditions(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "when.yaml")
+	require.NoError(t, os.WriteFile(cfg, []byte(whenYAML), 0o600))
+	st, err := sqlite.Open(t.Context(), filepath.Join(dir, "sb.db"))
+	require.NoError(t, err)
+	now := time.Now()
+	ev := store.NewEvent{ID: store.NewID("evt_", now), Source: "changed", Key: "k1", ReceivedAt: now,
+		Payload: []byte(`{"type":"created","id":"c1"}`),
+		Runs:    []store.NewRun{{ID: store.NewID("run_", now), Flow: "on_created", StepID: "create"}}}
+	res, err := st.InsertEvents(t.Context(), []store.NewEvent{ev})
+	require.NoError(t, err)
+	require.NoError(t, st.Close())
+
+	code, out, errOut := run(t, nil, "replay", res[0].EventID, "--config", cfg)
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "flow on_created, generation 1")
+	require.NotContains(t, out, "on_deleted")
+	require.Contains(t, errOut, "not replaying flow on_deleted: its when: is false for this event")
+
+	// Named, it runs: the operator asked for it.
+	code, out, errOut = run(t, nil, "replay", res[0].EventID, "--config", cfg, "--flow", "on_deleted")
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "flow on_deleted, generation 0")
+
+	st, err = sqlite.Open(t.Context(), filepath.Join(dir, "sb.db"))
+	require.NoError(t, err)
+	defer st.Close()
+	runs, err := st.ListRuns(t.Context(), store.ListRunsParams{EventID: res[0].EventID})
+	require.NoError(t, err)
+	require.Len(t, runs, 3, "the original, its replay and the named replay")
+}
+
+// TestReplayNoFlowHolds replays an event no flow's condition holds for:
+// nothing is queued, and the error says why and how to force it.
+func TestReplayNoFlowHolds(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "when.yaml")
+	require.NoError(t, os.WriteFile(cfg, []byte(whenYAML), 0o600))
+	st, err := sqlite.Open(t.Context(), filepath.Join(dir, "sb.db"))
+	require.NoError(t, err)
+	now := time.Now()
+	ev := store.NewEvent{ID: store.NewID("evt_", now), Source: "changed", Key: "k1", ReceivedAt: now, Payload: []byte(`{"type":"updated"}`)}
+	res, err := st.InsertEvents(t.Context(), []store.NewEvent{ev})
+	require.NoError(t, err)
+	require.NoError(t, st.Close())
+
+	code, out, errOut := run(t, nil, "replay", res[0].EventID, "--config", cfg)
+	require.Equal(t, 1, code, out)
+	require.Contains(t, errOut, `none of source "changed"'s flows would run for this event (name one with --flow to replay it anyway)`)
+}
