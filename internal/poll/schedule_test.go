@@ -179,6 +179,10 @@ func TestPollRespectsRateLimit(t *testing.T) {
 	times := a.times()
 	require.Len(t, times, stats.Pages)
 	require.Greater(t, len(times), 8, "enough requests to span several seconds")
+	// The times are arrivals at the server: a request held up on its way
+	// (a loaded machine) lets the ones after it arrive closer, so one more
+	// than the limit may land in a second. Without the limit every page
+	// arrives within a few milliseconds.
 	for i := range times {
 		n := 0
 		for _, x := range times[i:] {
@@ -186,7 +190,7 @@ func TestPollRespectsRateLimit(t *testing.T) {
 				n++
 			}
 		}
-		require.LessOrEqual(t, n, 4, "requests in the second from request %d", i)
+		require.LessOrEqual(t, n, 4+1, "requests in the second from request %d", i)
 	}
 }
 
