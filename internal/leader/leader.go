@@ -62,7 +62,14 @@ func (e *Elector) Run(ctx context.Context, d Duty) error {
 	defer func() {
 		if active != nil {
 			active.stop()
-			_ = e.cfg.Store.ReleaseLease(context.WithoutCancel(ctx), d.Name, e.cfg.Node)
+			// Bounded like a renewal: an unreachable store must not hold
+			// up the node's shutdown; the lease then simply expires.
+			relCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.TTL/3)
+			defer cancel()
+			if err := e.cfg.Store.ReleaseLease(relCtx, d.Name, e.cfg.Node); err != nil {
+				log.Warn("lease not released: another node takes over when it expires", "error", err)
+				return
+			}
 			log.Info("leadership released")
 		}
 	}()

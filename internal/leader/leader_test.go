@@ -127,3 +127,36 @@ func TestStalledRenewalStopsTheDuty(t *testing.T) {
 		t.Fatal("a hung renewal never stopped the duty")
 	}
 }
+
+// hangingReleaser grants every lease and hangs on its release until the
+// release's context ends: a store that stopped answering.
+type hangingReleaser struct{}
+
+func (hangingReleaser) AcquireLease(context.Context, store.LeaseParams) (bool, error) { return true, nil }
+
+func (hangingReleaser) ReleaseLease(ctx context.Context, _, _ string) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// TestReleaseDoesNotHoldUpShutdown: the release at shutdown is bounded, so
+// an unreachable store cannot keep the node from stopping; the lease then
+// expires on its own.
+func TestReleaseDoesNotHoldUpShutdown(t *testing.T) {
+	t.Parallel()
+	e := leader.New(leader.Config{Store: hangingReleaser{}, Node: "a", TTL: 300 * time.Millisecond})
+	ctx, cancel := context.WithCancel(t.Context())
+	running := make(chan struct{})
+	returned := make(chan struct{})
+	go func() {
+		defer close(returned)
+		_ = e.Run(ctx, leader.Duty{Name: "retention", Run: func(ctx context.Context) { close(running); <-ctx.Done() }})
+	}()
+	<-running
+	cancel()
+	select {
+	case <-returned:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run still waiting for the lease's release")
+	}
+}
