@@ -652,7 +652,14 @@ func describeValue(v any) string {
 func (cp *compiler) expr(path, src string, vars ...string) *transform.Expr {
 	e, err := transform.Compile(src, vars...)
 	if err != nil {
-		cp.errorf(cp.node(path), path, "%v", err)
+		n := cp.node(path)
+		if n != nil && strings.Contains(n.Value, "${") {
+			// src is the text after ${NAME} expansion, which jq's errors
+			// quote, and a variable may hold a secret: say where, not what.
+			cp.errorf(n, path, "not a valid jq expression once its ${...} references are expanded (the expanded text is not shown: it may hold a secret)")
+			return e
+		}
+		cp.errorf(n, path, "%v", err)
 	}
 	return e
 }
