@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"time"
 
 	"github.com/switchboard-dev/switchboard/internal/connector"
@@ -121,7 +122,18 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 		actx := x.cfg.Tracer.StartAttempt(ctx, tracing.Attempt{
 			Flow: run.Flow, Step: step.ID, Index: run.Step, System: step.System, Number: run.Attempt,
 		})
-		res, callErr := step.Call.Do(actx, connector.Request{Input: input, IdempotencyKey: key})
+		res, callErr := callStep(actx, step, connector.Request{Input: input, IdempotencyKey: key})
+		if p, ok := errors.AsType[*panicError](callErr); ok {
+			// A bug in the connector, not the system's fault. The run
+			// is dead-lettered (alerted, replayable once fixed) rather
+			// than retried into the same panic; the write may have been
+			// made, so its fingerprint stays.
+			release(limit.Refused, 0)
+			x.cfg.Logger.Error("step panicked", "run_id", run.ID, "flow", run.Flow, "step", step.ID,
+				"system", step.System, "panic", fmt.Sprint(p.value), "stack", string(p.stack))
+			x.dead(actx, token, c, step, a, callErr)
+			return
+		}
 		if ctx.Err() != nil {
 			// Cut off by the end of the shutdown grace: not the system's
 			// fault and not a real attempt. The run goes back to the queue
@@ -251,6 +263,30 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 		}, wait, callErr)
 		return
 	}
+}
+
+// panicError is a panic in a step's call, caught.
+type panicError struct {
+	action string
+	value  any
+	stack  []byte
+}
+
+func (e *panicError) Error() string {
+	return fmt.Sprintf("%s panicked (a bug in the connector; the call may have been made, check the system before replaying): %v", e.action, e.value)
+}
+
+// callStep makes a step's call and catches a panic in the connector: left
+// to run its course it would end the process with every run in flight,
+// and the run, claimed again after the restart (or by another node),
+// would do it again, without end.
+func callStep(ctx context.Context, step *flow.Step, req connector.Request) (res connector.Result, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			res, err = connector.Result{}, &panicError{action: step.System + "." + step.Action, value: v, stack: debug.Stack()}
+		}
+	}()
+	return step.Call.Do(ctx, req)
 }
 
 // dead records the final attempt, moves the run to dead and tells the
