@@ -59,10 +59,16 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 		}
 		steps[o.StepID] = v
 	}
+	if x.interrupted(ctx, token, c, f.Steps[run.Step], run) {
+		return
+	}
 	if run.Step == 0 && f.When != nil {
 		// The engine already evaluated the condition; it is only repeated
 		// here to dead-letter a run whose condition failed to evaluate.
 		if _, err := f.When.Eval(ctx, payload); err != nil {
+			if x.interrupted(ctx, token, c, f.Steps[run.Step], run) {
+				return
+			}
 			x.dead(ctx, token, c, nil, attemptOf(run, nil, x.cfg.NowFunc()), fmt.Errorf("when: %w", err))
 			return
 		}
@@ -75,6 +81,9 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 		if step.Input != nil {
 			v, err := step.Input.Eval(ctx, payload, steps, event)
 			if err != nil {
+				if x.interrupted(ctx, token, c, step, run) {
+					return
+				}
 				x.dead(ctx, token, c, step, a, fmt.Errorf("map inputs: %w", err))
 				return
 			}
@@ -90,13 +99,13 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 		release, err := gate.Acquire(ctx)
 		var hold *limit.Hold
 		if errors.As(err, &hold) {
-			x.hold(ctx, token, c, step, run, hold)
+			x.hold(context.WithoutCancel(ctx), token, c, step, run, hold)
 			return
 		}
 		if err != nil {
 			// Shutting down while waiting for a token or a slot: hand the
 			// run back now rather than leave it leased until expiry.
-			x.hold(context.WithoutCancel(ctx), token, c, step, run, &limit.Hold{Until: x.cfg.NowFunc(), Reason: "interrupted by shutdown"})
+			x.interrupted(ctx, token, c, step, run)
 			return
 		}
 		// The fingerprint is durable before the call: the system may send
@@ -104,6 +113,9 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 		fp, err := x.fingerprint(ctx, c, write, x.cfg.NowFunc())
 		if err != nil {
 			release(limit.Refused, 0)
+			if x.interrupted(ctx, token, c, step, run) {
+				return
+			}
 			x.dead(ctx, token, c, step, a, fmt.Errorf("fingerprint the write: %w", err))
 			return
 		}
@@ -139,7 +151,7 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 			// fault and not a real attempt. The run goes back to the queue
 			// at this step (the call is repeated with the same key).
 			release(limit.Refused, 0)
-			x.hold(context.WithoutCancel(actx), token, c, step, run, &limit.Hold{Until: x.cfg.NowFunc(), Reason: "interrupted by shutdown"})
+			x.interrupted(actx, token, c, step, run)
 			return
 		}
 		outcome, retryAfter := connector.GateOutcome(res.Status, callErr)
@@ -464,6 +476,22 @@ func (x *Executor) traceAttempt(ctx context.Context, p store.FinishParams, wait 
 	tracing.EndAttempt(ctx, tracing.AttemptEnd{
 		Outcome: string(p.Attempt.Outcome), Status: p.Attempt.Status, Err: cause, RetryIn: wait, RunState: state,
 	})
+}
+
+// interrupted hands the run back to the queue at its current step, untried,
+// when ctx has ended (the shutdown grace is over: steps' contexts are
+// cancelled). A run a worker takes up only then, or an evaluation or a
+// call the cancellation cut off, is no fault of the run's: it must not be
+// dead-lettered (a jq evaluation fails with the context's error) nor count
+// an attempt. It reports whether it did.
+func (x *Executor) interrupted(ctx context.Context, token string, c store.ClaimedRun, step *flow.Step, run store.Run) bool {
+	if ctx.Err() == nil {
+		return false
+	}
+	// Not cancelled: the hold must be stored, or the run would stay
+	// leased, held by no one, until its lease expires.
+	x.hold(context.WithoutCancel(ctx), token, c, step, run, &limit.Hold{Until: x.cfg.NowFunc(), Reason: "interrupted by shutdown"})
+	return true
 }
 
 // hold puts a run back in the queue until h.Until without counting an
