@@ -156,7 +156,9 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 		}
 		outcome, retryAfter := connector.GateOutcome(res.Status, callErr)
 		release(outcome, retryAfter)
-		if wasPaused && outcome == limit.Succeeded {
+		// Only when the success lifted the pause here: an operator's pause
+		// (applied while this call was in flight) stays until resumed.
+		if wasPaused && outcome == limit.Succeeded && !gate.State().Paused {
 			resumed, err := x.cfg.Store.ResumeSystem(ctx, step.System)
 			if err != nil {
 				x.cfg.Logger.Warn("record system resumed", "system", step.System, "error", err)

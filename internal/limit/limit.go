@@ -238,7 +238,13 @@ func (g *Gate) record(o Outcome, retryAfter time.Duration, probe bool) {
 	}
 	switch o {
 	case Succeeded:
-		g.failures, g.openUntil, g.paused = 0, time.Time{}, false
+		g.failures, g.openUntil = 0, time.Time{}
+		// A success shows the credentials work; it does not lift an
+		// operator's pause (a call admitted before it, or the probe of
+		// a credential pause it replaced): only Resume does.
+		if !g.noProbe {
+			g.paused = false
+		}
 		g.recover()
 	case Refused:
 		// The request was wrong, not the system: no change.

@@ -223,3 +223,28 @@ func TestProbeHonoursThrottleBackoff(t *testing.T) {
 	requireAdmit(t, p)(limit.Succeeded, 0)
 	require.False(t, p.State().Paused)
 }
+
+// TestSuccessKeepsOperatorPause: a call in flight when an operator pauses
+// the system (the probe of a credential pause, or any call) succeeds: the
+// operator's pause stays until Resume.
+func TestSuccessKeepsOperatorPause(t *testing.T) {
+	t.Parallel()
+	c := newClock()
+	g := limit.New("crm", limit.Config{AuthProbeEvery: time.Minute}, c.Now)
+	call := requireAdmit(t, g)
+	g.Pause(false)
+	call(limit.Succeeded, 0)
+	require.True(t, g.State().Paused)
+	requireHold(t, g)
+
+	p := limit.New("sms", limit.Config{AuthProbeEvery: time.Minute}, c.Now)
+	requireAdmit(t, p)(limit.Unauthorized, 0)
+	c.Add(time.Minute)
+	probe := requireAdmit(t, p)
+	p.Pause(false)
+	probe(limit.Succeeded, 0)
+	require.True(t, p.State().Paused)
+	requireHold(t, p)
+	p.Resume()
+	requireAdmit(t, p)(limit.Succeeded, 0)
+}
