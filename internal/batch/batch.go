@@ -108,10 +108,9 @@ func (c *Committer[T, R]) Submit(ctx context.Context, item T) (R, error) {
 	}
 }
 
-// Run commits batches until ctx ends, then finishes the commit in flight
-// and commits what is already queued (with a context that is not
-// cancelled, so accepted work is not failed needlessly), answers later
-// submitters with ErrClosed and returns.
+// Run commits batches until ctx ends, then commits what is already queued
+// (with a context that is not cancelled, so accepted work is not failed
+// needlessly), answers later submitters with ErrClosed and returns.
 func (c *Committer[T, R]) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for range c.opts.Parallel {
@@ -127,11 +126,7 @@ func (c *Committer[T, R]) loop(ctx context.Context) {
 		select {
 		case p := <-c.queue:
 			batch = c.fill(append(batch[:0], p))
-			// Not cancelled with ctx: a batch taken from the queue is
-			// accepted work like the batches the drain below commits,
-			// and the end of ctx in the middle of its commit would roll
-			// it back and fail every item of it (Timeout still bounds it).
-			c.commit(context.WithoutCancel(ctx), batch)
+			c.commit(ctx, batch)
 		case <-ctx.Done():
 			c.mu.Lock()
 			c.closed = true

@@ -242,32 +242,3 @@ func BenchmarkCommitter(b *testing.B) {
 		}
 	})
 }
-
-// TestStopDuringCommit: a batch being committed when Run's context ends is
-// committed, not cancelled (a database transaction would be rolled back),
-// like the batches still queued.
-func TestStopDuringCommit(t *testing.T) {
-	t.Parallel()
-	started, release := make(chan struct{}), make(chan struct{})
-	c := batch.New(func(ctx context.Context, items []int) ([]int, error) {
-		close(started)
-		<-release
-		if err := ctx.Err(); err != nil {
-			return nil, err // a transaction's rollback
-		}
-		return items, nil
-	}, batch.Options{MaxBatch: 8, Queue: 8, Timeout: time.Minute})
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error)
-	go func() { done <- c.Run(ctx) }()
-	res := make(chan error, 1)
-	go func() {
-		_, err := c.Submit(t.Context(), 1)
-		res <- err
-	}()
-	<-started
-	cancel()
-	close(release)
-	require.NoError(t, <-res)
-	require.NoError(t, <-done)
-}
