@@ -110,7 +110,10 @@ func (c *Committer[T, R]) Submit(ctx context.Context, item T) (R, error) {
 
 // Run commits batches until ctx ends, then commits what is already queued
 // (with a context that is not cancelled, so accepted work is not failed
-// needlessly), answers later submitters with ErrClosed and returns.
+// needlessly), answers later submitters with ErrClosed and returns. The
+// commit in flight when ctx ends is cancelled (its items fail), which keeps
+// a hung database from holding Run for the whole Timeout; callers stop the
+// committer only once its submitters have their results.
 func (c *Committer[T, R]) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for range c.opts.Parallel {

@@ -232,6 +232,18 @@ func (x *Executor) commit(ctx context.Context, items []cycle) ([]cycleResult, er
 	if claim != nil {
 		// The workers whose runs end in this commit are free once it is
 		// done: claim for them too, or they would idle for a whole cycle.
+		//
+		// When a result is refused, the committer splits the batch and
+		// this claim comes here alone, without that top-up. That is left
+		// so on purpose: the claim is then exact for the workers known to
+		// be free (never more), a full claim makes the claim loop ask again
+		// at once (by then for the freed workers too), and a claim that was
+		// not full found the queue empty, so the top-up would have claimed
+		// nothing more. The cost is one more claim commit, after a split
+		// that already paid one per item. Restoring the top-up would need
+		// the committer to tell which items of a split batch were already
+		// committed (a claim counting results committed after it would
+		// lease runs no worker is free for).
 		c := *claim
 		c.Limit += ending
 		claim = &c

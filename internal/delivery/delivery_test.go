@@ -141,6 +141,12 @@ func (b *bundle) runUntil(t *testing.T, done func([]store.Run) bool) []store.Run
 		Store: b.store, Plan: b.plan, Workers: 4, Lease: 5 * time.Second,
 		PollInterval: 5 * time.Millisecond, Notifier: b.dead, Metrics: b.metrics, Tracer: b.tracer, Observe: b.observe,
 	})
+	return b.runWith(t, x, done)
+}
+
+// runWith runs x until done reports true of the store's runs.
+func (b *bundle) runWith(t *testing.T, x *delivery.Executor, done func([]store.Run) bool) []store.Run {
+	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	errc := make(chan error, 1)
 	go func() { errc <- x.Run(ctx) }()

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"time"
 
 	"github.com/switchboard-dev/switchboard/internal/connector"
@@ -58,10 +59,16 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 		}
 		steps[o.StepID] = v
 	}
+	if x.interrupted(ctx, token, c, f.Steps[run.Step], run) {
+		return
+	}
 	if run.Step == 0 && f.When != nil {
 		// The engine already evaluated the condition; it is only repeated
 		// here to dead-letter a run whose condition failed to evaluate.
 		if _, err := f.When.Eval(ctx, payload); err != nil {
+			if x.interrupted(ctx, token, c, f.Steps[run.Step], run) {
+				return
+			}
 			x.dead(ctx, token, c, nil, attemptOf(run, nil, x.cfg.NowFunc()), fmt.Errorf("when: %w", err))
 			return
 		}
@@ -74,6 +81,9 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 		if step.Input != nil {
 			v, err := step.Input.Eval(ctx, payload, steps, event)
 			if err != nil {
+				if x.interrupted(ctx, token, c, step, run) {
+					return
+				}
 				x.dead(ctx, token, c, step, a, fmt.Errorf("map inputs: %w", err))
 				return
 			}
@@ -89,13 +99,13 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 		release, err := gate.Acquire(ctx)
 		var hold *limit.Hold
 		if errors.As(err, &hold) {
-			x.hold(ctx, token, c, step, run, hold)
+			x.hold(context.WithoutCancel(ctx), token, c, step, run, hold)
 			return
 		}
 		if err != nil {
 			// Shutting down while waiting for a token or a slot: hand the
 			// run back now rather than leave it leased until expiry.
-			x.hold(context.WithoutCancel(ctx), token, c, step, run, &limit.Hold{Until: x.cfg.NowFunc(), Reason: "interrupted by shutdown"})
+			x.interrupted(ctx, token, c, step, run)
 			return
 		}
 		// The fingerprint is durable before the call: the system may send
@@ -103,6 +113,9 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 		fp, err := x.fingerprint(ctx, c, write, x.cfg.NowFunc())
 		if err != nil {
 			release(limit.Refused, 0)
+			if x.interrupted(ctx, token, c, step, run) {
+				return
+			}
 			x.dead(ctx, token, c, step, a, fmt.Errorf("fingerprint the write: %w", err))
 			return
 		}
@@ -121,18 +134,31 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 		actx := x.cfg.Tracer.StartAttempt(ctx, tracing.Attempt{
 			Flow: run.Flow, Step: step.ID, Index: run.Step, System: step.System, Number: run.Attempt,
 		})
-		res, callErr := step.Call.Do(actx, connector.Request{Input: input, IdempotencyKey: key})
+		res, callErr := callStep(actx, step, connector.Request{Input: input, IdempotencyKey: key})
+		if p, ok := errors.AsType[*panicError](callErr); ok {
+			// A bug in the connector, not the system's fault. The run
+			// is dead-lettered (alerted, replayable once fixed) rather
+			// than retried into the same panic; the write may have been
+			// made, so its fingerprint stays.
+			release(limit.Refused, 0)
+			x.cfg.Logger.Error("step panicked", "run_id", run.ID, "flow", run.Flow, "step", step.ID,
+				"system", step.System, "panic", fmt.Sprint(p.value), "stack", string(p.stack))
+			x.dead(actx, token, c, step, a, callErr)
+			return
+		}
 		if ctx.Err() != nil {
 			// Cut off by the end of the shutdown grace: not the system's
 			// fault and not a real attempt. The run goes back to the queue
 			// at this step (the call is repeated with the same key).
 			release(limit.Refused, 0)
-			x.hold(context.WithoutCancel(actx), token, c, step, run, &limit.Hold{Until: x.cfg.NowFunc(), Reason: "interrupted by shutdown"})
+			x.interrupted(actx, token, c, step, run)
 			return
 		}
 		outcome, retryAfter := connector.GateOutcome(res.Status, callErr)
 		release(outcome, retryAfter)
-		if wasPaused && outcome == limit.Succeeded {
+		// Only when the success lifted the pause here: an operator's pause
+		// (applied while this call was in flight) stays until resumed.
+		if wasPaused && outcome == limit.Succeeded && !gate.State().Paused {
 			resumed, err := x.cfg.Store.ResumeSystem(ctx, step.System)
 			if err != nil {
 				x.cfg.Logger.Warn("record system resumed", "system", step.System, "error", err)
@@ -251,6 +277,30 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 		}, wait, callErr)
 		return
 	}
+}
+
+// panicError is a panic in a step's call, caught.
+type panicError struct {
+	action string
+	value  any
+	stack  []byte
+}
+
+func (e *panicError) Error() string {
+	return fmt.Sprintf("%s panicked (a bug in the connector; the call may have been made, check the system before replaying): %v", e.action, e.value)
+}
+
+// callStep makes a step's call and catches a panic in the connector: left
+// to run its course it would end the process with every run in flight,
+// and the run, claimed again after the restart (or by another node),
+// would do it again, without end.
+func callStep(ctx context.Context, step *flow.Step, req connector.Request) (res connector.Result, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			res, err = connector.Result{}, &panicError{action: step.System + "." + step.Action, value: v, stack: debug.Stack()}
+		}
+	}()
+	return step.Call.Do(ctx, req)
 }
 
 // dead records the final attempt, moves the run to dead and tells the
@@ -428,6 +478,22 @@ func (x *Executor) traceAttempt(ctx context.Context, p store.FinishParams, wait 
 	tracing.EndAttempt(ctx, tracing.AttemptEnd{
 		Outcome: string(p.Attempt.Outcome), Status: p.Attempt.Status, Err: cause, RetryIn: wait, RunState: state,
 	})
+}
+
+// interrupted hands the run back to the queue at its current step, untried,
+// when ctx has ended (the shutdown grace is over: steps' contexts are
+// cancelled). A run a worker takes up only then, or an evaluation or a
+// call the cancellation cut off, is no fault of the run's: it must not be
+// dead-lettered (a jq evaluation fails with the context's error) nor count
+// an attempt. It reports whether it did.
+func (x *Executor) interrupted(ctx context.Context, token string, c store.ClaimedRun, step *flow.Step, run store.Run) bool {
+	if ctx.Err() == nil {
+		return false
+	}
+	// Not cancelled: the hold must be stored, or the run would stay
+	// leased, held by no one, until its lease expires.
+	x.hold(context.WithoutCancel(ctx), token, c, step, run, &limit.Hold{Until: x.cfg.NowFunc(), Reason: "interrupted by shutdown"})
+	return true
 }
 
 // hold puts a run back in the queue until h.Until without counting an

@@ -195,18 +195,23 @@ func (g *Gate) admit() (hold *Hold, probe bool) {
 			if g.noProbe {
 				return &Hold{Until: now.Add(recheck), Reason: fmt.Sprintf("system %s paused by an operator", g.name)}, false
 			}
-			return &Hold{Until: maxTime(minTime(g.pausedUntil, now.Add(recheck)), now.Add(minHold)), Reason: fmt.Sprintf("system %s paused: credentials refused (401/403); probing every %s", g.name, g.cfg.AuthProbeEvery)}, false
+			until := maxTime(minTime(g.pausedUntil, now.Add(recheck)), now.Add(minHold))
+			return &Hold{Until: maxTime(until, g.backoff), Reason: fmt.Sprintf("system %s paused: credentials refused (401/403); probing every %s", g.name, g.cfg.AuthProbeEvery)}, false
 		}
-		g.probing = true // this request is the probe
-		return nil, true
 	case !g.openUntil.IsZero():
 		if now.Before(g.openUntil) || g.probing {
-			return &Hold{Until: maxTime(g.openUntil, now.Add(minHold)), Reason: fmt.Sprintf("system %s: circuit open after %d consecutive failures", g.name, g.failures)}, false
+			return &Hold{Until: maxTime(maxTime(g.openUntil, g.backoff), now.Add(minHold)), Reason: fmt.Sprintf("system %s: circuit open after %d consecutive failures", g.name, g.failures)}, false
 		}
-		g.probing = true
-		return nil, true
-	case now.Before(g.backoff):
+	}
+	// A 429 asked us to wait: a probe waits too (a probe that was itself
+	// answered 429 leaves the circuit or the pause as it was, due for
+	// another probe at once).
+	if now.Before(g.backoff) {
 		return &Hold{Until: g.backoff, Reason: fmt.Sprintf("system %s: backing off after 429", g.name)}, false
+	}
+	if g.paused || !g.openUntil.IsZero() {
+		g.probing = true // this request is the probe
+		return nil, true
 	}
 	return nil, false
 }
@@ -233,7 +238,13 @@ func (g *Gate) record(o Outcome, retryAfter time.Duration, probe bool) {
 	}
 	switch o {
 	case Succeeded:
-		g.failures, g.openUntil, g.paused = 0, time.Time{}, false
+		g.failures, g.openUntil = 0, time.Time{}
+		// A success shows the credentials work; it does not lift an
+		// operator's pause (a call admitted before it, or the probe of
+		// a credential pause it replaced): only Resume does.
+		if !g.noProbe {
+			g.paused = false
+		}
 		g.recover()
 	case Refused:
 		// The request was wrong, not the system: no change.

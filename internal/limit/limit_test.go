@@ -192,3 +192,59 @@ func TestOneProbeAtATime(t *testing.T) {
 	probe(limit.Succeeded, 0)
 	requireAdmit(t, g)(limit.Succeeded, 0)
 }
+
+// TestProbeHonoursThrottleBackoff: a probe answered 429 leaves the circuit
+// open (or the system paused) and due for another probe, but the next
+// probe waits for the Retry-After like every other call.
+func TestProbeHonoursThrottleBackoff(t *testing.T) {
+	t.Parallel()
+	c := newClock()
+	g := limit.New("crm", limit.Config{CircuitFailures: 1, CircuitCooldown: 10 * time.Second}, c.Now)
+	requireAdmit(t, g)(limit.Failed, 0)
+	c.Add(10 * time.Second)
+	requireAdmit(t, g)(limit.Throttled, time.Minute) // the probe: 429
+	backoff := c.Now().Add(time.Minute)
+	c.Add(10 * time.Second) // the cooldown is over, the back-off is not
+	h := requireHold(t, g)
+	require.Equal(t, backoff, h.Until)
+	c.Add(50 * time.Second)
+	requireAdmit(t, g)(limit.Succeeded, 0) // the probe after the back-off
+	require.False(t, g.State().CircuitOpen)
+
+	p := limit.New("sms", limit.Config{AuthProbeEvery: time.Minute}, c.Now)
+	requireAdmit(t, p)(limit.Unauthorized, 0)
+	c.Add(time.Minute)
+	requireAdmit(t, p)(limit.Throttled, 5*time.Minute) // the auth probe: 429
+	backoff = c.Now().Add(5 * time.Minute)
+	c.Add(time.Minute) // the next probe's time, inside the back-off
+	h = requireHold(t, p)
+	require.Equal(t, backoff, h.Until)
+	c.Add(4 * time.Minute)
+	requireAdmit(t, p)(limit.Succeeded, 0)
+	require.False(t, p.State().Paused)
+}
+
+// TestSuccessKeepsOperatorPause: a call in flight when an operator pauses
+// the system (the probe of a credential pause, or any call) succeeds: the
+// operator's pause stays until Resume.
+func TestSuccessKeepsOperatorPause(t *testing.T) {
+	t.Parallel()
+	c := newClock()
+	g := limit.New("crm", limit.Config{AuthProbeEvery: time.Minute}, c.Now)
+	call := requireAdmit(t, g)
+	g.Pause(false)
+	call(limit.Succeeded, 0)
+	require.True(t, g.State().Paused)
+	requireHold(t, g)
+
+	p := limit.New("sms", limit.Config{AuthProbeEvery: time.Minute}, c.Now)
+	requireAdmit(t, p)(limit.Unauthorized, 0)
+	c.Add(time.Minute)
+	probe := requireAdmit(t, p)
+	p.Pause(false)
+	probe(limit.Succeeded, 0)
+	require.True(t, p.State().Paused)
+	requireHold(t, p)
+	p.Resume()
+	requireAdmit(t, p)(limit.Succeeded, 0)
+}
