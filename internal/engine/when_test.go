@@ -1,0 +1,60 @@
+package engine_test
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/switchboard-dev/switchboard/internal/config"
+	"github.com/switchboard-dev/switchboard/internal/connector/all"
+	"github.com/switchboard-dev/switchboard/internal/engine"
+	"github.com/switchboard-dev/switchboard/internal/flow"
+	"github.com/switchboard-dev/switchboard/internal/store/sqlite"
+	"github.com/switchboard-dev/switchboard/internal/transform"
+)
+
+// TestConditionCutOffByCancellation: a request cancelled (its sender gone)
+// while a flow's when: was evaluated must not store the event with a run of
+// that flow. The run was kept so the executor would dead-letter a condition
+// that fails to evaluate, but the executor, whose evaluation succeeds, then
+// ran the flow whatever the condition said: here a deletion for a record
+// just created.
+func TestConditionCutOffByCancellation(t *testing.T) {
+	t.Parallel()
+	c, err := config.Parse("c.yaml", []byte(`
+version: 1
+systems:
+  crm: { kind: http, base_url: "http://127.0.0.1:9" }
+sources:
+  hooks: { webhook: {} }
+flows:
+  remove:
+    on: hooks
+    when: .type == "deleted"
+    steps: [{ id: a, do: crm.request, with: { method: '"DELETE"', path: '"/x"' } }]
+`), nil)
+	require.NoError(t, err)
+	plan, err := flow.Compile(c, all.Registry())
+	require.NoError(t, err)
+	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "sb.db"))
+	require.NoError(t, err)
+	t.Cleanup(func() { st.Close() })
+	eng := engine.New(engine.Config{Store: st, Plan: plan})
+
+	payload := []byte(`{"type":"created"}`)
+	v, err := transform.Decode(payload)
+	require.NoError(t, err)
+	ev := engine.Event{Source: "hooks", Key: "k1", Payload: payload, Value: v}
+
+	b, err := eng.Build(t.Context(), ev)
+	require.NoError(t, err)
+	require.Empty(t, b.Event.Runs, "the condition is false")
+
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	b, err = eng.Build(ctx, ev)
+	require.ErrorIs(t, err, context.Canceled)
+	require.Empty(t, b.Event.Runs)
+}
