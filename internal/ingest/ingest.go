@@ -191,6 +191,12 @@ func (h *Handler) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		return engine.Accepted{}, reject(http.StatusBadRequest, metrics.OutcomeRejectedBody, err.Error(), nil)
 	}
 	key, err := eventKey(ctx, src, verified, body, value)
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		// The key's jq was cut off (a starved CPU, the sender gone): not
+		// a fault of the body. A 400 would tell the sender to drop it.
+		return engine.Accepted{}, &httpError{Status: http.StatusServiceUnavailable, Outcome: metrics.OutcomeUnavailable,
+			Public: "event not stored; retry later", Err: err, RetryAfter: 1}
+	}
 	if err != nil {
 		return engine.Accepted{}, reject(http.StatusBadRequest, metrics.OutcomeRejectedBody, err.Error(), nil)
 	}
@@ -263,7 +269,7 @@ func eventKey(ctx context.Context, src *flow.Source, v flow.Verified, body []byt
 	if src.Key != nil {
 		k, err := src.Key.Eval(ctx, value)
 		if err != nil {
-			return "", fmt.Errorf("idempotency key: %v", err)
+			return "", fmt.Errorf("idempotency key: %w", err)
 		}
 		s, err := flow.KeyText(src.Key, k)
 		if err != nil {

@@ -89,6 +89,11 @@ sources:
   shopify:
     webhook:
       verify: {scheme: shopify, secret: shopify-test-secret}
+  # A key whose jq runs past the evaluation timeout, as a starved CPU would
+  # make a normal one.
+  slow_key:
+    webhook: {}
+    key: 'reduce range(1e10) as $i (0; . + 1)'
   twilio:
     webhook:
       format: form
@@ -836,6 +841,23 @@ func TestWhenCondition(t *testing.T) {
 			require.Len(t, b.runs(t, id), tt.wantRuns)
 		})
 	}
+}
+
+// TestKeyCutOffIsRetriable: a key expression cut off by the evaluation
+// timeout is no fault of the body: 503 with Retry-After, so the sender
+// sends again, not 400, which tells it to drop the event.
+func TestKeyCutOffIsRetriable(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{})
+	res := b.post(t, jsonRequest("slow_key", `{"id":1}`))
+	require.Equal(t, http.StatusServiceUnavailable, res.status, "body: %s", res.body)
+	require.Equal(t, "1", res.header.Get("Retry-After"))
+	require.Equal(t, "event not stored; retry later", errorBody(t, res))
+	require.Empty(t, b.events(t))
+	lines := b.logLines(t)
+	require.Len(t, lines, 1)
+	require.Equal(t, "ERROR", lines[0]["level"])
+	require.Contains(t, lines[0]["error"], "took longer than")
 }
 
 func TestConcurrentIdenticalPosts(t *testing.T) {

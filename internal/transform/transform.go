@@ -301,7 +301,18 @@ func (e *Expr) EvalAll(ctx context.Context, input any, vals ...any) ([]any, erro
 
 func (e *Expr) wrap(err error) error {
 	if errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("jq %q: evaluation took longer than %s", e.src, Timeout)
+		return &timeoutError{src: e.src}
 	}
 	return fmt.Errorf("jq %q: %w", e.src, err)
 }
+
+// timeoutError is an evaluation cut off at Timeout. It is
+// context.DeadlineExceeded to errors.Is: a passing condition (a starved
+// CPU), not a fault of the input, so callers can answer "retry later".
+type timeoutError struct{ src string }
+
+func (e *timeoutError) Error() string {
+	return fmt.Sprintf("jq %q: evaluation took longer than %s", e.src, Timeout)
+}
+
+func (e *timeoutError) Unwrap() error { return context.DeadlineExceeded }
