@@ -414,7 +414,10 @@ type Store interface {
 	// generation for its flow.
 	ReplayEvent(ctx context.Context, p ReplayParams) ([]Run, error)
 	// RetryRun moves a dead run back to pending at its failed step with a
-	// fresh attempt count. ErrConflict if the run is not dead.
+	// fresh attempt count. ErrConflict if the run is not dead; ErrNotFound
+	// if there is no such run, as when retention deleted its event first. A
+	// retry that succeeds is never undone by a retention pass running at the
+	// same time: the pending run keeps its event.
 	RetryRun(ctx context.Context, p RetryParams) (Run, error)
 
 	// NextDue returns the earliest time a run becomes claimable (a pending

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/switchboard-dev/switchboard/internal/store"
 )
 
@@ -46,18 +48,50 @@ func (s *Store) ReleaseLease(ctx context.Context, name, holder string) error {
 	return nil
 }
 
-// DeleteExpired deletes one batch. SKIP LOCKED passes over events another
-// transaction holds (a replay, say) instead of waiting; ON DELETE CASCADE
-// removes their runs, checkpoints and attempts.
+// DeleteExpired deletes one batch, in one transaction of two statements:
+// the first locks up to p.Limit expired events that look deletable, the
+// second deletes those of them that still have no unfinished run; ON DELETE
+// CASCADE removes their runs, checkpoints and attempts. SKIP LOCKED passes
+// over events another transaction holds (a replay, a retry) instead of
+// waiting; they are kept until the next pass.
+//
+// The decision that counts is made after the lock, in a statement of its
+// own. Every path that makes a run of an existing event unfinished again
+// holds that event's row lock while it does (RetryRun, ReplayEvent, and the
+// foreign key check of any run inserted), so once we hold the lock no run
+// of the event can become unfinished until we commit. The DELETE's NOT
+// EXISTS reads a snapshot taken when the DELETE starts, after the locks
+// were granted, in which every run made unfinished under an earlier lock is
+// committed and visible. The first statement's NOT EXISTS cannot be trusted:
+// under READ COMMITTED a statement's subqueries read the snapshot taken when
+// it started, and neither skipping nor waiting for a lock refreshes it. (The
+// re-check after a wait, EvalPlanQual, re-reads only a newer version of the
+// locked row itself, and a lock released at commit leaves none; the runs
+// are not re-read.) A retry committed between that snapshot and our lock
+// would go unseen, and the cascade would delete the run it had just made
+// pending, after the operator was told it was.
 func (s *Store) DeleteExpired(ctx context.Context, p store.DeleteParams) (int, error) {
-	tag, err := s.pool.Exec(ctx, `DELETE FROM events WHERE id IN (
-			SELECT e.id FROM events e WHERE e.received_at < $1
+	var n int
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT e.id FROM events e WHERE e.received_at < $1
 			AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.event_id = e.id AND r.state IN ('pending', 'running', 'retrying'))
-			ORDER BY e.received_at LIMIT $2 FOR UPDATE SKIP LOCKED)`, p.Before, limit(p.Limit))
+			ORDER BY e.received_at LIMIT $2 FOR UPDATE SKIP LOCKED`, p.Before, limit(p.Limit))
+		if err != nil {
+			return err
+		}
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil || len(ids) == 0 {
+			return err
+		}
+		tag, err := tx.Exec(ctx, `DELETE FROM events e WHERE e.id = ANY($1)
+			AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.event_id = e.id AND r.state IN ('pending', 'running', 'retrying'))`, ids)
+		n = int(tag.RowsAffected())
+		return err
+	})
 	if err != nil {
 		return 0, fmt.Errorf("delete expired events: %w", err)
 	}
-	return int(tag.RowsAffected()), nil
+	return n, nil
 }
 
 // QueueStats groups the unfinished and dead runs by flow.

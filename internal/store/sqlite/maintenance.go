@@ -51,6 +51,12 @@ func (s *Store) ReleaseLease(ctx context.Context, name, holder string) error {
 // DeleteExpired deletes one batch; ON DELETE CASCADE removes the runs,
 // checkpoints and attempts. Small batches keep the write lock short so
 // ingest is never stalled behind retention.
+//
+// Unlike PostgreSQL's, it needs no row locks to be safe from a concurrent
+// retry or replay: it is one statement on the one writer connection, which
+// holds SQLite's write lock from before it reads the runs until it commits,
+// and RetryRun and ReplayEvent write through the same connection. One of
+// them runs wholly before the other.
 func (s *Store) DeleteExpired(ctx context.Context, p store.DeleteParams) (int, error) {
 	res, err := s.w.ExecContext(ctx, `DELETE FROM events WHERE id IN (
 			SELECT e.id FROM events e WHERE e.received_at < ?
