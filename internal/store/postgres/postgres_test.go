@@ -245,11 +245,11 @@ func TestRetryDuringRetention(t *testing.T) {
 		}()
 		return c
 	}
-	sweep := func(b *bundle) chan outcome[int] {
-		c := make(chan outcome[int], 1)
+	sweep := func(b *bundle) chan outcome[store.DeleteResult] {
+		c := make(chan outcome[store.DeleteResult], 1)
 		go func() {
-			n, err := b.retention.DeleteExpired(b.ctx, store.DeleteParams{Before: cutoff, Limit: 10})
-			c <- outcome[int]{n, err}
+			r, err := b.retention.DeleteExpired(b.ctx, store.DeleteParams{Before: cutoff, Limit: 10})
+			c <- outcome[store.DeleteResult]{r, err}
 		}()
 		return c
 	}
@@ -275,9 +275,9 @@ func TestRetryDuringRetention(t *testing.T) {
 		got, err := b.retrier.GetRun(b.ctx, run)
 		require.NoError(t, err, "the run the retry made pending is still there")
 		require.Equal(t, store.RunPending, got.State)
-		n, err := b.retention.DeleteExpired(b.ctx, store.DeleteParams{Before: cutoff, Limit: 10})
+		r2, err := b.retention.DeleteExpired(b.ctx, store.DeleteParams{Before: cutoff, Limit: 10})
 		require.NoError(t, err)
-		require.Zero(t, n, "a pending run keeps its event")
+		require.Zero(t, r2.Deleted, "a pending run keeps its event")
 	})
 
 	t.Run("RetentionFirst", func(t *testing.T) {
@@ -296,7 +296,7 @@ func TestRetryDuringRetention(t *testing.T) {
 
 		s := <-swept
 		require.NoError(t, s.err)
-		require.Equal(t, 1, s.v, "the event expired with its runs finished")
+		require.Equal(t, 1, s.v.Deleted, "the event expired with its runs finished")
 		r := <-retried
 		require.ErrorIs(t, r.err, store.ErrNotFound, "the retry is told the run is gone")
 		_, err := b.retrier.GetRun(b.ctx, runs[0])
