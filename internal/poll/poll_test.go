@@ -546,9 +546,9 @@ func TestBackfillSharesSeenVersions(t *testing.T) {
 	stats, err := h.poll("jobs")
 	require.NoError(t, err)
 	require.Equal(t, 23, stats.Emitted)
-	n, err := h.st.DeleteExpired(t.Context(), store.DeleteParams{Before: time.Now().Add(time.Hour), Limit: 1000})
+	r, err := h.st.DeleteExpired(t.Context(), store.DeleteParams{Before: time.Now().Add(time.Hour), Limit: 1000})
 	require.NoError(t, err)
-	require.Equal(t, 23, n, "retention deleted the events")
+	require.Equal(t, 23, r.Deleted, "retention deleted the events")
 
 	since := "2026-01-01T00:00:00Z"
 	stats, err = h.poller.Poll(t.Context(), h.plan.Sources["jobs"], poll.Options{StateKey: "backfill:jobs", Cursor: &since, MaxPages: -1})

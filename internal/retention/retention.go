@@ -14,7 +14,7 @@ import (
 
 // Deleter is the store method retention needs.
 type Deleter interface {
-	DeleteExpired(ctx context.Context, p store.DeleteParams) (int, error)
+	DeleteExpired(ctx context.Context, p store.DeleteParams) (store.DeleteResult, error)
 }
 
 // Config configures a Sweeper.
@@ -25,7 +25,9 @@ type Config struct {
 	Keep time.Duration
 	// Every is the pause between sweeps. Default 10m.
 	Every time.Duration
-	// Batch is how many rows one transaction deletes. Default 500.
+	// Batch is the most rows one transaction deletes; for events, the
+	// most it examines, deleting those whose runs have all finished.
+	// Default 500.
 	Batch   int
 	Logger  *slog.Logger
 	NowFunc func() time.Time
@@ -36,17 +38,29 @@ type Config struct {
 type Sweeper struct {
 	cfg Config
 	// what names the rows in logs; cutoff gives the oldest time kept, and
-	// deleteBatch deletes up to n rows older than before.
-	what        string
-	cutoff      func(now time.Time) time.Time
-	deleteBatch func(ctx context.Context, before time.Time, n int) (int, error)
+	// pass starts a sweep of the rows older than before: each call of the
+	// function it returns deletes one batch, and done reports that the
+	// sweep is over.
+	what   string
+	cutoff func(now time.Time) time.Time
+	pass   func(before time.Time) batchFunc
 }
+
+type batchFunc func(ctx context.Context) (deleted int, done bool, err error)
 
 // New returns a Sweeper of events older than cfg.Keep whose runs are done.
 func New(cfg Config) *Sweeper {
 	s := newSweeper(cfg, "events", func(now time.Time) time.Time { return now.Add(-cfg.Keep) })
-	s.deleteBatch = func(ctx context.Context, before time.Time, n int) (int, error) {
-		return cfg.Store.DeleteExpired(ctx, store.DeleteParams{Before: before, Limit: n})
+	s.pass = func(before time.Time) batchFunc {
+		// Each batch starts where the previous one stopped, so the events
+		// kept for their unfinished runs are read once per sweep, not once
+		// per batch.
+		p := store.DeleteParams{Before: before, Limit: s.cfg.Batch}
+		return func(ctx context.Context) (int, bool, error) {
+			r, err := cfg.Store.DeleteExpired(ctx, p)
+			p.After, p.AfterID = r.Last, r.LastID
+			return r.Deleted, r.Done, err
+		}
 	}
 	return s
 }
@@ -68,7 +82,12 @@ func NewFingerprints(st FingerprintStore, window time.Duration, cfg Config) *Swe
 		cfg.Batch = 1000
 	}
 	s := newSweeper(cfg, "fingerprints", func(now time.Time) time.Time { return now.Add(-2 * window) })
-	s.deleteBatch = st.PruneFingerprints
+	s.pass = func(before time.Time) batchFunc {
+		return func(ctx context.Context) (int, bool, error) {
+			n, err := st.PruneFingerprints(ctx, before, s.cfg.Batch)
+			return n, n < s.cfg.Batch, err
+		}
+	}
 	return s
 }
 
@@ -109,12 +128,12 @@ func (s *Sweeper) Run(ctx context.Context) {
 // Sweep deletes every expired row, one batch per transaction, and
 // returns how many went.
 func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
-	before := s.cutoff(s.cfg.NowFunc())
+	batch := s.pass(s.cutoff(s.cfg.NowFunc()))
 	total := 0
 	for ctx.Err() == nil {
-		n, err := s.deleteBatch(ctx, before, s.cfg.Batch)
+		n, done, err := batch(ctx)
 		total += n
-		if err != nil || n < s.cfg.Batch {
+		if err != nil || done {
 			return total, err
 		}
 		// Let ingest's commits in between batches.

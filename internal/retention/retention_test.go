@@ -45,3 +45,40 @@ func TestSweepDeletesOnlyExpiredFinishedEvents(t *testing.T) {
 	}
 	require.ElementsMatch(t, []string{"pending", "recent"}, keys)
 }
+
+// TestSweepPassesKeptEvents: expired events kept for their pending runs,
+// older than the deletable ones, fill the first ten batches (a batch
+// examines Batch events, kept or not, and deletes none of these); the sweep
+// goes on past them, each batch after the last, and deletes everything
+// deletable.
+func TestSweepPassesKeptEvents(t *testing.T) {
+	t.Parallel()
+	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "test.db"))
+	require.NoError(t, err)
+	defer st.Close()
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	old := now.Add(-40 * 24 * time.Hour)
+	var evs []store.NewEvent
+	for i := range 1000 {
+		evs = append(evs, store.NewEvent{ID: store.NewID("evt_", now), Source: "s", Key: fmt.Sprint("kept", i),
+			ReceivedAt: old.Add(time.Duration(i) * time.Millisecond), Payload: []byte(`{}`),
+			Runs: []store.NewRun{{ID: store.NewID("run_", now), Flow: "f", StepID: "a"}}})
+	}
+	for i := range 250 {
+		evs = append(evs, store.NewEvent{ID: store.NewID("evt_", now), Source: "s", Key: fmt.Sprint("old", i),
+			ReceivedAt: old.Add(time.Hour + time.Duration(i)*time.Millisecond), Payload: []byte(`{}`)})
+	}
+	_, err = st.InsertEvents(t.Context(), evs)
+	require.NoError(t, err)
+
+	s := retention.New(retention.Config{Store: st, Keep: 30 * 24 * time.Hour, Batch: 100, NowFunc: func() time.Time { return now }})
+	n, err := s.Sweep(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, 250, n, "every deletable event, behind ten batches of kept ones")
+	left, err := st.ListEvents(t.Context(), store.ListEventsParams{Limit: 5000})
+	require.NoError(t, err)
+	require.Len(t, left, 1000)
+	for _, e := range left {
+		require.Contains(t, e.Key, "kept")
+	}
+}

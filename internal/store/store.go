@@ -313,10 +313,32 @@ type LeaseParams struct {
 	Until  time.Time
 }
 
-// DeleteParams select expired events for retention.
+// DeleteParams select the expired events one batch of a retention pass
+// examines.
 type DeleteParams struct {
+	// Before is the cutoff: events received before it have expired.
 	Before time.Time
-	Limit  int
+	// After and AfterID continue a pass where its previous batch stopped
+	// (that batch's DeleteResult.Last and LastID): the batch examines only
+	// events after them in (received_at, id) order. Zero starts at the
+	// oldest event.
+	After   time.Time
+	AfterID string
+	// Limit is the most events the batch examines, deleted or kept.
+	Limit int
+}
+
+// DeleteResult is what one DeleteExpired batch did.
+type DeleteResult struct {
+	// Deleted counts the events deleted.
+	Deleted int
+	// Last and LastID are the last event the batch examined: the next
+	// batch of the pass starts after it.
+	Last   time.Time
+	LastID string
+	// Done reports whether the pass is over: the batch examined fewer than
+	// Limit events, so no expired event is left after Last.
+	Done bool
 }
 
 // FlowStats is the state of one flow's queue.
@@ -414,7 +436,10 @@ type Store interface {
 	// generation for its flow.
 	ReplayEvent(ctx context.Context, p ReplayParams) ([]Run, error)
 	// RetryRun moves a dead run back to pending at its failed step with a
-	// fresh attempt count. ErrConflict if the run is not dead.
+	// fresh attempt count. ErrConflict if the run is not dead; ErrNotFound
+	// if there is no such run, as when retention deleted its event first. A
+	// retry that succeeds is never undone by a retention pass running at the
+	// same time: the pending run keeps its event.
 	RetryRun(ctx context.Context, p RetryParams) (Run, error)
 
 	// NextDue returns the earliest time a run becomes claimable (a pending
@@ -427,10 +452,17 @@ type Store interface {
 	AcquireLease(ctx context.Context, p LeaseParams) (bool, error)
 	// ReleaseLease gives up the named lease if holder has it.
 	ReleaseLease(ctx context.Context, name, holder string) error
-	// DeleteExpired deletes up to p.Limit events received before p.Before
-	// whose runs have all finished, with their runs, checkpoints and
-	// attempts, in one short transaction. It returns how many events went.
-	DeleteExpired(ctx context.Context, p DeleteParams) (int, error)
+	// DeleteExpired is one batch of a retention pass, in one short
+	// transaction: it examines up to p.Limit events received before
+	// p.Before, in (received_at, id) order after p.After/p.AfterID, and
+	// deletes those whose runs have all finished, with their runs,
+	// checkpoints and attempts. The others are kept and passed over: the
+	// next batch starts after the result's Last/LastID, so a batch costs
+	// the same however many expired events with unfinished runs precede it.
+	// A pass starts at the zero position and ends when the result is Done.
+	// Events another transaction holds (PostgreSQL: a replay or a retry in
+	// progress) may be passed over uncounted and kept until the next pass.
+	DeleteExpired(ctx context.Context, p DeleteParams) (DeleteResult, error)
 
 	// QueueStats summarises the runs of each flow that has any waiting,
 	// running or dead: the numbers behind queue-depth metrics and alerts.

@@ -13,3 +13,7 @@ import (
 func BenchmarkInsertEvents(b *testing.B)   { storetest.BenchInsertEvents(b, open(b)) }
 func BenchmarkClaimFinish(b *testing.B)    { storetest.BenchClaimFinish(b, open(b)) }
 func BenchmarkFinishAndClaim(b *testing.B) { storetest.BenchFinishAndClaim(b, open(b)) }
+
+// BenchmarkDeleteExpired times retention batches behind expired events
+// kept for their pending runs; see storetest.BenchDeleteExpired.
+func BenchmarkDeleteExpired(b *testing.B) { storetest.BenchDeleteExpired(b, open(b)) }

@@ -161,3 +161,145 @@ func TestLockTimeoutIsNotRefused(t *testing.T) {
 	require.ErrorContains(t, err, "55P03")
 	require.NotErrorIs(t, err, store.ErrRefused)
 }
+
+// TestRetryDuringRetention interleaves an operator's retry of a dead run
+// with the retention pass deleting its expired event, on two nodes. A third
+// connection holds a run's row lock, so that one of them waits inside its
+// transaction at the step that touches that run while the other runs; then
+// the lock is released and both finish. Either the run is kept and pending,
+// as the retry reported, or the retry reports that the run is gone: never a
+// retry reported done whose run then vanishes with its event.
+func TestRetryDuringRetention(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	old := now.Add(-40 * 24 * time.Hour)
+	cutoff := now.Add(-30 * 24 * time.Hour)
+
+	type bundle struct {
+		ctx       context.Context
+		retrier   *postgres.Store // the operator's node
+		retention *postgres.Store // the node holding the retention lease
+		conn      *pgx.Conn       // setup, and the third connection
+		waiting   func(node string) bool
+	}
+	setup := func(t *testing.T) *bundle {
+		t.Helper()
+		ctx := t.Context()
+		dsn := storetest.PostgresDSN(t)
+		// Each node's connections carry its name, to see which one waits.
+		tag := fmt.Sprintf("%x", time.Now().UnixNano())
+		node := func(name string, migrate bool) *postgres.Store {
+			s, err := postgres.Open(ctx, dsn+"&application_name="+name+tag, postgres.Options{Migrate: migrate, MaxConns: 2})
+			require.NoError(t, err)
+			t.Cleanup(func() { s.Close() })
+			return s
+		}
+		b := &bundle{ctx: ctx, retrier: node("retrier", true), retention: node("retention", false)}
+		conn, err := pgx.Connect(ctx, dsn)
+		require.NoError(t, err)
+		t.Cleanup(func() { conn.Close(context.Background()) })
+		b.conn = conn
+		b.waiting = func(name string) bool {
+			var n int
+			err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'`,
+				name+tag).Scan(&n)
+			return err == nil && n > 0
+		}
+		return b
+	}
+	// insert stores an expired event with one run per state given.
+	insert := func(t *testing.T, b *bundle, key string, states ...store.RunState) []string {
+		t.Helper()
+		e := store.NewEvent{ID: store.NewID("evt_", old), Source: "src", Key: key, ReceivedAt: old, Payload: []byte(`{}`)}
+		var ids []string
+		for i := range states {
+			e.Runs = append(e.Runs, store.NewRun{ID: store.NewID("run_", old), Flow: fmt.Sprintf("f%d", i), StepID: "s"})
+			ids = append(ids, e.Runs[i].ID)
+		}
+		_, err := b.retrier.InsertEvents(b.ctx, []store.NewEvent{e})
+		require.NoError(t, err)
+		for i, st := range states {
+			_, err := b.conn.Exec(b.ctx, `UPDATE runs SET state = $1 WHERE id = $2`, st, ids[i])
+			require.NoError(t, err)
+		}
+		return ids
+	}
+	// hold locks the run's row in a transaction left open; release ends it.
+	hold := func(t *testing.T, b *bundle, runID string) (release func()) {
+		t.Helper()
+		tx, err := b.conn.Begin(b.ctx)
+		require.NoError(t, err)
+		_, err = tx.Exec(b.ctx, `SELECT 1 FROM runs WHERE id = $1 FOR UPDATE`, runID)
+		require.NoError(t, err)
+		return func() { require.NoError(t, tx.Rollback(b.ctx)) }
+	}
+	type outcome[T any] struct {
+		v   T
+		err error
+	}
+	retry := func(b *bundle, runID string) chan outcome[store.Run] {
+		c := make(chan outcome[store.Run], 1)
+		go func() {
+			r, err := b.retrier.RetryRun(b.ctx, store.RetryParams{RunID: runID, Now: now})
+			c <- outcome[store.Run]{r, err}
+		}()
+		return c
+	}
+	sweep := func(b *bundle) chan outcome[store.DeleteResult] {
+		c := make(chan outcome[store.DeleteResult], 1)
+		go func() {
+			r, err := b.retention.DeleteExpired(b.ctx, store.DeleteParams{Before: cutoff, Limit: 10})
+			c <- outcome[store.DeleteResult]{r, err}
+		}()
+		return c
+	}
+
+	t.Run("RetryFirst", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		run := insert(t, b, "k", store.RunDead)[0]
+		release := hold(t, b, run)
+		retried := retry(b, run)
+		require.Eventually(t, func() bool { return b.waiting("retrier") }, 10*time.Second, 10*time.Millisecond,
+			"the retry waits for the run's row")
+		swept := sweep(b)
+		// Retention either passes over the event at once, or waits too.
+		require.Eventually(t, func() bool { return len(swept) > 0 || b.waiting("retention") }, 10*time.Second, 10*time.Millisecond)
+		release()
+
+		r := <-retried
+		require.NoError(t, r.err)
+		require.Equal(t, store.RunPending, r.v.State, "the operator is told the run is pending")
+		s := <-swept
+		require.NoError(t, s.err)
+		got, err := b.retrier.GetRun(b.ctx, run)
+		require.NoError(t, err, "the run the retry made pending is still there")
+		require.Equal(t, store.RunPending, got.State)
+		r2, err := b.retention.DeleteExpired(b.ctx, store.DeleteParams{Before: cutoff, Limit: 10})
+		require.NoError(t, err)
+		require.Zero(t, r2.Deleted, "a pending run keeps its event")
+	})
+
+	t.Run("RetentionFirst", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		runs := insert(t, b, "k", store.RunDead, store.RunSucceeded)
+		// Retention deletes the event and, cascading, waits for the
+		// succeeded run's row; the retry of the dead one comes meanwhile.
+		release := hold(t, b, runs[1])
+		swept := sweep(b)
+		require.Eventually(t, func() bool { return b.waiting("retention") }, 10*time.Second, 10*time.Millisecond,
+			"retention waits for the run's row")
+		retried := retry(b, runs[0])
+		require.Eventually(t, func() bool { return len(retried) > 0 || b.waiting("retrier") }, 10*time.Second, 10*time.Millisecond)
+		release()
+
+		s := <-swept
+		require.NoError(t, s.err)
+		require.Equal(t, 1, s.v.Deleted, "the event expired with its runs finished")
+		r := <-retried
+		require.ErrorIs(t, r.err, store.ErrNotFound, "the retry is told the run is gone")
+		_, err := b.retrier.GetRun(b.ctx, runs[0])
+		require.ErrorIs(t, err, store.ErrNotFound)
+	})
+}

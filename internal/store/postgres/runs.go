@@ -302,19 +302,43 @@ func (s *Store) ReplayEvent(ctx context.Context, p store.ReplayParams) ([]store.
 	return out, nil
 }
 
-// RetryRun re-queues a dead run at its failed step.
+// RetryRun re-queues a dead run at its failed step. It holds the run's
+// event's row lock while it does, so that retention, which deletes the
+// events it has locked and decides what to delete only once it holds their
+// locks (see DeleteExpired), cannot cascade the run away after the retry
+// made it pending: either retention got the lock first, and then the event
+// and the run are gone and the retry reports ErrNotFound, or it passes the
+// event over. FOR KEY SHARE is the weakest lock that does (the one a foreign
+// key check takes, which only a DELETE or a FOR UPDATE conflicts with), so
+// retries of an event's runs do not wait for each other.
 func (s *Store) RetryRun(ctx context.Context, p store.RetryParams) (store.Run, error) {
-	tag, err := s.pool.Exec(ctx, `WITH u AS (UPDATE runs SET state = 'pending', attempt = 0, due_at = $1, updated_at = $1, lease_token = ''
-		WHERE id = $2 AND state = 'dead' RETURNING id) SELECT pg_notify($3, '') FROM u`, p.Now, p.RunID, channel)
-	if err != nil {
-		return store.Run{}, fmt.Errorf("retry run: %w", err)
-	}
-	if tag.RowsAffected() == 0 {
-		r, err := s.GetRun(ctx, p.RunID)
-		if err != nil {
-			return r, err
+	var retried bool
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// A wait for retention's lock ends with no row when it deleted the
+		// event: the re-check after the wait finds the row gone.
+		var one int
+		err := tx.QueryRow(ctx, `SELECT 1 FROM events WHERE id = (SELECT event_id FROM runs WHERE id = $1) FOR KEY SHARE`,
+			p.RunID).Scan(&one)
+		if isNoRows(err) {
+			return fmt.Errorf("run %s: %w", p.RunID, store.ErrNotFound)
 		}
-		return r, fmt.Errorf("run %s is %s, not dead: %w", p.RunID, r.State, store.ErrConflict)
+		if err != nil {
+			return fmt.Errorf("lock event of run %s: %w", p.RunID, err)
+		}
+		tag, err := tx.Exec(ctx, `WITH u AS (UPDATE runs SET state = 'pending', attempt = 0, due_at = $1, updated_at = $1, lease_token = ''
+			WHERE id = $2 AND state = 'dead' RETURNING id) SELECT pg_notify($3, '') FROM u`, p.Now, p.RunID, channel)
+		if err != nil {
+			return fmt.Errorf("retry run: %w", err)
+		}
+		retried = tag.RowsAffected() > 0
+		return nil
+	})
+	if err != nil {
+		return store.Run{}, err
 	}
-	return s.GetRun(ctx, p.RunID)
+	r, err := s.GetRun(ctx, p.RunID)
+	if err != nil || retried {
+		return r, err
+	}
+	return r, fmt.Errorf("run %s is %s, not dead: %w", p.RunID, r.State, store.ErrConflict)
 }

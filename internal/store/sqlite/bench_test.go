@@ -23,3 +23,7 @@ func openBench(b *testing.B) *sqlite.Store {
 func BenchmarkInsertEvents(b *testing.B)   { storetest.BenchInsertEvents(b, openBench(b)) }
 func BenchmarkClaimFinish(b *testing.B)    { storetest.BenchClaimFinish(b, openBench(b)) }
 func BenchmarkFinishAndClaim(b *testing.B) { storetest.BenchFinishAndClaim(b, openBench(b)) }
+
+// BenchmarkDeleteExpired times retention batches behind expired events
+// kept for their pending runs; see storetest.BenchDeleteExpired.
+func BenchmarkDeleteExpired(b *testing.B) { storetest.BenchDeleteExpired(b, openBench(b)) }

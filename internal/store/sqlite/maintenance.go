@@ -48,19 +48,65 @@ func (s *Store) ReleaseLease(ctx context.Context, name, holder string) error {
 	return nil
 }
 
-// DeleteExpired deletes one batch; ON DELETE CASCADE removes the runs,
-// checkpoints and attempts. Small batches keep the write lock short so
-// ingest is never stalled behind retention.
-func (s *Store) DeleteExpired(ctx context.Context, p store.DeleteParams) (int, error) {
-	res, err := s.w.ExecContext(ctx, `DELETE FROM events WHERE id IN (
-			SELECT e.id FROM events e WHERE e.received_at < ?
-			AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.event_id = e.id AND r.state IN ('pending', 'running', 'retrying'))
-			ORDER BY e.received_at LIMIT ?)`, micros(p.Before), limit(p.Limit))
+// DeleteExpired is one batch of a retention pass. It reads the next
+// p.Limit expired events after the pass's position in (received_at, id)
+// order, noting which have no unfinished run, and deletes those by id; ON
+// DELETE CASCADE removes their runs, checkpoints and attempts. An event kept
+// for its unfinished runs is read by one batch of the pass, not again by
+// every later one, so a batch's cost, and how long it holds the write lock
+// ingest waits for, does not grow with the number of such events. Small
+// batches keep that lock short.
+//
+// Unlike PostgreSQL's, it needs no row locks to be safe from a concurrent
+// retry or replay: its two statements are one BEGIN IMMEDIATE transaction,
+// which holds SQLite's write lock from before the read until the commit,
+// and RetryRun and ReplayEvent write through the same one writer
+// connection. One of them runs wholly before the other.
+func (s *Store) DeleteExpired(ctx context.Context, p store.DeleteParams) (store.DeleteResult, error) {
+	n := limit(p.Limit)
+	var res store.DeleteResult
+	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT e.received_at, e.id,
+				NOT EXISTS (SELECT 1 FROM runs r WHERE r.event_id = e.id AND r.state IN ('pending', 'running', 'retrying'))
+			FROM events e WHERE e.received_at < ? AND (e.received_at, e.id) > (?, ?)
+			ORDER BY e.received_at, e.id LIMIT ?`, micros(p.Before), micros(p.After), p.AfterID, n)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		var finished []any
+		examined := 0
+		for rows.Next() {
+			var at int64
+			var done bool
+			if err := rows.Scan(&at, &res.LastID, &done); err != nil {
+				return err
+			}
+			res.Last = fromMicros(at)
+			examined++
+			if done {
+				finished = append(finished, res.LastID)
+			}
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		res.Done = examined < n
+		if len(finished) == 0 {
+			return nil
+		}
+		r, err := tx.ExecContext(ctx, `DELETE FROM events WHERE id IN (`+placeholders(len(finished))+`)`, finished...)
+		if err != nil {
+			return err
+		}
+		deleted, err := r.RowsAffected()
+		res.Deleted = int(deleted)
+		return err
+	})
 	if err != nil {
-		return 0, fmt.Errorf("delete expired events: %w", err)
+		return store.DeleteResult{}, fmt.Errorf("delete expired events: %w", err)
 	}
-	n, _ := res.RowsAffected()
-	return int(n), nil
+	return res, nil
 }
 
 // QueueStats groups the unfinished and dead runs by flow.

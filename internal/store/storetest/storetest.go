@@ -591,15 +591,17 @@ func Run(t *testing.T, open OpenFunc) {
 		require.NoError(t, err)
 
 		cutoff := t0.Add(30 * time.Minute)
-		n, err := b.s.DeleteExpired(b.ctx, store.DeleteParams{Before: cutoff, Limit: 3})
+		r, err := b.s.DeleteExpired(b.ctx, store.DeleteParams{Before: cutoff, Limit: 3})
 		require.NoError(t, err)
-		require.Equal(t, 3, n, "batch limit")
-		n, err = b.s.DeleteExpired(b.ctx, store.DeleteParams{Before: cutoff, Limit: 3})
+		require.Equal(t, store.DeleteResult{Deleted: 3, Last: evs[2].ReceivedAt, LastID: res[2].EventID}, r, "batch limit")
+		r, err = b.s.DeleteExpired(b.ctx, store.DeleteParams{Before: cutoff, After: r.Last, AfterID: r.LastID, Limit: 3})
 		require.NoError(t, err)
-		require.Equal(t, 1, n, "unfinished runs keep their event")
-		n, err = b.s.DeleteExpired(b.ctx, store.DeleteParams{Before: cutoff, Limit: 3})
+		require.Equal(t, store.DeleteResult{Deleted: 1, Last: evs[4].ReceivedAt, LastID: res[4].EventID, Done: true}, r,
+			"unfinished runs keep their event; the fresh one is not examined")
+		r, err = b.s.DeleteExpired(b.ctx, store.DeleteParams{Before: cutoff, Limit: 3})
 		require.NoError(t, err)
-		require.Equal(t, 0, n)
+		require.Equal(t, store.DeleteResult{Last: evs[4].ReceivedAt, LastID: res[4].EventID, Done: true}, r,
+			"a new pass starts at the oldest event")
 
 		left, err := b.s.ListEvents(b.ctx, store.ListEventsParams{})
 		require.NoError(t, err)
@@ -611,6 +613,72 @@ func Run(t *testing.T, open OpenFunc) {
 		require.Empty(t, attempts, "attempts go with their run")
 		_, err = b.s.GetEvent(b.ctx, res[5].EventID)
 		require.NoError(t, err)
+	})
+
+	// A retention pass behind many expired events kept for their unfinished
+	// runs: each batch examines at most its limit of events, kept or
+	// deleted, and the next starts after the last one examined, so no batch
+	// reads the kept events again (their number does not add to its cost),
+	// and the pass still reaches and deletes everything deletable. Events
+	// sharing a receipt time straddle the batches' boundaries.
+	t.Run("DeleteExpiredWalksPastKeptEvents", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		const kept, deletable, limit = 1200, 900, 500
+		var evs []store.NewEvent
+		at := t0
+		for i := range kept {
+			e := newEvent("src", fmt.Sprintf("kept%d", i), "flow_a") // its run is pending
+			e.ReceivedAt = at
+			at = at.Add(time.Millisecond)
+			evs = append(evs, e)
+		}
+		keptAfter := 0
+		for i := range deletable {
+			e := newEvent("src", fmt.Sprintf("old%d", i))
+			e.ReceivedAt = at
+			if i%3 == 2 {
+				at = at.Add(time.Millisecond)
+			}
+			evs = append(evs, e)
+			if i%100 == 50 {
+				e := newEvent("src", fmt.Sprintf("kept-after%d", i), "flow_a")
+				e.ReceivedAt = at
+				evs = append(evs, e)
+				keptAfter++
+			}
+		}
+		fresh := newEvent("src", "fresh")
+		fresh.ReceivedAt = t0.Add(time.Hour)
+		_, err := b.s.InsertEvents(b.ctx, append(evs, fresh))
+		require.NoError(t, err)
+
+		p := store.DeleteParams{Before: t0.Add(30 * time.Minute), Limit: limit}
+		var deleted []int
+		for range 10 {
+			r, err := b.s.DeleteExpired(b.ctx, p)
+			require.NoError(t, err)
+			deleted = append(deleted, r.Deleted)
+			if r.Done {
+				break
+			}
+			require.True(t, r.Last.After(p.After) || r.Last.Equal(p.After) && r.LastID > p.AfterID, "the pass moves on")
+			p.After, p.AfterID = r.Last, r.LastID
+		}
+		// 2109 expired events: four full batches and a last one of 109.
+		require.Len(t, deleted, 5, "one batch per %d events examined, the last one short", limit)
+		require.Equal(t, []int{0, 0}, deleted[:2], "the first two batches examine only kept events")
+		total := 0
+		for _, n := range deleted {
+			total += n
+		}
+		require.Equal(t, deletable, total, "the pass deletes every deletable event")
+		left, err := b.s.ListEvents(b.ctx, store.ListEventsParams{Limit: 10_000})
+		require.NoError(t, err)
+		require.Len(t, left, kept+keptAfter+1, "the kept events and the fresh one are left")
+		for _, e := range left {
+			require.NotContains(t, e.Key, "old")
+		}
 	})
 
 	t.Run("Stats", func(t *testing.T) {
