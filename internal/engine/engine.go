@@ -166,12 +166,12 @@ func (e *Engine) Build(ctx context.Context, ev Event) (Built, error) {
 		}
 		if f.When != nil {
 			v, err := f.When.Eval(ctx, ev.Value)
-			if err != nil && ctx.Err() != nil {
-				// Cut off (the sender gone, shutdown), not failed: the
-				// executor's evaluation would succeed and run the flow
-				// whatever the condition says. Nothing is stored; the
-				// sender, unanswered, sends again.
-				return Built{}, fmt.Errorf("flow %s: when: %w", f.Name, ctx.Err())
+			if err != nil && (ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded)) {
+				// Cut off (the sender gone, shutdown, jq's time limit on a
+				// starved CPU), not failed: the executor's evaluation would
+				// succeed and run the flow whatever the condition says.
+				// Nothing is stored; the sender, unanswered, sends again.
+				return Built{}, fmt.Errorf("flow %s: when: %w", f.Name, cmp.Or(ctx.Err(), err))
 			}
 			if err != nil {
 				// Keep the run: the executor re-evaluates the condition and

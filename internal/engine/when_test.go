@@ -15,13 +15,13 @@ import (
 	"github.com/switchboard-dev/switchboard/internal/transform"
 )
 
-// TestConditionCutOffByCancellation: a request cancelled (its sender gone)
-// while a flow's when: was evaluated must not store the event with a run of
-// that flow. The run was kept so the executor would dead-letter a condition
-// that fails to evaluate, but the executor, whose evaluation succeeds, then
-// ran the flow whatever the condition said: here a deletion for a record
-// just created.
-func TestConditionCutOffByCancellation(t *testing.T) {
+// TestConditionCutOff: a flow's when: cut off while it was evaluated (the
+// request cancelled, its sender gone; jq's time limit on a starved CPU)
+// must not store the event with a run of that flow. The run was kept so the
+// executor would dead-letter a condition that fails to evaluate, but the
+// executor, whose evaluation succeeds, then ran the flow whatever the
+// condition said: here a deletion for a record just created.
+func TestConditionCutOff(t *testing.T) {
 	t.Parallel()
 	c, err := config.Parse("c.yaml", []byte(`
 version: 1
@@ -34,6 +34,10 @@ flows:
     on: hooks
     when: .type == "deleted"
     steps: [{ id: a, do: crm.request, with: { method: '"DELETE"', path: '"/x"' } }]
+  slow:
+    on: hooks
+    when: '.type == "slow" and (reduce range(1e10) as $i (0; . + 1)) > 0'
+    steps: [{ id: a, do: crm.request, with: { path: '"/y"' } }]
 `), nil)
 	require.NoError(t, err)
 	plan, err := flow.Compile(c, all.Registry())
@@ -50,11 +54,19 @@ flows:
 
 	b, err := eng.Build(t.Context(), ev)
 	require.NoError(t, err)
-	require.Empty(t, b.Event.Runs, "the condition is false")
+	require.Empty(t, b.Event.Runs, "the conditions are false")
 
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	b, err = eng.Build(ctx, ev)
 	require.ErrorIs(t, err, context.Canceled)
+	require.Empty(t, b.Event.Runs)
+
+	slow := []byte(`{"type":"slow"}`)
+	v, err = transform.Decode(slow)
+	require.NoError(t, err)
+	b, err = eng.Build(t.Context(), engine.Event{Source: "hooks", Key: "k2", Payload: slow, Value: v})
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.ErrorContains(t, err, "took longer than")
 	require.Empty(t, b.Event.Runs)
 }
