@@ -37,6 +37,9 @@ type Store interface {
 	// GetRun reads a run: after a commit of its result failed, whether
 	// the database had applied it anyway (see submit).
 	GetRun(ctx context.Context, id string) (store.Run, error)
+	// ListAttempts reads a run's attempts: for a run claimed past its
+	// attempt limit, which of them were lost (see overLimit).
+	ListAttempts(ctx context.Context, runID string) ([]store.Attempt, error)
 }
 
 // Notifier is told about every run that dies, at once. Implementations must
