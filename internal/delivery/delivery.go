@@ -37,6 +37,9 @@ type Store interface {
 	// GetRun reads a run: after a commit of its result failed, whether
 	// the database had applied it anyway (see submit).
 	GetRun(ctx context.Context, id string) (store.Run, error)
+	// ListAttempts reads a run's attempts: for a run claimed past its
+	// attempt limit, which of them were lost (see overLimit).
+	ListAttempts(ctx context.Context, runID string) ([]store.Attempt, error)
 }
 
 // Notifier is told about every run that dies, at once. Implementations must
@@ -201,20 +204,75 @@ func New(cfg Config) *Executor {
 type cycle struct {
 	finish store.FinishParams
 	claim  *store.ClaimParams
+	// ticket carries a claim's runs to the claim loop (see claimTicket).
+	ticket *claimTicket
 }
 
-// cycleResult is a result's fate (nil or ErrLeaseLost) or a claim's runs,
-// with the limit the claim was made with (raised in commit).
+// cycleResult is a result's fate: nil or ErrLeaseLost. (A claim's runs
+// travel in its ticket.)
 type cycleResult struct {
-	err     error
-	claimed []store.ClaimedRun
-	limit   int
+	err error
+}
+
+// claimTicket settles the race between a commit and the claim loop giving
+// up on its claim (the shutdown grace is over, the store is too slow):
+// exactly one of them decides what happens to the claim's runs.
+//
+// A claim nobody waits for must not lease runs: no worker would take
+// them, they would stay leased until their leases expire, and the claim
+// would count an attempt on each that was never made (with enough of
+// those, execute would take a run for a poison run and dead-letter it
+// untried). So a claim given up before its commit is left out of it, and
+// one given up while its transaction ran has its runs handed back, untried
+// and uncounted, by the commit. The runs do not travel in the committer's
+// result because Submit may return its context's error even when the
+// result was ready (both cases of its select are then ready): the loop
+// would drop runs the commit believed delivered.
+type claimTicket struct {
+	mu        sync.Mutex // guards the fields below
+	abandoned bool
+	delivered bool
+	claimed   []store.ClaimedRun
+	limit     int // the limit the claim was made with (raised in commit)
+}
+
+// wanted reports whether the claim loop still waits for the claim.
+func (t *claimTicket) wanted() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return !t.abandoned
+}
+
+// deliver hands claimed to the claim loop and reports whether it was
+// still waiting; if not, the caller must hand the runs back.
+func (t *claimTicket) deliver(claimed []store.ClaimedRun, limit int) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.abandoned {
+		return false
+	}
+	t.delivered, t.claimed, t.limit = true, claimed, limit
+	return true
+}
+
+// collect is called by the claim loop once Submit returned, whatever it
+// returned: it takes the runs a commit delivered, or gives the claim up
+// (ok false) so that no later commit takes it in or keeps its runs.
+func (t *claimTicket) collect() (claimed []store.ClaimedRun, limit int, ok bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.delivered {
+		t.abandoned = true
+		return nil, 0, false
+	}
+	return t.claimed, t.limit, true
 }
 
 // commit applies one batch of cycles in one transaction.
 func (x *Executor) commit(ctx context.Context, items []cycle) ([]cycleResult, error) {
 	ps := make([]store.FinishParams, 0, len(items))
 	var claim *store.ClaimParams
+	var ticket *claimTicket
 	ending := 0 // results after which their worker is free
 	for _, it := range items {
 		switch {
@@ -223,8 +281,11 @@ func (x *Executor) commit(ctx context.Context, items []cycle) ([]cycleResult, er
 			if it.finish.State != store.RunRunning {
 				ending++
 			}
-		case claim == nil:
-			claim = it.claim
+		case claim == nil && it.ticket.wanted():
+			// A claim the loop gave up on (it is queued still when the
+			// committer drains at shutdown, say) is left out: see
+			// claimTicket.
+			claim, ticket = it.claim, it.ticket
 		}
 		// A second claim cannot be queued (one loop claims, and waits for
 		// its answer); it would get no runs and ask again.
@@ -248,22 +309,62 @@ func (x *Executor) commit(ctx context.Context, items []cycle) ([]cycleResult, er
 		c.Limit += ending
 		claim = &c
 	}
+	if len(ps) == 0 && claim == nil {
+		return make([]cycleResult, len(items)), nil // only a claim given up on
+	}
 	errs, claimed, err := x.cfg.Store.FinishAndClaim(ctx, ps, claim)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]cycleResult, len(items))
+	if ticket != nil && !ticket.deliver(claimed, claim.Limit) {
+		x.handBack(ctx, claim.Token, claimed)
+	}
+	out := make([]cycleResult, 0, len(items))
 	j := 0
-	for i, it := range items {
-		switch {
-		case it.claim == nil:
-			out[i].err = errs[j]
+	for _, it := range items {
+		var r cycleResult
+		if it.claim == nil {
+			r.err = errs[j]
 			j++
-		case claim != nil && it.claim.Token == claim.Token:
-			out[i].claimed, out[i].limit = claimed, claim.Limit
 		}
+		out = append(out, r)
 	}
 	return out, nil
+}
+
+// handBack puts back runs whose claim committed after the claim loop gave
+// up on it: untried, due at once, with the claim's attempt undone.
+// If it fails, the runs wait for their leases to expire, with one attempt
+// counted that was not made.
+func (x *Executor) handBack(ctx context.Context, token string, claimed []store.ClaimedRun) {
+	if len(claimed) == 0 {
+		return
+	}
+	// Its own bounded context: the commit's may be ending (the committer
+	// stops at shutdown), and the claim's transaction just went through.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), x.cfg.CommitTimeout)
+	defer cancel()
+	now := x.cfg.NowFunc()
+	ps := make([]store.FinishParams, 0, len(claimed))
+	for _, c := range claimed {
+		r := c.Run
+		state := store.RunPending
+		if r.Attempt > 1 {
+			state = store.RunRetrying
+		}
+		ps = append(ps, store.FinishParams{
+			RunID: r.ID, Token: token, Now: now, Hold: true,
+			Attempt: store.Attempt{StepIndex: r.Step, StepID: r.StepID},
+			State:   state, Step: r.Step, StepID: r.StepID, RunAttempt: r.Attempt - 1,
+			DueAt: now, LastError: r.LastError,
+		})
+	}
+	if _, err := store.FinishAttempts(ctx, x.cfg.Store, ps); err != nil {
+		x.cfg.Logger.Warn("runs of a claim given up on not handed back; they are claimed again when their leases expire",
+			"runs", len(ps), "error", err)
+		return
+	}
+	x.cfg.Logger.Info("runs of a claim given up on handed back untried", "runs", len(ps))
 }
 
 // Pending returns how many attempt results wait for a commit.
@@ -358,11 +459,12 @@ func (x *Executor) Run(ctx context.Context) error {
 		// Not cancelled with ctx but Grace later (claimCtx): a claim that
 		// commits after shutdown began is still executed (its runs stop
 		// after one step), not left leased.
-		res, err := x.cycles.Submit(claimCtx, cycle{claim: &store.ClaimParams{
+		ticket := &claimTicket{}
+		_, err := x.cycles.Submit(claimCtx, cycle{claim: &store.ClaimParams{
 			Token: token, Now: now, LeaseUntil: now.Add(x.cfg.Lease), Limit: free,
-		}})
-		claimed := res.claimed
-		if err != nil && ctx.Err() == nil {
+		}, ticket: ticket})
+		claimed, limit, delivered := ticket.collect()
+		if !delivered && err != nil && ctx.Err() == nil {
 			x.cfg.Logger.Error("claim runs", "error", err)
 			select { // the store is failing: do not spin on it
 			case <-time.After(x.cfg.PollInterval):
@@ -377,7 +479,7 @@ func (x *Executor) Run(ctx context.Context) error {
 			// workers it covers (see commit), which are returning.
 			jobs <- job{token: token, run: c}
 		}
-		if len(claimed) > 0 && len(claimed) >= res.limit {
+		if len(claimed) > 0 && len(claimed) >= limit {
 			continue // there may be more waiting
 		}
 		wait := x.idleWait(ctx)

@@ -88,6 +88,15 @@ type bundle struct {
 // actions "first" and "second" behave as the test sets them.
 func setup(t *testing.T, yaml string) *bundle {
 	t.Helper()
+	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "test.db"))
+	require.NoError(t, err)
+	t.Cleanup(func() { st.Close() })
+	return setupOn(t, yaml, st)
+}
+
+// setupOn is setup on the store st.
+func setupOn(t *testing.T, yaml string, st store.Store) *bundle {
+	t.Helper()
 	b := &bundle{sys: fakeSystem{"first": {}, "second": {}}, dead: &deadRecorder{}, reg: prometheus.NewRegistry()}
 	b.metrics = metrics.New(b.reg)
 	reg := connector.NewRegistry()
@@ -103,9 +112,6 @@ func setup(t *testing.T, yaml string) *bundle {
 	require.NoError(t, err)
 	b.plan, err = flow.Compile(c, reg)
 	require.NoError(t, err)
-	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "test.db"))
-	require.NoError(t, err)
-	t.Cleanup(func() { st.Close() })
 	b.store = st
 	return b
 }
