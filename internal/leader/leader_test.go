@@ -132,7 +132,9 @@ func TestStalledRenewalStopsTheDuty(t *testing.T) {
 // release's context ends: a store that stopped answering.
 type hangingReleaser struct{}
 
-func (hangingReleaser) AcquireLease(context.Context, store.LeaseParams) (bool, error) { return true, nil }
+func (hangingReleaser) AcquireLease(context.Context, store.LeaseParams) (bool, error) {
+	return true, nil
+}
 
 func (hangingReleaser) ReleaseLease(ctx context.Context, _, _ string) error {
 	<-ctx.Done()
