@@ -287,6 +287,49 @@ flows:
 	require.Empty(t, b.sys["first"].Calls())
 }
 
+// TestJQTimeoutIsRetried: jq cut off by its time limit (a starved CPU)
+// is not a fault of the data: the run is retried with the step's back-off
+// like a failed call, and dead-lettered only once its attempts are spent
+// (here every attempt times out: the expression is slow for this payload).
+// It was dead-lettered at the first timeout.
+func TestJQTimeoutIsRetried(t *testing.T) {
+	t.Parallel()
+	const slow = `(reduce range(1e10) as $i (0; . + 1)) > 0`
+	for _, tt := range []struct{ name, flow string }{
+		{"when", "when: '" + slow + "'\n    steps: [ { id: one, do: sys.first } ]"},
+		{"inputs", "steps: [ { id: one, do: sys.first, with: { value: '" + slow + "' } } ]"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, `
+version: 1
+retry: { base: 1ms, cap: 5ms, attempts: 2 }
+systems: { sys: { kind: fake } }
+sources: { src: { webhook: {} } }
+flows:
+  f:
+    on: src
+    `+tt.flow+`
+`)
+			b.sys["first"].do = ok(nil)
+			ev := b.insert(t, "k1", `{}`)
+			runs := b.runUntil(t, allFinished)
+			require.Equal(t, store.RunDead, runs[0].State)
+			require.Contains(t, runs[0].LastError, "gave up after 2 attempts")
+			require.Contains(t, runs[0].LastError, "took longer than")
+			require.Empty(t, b.sys["first"].Calls())
+			attempts, err := b.store.ListAttempts(t.Context(), runs[0].ID)
+			require.NoError(t, err)
+			require.Len(t, attempts, 2)
+			require.Equal(t, store.AttemptRetry, attempts[0].Outcome)
+			require.Equal(t, store.AttemptDead, attempts[1].Outcome)
+			require.Equal(t, "one", attempts[0].StepID)
+			require.Len(t, b.dead.dead, 1)
+			require.Equal(t, ev.EventID, b.dead.dead[0].EventID)
+		})
+	}
+}
+
 // TestResumesAfterCheckpoint simulates a crash after step one succeeded:
 // the next executor starts at step two and never calls step one again.
 func TestResumesAfterCheckpoint(t *testing.T) {

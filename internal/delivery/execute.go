@@ -76,7 +76,7 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 			if x.interrupted(ctx, token, c, f.Steps[run.Step], run) {
 				return
 			}
-			x.dead(ctx, token, c, nil, attemptOf(run, nil, x.cfg.NowFunc()), fmt.Errorf("when: %w", err))
+			x.evalFailed(ctx, token, c, nil, f.Steps[run.Step].Retry, run, attemptOf(run, nil, x.cfg.NowFunc()), fmt.Errorf("when: %w", err))
 			return
 		}
 	}
@@ -91,7 +91,7 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 				if x.interrupted(ctx, token, c, step, run) {
 					return
 				}
-				x.dead(ctx, token, c, step, a, fmt.Errorf("map inputs: %w", err))
+				x.evalFailed(ctx, token, c, step, step.Retry, run, a, fmt.Errorf("map inputs: %w", err))
 				return
 			}
 			input, _ = v.(map[string]any)
@@ -123,7 +123,7 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 			if x.interrupted(ctx, token, c, step, run) {
 				return
 			}
-			x.dead(ctx, token, c, step, a, fmt.Errorf("fingerprint the write: %w", err))
+			x.evalFailed(ctx, token, c, step, step.Retry, run, a, fmt.Errorf("fingerprint the write: %w", err))
 			return
 		}
 		if fp != nil {
@@ -270,20 +270,40 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 			x.die(actx, token, c, step, a, callErr, drop)
 			return
 		}
-		if run.Attempt >= step.Retry.Attempts {
-			x.dead(actx, token, c, step, a, fmt.Errorf("gave up after %d attempts: %w", run.Attempt, callErr))
-			return
-		}
-		ra, hasRA := connector.RetryAfterOf(callErr)
-		wait := Backoff(step.Retry, run.Attempt, ra, hasRA, x.cfg.RandN)
-		a.Outcome = store.AttemptRetry
-		x.finish(actx, c, step, store.FinishParams{
-			RunID: run.ID, Token: token, Now: now, Attempt: a,
-			State: store.RunRetrying, Step: run.Step, StepID: step.ID, RunAttempt: run.Attempt,
-			DueAt: now.Add(wait), LastError: callErr.Error(),
-		}, wait, callErr)
+		x.retry(actx, token, c, step, step.Retry, run, a, callErr, now)
 		return
 	}
+}
+
+// retry records a failed attempt and schedules the run's next one after the
+// policy's back-off, or dead-letters the run once its attempts are spent.
+// step is nil for a failure before any step (the flow's when:).
+func (x *Executor) retry(ctx context.Context, token string, c store.ClaimedRun, step *flow.Step, policy flow.RetryPolicy, run store.Run, a store.Attempt, cause error, now time.Time) {
+	if run.Attempt >= policy.Attempts {
+		x.dead(ctx, token, c, step, a, fmt.Errorf("gave up after %d attempts: %w", run.Attempt, cause))
+		return
+	}
+	ra, hasRA := connector.RetryAfterOf(cause)
+	wait := Backoff(policy, run.Attempt, ra, hasRA, x.cfg.RandN)
+	a.Outcome = store.AttemptRetry
+	x.finish(ctx, c, step, store.FinishParams{
+		RunID: run.ID, Token: token, Now: now, Attempt: a,
+		State: store.RunRetrying, Step: run.Step, StepID: a.StepID, RunAttempt: run.Attempt,
+		DueAt: now.Add(wait), LastError: cause.Error(),
+	}, wait, cause)
+}
+
+// evalFailed ends a run whose jq failed before its step's call. An error
+// in the expression or the data would fail the same way again: the run is
+// dead-lettered with it. An evaluation cut off by jq's time limit is a
+// starved CPU, not the data: the run is retried like a failed call (the
+// step's back-off, dead-lettered once its attempts are spent).
+func (x *Executor) evalFailed(ctx context.Context, token string, c store.ClaimedRun, step *flow.Step, policy flow.RetryPolicy, run store.Run, a store.Attempt, cause error) {
+	if !errors.Is(cause, context.DeadlineExceeded) {
+		x.dead(ctx, token, c, step, a, cause)
+		return
+	}
+	x.retry(ctx, token, c, step, policy, run, a, cause, x.cfg.NowFunc())
 }
 
 // overLimit dead-letters, without calling anything, a run claimed past its
