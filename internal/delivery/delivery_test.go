@@ -129,6 +129,18 @@ flows:
       - { id: two, do: sys.second, with: { value: '$steps.one.id + 1' } }
 `
 
+// oneStep is a flow of one step that sends the payload's n.
+const oneStep = `
+version: 1
+systems: { sys: { kind: fake } }
+sources: { src: { webhook: {} } }
+flows:
+  f:
+    on: src
+    steps:
+      - { id: one, do: sys.first, with: { value: .n } }
+`
+
 func (b *bundle) insert(t *testing.T, key, payload string) store.InsertResult {
 	t.Helper()
 	now := time.Now()
@@ -590,16 +602,7 @@ func (l *lockedBuffer) String() string {
 // left leased, it would call its system again at every lease expiry.
 func TestRefusedResultFailsAlone(t *testing.T) {
 	t.Parallel()
-	b := setup(t, `
-version: 1
-systems: { sys: { kind: fake } }
-sources: { src: { webhook: {} } }
-flows:
-  f:
-    on: src
-    steps:
-      - { id: one, do: sys.first, with: { value: .n } }
-`)
+	b := setup(t, oneStep)
 	st := &poisonStore{Store: b.store, held: make(chan struct{}), release: make(chan struct{})}
 	// The runs of "late" and "poison" answer once the first commit is held,
 	// so their results queue together behind it.

@@ -28,16 +28,7 @@ func (c *manualClock) Add(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d); 
 // store) on every node: only `systems resume` does.
 func TestProbeKeepsOperatorPause(t *testing.T) {
 	t.Parallel()
-	b := setup(t, `
-version: 1
-systems: { sys: { kind: fake } }
-sources: { src: { webhook: {} } }
-flows:
-  f:
-    on: src
-    steps:
-      - { id: one, do: sys.first, with: { value: .n } }
-`)
+	b := setup(t, oneStep)
 	clock := &manualClock{now: time.Now()}
 	gates := delivery.NewGates(b.plan, clock.Now)
 	gate := gates["sys"]
