@@ -56,7 +56,7 @@ func runBackfill(ctx context.Context, e env, args []string) error {
 	}
 	// The events' runs are executed by the serving nodes; this process
 	// only stores them (on SQLite beside a running serve, through WAL).
-	eng := engine.New(engine.Config{Store: st, Plan: plan, Fingerprints: st})
+	eng := engine.New(engine.Config{Store: st, Plan: plan, Fingerprints: st, Logger: commandLogger(e)})
 	p := poll.New(poll.Config{Plan: plan, Store: st, Engine: eng, Gates: delivery.NewGates(plan, nil)})
 	bar := progressbar.NewOptions(-1,
 		progressbar.OptionSetWriter(e.stderr),

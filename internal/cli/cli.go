@@ -157,6 +157,14 @@ func loadPlan(e env, path string) (*flow.Plan, error) {
 	return app.Compile(c)
 }
 
+// commandLogger is the log of a one-off command that stores events (backfill,
+// reconcile): warnings and errors on stderr, as serve would log them, so
+// what the engine does instead of running a flow is seen.
+func commandLogger(e env) *slog.Logger {
+	log, _ := newLogger(e.stderr, "warn") // a known level: no error
+	return log
+}
+
 func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {

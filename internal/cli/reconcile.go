@@ -59,7 +59,7 @@ func runReconcile(ctx context.Context, e env, args []string) error {
 	defer st.Close()
 	// The events' runs are executed by the serving nodes; this process
 	// only stores them (on SQLite beside a running serve, through WAL).
-	eng := engine.New(engine.Config{Store: st, Plan: plan})
+	eng := engine.New(engine.Config{Store: st, Plan: plan, Fingerprints: st, Logger: commandLogger(e)})
 	engCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})
 	go func() { defer close(done); _ = eng.Run(engCtx) }()
