@@ -30,7 +30,7 @@ type Store interface {
 	ExtendLeases(ctx context.Context, p store.ExtendParams) error
 	NextDue(ctx context.Context) (time.Time, bool, error)
 	PauseSystem(ctx context.Context, p store.PauseParams) (bool, error)
-	ResumeSystem(ctx context.Context, system string) (bool, error)
+	ResumeCredentialPause(ctx context.Context, system string) (bool, error)
 	ListPauses(ctx context.Context) ([]store.SystemPause, error)
 	WakeHeld(ctx context.Context, system string, now time.Time) (int, error)
 	SaveFingerprint(ctx context.Context, f store.Fingerprint) error

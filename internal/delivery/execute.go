@@ -166,7 +166,9 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 		// Only when the success lifted the pause here: an operator's pause
 		// (applied while this call was in flight) stays until resumed.
 		if wasPaused && outcome == limit.Succeeded && !gate.State().Paused {
-			resumed, err := x.cfg.Store.ResumeSystem(ctx, step.System)
+			// Not an operator's pause: this node may not have seen one
+			// applied since this call began (pauses sync every 2 s).
+			resumed, err := x.cfg.Store.ResumeCredentialPause(ctx, step.System)
 			if err != nil {
 				x.cfg.Logger.Warn("record system resumed", "system", step.System, "error", err)
 			}

@@ -482,6 +482,11 @@ type Store interface {
 	PauseSystem(ctx context.Context, p PauseParams) (bool, error)
 	// ResumeSystem lifts a pause; false if the system was not paused.
 	ResumeSystem(ctx context.Context, system string) (bool, error)
+	// ResumeCredentialPause lifts a pause unless an operator asked for
+	// it: a probe that succeeded on a node that has not yet seen the
+	// operator's pause must not lift it for every node. False if nothing
+	// was lifted.
+	ResumeCredentialPause(ctx context.Context, system string) (bool, error)
 	// ListPauses returns the paused systems.
 	ListPauses(ctx context.Context) ([]SystemPause, error)
 	// WakeHeld makes every run held for system due at now; it returns how

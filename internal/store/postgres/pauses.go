@@ -32,6 +32,15 @@ func (s *Store) ResumeSystem(ctx context.Context, system string) (bool, error) {
 	return tag.RowsAffected() == 1, nil
 }
 
+// ResumeCredentialPause deletes the pause unless it is an operator's.
+func (s *Store) ResumeCredentialPause(ctx context.Context, system string) (bool, error) {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM system_pauses WHERE system = $1 AND reason <> $2`, system, store.OperatorPause)
+	if err != nil {
+		return false, fmt.Errorf("resume system %s: %w", system, err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
 // ListPauses returns the paused systems by name.
 func (s *Store) ListPauses(ctx context.Context) ([]store.SystemPause, error) {
 	rows, err := s.pool.Query(ctx, `SELECT system, reason, paused_at FROM system_pauses ORDER BY system`)

@@ -32,6 +32,16 @@ func (s *Store) ResumeSystem(ctx context.Context, system string) (bool, error) {
 	return n == 1, nil
 }
 
+// ResumeCredentialPause deletes the pause unless it is an operator's.
+func (s *Store) ResumeCredentialPause(ctx context.Context, system string) (bool, error) {
+	res, err := s.w.ExecContext(ctx, `DELETE FROM system_pauses WHERE system = ? AND reason <> ?`, system, store.OperatorPause)
+	if err != nil {
+		return false, fmt.Errorf("resume system %s: %w", system, err)
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
+}
+
 // ListPauses returns the paused systems by name.
 func (s *Store) ListPauses(ctx context.Context) ([]store.SystemPause, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT system, reason, paused_at FROM system_pauses ORDER BY system`)
