@@ -472,8 +472,15 @@ func (x *Executor) die(ctx context.Context, token string, c store.ClaimedRun, st
 // it and reports it. It returns false if the run must stop here: the lease
 // was lost (another worker owns the run now) or the store failed (the lease
 // will expire and the step will be retried with the same idempotency key).
+//
+// The result is submitted without ctx's cancellation (each commit is bounded
+// by CommitTimeout): a step's context ends with the shutdown grace, and a
+// result submitted as it ends would be given up on while its commit is
+// queued or in flight, and that commit cancelled when the committer stops,
+// leaving the run leased, its attempt unrecorded and a dead letter
+// unalerted.
 func (x *Executor) finish(ctx context.Context, c store.ClaimedRun, step *flow.Step, p store.FinishParams, wait time.Duration, cause error) bool {
-	err := x.submit(ctx, p)
+	err := x.submit(context.WithoutCancel(ctx), p)
 	a := p.Attempt
 	x.traceAttempt(ctx, p, wait, cause, err)
 	attrs := []any{
