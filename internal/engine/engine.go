@@ -166,7 +166,7 @@ func (e *Engine) Build(ctx context.Context, ev Event) (Built, error) {
 		}
 		if f.When != nil {
 			v, err := f.When.Eval(ctx, ev.Value)
-			if err != nil && (ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded)) {
+			if cutOff(ctx, err) {
 				// Cut off (the sender gone, shutdown, jq's time limit on a
 				// starved CPU), not failed: the executor's evaluation would
 				// succeed and run the flow whatever the condition says.
@@ -196,6 +196,14 @@ func (e *Engine) Build(ctx context.Context, ev Event) (Built, error) {
 		ne.Runs = append(ne.Runs, proposals...)
 	}
 	return Built{Event: ne, after: v.after}, nil
+}
+
+// cutOff reports whether err is a jq evaluation cut off (ctx ended: the
+// sender gone, shutdown; or jq's time limit on a starved CPU) rather than
+// one that failed on the data: it says nothing about the event, and the
+// event must not be stored as if it had been evaluated.
+func cutOff(ctx context.Context, err error) bool {
+	return err != nil && (ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded))
 }
 
 // Stored finishes events a commit made outside the group committer (a

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strings"
@@ -76,6 +77,11 @@ func (e *Engine) lineage(ctx context.Context, src *flow.Source, ev Event, now ti
 		return verdict{}, nil
 	}
 	idv, err := o.RecordID.Eval(ctx, ev.Value)
+	if cutOff(ctx, err) {
+		// Not "no record": our write's echo would run its flows in a new
+		// chain, unseen by max_hops. Nothing is stored (see Build).
+		return verdict{}, fmt.Errorf("source %s: record_id: %w", ev.Source, cmp.Or(ctx.Err(), err))
+	}
 	if err != nil || idv == nil {
 		// Not every event of a source need be about a record (a ping, a
 		// deletion with another shape): it is simply not an echo.
@@ -89,7 +95,9 @@ func (e *Engine) lineage(ctx context.Context, src *flow.Source, ev Event, now ti
 	}
 	record := ev.Value
 	if o.Record != nil {
-		if record, err = o.Record.Eval(ctx, ev.Value); err != nil {
+		if record, err = o.Record.Eval(ctx, ev.Value); cutOff(ctx, err) {
+			return verdict{}, fmt.Errorf("source %s: record: %w", ev.Source, cmp.Or(ctx.Err(), err))
+		} else if err != nil {
 			e.cfg.Logger.Debug("no record: not checked for an echo", "source", ev.Source, "error", err)
 			return verdict{}, nil
 		}
