@@ -236,7 +236,14 @@ func runReplay(ctx context.Context, e env, args []string) error {
 			// what was never meant for it. A condition that fails to
 			// evaluate keeps its run, as in the engine: it dies with the
 			// error.
-			if v, err := f.When.Eval(ctx, payload); err == nil && v != true {
+			v, err := f.When.Eval(ctx, payload)
+			if err != nil && (ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded)) {
+				// Cut off (jq's time limit, an interrupt): the answer is
+				// unknown, and a run kept for it would go ahead whatever
+				// the condition says. Nothing is queued.
+				return fmt.Errorf("flow %s: when: %w; nothing replayed: try again, or name the flow with --flow", f.Name, err)
+			}
+			if err == nil && v != true {
 				fmt.Fprintf(e.stderr, "not replaying flow %s: its when: is false for this event (name it with --flow to replay it anyway)\n", f.Name)
 				continue
 			}

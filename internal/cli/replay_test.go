@@ -3,6 +3,7 @@ package cli_test
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -87,4 +88,38 @@ func TestReplayNoFlowHolds(t *testing.T) {
 	code, out, errOut := run(t, nil, "replay", res[0].EventID, "--config", cfg)
 	require.Equal(t, 1, code, out)
 	require.Contains(t, errOut, `none of source "changed"'s flows would run for this event (name one with --flow to replay it anyway)`)
+}
+
+// TestReplayConditionCutOff: a when: whose evaluation is cut off (jq's
+// time limit) says nothing about the event. Kept, the run would go ahead at
+// delivery whatever the condition says (the executor does not look at its
+// value): the replay stops and says so instead, queuing nothing.
+func TestReplayConditionCutOff(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "slow.yaml")
+	yaml := strings.Replace(whenYAML, `when: .type == "deleted"`,
+		`when: '.type == "deleted" or (reduce range(1e10) as $i (0; . + 1)) < 0'`, 1)
+	require.NoError(t, os.WriteFile(cfg, []byte(yaml), 0o600))
+	st, err := sqlite.Open(t.Context(), filepath.Join(dir, "sb.db"))
+	require.NoError(t, err)
+	now := time.Now()
+	ev := store.NewEvent{ID: store.NewID("evt_", now), Source: "changed", Key: "k1", ReceivedAt: now,
+		Payload: []byte(`{"type":"created","id":"c1"}`),
+		Runs:    []store.NewRun{{ID: store.NewID("run_", now), Flow: "on_created", StepID: "create"}}}
+	res, err := st.InsertEvents(t.Context(), []store.NewEvent{ev})
+	require.NoError(t, err)
+	require.NoError(t, st.Close())
+
+	code, out, errOut := run(t, nil, "replay", res[0].EventID, "--config", cfg)
+	require.Equal(t, 1, code, out)
+	require.Contains(t, errOut, "on_deleted")
+	require.Contains(t, errOut, "took longer than")
+
+	st, err = sqlite.Open(t.Context(), filepath.Join(dir, "sb.db"))
+	require.NoError(t, err)
+	defer st.Close()
+	runs, err := st.ListRuns(t.Context(), store.ListRunsParams{EventID: res[0].EventID})
+	require.NoError(t, err)
+	require.Len(t, runs, 1, "nothing replayed")
 }
