@@ -279,6 +279,18 @@ func (d *Decoder) generic(n *yaml.Node, path string) any {
 
 var envRef = regexp.MustCompile(`\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
 
+// References returns the names of the ${NAME} references in s, as written
+// (a $$ escape is not one).
+func References(s string) []string {
+	var names []string
+	for _, m := range envRef.FindAllStringSubmatch(s, -1) {
+		if m[1] != "" {
+			names = append(names, m[1])
+		}
+	}
+	return names
+}
+
 // expand replaces ${NAME} with the environment variable's value ($$ is a
 // literal $). An unset variable is an error; its value is never echoed.
 func (d *Decoder) expand(n *yaml.Node, path string) (string, bool) {

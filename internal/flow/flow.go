@@ -651,15 +651,31 @@ func describeValue(v any) string {
 
 func (cp *compiler) expr(path, src string, vars ...string) *transform.Expr {
 	e, err := transform.Compile(src, vars...)
+	n := cp.node(path)
+	names := []string(nil)
+	if n != nil {
+		names = config.References(n.Value)
+	}
 	if err != nil {
-		n := cp.node(path)
-		if n != nil && strings.Contains(n.Value, "${") {
+		if len(names) > 0 {
 			// src is the text after ${NAME} expansion, which jq's errors
 			// quote, and a variable may hold a secret: say where, not what.
 			cp.errorf(n, path, "not a valid jq expression once its ${...} references are expanded (the expanded text is not shown: it may hold a secret)")
 			return e
 		}
 		cp.errorf(n, path, "%v", err)
+		return e
+	}
+	if len(names) > 0 && cp.c.Getenv != nil {
+		// Evaluation errors would quote the expanded text too, and jq's
+		// messages the values it met.
+		var values []string
+		for _, name := range names {
+			if v, ok := cp.c.Getenv(name); ok {
+				values = append(values, v)
+			}
+		}
+		e.Hide(n.Value, values...)
 	}
 	return e
 }

@@ -47,6 +47,10 @@ const (
 // hmacSecret signs the hmac sources. No response or log line may carry it.
 const hmacSecret = "hmac-S3cret-never-logged"
 
+// keySalt is the secret in the salted source's key expression. No response
+// or log line may carry it either.
+const keySalt = "salt-S3cret-never-shown"
+
 // otherSWSecret is a valid Standard Webhooks secret that is not the source's.
 const otherSWSecret = "whsec_c3dpdGNoYm9hcmQtb3RoZXIta2V5LTAxMjM0NTY3ODk="
 
@@ -91,6 +95,11 @@ sources:
       verify: {scheme: shopify, secret: shopify-test-secret}
   # A key whose jq runs past the evaluation timeout, as a starved CPU would
   # make a normal one.
+  # A key built with a secret from the environment: a jq error about it
+  # must not show the secret (the 400 goes to the sender).
+  salted:
+    webhook: {}
+    key: '"${KEY_SALT}:" + .id'
   slow_key:
     webhook: {}
     key: 'reduce range(1e10) as $i (0; . + 1)'
@@ -124,7 +133,7 @@ var (
 
 func compilePlan(tb testing.TB) *flow.Plan {
 	tb.Helper()
-	env := map[string]string{"HMAC_SECRET": hmacSecret, "SW_SECRET": swSecret}
+	env := map[string]string{"HMAC_SECRET": hmacSecret, "SW_SECRET": swSecret, "KEY_SALT": keySalt}
 	c, err := config.Parse("ingest.yaml", []byte(testConfig), func(name string) (string, bool) {
 		v, ok := env[name]
 		return v, ok
@@ -858,6 +867,26 @@ func TestKeyCutOffIsRetriable(t *testing.T) {
 	require.Len(t, lines, 1)
 	require.Equal(t, "ERROR", lines[0]["level"])
 	require.Contains(t, lines[0]["error"], "took longer than")
+}
+
+// TestKeyErrorHidesSecrets: the error of a key expression that holds a
+// ${NAME} value names the expression as written and hides the value, in
+// the 400 answer and in the log; the key itself works.
+func TestKeyErrorHidesSecrets(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{})
+	res := b.post(t, jsonRequest("salted", `{"id":5}`))
+	require.Equal(t, http.StatusBadRequest, res.status)
+	reason := errorBody(t, res)
+	require.Contains(t, reason, `jq "\"${KEY_SALT}:\" + .id": cannot add: string ("***:") and number (5)`)
+	logs := b.logs.String()
+	require.Contains(t, logs, "${KEY_SALT}")
+	require.NotContains(t, string(res.body)+logs, keySalt)
+
+	requireAccepted(t, b.post(t, jsonRequest("salted", `{"id":"5"}`)))
+	evs := b.events(t)
+	require.Len(t, evs, 1)
+	require.Equal(t, keySalt+":5", evs[0].Key)
 }
 
 func TestConcurrentIdenticalPosts(t *testing.T) {

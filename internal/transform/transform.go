@@ -5,9 +5,11 @@
 package transform
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/itchyny/gojq"
@@ -25,6 +27,11 @@ const (
 type Expr struct {
 	src  string
 	vars []string
+	// shown, when set, is the source as the config wrote it, with ${NAME}
+	// references unexpanded: what errors and String quote (see Hide).
+	shown string
+	// redact hides the expanded values in what jq reports.
+	redact *strings.Replacer
 	code *gojq.Code
 	// constant reports that the expression is a literal (no input, no
 	// variables, no functions), so its value is known at load.
@@ -228,7 +235,25 @@ func MustCompile(src string, vars ...string) *Expr {
 }
 
 // String returns the source of the expression.
-func (e *Expr) String() string { return e.src }
+func (e *Expr) String() string { return cmp.Or(e.shown, e.src) }
+
+// Hide makes e's errors and String quote shown, the source as written
+// before ${NAME} expansion, and replace each of values (what the
+// references expanded to) by *** in what jq reports about the input: the
+// values may be secrets, and errors reach logs, stored attempts and even a
+// webhook's answer.
+func (e *Expr) Hide(shown string, values ...string) {
+	e.shown = shown
+	var pairs []string
+	for _, v := range values {
+		if v != "" {
+			pairs = append(pairs, v, "***")
+		}
+	}
+	if len(pairs) > 0 {
+		e.redact = strings.NewReplacer(pairs...)
+	}
+}
 
 // Eval returns the first value the expression produces for input, or nil if
 // it produces none. The value may be shared (a constant's, a part of input):
@@ -293,7 +318,7 @@ func (e *Expr) EvalAll(ctx context.Context, input any, vals ...any) ([]any, erro
 			return nil, e.wrap(err)
 		}
 		if len(out) == MaxResults {
-			return nil, fmt.Errorf("jq %q: more than %d results", e.src, MaxResults)
+			return nil, fmt.Errorf("jq %q: more than %d results", e.String(), MaxResults)
 		}
 		out = append(out, v)
 	}
@@ -301,10 +326,24 @@ func (e *Expr) EvalAll(ctx context.Context, input any, vals ...any) ([]any, erro
 
 func (e *Expr) wrap(err error) error {
 	if errors.Is(err, context.DeadlineExceeded) {
-		return &timeoutError{src: e.src}
+		return &timeoutError{src: e.String()}
 	}
-	return fmt.Errorf("jq %q: %w", e.src, err)
+	if e.redact == nil {
+		return fmt.Errorf("jq %q: %w", e.String(), err)
+	}
+	return &redactedError{msg: fmt.Sprintf("jq %q: %s", e.String(), e.redact.Replace(err.Error())), err: err}
 }
+
+// redactedError is a jq error whose text has the expression's hidden
+// values replaced; errors.Is and As still reach the original.
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+
+func (e *redactedError) Unwrap() error { return e.err }
 
 // timeoutError is an evaluation cut off at Timeout. It is
 // context.DeadlineExceeded to errors.Is: a passing condition (a starved
