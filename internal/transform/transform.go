@@ -32,7 +32,7 @@ type Expr struct {
 	shown string
 	// redact hides the expanded values in what jq reports.
 	redact *strings.Replacer
-	code *gojq.Code
+	code   *gojq.Code
 	// constant reports that the expression is a literal (no input, no
 	// variables, no functions), so its value is known at load.
 	constant bool
