@@ -375,11 +375,11 @@ func (x *Executor) overLimit(ctx context.Context, token string, c store.ClaimedR
 		// The record stands for the lost attempt (the usual case: the
 		// last allowed one).
 		a.Number = lost[len(lost)-1]
-		cause = fmt.Errorf("attempt %d of %d was lost with its worker (the node stopped or crashed during the step, or was cut off from the database for a whole lease); not tried again: if this run crashes the node, fix that before retrying it",
+		cause = fmt.Errorf("attempt %d of %d was lost with its worker (the node stopped or crashed during the step, was cut off from the database for a whole lease, or could not store its result); not tried again: if this run crashes the node, fix that before retrying it",
 			a.Number, limit)
 	default:
 		a.Number = lost[len(lost)-1]
-		cause = fmt.Errorf("attempt %d was lost with its worker (the node stopped or crashed during the step, or was cut off from the database for a whole lease), and %d attempts have been started while the step's retry policy now allows %d; not tried again: if this run crashes the node, fix that before retrying it",
+		cause = fmt.Errorf("attempt %d was lost with its worker (the node stopped or crashed during the step, was cut off from the database for a whole lease, or could not store its result), and %d attempts have been started while the step's retry policy now allows %d; not tried again: if this run crashes the node, fix that before retrying it",
 			a.Number, made, limit)
 	}
 	x.dead(ctx, token, c, step, a, cause)
