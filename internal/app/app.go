@@ -64,6 +64,9 @@ func OpenStore(ctx context.Context, p *flow.Plan, migrate bool) (store.Store, er
 	})
 }
 
+// errLocked is lockFile's answer when another process holds the lock.
+var errLocked = errors.New("lock held by another process")
+
 // NodeID names this process in leases and logs: host, pid and a random
 // suffix, so a restarted process is a new node.
 func NodeID() string {
@@ -138,8 +141,13 @@ func NewServer(ctx context.Context, p *flow.Plan, opts Options) (*Server, error)
 	if p.StorePath != "" {
 		var err error
 		unlock, err = lockFile(p.StorePath + ".lock")
-		if err != nil {
-			return nil, fmt.Errorf("store %s is in use by another switchboard process (SQLite serves one node; use PostgreSQL for several): %w", p.StorePath, err)
+		switch {
+		case errors.Is(err, errLocked):
+			return nil, fmt.Errorf("store %s is in use by another switchboard process (SQLite serves one node; use PostgreSQL for several)", p.StorePath)
+		case err != nil:
+			// A missing or unwritable directory: the store could not be
+			// opened either, and no other process is to blame.
+			return nil, fmt.Errorf("store %s: lock file: %w", p.StorePath, err)
 		}
 	}
 	st, err := OpenStore(ctx, p, !opts.NoMigrate)
