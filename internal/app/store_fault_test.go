@@ -1,10 +1,12 @@
 package app_test
 
 import (
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -44,4 +46,39 @@ func TestStoreLockErrors(t *testing.T) {
 	require.Error(t, err)
 	require.NotContains(t, err.Error(), "another switchboard process")
 	require.ErrorIs(t, err, os.ErrNotExist)
+}
+
+// readyz returns the status of GET /readyz.
+func readyz(t *testing.T, ts *testServer) int {
+	t.Helper()
+	resp, err := http.Get(ts.URL + "/readyz")
+	require.NoError(t, err)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestRemovedStoreFileRefusesWebhooks: a SQLite file removed (or moved
+// away) under a running node would take every later commit with it, since
+// SQLite writes on to the file it has open: webhooks acknowledged then are
+// gone at the next start. The node answers 503 instead, and /readyz too.
+func TestRemovedStoreFileRefusesWebhooks(t *testing.T) {
+	t.Parallel()
+	down := newDownstream(t, 0, func(map[string]any, []downstreamRequest) downstreamReply {
+		return downstreamReply{Status: http.StatusOK}
+	})
+	dir := t.TempDir()
+	path := filepath.Join(dir, "sb.db")
+	yamlText := strings.Replace(deliverConfig, "store: sqlite:sb.db", "store: sqlite:"+path, 1)
+	ts := startServer(t, yamlText, map[string]string{"DOWNSTREAM_URL": down.URL, "E2E_SECRET": e2eSecret},
+		app.Options{PollInterval: 20 * time.Millisecond})
+	require.Equal(t, http.StatusAccepted, ts.post(t, "orders", `{"id":"before","mode":"ok"}`, true).Status)
+	require.Equal(t, http.StatusOK, readyz(t, ts))
+
+	for _, f := range []string{path, path + "-wal", path + "-shm"} {
+		require.NoError(t, os.Remove(f))
+	}
+	res := ts.post(t, "orders", `{"id":"after","mode":"ok"}`, true)
+	require.Equal(t, http.StatusServiceUnavailable, res.Status, res.Raw)
+	require.NotEmpty(t, res.Header.Get("Retry-After"))
+	require.Equal(t, http.StatusServiceUnavailable, readyz(t, ts))
 }
