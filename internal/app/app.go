@@ -303,7 +303,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) (err error) {
 			})
 		})
 	}
-	elector := leader.New(leader.Config{Store: s.Store, Node: s.opts.Node, TTL: s.Plan.Lease, Logger: s.opts.Logger})
+	elector := leader.New(leader.Config{Store: s.Store, Node: s.opts.Node, TTL: s.Plan.Lease, Logger: s.opts.Logger,
+		Exclusive: s.Plan.StorePath != ""}) // the lock file makes this node SQLite's only one
 	sweeper := retention.New(retention.Config{Store: s.Store, Keep: s.Plan.Retention, Logger: s.opts.Logger})
 	g.Go(func() error { return elector.Run(execCtx, leader.Duty{Name: "retention", Run: sweeper.Run}) })
 	pruner := retention.NewFingerprints(s.Store, s.Plan.Ownership.EchoWindow, retention.Config{Logger: s.opts.Logger})
