@@ -243,8 +243,8 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.Store.Ping(r.Context()); err != nil {
-		s.opts.Logger.Error("readiness: store unreachable", "error", err)
-		http.Error(w, "store unreachable", http.StatusServiceUnavailable)
+		s.opts.Logger.Error("readiness: the store cannot take writes", "error", err)
+		http.Error(w, "store cannot take writes (see the server log)", http.StatusServiceUnavailable)
 		return
 	}
 	_, _ = w.Write([]byte("ready\n"))
