@@ -64,6 +64,9 @@ func OpenStore(ctx context.Context, p *flow.Plan, migrate bool) (store.Store, er
 	})
 }
 
+// errLocked is lockFile's answer when another process holds the lock.
+var errLocked = errors.New("lock held by another process")
+
 // NodeID names this process in leases and logs: host, pid and a random
 // suffix, so a restarted process is a new node.
 func NodeID() string {
@@ -138,8 +141,13 @@ func NewServer(ctx context.Context, p *flow.Plan, opts Options) (*Server, error)
 	if p.StorePath != "" {
 		var err error
 		unlock, err = lockFile(p.StorePath + ".lock")
-		if err != nil {
-			return nil, fmt.Errorf("store %s is in use by another switchboard process (SQLite serves one node; use PostgreSQL for several): %w", p.StorePath, err)
+		switch {
+		case errors.Is(err, errLocked):
+			return nil, fmt.Errorf("store %s is in use by another switchboard process (SQLite serves one node; use PostgreSQL for several)", p.StorePath)
+		case err != nil:
+			// A missing or unwritable directory: the store could not be
+			// opened either, and no other process is to blame.
+			return nil, fmt.Errorf("store %s: lock file: %w", p.StorePath, err)
 		}
 	}
 	st, err := OpenStore(ctx, p, !opts.NoMigrate)
@@ -235,8 +243,8 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.Store.Ping(r.Context()); err != nil {
-		s.opts.Logger.Error("readiness: store unreachable", "error", err)
-		http.Error(w, "store unreachable", http.StatusServiceUnavailable)
+		s.opts.Logger.Error("readiness: the store cannot take writes", "error", err)
+		http.Error(w, "store cannot take writes (see the server log)", http.StatusServiceUnavailable)
 		return
 	}
 	_, _ = w.Write([]byte("ready\n"))
@@ -295,7 +303,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) (err error) {
 			})
 		})
 	}
-	elector := leader.New(leader.Config{Store: s.Store, Node: s.opts.Node, TTL: s.Plan.Lease, Logger: s.opts.Logger})
+	elector := leader.New(leader.Config{Store: s.Store, Node: s.opts.Node, TTL: s.Plan.Lease, Logger: s.opts.Logger,
+		Exclusive: s.Plan.StorePath != ""}) // the lock file makes this node SQLite's only one
 	sweeper := retention.New(retention.Config{Store: s.Store, Keep: s.Plan.Retention, Logger: s.opts.Logger})
 	g.Go(func() error { return elector.Run(execCtx, leader.Duty{Name: "retention", Run: sweeper.Run}) })
 	pruner := retention.NewFingerprints(s.Store, s.Plan.Ownership.EchoWindow, retention.Config{Logger: s.opts.Logger})

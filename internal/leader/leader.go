@@ -1,7 +1,8 @@
 // Package leader runs singleton duties (retention today; polling and alert
 // evaluation later) on exactly one node at a time, through a named lease in
 // the store. When the holder dies, its lease expires and another node takes
-// the duty over within one lease period.
+// the duty over within one lease period. On a store no other node can use
+// (Config.Exclusive) duties simply run.
 package leader
 
 import (
@@ -35,6 +36,11 @@ type Config struct {
 	TTL     time.Duration
 	Logger  *slog.Logger
 	NowFunc func() time.Time
+	// Exclusive says no other node can share the store (SQLite, whose
+	// file this process holds locked): duties run without a lease. A lease
+	// would only tie them to the store's writes, and a full disk would
+	// stop the alert rules, which only read, exactly when they are needed.
+	Exclusive bool
 }
 
 // Elector runs duties while it holds their leases.
@@ -56,6 +62,11 @@ func New(cfg Config) *Elector {
 // it releases the lease so another node can take over at once.
 func (e *Elector) Run(ctx context.Context, d Duty) error {
 	log := e.cfg.Logger.With("duty", d.Name, "node", e.cfg.Node)
+	if e.cfg.Exclusive {
+		log.Info("running duty (the only node on its store)")
+		d.Run(ctx)
+		return nil
+	}
 	tick := time.NewTicker(e.cfg.TTL / 3)
 	defer tick.Stop()
 	var active *running

@@ -2,6 +2,7 @@ package leader_test
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -161,4 +162,41 @@ func TestReleaseDoesNotHoldUpShutdown(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Run still waiting for the lease's release")
 	}
+}
+
+// failingLeaser fails every call: a store that cannot write (a full disk).
+type failingLeaser struct{ calls atomic.Int32 }
+
+func (f *failingLeaser) AcquireLease(context.Context, store.LeaseParams) (bool, error) {
+	f.calls.Add(1)
+	return false, errors.New("database or disk is full")
+}
+
+func (f *failingLeaser) ReleaseLease(context.Context, string, string) error {
+	f.calls.Add(1)
+	return errors.New("database or disk is full")
+}
+
+// TestExclusiveDutyNeedsNoLease: on a store only this node can use (SQLite,
+// held by its lock file), a duty runs without a lease, so a store that
+// refuses writes (a full disk) does not stop the alert rules, which only
+// read; it stops when the context ends.
+func TestExclusiveDutyNeedsNoLease(t *testing.T) {
+	t.Parallel()
+	st := &failingLeaser{}
+	e := leader.New(leader.Config{Store: st, Node: "a", TTL: 30 * time.Millisecond, Exclusive: true})
+	ctx, cancel := context.WithCancel(t.Context())
+	running, returned := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(returned)
+		_ = e.Run(ctx, leader.Duty{Name: "alerts", Run: func(ctx context.Context) { close(running); <-ctx.Done() }})
+	}()
+	select {
+	case <-running:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the duty never ran: it waited for a lease the store cannot write")
+	}
+	cancel()
+	<-returned
+	require.Zero(t, st.calls.Load(), "no lease asked for")
 }

@@ -68,7 +68,12 @@ func (p *Poller) step(ctx context.Context, src *flow.Source) (time.Duration, err
 		}
 		return 0, p.cfg.Store.InitPollState(ctx, src.Name, first)
 	}
-	if wait := st.NextRunAt.Sub(now); wait > 0 {
+	due := p.due(src, st, now)
+	if due.Before(st.NextRunAt) {
+		p.cfg.Logger.Warn("timed source: its next run is further away than its schedule allows (was the clock set back?); running it now",
+			"source", src.Name, "next_run_at", st.NextRunAt, "now", now)
+	}
+	if wait := due.Sub(now); wait > 0 {
 		p.cfg.Metrics.CursorMoved(src.Name, st.CursorMovedAt)
 		return wait, nil
 	}
@@ -79,7 +84,7 @@ func (p *Poller) step(ctx context.Context, src *flow.Source) (time.Duration, err
 	}
 	defer func() { _ = p.cfg.Store.ReleaseLease(context.WithoutCancel(ctx), lease, p.cfg.Node) }()
 	// Another node may have run it between the read and the lease.
-	if st, _, err = p.cfg.Store.GetPollState(ctx, src.Name); err != nil || st.NextRunAt.After(now) {
+	if st, _, err = p.cfg.Store.GetPollState(ctx, src.Name); err != nil || p.due(src, st, now).After(now) {
 		return 0, err
 	}
 	runCtx, cancel := context.WithCancel(ctx)
@@ -127,6 +132,25 @@ func (p *Poller) step(ctx context.Context, src *flow.Source) (time.Duration, err
 	}
 	p.cfg.Metrics.PollRun(src.Name, runErr == nil, finished)
 	return 0, p.cfg.Store.FinishPoll(context.WithoutCancel(ctx), run)
+}
+
+// due is when src runs next: its stored next run time, unless that is
+// further away than src's schedule allows from now by more than a lease.
+// Every run stores a next time of at most its schedule's next from when
+// it started, so a time beyond that was written under a clock that has
+// since been set back (an NTP step, a host that booted hours ahead), or
+// under a longer interval since shortened: waiting for it would stop the
+// source for as long as the clock moved. Such a poll runs now and is
+// scheduled from then. (The lease's margin leaves nodes' clock skew alone.)
+//
+// Only polls: a tick's or a reconciliation's run is named by its stored
+// time, and running it early would give a later tick the same name (a
+// duplicate, dropped).
+func (p *Poller) due(src *flow.Source, st store.PollState, now time.Time) time.Time {
+	if src.Poll != nil && st.NextRunAt.After(src.Timed().Next(now).Add(p.cfg.Lease)) {
+		return now
+	}
+	return st.NextRunAt
 }
 
 // runSource runs one poll, reconciliation or tick.

@@ -211,3 +211,19 @@ func TestConfigErrorWaitsForTheSchedule(t *testing.T) {
 	require.Contains(t, st.LastError, "raise max_pages")
 	require.True(t, st.NextRunAt.After(time.Now().Add(50*time.Minute)), "next run at the next tick, not after a short back-off: %s", st.NextRunAt)
 }
+
+// TestPollRunsAfterClockSetBack: a poll's next run stored under a clock that
+// was an hour ahead (a host that booted before its clock was synchronised,
+// then NTP stepped it back) does not stop the source for that hour: a next
+// run further away than the schedule allows runs now.
+func TestPollRunsAfterClockSetBack(t *testing.T) {
+	a := newFakeAPI(t, "token", 4)
+	want := seed(a)
+	h := newHarness(t, pollConfig(a, 100), "")
+	ahead := time.Now().Add(time.Hour)
+	require.NoError(t, h.st.FinishPoll(t.Context(), store.PollRun{Source: "jobs", Now: ahead, NextRunAt: ahead.Add(time.Second)}))
+	runPollers(t, h, 1)
+	require.Eventually(t, func() bool { return len(h.keys("jobs")) == len(want) }, 15*time.Second, 50*time.Millisecond)
+	st := h.state("jobs")
+	require.True(t, st.NextRunAt.Before(time.Now().Add(time.Minute)), "scheduled from the run, not from the stored time: %s", st.NextRunAt)
+}
