@@ -41,6 +41,12 @@ func runServe(ctx context.Context, e env, args []string) error {
 		log.Warn("config: " + w)
 	}
 	srv, err := app.NewServer(ctx, plan, app.Options{Logger: log, NoMigrate: *noMigrate, NoExecutor: *noExecutor})
+	if err != nil && ctx.Err() != nil {
+		// Stopped (SIGTERM) while starting: what was asked for, not a
+		// failure; migrations are transactional, so nothing is half done.
+		log.Info("stopped before it was ready", "error", err)
+		return nil
+	}
 	if err != nil {
 		return err
 	}

@@ -65,3 +65,27 @@ flows:
 	cancel()
 	require.Equal(t, 0, <-done, stderr.String())
 }
+
+// TestServeStoppedDuringStartup: a stop asked for while the node starts
+// (SIGTERM during its migrations) is a clean exit, not a failure: a
+// supervisor would otherwise count it as a crash.
+func TestServeStoppedDuringStartup(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "sb.yaml")
+	require.NoError(t, os.WriteFile(cfg, []byte(`version: 1
+store: sqlite:`+filepath.Join(dir, "sb.db")+`
+systems: { crm: { kind: http, base_url: "http://127.0.0.1:9" } }
+sources: { form: { webhook: {} } }
+flows:
+  f:
+    on: form
+    steps: [{ id: a, do: crm.request, with: { path: '"/x"' } }]
+`), 0o600))
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel() // the signal came before the store was ready
+	var stderr bytes.Buffer
+	code := cli.Main(ctx, []string{"serve", "--config", cfg, "--addr", "127.0.0.1:0"}, io.Discard, &stderr, func(string) (string, bool) { return "", false })
+	require.Equal(t, 0, code, stderr.String())
+	require.Contains(t, stderr.String(), "stopped before it was ready")
+}
