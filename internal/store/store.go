@@ -533,7 +533,9 @@ type Store interface {
 	// GetLineage returns an event's lineage (zero when it has none).
 	GetLineage(ctx context.Context, eventID string) (Lineage, error)
 
-	// Ping checks that the store answers.
+	// Ping checks that the store can take writes (readiness): that it
+	// answers is not enough when its disk is full or it is a read-only
+	// standby.
 	Ping(ctx context.Context) error
 	// Close releases the store's connections.
 	Close() error

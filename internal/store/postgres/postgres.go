@@ -61,7 +61,8 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("postgres: connect: %w", err)
 	}
 	s := &Store{pool: pool}
-	if err := s.Ping(ctx); err != nil {
+	// Answering is enough here: read-only commands may use a standby.
+	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: connect to %s: %w", cfg.ConnConfig.Host, err)
 	}
@@ -88,8 +89,19 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// Ping checks a connection.
-func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
+// Ping checks that the database takes writes: after a failover, a DSN that
+// still names the old primary, now a standby, answers every query and
+// refuses every write, and the node must report itself unready.
+func (s *Store) Ping(ctx context.Context) error {
+	var readOnly string
+	if err := s.pool.QueryRow(ctx, `SELECT current_setting('transaction_read_only')`).Scan(&readOnly); err != nil {
+		return err
+	}
+	if readOnly == "on" {
+		return errors.New("the database is read-only (a standby, or default_transaction_read_only is on): it takes no writes")
+	}
+	return nil
+}
 
 func migrationNames() ([]string, error) {
 	names, err := fs.Glob(migrations, "migrations/*.sql")

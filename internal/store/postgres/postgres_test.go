@@ -303,3 +303,20 @@ func TestRetryDuringRetention(t *testing.T) {
 		require.ErrorIs(t, err, store.ErrNotFound)
 	})
 }
+
+// TestReadOnlyDatabaseIsNotReady: a database that answers but takes no
+// writes (the DSN names a standby after a failover) makes Ping, and so
+// /readyz, fail, while a read-only command can still open it.
+func TestReadOnlyDatabaseIsNotReady(t *testing.T) {
+	t.Parallel()
+	dsn := storetest.PostgresDSN(t)
+	s, err := postgres.Open(t.Context(), dsn, postgres.Options{Migrate: true, MaxConns: 2})
+	require.NoError(t, err)
+	require.NoError(t, s.Ping(t.Context()))
+	s.Close()
+
+	ro, err := postgres.Open(t.Context(), dsn+"&default_transaction_read_only=on", postgres.Options{MaxConns: 2})
+	require.NoError(t, err, "reading is still possible")
+	defer ro.Close()
+	require.ErrorContains(t, ro.Ping(t.Context()), "read-only")
+}
