@@ -21,17 +21,7 @@ import (
 // listener, which does not.
 func TestServeDebugAddr(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "sb.yaml")
-	require.NoError(t, os.WriteFile(cfg, []byte(`version: 1
-store: sqlite:`+filepath.Join(dir, "sb.db")+`
-systems: { crm: { kind: http, base_url: "http://127.0.0.1:9" } }
-sources: { form: { webhook: {} } }
-flows:
-  f:
-    on: form
-    steps: [{ id: a, do: crm.request, with: { path: '"/x"' } }]
-`), 0o600))
+	cfg := serveConfig(t)
 	free := func() string {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		require.NoError(t, err)
@@ -71,6 +61,19 @@ flows:
 // supervisor would otherwise count it as a crash.
 func TestServeStoppedDuringStartup(t *testing.T) {
 	t.Parallel()
+	cfg := serveConfig(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel() // the signal came before the store was ready
+	var stderr bytes.Buffer
+	code := cli.Main(ctx, []string{"serve", "--config", cfg, "--addr", "127.0.0.1:0"}, io.Discard, &stderr, func(string) (string, bool) { return "", false })
+	require.Equal(t, 0, code, stderr.String())
+	require.Contains(t, stderr.String(), "stopped before it was ready")
+}
+
+// serveConfig writes a config of one webhook source and one flow, on a
+// SQLite store in the test's directory, and returns its path.
+func serveConfig(t *testing.T) string {
+	t.Helper()
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "sb.yaml")
 	require.NoError(t, os.WriteFile(cfg, []byte(`version: 1
@@ -82,10 +85,5 @@ flows:
     on: form
     steps: [{ id: a, do: crm.request, with: { path: '"/x"' } }]
 `), 0o600))
-	ctx, cancel := context.WithCancel(t.Context())
-	cancel() // the signal came before the store was ready
-	var stderr bytes.Buffer
-	code := cli.Main(ctx, []string{"serve", "--config", cfg, "--addr", "127.0.0.1:0"}, io.Discard, &stderr, func(string) (string, bool) { return "", false })
-	require.Equal(t, 0, code, stderr.String())
-	require.Contains(t, stderr.String(), "stopped before it was ready")
+	return cfg
 }

@@ -2,19 +2,14 @@ package engine_test
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/switchboard-dev/switchboard/internal/config"
-	"github.com/switchboard-dev/switchboard/internal/connector/all"
 	"github.com/switchboard-dev/switchboard/internal/echo"
 	"github.com/switchboard-dev/switchboard/internal/engine"
-	"github.com/switchboard-dev/switchboard/internal/flow"
 	"github.com/switchboard-dev/switchboard/internal/store"
-	"github.com/switchboard-dev/switchboard/internal/store/sqlite"
 	"github.com/switchboard-dev/switchboard/internal/transform"
 )
 
@@ -26,7 +21,7 @@ import (
 // cut-off when:, nothing is stored and the sender sends again.
 func TestLineageCutOff(t *testing.T) {
 	t.Parallel()
-	c, err := config.Parse("c.yaml", []byte(`
+	plan, st := planAndStore(t, `
 version: 1
 systems:
   crm: { kind: http, base_url: "http://127.0.0.1:9" }
@@ -44,13 +39,7 @@ flows:
   notify:
     on: crm_changed
     steps: [{ id: a, do: sched.request, with: { path: '"/x"' } }]
-`), nil)
-	require.NoError(t, err)
-	plan, err := flow.Compile(c, all.Registry())
-	require.NoError(t, err)
-	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "sb.db"))
-	require.NoError(t, err)
-	t.Cleanup(func() { st.Close() })
+`)
 	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
 	eng := engine.New(engine.Config{Store: st, Plan: plan, Fingerprints: st, NowFunc: func() time.Time { return now }})
 	fp := echo.Of(map[string]any{"status": "done"})

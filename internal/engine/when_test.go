@@ -23,7 +23,7 @@ import (
 // condition said: here a deletion for a record just created.
 func TestConditionCutOff(t *testing.T) {
 	t.Parallel()
-	c, err := config.Parse("c.yaml", []byte(`
+	plan, st := planAndStore(t, `
 version: 1
 systems:
   crm: { kind: http, base_url: "http://127.0.0.1:9" }
@@ -38,13 +38,7 @@ flows:
     on: hooks
     when: '.type == "slow" and (reduce range(1e10) as $i (0; . + 1)) > 0'
     steps: [{ id: a, do: crm.request, with: { path: '"/y"' } }]
-`), nil)
-	require.NoError(t, err)
-	plan, err := flow.Compile(c, all.Registry())
-	require.NoError(t, err)
-	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "sb.db"))
-	require.NoError(t, err)
-	t.Cleanup(func() { st.Close() })
+`)
 	eng := engine.New(engine.Config{Store: st, Plan: plan})
 
 	payload := []byte(`{"type":"created"}`)
@@ -69,4 +63,18 @@ flows:
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	require.ErrorContains(t, err, "took longer than")
 	require.Empty(t, b.Event.Runs)
+}
+
+// planAndStore compiles yaml with every built-in kind and opens a SQLite
+// store for it in the test's directory.
+func planAndStore(t *testing.T, yaml string) (*flow.Plan, *sqlite.Store) {
+	t.Helper()
+	c, err := config.Parse("c.yaml", []byte(yaml), nil)
+	require.NoError(t, err)
+	plan, err := flow.Compile(c, all.Registry())
+	require.NoError(t, err)
+	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "sb.db"))
+	require.NoError(t, err)
+	t.Cleanup(func() { st.Close() })
+	return plan, st
 }
