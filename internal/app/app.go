@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -140,7 +141,7 @@ func NewServer(ctx context.Context, p *flow.Plan, opts Options) (*Server, error)
 	unlock := func() {}
 	if p.StorePath != "" {
 		var err error
-		unlock, err = lockFile(p.StorePath + ".lock")
+		unlock, err = lockFile(lockPath(p.StorePath))
 		switch {
 		case errors.Is(err, errLocked):
 			return nil, fmt.Errorf("store %s is in use by another switchboard process (SQLite serves one node; use PostgreSQL for several)", p.StorePath)
@@ -382,4 +383,15 @@ func (d deadLetters) RunDead(ctx context.Context, r delivery.DeadRun) {
 	if d.next != nil {
 		d.next.RunDead(ctx, r)
 	}
+}
+
+// lockPath is the lock file of the SQLite store at path: beside the file
+// its path leads to, through symbolic links, so that two processes that
+// reach one database by different names still take the same lock. (A
+// store not created yet has no link to follow.)
+func lockPath(path string) string {
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		path = real
+	}
+	return path + ".lock"
 }

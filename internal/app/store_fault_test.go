@@ -43,6 +43,11 @@ func TestStoreLockErrors(t *testing.T) {
 	defer first.Close()
 	_, err = app.NewServer(t.Context(), plan, app.Options{})
 	require.ErrorContains(t, err, "in use by another switchboard process")
+	// The same database by another name: a symbolic link to it.
+	link := filepath.Join(t.TempDir(), "link.db")
+	require.NoError(t, os.Symlink(filepath.Join(dir, "sb.db"), link))
+	_, err = app.NewServer(t.Context(), compileWithStore(t, link), app.Options{})
+	require.ErrorContains(t, err, "in use by another switchboard process")
 
 	_, err = app.NewServer(t.Context(), compileWithStore(t, filepath.Join(dir, "missing", "sb.db")), app.Options{})
 	require.Error(t, err)
