@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -55,7 +56,9 @@ func (x *Executor) fingerprint(ctx context.Context, c store.ClaimedRun, w writeS
 		ID: w.key, System: w.step.System, Entity: wr.Entity, Fields: fp.Fields, Hash: fp.Hash,
 		RunID: c.Run.ID, Hop: c.Lineage.Hop + 1, CreatedAt: now, WrittenAt: now,
 	}
-	identify(ctx, c, w, f)
+	if err := identify(ctx, c, w, f); err != nil {
+		return nil, err
+	}
 	return f, nil
 }
 
@@ -68,14 +71,15 @@ func (x *Executor) fingerprint(ctx context.Context, c store.ClaimedRun, w writeS
 func answered(ctx context.Context, c store.ClaimedRun, w writeStep, fp *store.Fingerprint, now time.Time) *store.Fingerprint {
 	done := *fp
 	done.CreatedAt = now
-	identify(ctx, c, w, &done)
+	// Cut off now, the record id found before the call stays.
+	_ = identify(ctx, c, w, &done)
 	return &done
 }
 
 // identify sets f's record id, when the step's record_id gives one, and
 // the chain that names it. Before the call a created record has no id
 // yet: "" matches an echo by its fields alone until the answer names it.
-func identify(ctx context.Context, c store.ClaimedRun, w writeStep, f *store.Fingerprint) {
+func identify(ctx context.Context, c store.ClaimedRun, w writeStep, f *store.Fingerprint) error {
 	wr := w.step.Write
 	if wr.RecordID != nil {
 		steps := w.steps
@@ -86,7 +90,13 @@ func identify(ctx context.Context, c store.ClaimedRun, w writeStep, f *store.Fin
 			}
 			steps[w.step.ID] = w.output
 		}
-		if v, err := wr.RecordID.Eval(ctx, w.payload, steps, w.event); err == nil && v != nil {
+		v, err := wr.RecordID.Eval(ctx, w.payload, steps, w.event)
+		if errors.Is(err, context.DeadlineExceeded) {
+			// Cut off by jq's time limit: without the id the write's echo
+			// would be matched by its fields alone. Retried like a call.
+			return fmt.Errorf("record_id: %w", err)
+		}
+		if err == nil && v != nil {
 			f.RecordID = flow.RecordID(v)
 		}
 	}
@@ -99,4 +109,5 @@ func identify(ctx context.Context, c store.ClaimedRun, w writeStep, f *store.Fin
 		shown = "(new)"
 	}
 	f.Chain = fmt.Sprintf("%s → %s %s %s", chain, w.step.System, wr.Entity, shown)
+	return nil
 }

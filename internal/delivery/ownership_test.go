@@ -135,3 +135,31 @@ func TestFingerprintRecordIDStorable(t *testing.T) {
 	require.Equal(t, flow.StorableKey("J\x00-1"), fps[0].RecordID)
 	require.NotContains(t, fps[0].Chain, "\x00")
 }
+
+// TestRecordIDTimeoutIsRetried: a write's record_id: cut off by jq's time
+// limit before the call is retried like a failed call: the fingerprint,
+// saved without the id, would have matched the write's echo by its fields
+// alone.
+func TestRecordIDTimeoutIsRetried(t *testing.T) {
+	t.Parallel()
+	b := setup(t, `
+version: 1
+retry: { base: 1ms, cap: 5ms, attempts: 2 }
+systems: { sys: { kind: fake } }
+entities: { job: { owner: sys } }
+sources: { src: { webhook: {}, system: sys, entity: job, record_id: .id } }
+flows:
+  f:
+    on: src
+    steps:
+      - { id: one, do: sys.first, writes: job, record_id: '(reduce range(1e10) as $i (0; . + 1)) | tostring', fields: { status: .status }, with: { value: .status } }
+`)
+	b.sys["first"].do = ok(map[string]any{"id": "7"})
+	b.insert(t, "k1", `{"id": "7", "status": "done"}`)
+	runs := b.runUntil(t, allFinished)
+	require.Equal(t, store.RunDead, runs[0].State)
+	require.Contains(t, runs[0].LastError, "gave up after 2 attempts")
+	require.Contains(t, runs[0].LastError, "record_id")
+	require.Empty(t, b.sys["first"].Calls(), "no call without the record's id")
+	require.Empty(t, b.fingerprints(t, ""), "and no fingerprint without it")
+}
