@@ -1,11 +1,14 @@
 package app_test
 
 import (
+	"bytes"
 	"errors"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -129,8 +132,9 @@ func TestFullDiskAnswers503AndRecovers(t *testing.T) {
 		return downstreamReply{Status: http.StatusOK}
 	})
 	yamlText := strings.Replace(deliverConfig, "store: sqlite:sb.db", "store: sqlite:"+filepath.Join(dir, "sb.db"), 1)
+	logs := &lockedLog{}
 	ts := startServer(t, yamlText, map[string]string{"DOWNSTREAM_URL": down.URL, "E2E_SECRET": e2eSecret},
-		app.Options{PollInterval: 20 * time.Millisecond})
+		app.Options{PollInterval: 20 * time.Millisecond, Logger: slog.New(slog.NewJSONHandler(logs, nil))})
 	require.Equal(t, http.StatusAccepted, ts.post(t, "orders", `{"id":"before","mode":"ok"}`, true).Status)
 	require.Eventually(t, func() bool { return len(down.keys()) == 1 }, 10*time.Second, 10*time.Millisecond)
 
@@ -141,9 +145,33 @@ func TestFullDiskAnswers503AndRecovers(t *testing.T) {
 	require.Equal(t, http.StatusServiceUnavailable, res.Status, res.Raw)
 	require.NotEmpty(t, res.Header.Get("Retry-After"))
 	require.Equal(t, http.StatusServiceUnavailable, readyz(t, ts), "/readyz while the disk is full")
+	require.Equal(t, http.StatusServiceUnavailable, readyz(t, ts), "probed again")
+	// One line for the spell, not one per probe (a load balancer probes
+	// every second or so).
+	require.Equal(t, 1, strings.Count(logs.String(), "readiness: the store cannot take writes"), logs.String())
 
 	require.NoError(t, os.Remove(filler))
 	require.Equal(t, http.StatusOK, readyz(t, ts), "/readyz once space is back")
+	require.Contains(t, logs.String(), `"msg":"readiness: the store takes writes again","failed_probes":2`)
 	require.Equal(t, http.StatusAccepted, ts.post(t, "orders", body, true).Status)
 	require.Eventually(t, func() bool { return len(down.keys()) == 2 }, 10*time.Second, 10*time.Millisecond)
+}
+
+// lockedLog is a log destination the server's goroutines write to while
+// the test reads it.
+type lockedLog struct {
+	mu  sync.Mutex // guards buf
+	buf bytes.Buffer
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
 }
