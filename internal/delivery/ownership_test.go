@@ -2,6 +2,7 @@ package delivery_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -142,18 +143,8 @@ func TestFingerprintRecordIDStorable(t *testing.T) {
 // alone.
 func TestRecordIDTimeoutIsRetried(t *testing.T) {
 	t.Parallel()
-	b := setup(t, `
-version: 1
-retry: { base: 1ms, cap: 5ms, attempts: 2 }
-systems: { sys: { kind: fake } }
-entities: { job: { owner: sys } }
-sources: { src: { webhook: {}, system: sys, entity: job, record_id: .id } }
-flows:
-  f:
-    on: src
-    steps:
-      - { id: one, do: sys.first, writes: job, record_id: '(reduce range(1e10) as $i (0; . + 1)) | tostring', fields: { status: .status }, with: { value: .status } }
-`)
+	b := setup(t, strings.NewReplacer("attempts: 3", "attempts: 2",
+		"record_id: '$steps.one.id'", "record_id: '(reduce range(1e10) as $i (0; . + 1)) | tostring'").Replace(writesJob))
 	b.sys["first"].do = ok(map[string]any{"id": "7"})
 	b.insert(t, "k1", `{"id": "7", "status": "done"}`)
 	runs := b.runUntil(t, allFinished)

@@ -74,16 +74,7 @@ func (p panicOnCancel) Do(ctx context.Context, _ connector.Request) (connector.R
 // retried).
 func TestPanicAtShutdownIsAlerted(t *testing.T) {
 	t.Parallel()
-	b := setup(t, `
-version: 1
-systems: { sys: { kind: fake } }
-sources: { src: { webhook: {} } }
-flows:
-  f:
-    on: src
-    steps:
-      - { id: one, do: sys.first, with: { value: .n } }
-`)
+	b := setup(t, oneStep)
 	call := panicOnCancel{started: make(chan struct{})}
 	b.plan.Flows["f"].Steps[0].Call = call
 	ev := b.insert(t, "a", `{"n": 1}`)
