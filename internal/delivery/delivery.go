@@ -433,6 +433,7 @@ func (x *Executor) Run(ctx context.Context) error {
 		})
 	}
 	var seq int
+	var clock clockWatch
 	for ctx.Err() == nil {
 		free := x.cfg.Workers - int(busy.Load())
 		if free < minBatch {
@@ -456,6 +457,15 @@ func (x *Executor) Run(ctx context.Context) error {
 		seq++
 		token := fmt.Sprintf("%s-%d", x.node, seq)
 		now := x.cfg.NowFunc()
+		if clock.stepped(now, x.cfg.Lease/3) {
+			// The leases of the runs in flight were set by the old clock
+			// and may look expired to the new one: this claim would take
+			// them again, and call their systems a second time while the
+			// first calls run. Renew them from the new clock first.
+			x.cfg.Logger.Warn("the clock stepped forward: renewing the leases of the runs in flight before claiming")
+			x.renewRound(ctx)
+			now = x.cfg.NowFunc()
+		}
 		// Not cancelled with ctx but Grace later (claimCtx): a claim that
 		// commits after shutdown began is still executed (its runs stop
 		// after one step), not left leased.
@@ -590,27 +600,52 @@ func (x *Executor) renew(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		x.mu.Lock()
-		byToken := map[string][]string{}
-		for id, tok := range x.inflight {
-			byToken[tok] = append(byToken[tok], id)
-		}
-		x.mu.Unlock()
-		// The round is bounded at half a lease: a slow renewal still lands
-		// before the leases lapse (two intervals after the last), while
-		// one hung on a connection the database stopped answering would
-		// hold every later renewal (until TCP gives up, minutes). Each
-		// renewal extends from its own start, not the round's.
-		rctx, cancel := context.WithTimeout(ctx, x.cfg.Lease/2)
-		for tok, ids := range byToken {
-			now := x.cfg.NowFunc()
-			err := x.cfg.Store.ExtendLeases(rctx, store.ExtendParams{Token: tok, RunIDs: ids, LeaseUntil: now.Add(x.cfg.Lease), Now: now})
-			if err != nil && ctx.Err() == nil {
-				x.cfg.Logger.Error("extend leases", "runs", len(ids), "error", err)
-			}
-		}
-		cancel()
+		x.renewRound(ctx)
 	}
+}
+
+// renewRound extends the lease of every run in flight.
+func (x *Executor) renewRound(ctx context.Context) {
+	x.mu.Lock()
+	byToken := map[string][]string{}
+	for id, tok := range x.inflight {
+		byToken[tok] = append(byToken[tok], id)
+	}
+	x.mu.Unlock()
+	// The round is bounded at half a lease: a slow renewal still lands
+	// before the leases lapse (two intervals after the last), while one
+	// hung on a connection the database stopped answering would hold every
+	// later renewal (until TCP gives up, minutes). Each renewal extends from
+	// its own start, not the round's.
+	rctx, cancel := context.WithTimeout(ctx, x.cfg.Lease/2)
+	defer cancel()
+	for tok, ids := range byToken {
+		now := x.cfg.NowFunc()
+		err := x.cfg.Store.ExtendLeases(rctx, store.ExtendParams{Token: tok, RunIDs: ids, LeaseUntil: now.Add(x.cfg.Lease), Now: now})
+		if err != nil && ctx.Err() == nil {
+			x.cfg.Logger.Error("extend leases", "runs", len(ids), "error", err)
+		}
+	}
+}
+
+// clockWatch tells when the wall clock stepped forward (NTP correcting a
+// clock that ran slow, a VM resumed) by comparing it with the monotonic
+// clock, which only counts time that passed.
+type clockWatch struct {
+	wall time.Time // NowFunc's reading
+	mono time.Time // time.Now's, for its monotonic part
+}
+
+// stepped reports whether wall moved ahead of real time by more than
+// limit since the last call.
+func (c *clockWatch) stepped(wall time.Time, limit time.Duration) bool {
+	mono := time.Now()
+	prev := *c
+	*c = clockWatch{wall: wall, mono: mono}
+	if prev.wall.IsZero() {
+		return false
+	}
+	return wall.Round(0).Sub(prev.wall.Round(0))-mono.Sub(prev.mono) > limit
 }
 
 // IdempotencyKey is the key sent with every outbound write of a step: the
