@@ -286,6 +286,7 @@ type compiler struct {
 	file     string
 	errs     []error
 	warnings []string
+	refs     []reference // see references; nil until asked for
 }
 
 func (cp *compiler) errorf(n *yaml.Node, path, format string, args ...any) {
@@ -652,12 +653,9 @@ func describeValue(v any) string {
 func (cp *compiler) expr(path, src string, vars ...string) *transform.Expr {
 	e, err := transform.Compile(src, vars...)
 	n := cp.node(path)
-	names := []string(nil)
-	if n != nil {
-		names = config.References(n.Value)
-	}
+	shown, hidden := cp.unexpand(n, src)
 	if err != nil {
-		if len(names) > 0 {
+		if hidden {
 			// src is the text after ${NAME} expansion, which jq's errors
 			// quote, and a variable may hold a secret: say where, not what.
 			cp.errorf(n, path, "not a valid jq expression once its ${...} references are expanded (the expanded text is not shown: it may hold a secret)")
@@ -666,18 +664,71 @@ func (cp *compiler) expr(path, src string, vars ...string) *transform.Expr {
 		cp.errorf(n, path, "%v", err)
 		return e
 	}
-	if len(names) > 0 && cp.c.Getenv != nil {
+	if hidden {
 		// Evaluation errors would quote the expanded text too, and jq's
 		// messages the values it met.
-		var values []string
-		for _, name := range names {
-			if v, ok := cp.c.Getenv(name); ok {
-				values = append(values, v)
-			}
-		}
-		e.Hide(n.Value, values...)
+		e.Hide(shown)
 	}
 	return e
+}
+
+// unexpand returns src as the config wrote it, and whether src holds
+// values of ${NAME} references (which may be secrets). n is src's node
+// when found: its text is src as written. Without it (an alias, a key the
+// path cannot name), every reference of the config whose value src
+// contains is put back, so a missed lookup still hides what it should.
+func (cp *compiler) unexpand(n *yaml.Node, src string) (string, bool) {
+	if n != nil && n.Kind == yaml.ScalarNode && n.Value == src {
+		return src, false // nothing was expanded
+	}
+	if n != nil && n.Kind == yaml.ScalarNode && len(config.References(n.Value)) > 0 {
+		return n.Value, true
+	}
+	refs := cp.references()
+	var pairs []string
+	for _, r := range refs {
+		if strings.Contains(src, r.value) {
+			pairs = append(pairs, r.value, "${"+r.name+"}")
+		}
+	}
+	if len(pairs) == 0 {
+		return src, false
+	}
+	return strings.NewReplacer(pairs...).Replace(src), true
+}
+
+// reference is a ${NAME} of the config with the value it expanded to.
+type reference struct{ name, value string }
+
+// references returns the config's ${NAME} references with a value of at
+// least 4 bytes (shorter ones would turn up in any text), longest value
+// first, so that a value containing another is put back whole.
+func (cp *compiler) references() []reference {
+	if cp.refs != nil || cp.c.Getenv == nil {
+		return cp.refs
+	}
+	cp.refs = []reference{}
+	seen := map[string]bool{}
+	var walk func(n *yaml.Node)
+	walk = func(n *yaml.Node) {
+		if n == nil {
+			return
+		}
+		if n.Kind == yaml.ScalarNode {
+			for _, name := range config.References(n.Value) {
+				if v, ok := cp.c.Getenv(name); ok && len(v) >= 4 && !seen[name] {
+					seen[name] = true
+					cp.refs = append(cp.refs, reference{name, v})
+				}
+			}
+		}
+		for _, c := range n.Content {
+			walk(c)
+		}
+	}
+	walk(cp.c.Root)
+	slices.SortFunc(cp.refs, func(a, b reference) int { return len(b.value) - len(a.value) })
+	return cp.refs
 }
 
 // positive reports a negative period at path.

@@ -30,8 +30,8 @@ type Expr struct {
 	// shown, when set, is the source as the config wrote it, with ${NAME}
 	// references unexpanded: what errors and String quote (see Hide).
 	shown string
-	// redact hides the expanded values in what jq reports.
-	redact *strings.Replacer
+	// hidden: the source holds values that must not be shown (see Hide).
+	hidden bool
 	code   *gojq.Code
 	// constant reports that the expression is a literal (no input, no
 	// variables, no functions), so its value is known at load.
@@ -238,21 +238,13 @@ func MustCompile(src string, vars ...string) *Expr {
 func (e *Expr) String() string { return cmp.Or(e.shown, e.src) }
 
 // Hide makes e's errors and String quote shown, the source as written
-// before ${NAME} expansion, and replace each of values (what the
-// references expanded to) by *** in what jq reports about the input: the
-// values may be secrets, and errors reach logs, stored attempts and even a
-// webhook's answer.
-func (e *Expr) Hide(shown string, values ...string) {
-	e.shown = shown
-	var pairs []string
-	for _, v := range values {
-		if v != "" {
-			pairs = append(pairs, v, "***")
-		}
-	}
-	if len(pairs) > 0 {
-		e.redact = strings.NewReplacer(pairs...)
-	}
+// before ${NAME} expansion, for a source that holds expanded values (which
+// may be secrets: errors reach logs, stored attempts and even a webhook's
+// answer). Its evaluation errors then keep only the kind of failure jq
+// reports ("cannot add"), not the values it quotes: those may be the
+// hidden ones, cut short or escaped past recognition.
+func (e *Expr) Hide(shown string) {
+	e.shown, e.hidden = shown, true
 }
 
 // Eval returns the first value the expression produces for input, or nil if
@@ -328,14 +320,18 @@ func (e *Expr) wrap(err error) error {
 	if errors.Is(err, context.DeadlineExceeded) {
 		return &timeoutError{src: e.String()}
 	}
-	if e.redact == nil {
+	if !e.hidden {
 		return fmt.Errorf("jq %q: %w", e.String(), err)
 	}
-	return &redactedError{msg: fmt.Sprintf("jq %q: %s", e.String(), e.redact.Replace(err.Error())), err: err}
+	kind, _, found := strings.Cut(err.Error(), ":")
+	if !found {
+		kind = "evaluation failed" // an error(...) of the expression's own
+	}
+	return &redactedError{msg: fmt.Sprintf("jq %q: %s (the values are not shown: the expression holds ${...} values)", e.String(), kind), err: err}
 }
 
-// redactedError is a jq error whose text has the expression's hidden
-// values replaced; errors.Is and As still reach the original.
+// redactedError is a jq error whose text keeps only the kind of failure;
+// errors.Is and As still reach the original.
 type redactedError struct {
 	msg string
 	err error
