@@ -18,6 +18,7 @@ import (
 	"github.com/switchboard-dev/switchboard/internal/app"
 	"github.com/switchboard-dev/switchboard/internal/config"
 	"github.com/switchboard-dev/switchboard/internal/flow"
+	"github.com/switchboard-dev/switchboard/internal/store"
 )
 
 // compileWithStore compiles deliverConfig with its store at storePath.
@@ -91,6 +92,10 @@ func TestRemovedStoreFileRefusesWebhooks(t *testing.T) {
 	require.Equal(t, http.StatusServiceUnavailable, res.Status, res.Raw)
 	require.NotEmpty(t, res.Header.Get("Retry-After"))
 	require.Equal(t, http.StatusServiceUnavailable, readyz(t, ts))
+	// An operator's write outside a transaction (systems pause) is refused
+	// too, not reported done into the lost file.
+	_, err := ts.Server.Store.PauseSystem(t.Context(), store.PauseParams{System: "downstream", Reason: store.OperatorPause, Now: time.Now()})
+	require.ErrorContains(t, err, "removed, moved or replaced")
 }
 
 // mountTmpfs mounts a tmpfs of size bytes on a new directory, unmounted

@@ -117,7 +117,7 @@ func dropFingerprint(ctx context.Context, db execer, id string) error {
 
 // ForgetFingerprints deletes a record's fingerprints written before p.Before.
 func (s *Store) ForgetFingerprints(ctx context.Context, p store.ForgetFingerprintsParams) (int, error) {
-	res, err := s.w.ExecContext(ctx, `DELETE FROM fingerprints WHERE system = ? AND entity = ? AND record_id = ? AND created_at < ?`,
+	res, err := s.exec(ctx, `DELETE FROM fingerprints WHERE system = ? AND entity = ? AND record_id = ? AND created_at < ?`,
 		p.System, p.Entity, p.RecordID, micros(p.Before))
 	if err != nil {
 		return 0, fmt.Errorf("forget fingerprints: %w", err)
@@ -128,7 +128,7 @@ func (s *Store) ForgetFingerprints(ctx context.Context, p store.ForgetFingerprin
 
 // PruneFingerprints deletes one batch of old fingerprints.
 func (s *Store) PruneFingerprints(ctx context.Context, before time.Time, n int) (int, error) {
-	res, err := s.w.ExecContext(ctx, `DELETE FROM fingerprints WHERE id IN (
+	res, err := s.exec(ctx, `DELETE FROM fingerprints WHERE id IN (
 		SELECT id FROM fingerprints WHERE created_at < ? ORDER BY created_at LIMIT ?)`, micros(before), limit(n))
 	if err != nil {
 		return 0, fmt.Errorf("prune fingerprints: %w", err)

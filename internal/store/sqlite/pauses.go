@@ -12,7 +12,7 @@ import (
 func (s *Store) PauseSystem(ctx context.Context, p store.PauseParams) (bool, error) {
 	// An operator's pause replaces a credential pause (it must not be
 	// lifted by a probe); a credential pause never replaces anything.
-	res, err := s.w.ExecContext(ctx, `INSERT INTO system_pauses (system, reason, paused_at) VALUES (?, ?, ?)
+	res, err := s.exec(ctx, `INSERT INTO system_pauses (system, reason, paused_at) VALUES (?, ?, ?)
 		ON CONFLICT (system) DO UPDATE SET reason = excluded.reason, paused_at = excluded.paused_at
 		WHERE excluded.reason = ? AND system_pauses.reason <> ?`, p.System, store.Text(p.Reason), micros(p.Now), store.OperatorPause, store.OperatorPause)
 	if err != nil {
@@ -24,7 +24,7 @@ func (s *Store) PauseSystem(ctx context.Context, p store.PauseParams) (bool, err
 
 // ResumeSystem deletes the pause.
 func (s *Store) ResumeSystem(ctx context.Context, system string) (bool, error) {
-	res, err := s.w.ExecContext(ctx, `DELETE FROM system_pauses WHERE system = ?`, system)
+	res, err := s.exec(ctx, `DELETE FROM system_pauses WHERE system = ?`, system)
 	if err != nil {
 		return false, fmt.Errorf("resume system %s: %w", system, err)
 	}
@@ -34,7 +34,7 @@ func (s *Store) ResumeSystem(ctx context.Context, system string) (bool, error) {
 
 // ResumeCredentialPause deletes the pause unless it is an operator's.
 func (s *Store) ResumeCredentialPause(ctx context.Context, system string) (bool, error) {
-	res, err := s.w.ExecContext(ctx, `DELETE FROM system_pauses WHERE system = ? AND reason <> ?`, system, store.OperatorPause)
+	res, err := s.exec(ctx, `DELETE FROM system_pauses WHERE system = ? AND reason <> ?`, system, store.OperatorPause)
 	if err != nil {
 		return false, fmt.Errorf("resume system %s: %w", system, err)
 	}
@@ -65,7 +65,7 @@ func (s *Store) ListPauses(ctx context.Context) ([]store.SystemPause, error) {
 // WakeHeld makes the runs held for system due now. The scan stays on the
 // runnable partial index (held runs are retrying).
 func (s *Store) WakeHeld(ctx context.Context, system string, now time.Time) (int, error) {
-	res, err := s.w.ExecContext(ctx, `UPDATE runs SET due_at = ?, held_system = '' WHERE state = 'retrying' AND held_system = ?`,
+	res, err := s.exec(ctx, `UPDATE runs SET due_at = ?, held_system = '' WHERE state = 'retrying' AND held_system = ?`,
 		micros(now), system)
 	if err != nil {
 		return 0, fmt.Errorf("wake runs held for %s: %w", system, err)

@@ -44,7 +44,7 @@ func optMicros(us int64) time.Time {
 
 // InitPollState inserts the state unless it exists.
 func (s *Store) InitPollState(ctx context.Context, source string, next time.Time) error {
-	_, err := s.w.ExecContext(ctx, `INSERT INTO poll_state (source, next_run_at) VALUES (?, ?) ON CONFLICT (source) DO NOTHING`, source, micros(next))
+	_, err := s.exec(ctx, `INSERT INTO poll_state (source, next_run_at) VALUES (?, ?) ON CONFLICT (source) DO NOTHING`, source, micros(next))
 	if err != nil {
 		return fmt.Errorf("init poll state %s: %w", source, err)
 	}
@@ -146,7 +146,7 @@ func (s *Store) FinishPoll(ctx context.Context, p store.PollRun) error {
 	if p.Error == "" {
 		ok = micros(p.Now)
 	}
-	_, err := s.w.ExecContext(ctx, `INSERT INTO poll_state (source, next_run_at, last_run_at, last_ok_at, failures, last_error, last_found)
+	_, err := s.exec(ctx, `INSERT INTO poll_state (source, next_run_at, last_run_at, last_ok_at, failures, last_error, last_found)
 		VALUES (?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (source) DO UPDATE SET next_run_at = excluded.next_run_at, last_run_at = excluded.last_run_at,
 			last_found = excluded.last_found,

@@ -178,7 +178,7 @@ func (s *Store) ExtendLeases(ctx context.Context, p store.ExtendParams) error {
 		return nil
 	}
 	args := append([]any{micros(p.LeaseUntil), micros(p.Now), p.Token}, anys(p.RunIDs)...)
-	_, err := s.w.ExecContext(ctx, `UPDATE runs SET due_at = ?, updated_at = ?
+	_, err := s.exec(ctx, `UPDATE runs SET due_at = ?, updated_at = ?
 		WHERE lease_token = ? AND state = 'running' AND id IN (`+placeholders(len(p.RunIDs))+`)`, args...)
 	if err != nil {
 		return fmt.Errorf("extend leases: %w", err)
@@ -250,7 +250,7 @@ func (s *Store) finish(ctx context.Context, tx *sql.Tx, ps []store.FinishParams,
 // SQLite then reads that index from now on instead of every run the store
 // keeps (a full scan at each start, which also filled the page cache).
 func (s *Store) ReleaseLeases(ctx context.Context, now time.Time) (int, error) {
-	res, err := s.w.ExecContext(ctx, `UPDATE runs SET due_at = ?1, lease_token = '', updated_at = ?1
+	res, err := s.exec(ctx, `UPDATE runs SET due_at = ?1, lease_token = '', updated_at = ?1
 		WHERE state IN ('pending', 'retrying', 'running') AND state = 'running' AND due_at > ?1`, micros(now))
 	if err != nil {
 		return 0, fmt.Errorf("release leases: %w", err)
@@ -381,7 +381,7 @@ func (s *Store) ReplayEvent(ctx context.Context, p store.ReplayParams) ([]store.
 
 // RetryRun re-queues a dead run at its failed step.
 func (s *Store) RetryRun(ctx context.Context, p store.RetryParams) (store.Run, error) {
-	res, err := s.w.ExecContext(ctx, `UPDATE runs SET state = 'pending', attempt = 0, due_at = ?, updated_at = ?, lease_token = ''
+	res, err := s.exec(ctx, `UPDATE runs SET state = 'pending', attempt = 0, due_at = ?, updated_at = ?, lease_token = ''
 		WHERE id = ? AND state = 'dead'`, micros(p.Now), micros(p.Now), p.RunID)
 	if err != nil {
 		return store.Run{}, fmt.Errorf("retry run: %w", err)

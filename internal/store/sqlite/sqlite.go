@@ -195,6 +195,16 @@ func (s *Store) tx(ctx context.Context, fn func(context.Context, *sql.Tx) error)
 	return tx.Commit()
 }
 
+// exec runs a write outside a transaction of ours (an operator's retry or
+// pause, a lease renewal) on the writer, refused like a commit (see
+// sameFile) once the file is gone.
+func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if err := s.sameFile(); err != nil {
+		return nil, err
+	}
+	return s.w.ExecContext(ctx, query, args...)
+}
+
 // sameFile fails when the database file has been removed, renamed or
 // replaced since Open. SQLite goes on writing to the file it has open, so
 // the commits would succeed, and a webhook would be acknowledged, into a
