@@ -434,6 +434,13 @@ func (d deadLetters) RunDead(ctx context.Context, r delivery.DeadRun) {
 func lockPath(path string) string {
 	if real, err := filepath.EvalSymlinks(path); err == nil {
 		path = real
+	} else if target, err := os.Readlink(path); err == nil {
+		// A link to a database not created yet: the lock goes where the
+		// database will be.
+		if !filepath.IsAbs(target) {
+			target = filepath.Join(filepath.Dir(path), target)
+		}
+		path = target
 	}
 	return path + ".lock"
 }

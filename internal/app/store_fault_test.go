@@ -52,6 +52,16 @@ func TestStoreLockErrors(t *testing.T) {
 	require.NoError(t, os.Symlink(filepath.Join(dir, "sb.db"), link))
 	_, err = app.NewServer(t.Context(), compileWithStore(t, link), app.Options{})
 	require.ErrorContains(t, err, "in use by another switchboard process")
+	// A link to a database not created yet: first started through the
+	// link, then by its real path.
+	fresh := filepath.Join(t.TempDir(), "fresh.db")
+	freshLink := filepath.Join(t.TempDir(), "fresh-link.db")
+	require.NoError(t, os.Symlink(fresh, freshLink))
+	second, err := app.NewServer(t.Context(), compileWithStore(t, freshLink), app.Options{})
+	require.NoError(t, err)
+	defer second.Close()
+	_, err = app.NewServer(t.Context(), compileWithStore(t, fresh), app.Options{})
+	require.ErrorContains(t, err, "in use by another switchboard process")
 
 	_, err = app.NewServer(t.Context(), compileWithStore(t, filepath.Join(dir, "missing", "sb.db")), app.Options{})
 	require.Error(t, err)

@@ -3,6 +3,7 @@ package cli
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"net"
@@ -41,7 +42,7 @@ func runServe(ctx context.Context, e env, args []string) error {
 		log.Warn("config: " + w)
 	}
 	srv, err := app.NewServer(ctx, plan, app.Options{Logger: log, NoMigrate: *noMigrate, NoExecutor: *noExecutor})
-	if err != nil && ctx.Err() != nil {
+	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
 		// Stopped (SIGTERM) while starting: what was asked for, not a
 		// failure; migrations are transactional, so nothing is half done.
 		log.Info("stopped before it was ready", "error", err)
