@@ -44,6 +44,9 @@ type Sweeper struct {
 	what   string
 	cutoff func(now time.Time) time.Time
 	pass   func(before time.Time) batchFunc
+	// kept counts the expired events the current sweep kept for their
+	// unfinished runs (events only).
+	kept int
 }
 
 type batchFunc func(ctx context.Context) (deleted int, done bool, err error)
@@ -59,6 +62,7 @@ func New(cfg Config) *Sweeper {
 		return func(ctx context.Context) (int, bool, error) {
 			r, err := cfg.Store.DeleteExpired(ctx, p)
 			p.After, p.AfterID = r.Last, r.LastID
+			s.kept += r.Kept
 			return r.Deleted, r.Done, err
 		}
 	}
@@ -114,8 +118,10 @@ func (s *Sweeper) Run(ctx context.Context) {
 		switch {
 		case err != nil && ctx.Err() == nil:
 			s.cfg.Logger.Error("retention sweep failed", "rows", s.what, "deleted", n, "error", err)
-		case n > 0 && s.what == "events":
-			s.cfg.Logger.Info("retention sweep", "deleted_events", n, "keep", s.cfg.Keep.String())
+		case (n > 0 || s.kept > 0) && s.what == "events":
+			// Expired events kept for their unfinished runs: a count that
+			// only grows points at runs stuck (a paused system, say).
+			s.cfg.Logger.Info("retention sweep", "deleted_events", n, "kept_events", s.kept, "keep", s.cfg.Keep.String())
 		}
 		select {
 		case <-ctx.Done():
@@ -129,6 +135,7 @@ func (s *Sweeper) Run(ctx context.Context) {
 // returns how many went.
 func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
 	batch := s.pass(s.cutoff(s.cfg.NowFunc()))
+	s.kept = 0
 	total := 0
 	for ctx.Err() == nil {
 		n, done, err := batch(ctx)

@@ -1,8 +1,13 @@
 package retention_test
 
 import (
+	"bytes"
+	"context"
 	"fmt"
+	"log/slog"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -81,4 +86,52 @@ func TestSweepPassesKeptEvents(t *testing.T) {
 	for _, e := range left {
 		require.Contains(t, e.Key, "kept")
 	}
+}
+
+// syncLog is a log destination Run writes to while the test reads it.
+type syncLog struct {
+	mu  sync.Mutex // guards buf
+	buf bytes.Buffer
+}
+
+func (l *syncLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// TestSweepLogsKeptEvents: a sweep's log line counts the expired events it
+// kept for their unfinished runs beside those it deleted: a count that only
+// grows points at stuck runs.
+func TestSweepLogsKeptEvents(t *testing.T) {
+	t.Parallel()
+	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "test.db"))
+	require.NoError(t, err)
+	defer st.Close()
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	old := now.Add(-40 * 24 * time.Hour)
+	evs := []store.NewEvent{
+		{ID: store.NewID("evt_", now), Source: "s", Key: "done", ReceivedAt: old, Payload: []byte(`{}`)},
+		{ID: store.NewID("evt_", now), Source: "s", Key: "pending", ReceivedAt: old, Payload: []byte(`{}`),
+			Runs: []store.NewRun{{ID: store.NewID("run_", now), Flow: "f", StepID: "a"}}},
+	}
+	_, err = st.InsertEvents(t.Context(), evs)
+	require.NoError(t, err)
+
+	logs := &syncLog{}
+	s := retention.New(retention.Config{Store: st, Keep: 30 * 24 * time.Hour, Every: time.Hour,
+		NowFunc: func() time.Time { return now }, Logger: slog.New(slog.NewJSONHandler(logs, nil))})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "retention sweep") }, 10*time.Second, 5*time.Millisecond)
+	cancel()
+	<-done
+	require.Contains(t, logs.String(), `"deleted_events":1,"kept_events":1`)
 }

@@ -332,6 +332,9 @@ type DeleteParams struct {
 type DeleteResult struct {
 	// Deleted counts the events deleted.
 	Deleted int
+	// Kept counts the expired events the batch examined and kept, for
+	// their unfinished runs.
+	Kept int
 	// Last and LastID are the last event the batch examined: the next
 	// batch of the pass starts after it.
 	Last   time.Time

@@ -106,6 +106,7 @@ func (s *Store) DeleteExpired(ctx context.Context, p store.DeleteParams) (store.
 			AND NOT EXISTS (SELECT 1 FROM (SELECT state FROM runs r WHERE r.event_id = e.id OFFSET 0) r
 				WHERE r.state IN ('pending', 'running', 'retrying'))`, ids)
 		res.Deleted = int(tag.RowsAffected())
+		res.Kept = len(ids) - res.Deleted
 		return err
 	})
 	if err != nil {

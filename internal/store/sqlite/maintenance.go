@@ -92,6 +92,7 @@ func (s *Store) DeleteExpired(ctx context.Context, p store.DeleteParams) (store.
 			return err
 		}
 		res.Done = examined < n
+		res.Kept = examined - len(finished)
 		if len(finished) == 0 {
 			return nil
 		}

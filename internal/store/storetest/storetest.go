@@ -596,11 +596,11 @@ func Run(t *testing.T, open OpenFunc) {
 		require.Equal(t, store.DeleteResult{Deleted: 3, Last: evs[2].ReceivedAt, LastID: res[2].EventID}, r, "batch limit")
 		r, err = b.s.DeleteExpired(b.ctx, store.DeleteParams{Before: cutoff, After: r.Last, AfterID: r.LastID, Limit: 3})
 		require.NoError(t, err)
-		require.Equal(t, store.DeleteResult{Deleted: 1, Last: evs[4].ReceivedAt, LastID: res[4].EventID, Done: true}, r,
+		require.Equal(t, store.DeleteResult{Deleted: 1, Kept: 1, Last: evs[4].ReceivedAt, LastID: res[4].EventID, Done: true}, r,
 			"unfinished runs keep their event; the fresh one is not examined")
 		r, err = b.s.DeleteExpired(b.ctx, store.DeleteParams{Before: cutoff, Limit: 3})
 		require.NoError(t, err)
-		require.Equal(t, store.DeleteResult{Last: evs[4].ReceivedAt, LastID: res[4].EventID, Done: true}, r,
+		require.Equal(t, store.DeleteResult{Kept: 1, Last: evs[4].ReceivedAt, LastID: res[4].EventID, Done: true}, r,
 			"a new pass starts at the oldest event")
 
 		left, err := b.s.ListEvents(b.ctx, store.ListEventsParams{})
@@ -655,10 +655,12 @@ func Run(t *testing.T, open OpenFunc) {
 
 		p := store.DeleteParams{Before: t0.Add(30 * time.Minute), Limit: limit}
 		var deleted []int
+		keptSeen := 0
 		for range 10 {
 			r, err := b.s.DeleteExpired(b.ctx, p)
 			require.NoError(t, err)
 			deleted = append(deleted, r.Deleted)
+			keptSeen += r.Kept
 			if r.Done {
 				break
 			}
@@ -673,6 +675,7 @@ func Run(t *testing.T, open OpenFunc) {
 			total += n
 		}
 		require.Equal(t, deletable, total, "the pass deletes every deletable event")
+		require.Equal(t, kept+keptAfter, keptSeen, "and counts each kept event once")
 		left, err := b.s.ListEvents(b.ctx, store.ListEventsParams{Limit: 10_000})
 		require.NoError(t, err)
 		require.Len(t, left, kept+keptAfter+1, "the kept events and the fresh one are left")
