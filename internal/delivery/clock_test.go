@@ -59,11 +59,7 @@ func TestClockStepForwardKeepsRunsInFlight(t *testing.T) {
 	seen := st.claims.Load()
 	require.Eventually(t, func() bool { return st.claims.Load() >= seen+3 }, 10*time.Second, time.Millisecond)
 	close(release)
-	require.Eventually(t, func() bool {
-		runs, err := b.store.ListRuns(t.Context(), store.ListRunsParams{})
-		require.NoError(t, err)
-		return allFinished(runs)
-	}, 10*time.Second, 5*time.Millisecond)
+	b.waitFinished(t)
 	cancel()
 	require.NoError(t, <-done)
 	require.Len(t, b.sys["first"].Calls(), 1, "one call: the run was not claimed again while in flight")

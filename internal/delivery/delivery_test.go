@@ -180,6 +180,16 @@ func (b *bundle) runWith(t *testing.T, x *delivery.Executor, done func([]store.R
 	return runs
 }
 
+// waitFinished waits until every run of the store is finished.
+func (b *bundle) waitFinished(t *testing.T) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		runs, err := b.store.ListRuns(t.Context(), store.ListRunsParams{})
+		require.NoError(t, err)
+		return allFinished(runs)
+	}, 10*time.Second, 5*time.Millisecond)
+}
+
 func allFinished(runs []store.Run) bool {
 	for _, r := range runs {
 		if r.State != store.RunSucceeded && r.State != store.RunDead {
@@ -545,11 +555,7 @@ func TestRenewalOutlivesHungCall(t *testing.T) {
 	require.Eventually(t, func() bool { return st.calls.Load() >= 3 }, 10*time.Second, time.Millisecond,
 		"renewals stopped after a hung one")
 	close(release)
-	require.Eventually(t, func() bool {
-		runs, err := b.store.ListRuns(t.Context(), store.ListRunsParams{})
-		require.NoError(t, err)
-		return allFinished(runs)
-	}, 10*time.Second, 5*time.Millisecond)
+	b.waitFinished(t)
 	cancel()
 	require.NoError(t, <-errc)
 }

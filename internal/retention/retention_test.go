@@ -20,9 +20,7 @@ import (
 
 func TestSweepDeletesOnlyExpiredFinishedEvents(t *testing.T) {
 	t.Parallel()
-	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "test.db"))
-	require.NoError(t, err)
-	defer st.Close()
+	st := openStore(t)
 	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
 	var evs []store.NewEvent
 	for i := range 1200 {
@@ -35,7 +33,7 @@ func TestSweepDeletesOnlyExpiredFinishedEvents(t *testing.T) {
 		Runs: []store.NewRun{{ID: store.NewID("run_", now), Flow: "f", StepID: "a"}}})
 	evs = append(evs, store.NewEvent{ID: store.NewID("evt_", now), Source: "s", Key: "recent",
 		ReceivedAt: now.Add(-time.Hour), Payload: []byte(`{}`)})
-	_, err = st.InsertEvents(t.Context(), evs)
+	_, err := st.InsertEvents(t.Context(), evs)
 	require.NoError(t, err)
 
 	s := retention.New(retention.Config{Store: st, Keep: 30 * 24 * time.Hour, Batch: 500, NowFunc: func() time.Time { return now }})
@@ -58,9 +56,7 @@ func TestSweepDeletesOnlyExpiredFinishedEvents(t *testing.T) {
 // deletable.
 func TestSweepPassesKeptEvents(t *testing.T) {
 	t.Parallel()
-	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "test.db"))
-	require.NoError(t, err)
-	defer st.Close()
+	st := openStore(t)
 	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
 	old := now.Add(-40 * 24 * time.Hour)
 	var evs []store.NewEvent
@@ -73,7 +69,7 @@ func TestSweepPassesKeptEvents(t *testing.T) {
 		evs = append(evs, store.NewEvent{ID: store.NewID("evt_", now), Source: "s", Key: fmt.Sprint("old", i),
 			ReceivedAt: old.Add(time.Hour + time.Duration(i)*time.Millisecond), Payload: []byte(`{}`)})
 	}
-	_, err = st.InsertEvents(t.Context(), evs)
+	_, err := st.InsertEvents(t.Context(), evs)
 	require.NoError(t, err)
 
 	s := retention.New(retention.Config{Store: st, Keep: 30 * 24 * time.Hour, Batch: 100, NowFunc: func() time.Time { return now }})
@@ -111,9 +107,7 @@ func (l *syncLog) String() string {
 // grows points at stuck runs.
 func TestSweepLogsKeptEvents(t *testing.T) {
 	t.Parallel()
-	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "test.db"))
-	require.NoError(t, err)
-	defer st.Close()
+	st := openStore(t)
 	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
 	old := now.Add(-40 * 24 * time.Hour)
 	evs := []store.NewEvent{
@@ -121,7 +115,7 @@ func TestSweepLogsKeptEvents(t *testing.T) {
 		{ID: store.NewID("evt_", now), Source: "s", Key: "pending", ReceivedAt: old, Payload: []byte(`{}`),
 			Runs: []store.NewRun{{ID: store.NewID("run_", now), Flow: "f", StepID: "a"}}},
 	}
-	_, err = st.InsertEvents(t.Context(), evs)
+	_, err := st.InsertEvents(t.Context(), evs)
 	require.NoError(t, err)
 
 	logs := &syncLog{}
@@ -134,4 +128,13 @@ func TestSweepLogsKeptEvents(t *testing.T) {
 	cancel()
 	<-done
 	require.Contains(t, logs.String(), `"deleted_events":1,"kept_events":1`)
+}
+
+// openStore opens a SQLite store in the test's directory.
+func openStore(t *testing.T) *sqlite.Store {
+	t.Helper()
+	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "test.db"))
+	require.NoError(t, err)
+	t.Cleanup(func() { st.Close() })
+	return st
 }
