@@ -3,20 +3,16 @@ package engine_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/switchboard-dev/switchboard/internal/config"
-	"github.com/switchboard-dev/switchboard/internal/connector/all"
 	"github.com/switchboard-dev/switchboard/internal/echo"
 	"github.com/switchboard-dev/switchboard/internal/engine"
 	"github.com/switchboard-dev/switchboard/internal/flow"
 	"github.com/switchboard-dev/switchboard/internal/store"
-	"github.com/switchboard-dev/switchboard/internal/store/sqlite"
 	"github.com/switchboard-dev/switchboard/internal/transform"
 )
 
@@ -48,13 +44,7 @@ type lineageBundle struct {
 
 func setupLineage(t *testing.T) *lineageBundle {
 	t.Helper()
-	c, err := config.Parse("c.yaml", []byte(lineageConfig), nil)
-	require.NoError(t, err)
-	plan, err := flow.Compile(c, all.Registry())
-	require.NoError(t, err)
-	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "sb.db"))
-	require.NoError(t, err)
-	t.Cleanup(func() { st.Close() })
+	plan, st := planAndStore(t, lineageConfig)
 	b := &lineageBundle{st: st, now: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)}
 	b.eng = engine.New(engine.Config{Store: st, Plan: plan, Fingerprints: textOnly{st}, NowFunc: func() time.Time { return b.now }})
 	ctx, cancel := context.WithCancel(context.Background())
