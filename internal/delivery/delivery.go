@@ -359,12 +359,22 @@ func (x *Executor) handBack(ctx context.Context, token string, claimed []store.C
 			DueAt: now, LastError: r.LastError,
 		})
 	}
-	if _, err := store.FinishAttempts(ctx, x.cfg.Store, ps); err != nil {
+	errs, err := store.FinishAttempts(ctx, x.cfg.Store, ps)
+	if err != nil {
 		x.cfg.Logger.Warn("runs of a claim given up on not handed back; they are claimed again when their leases expire",
 			"runs", len(ps), "error", err)
 		return
 	}
-	x.cfg.Logger.Info("runs of a claim given up on handed back untried", "runs", len(ps))
+	back := 0
+	for i, err := range errs {
+		if err == nil {
+			back++
+			continue
+		}
+		x.cfg.Logger.Warn("run of a claim given up on not handed back; it is claimed again when its lease expires",
+			"run_id", ps[i].RunID, "error", err)
+	}
+	x.cfg.Logger.Info("runs of a claim given up on handed back untried", "runs", back)
 }
 
 // Pending returns how many attempt results wait for a commit.

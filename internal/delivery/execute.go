@@ -601,6 +601,9 @@ func (x *Executor) submit(ctx context.Context, p store.FinishParams) error {
 // applied reports whether p is already the run's last change: its time
 // (stored to the microsecond) and the state and step it moved the run to.
 func (x *Executor) applied(ctx context.Context, p store.FinishParams) bool {
+	// Bounded like the commits it follows: its context is never cancelled.
+	ctx, cancel := context.WithTimeout(ctx, x.cfg.CommitTimeout)
+	defer cancel()
 	run, err := x.cfg.Store.GetRun(ctx, p.RunID)
 	return err == nil && run.UpdatedAt.Equal(p.Now.Truncate(time.Microsecond)) && run.State == p.State && run.Step == p.Step
 }
