@@ -158,7 +158,7 @@ func NewServer(ctx context.Context, p *flow.Plan, opts Options) (*Server, error)
 		unlock()
 		return nil, err
 	}
-	if p.StorePath != "" {
+	if p.StorePath != "" && locks {
 		// No other process can hold leases on this file: runs a crashed
 		// predecessor left running are claimable now, not a lease later.
 		n, err := st.ReleaseLeases(ctx, time.Now())
@@ -347,7 +347,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) (err error) {
 		})
 	}
 	elector := leader.New(leader.Config{Store: s.Store, Node: s.opts.Node, TTL: s.Plan.Lease, Logger: s.opts.Logger,
-		Exclusive: s.Plan.StorePath != ""}) // the lock file makes this node SQLite's only one
+		Exclusive: s.Plan.StorePath != "" && locks}) // the lock file makes this node SQLite's only one
 	sweeper := retention.New(retention.Config{Store: s.Store, Keep: s.Plan.Retention, Logger: s.opts.Logger})
 	g.Go(func() error { return elector.Run(execCtx, leader.Duty{Name: "retention", Run: sweeper.Run}) })
 	pruner := retention.NewFingerprints(s.Store, s.Plan.Ownership.EchoWindow, retention.Config{Logger: s.opts.Logger})

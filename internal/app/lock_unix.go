@@ -8,6 +8,10 @@ import (
 	"syscall"
 )
 
+// locks says lockFile excludes other processes: a SQLite node holding it
+// is the store's only one.
+const locks = true
+
 // lockFile takes an exclusive, non-blocking lock on path; the returned
 // function releases it. The kernel drops the lock if the process dies.
 // It returns errLocked when another process holds the lock; any other error

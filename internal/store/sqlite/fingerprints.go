@@ -44,7 +44,7 @@ func insertLineage(ctx context.Context, db execer, eventID string, l store.Linea
 
 // SaveFingerprint upserts a fingerprint.
 func (s *Store) SaveFingerprint(ctx context.Context, f store.Fingerprint) error {
-	return upsertFingerprint(ctx, s.w, f)
+	return upsertFingerprint(ctx, checked{s}, f)
 }
 
 // FindFingerprints reads the record's recent fingerprints and those of

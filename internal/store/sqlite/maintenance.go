@@ -26,6 +26,9 @@ func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
 // AcquireLease is one upsert: it inserts the lease, or takes it over when
 // it is ours or has expired; otherwise it changes nothing.
 func (s *Store) AcquireLease(ctx context.Context, p store.LeaseParams) (bool, error) {
+	if err := s.sameFile(); err != nil {
+		return false, fmt.Errorf("acquire lease %s: %w", p.Name, err)
+	}
 	var holder string
 	err := s.w.QueryRowContext(ctx, `INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?)
 		ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at

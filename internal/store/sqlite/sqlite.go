@@ -205,6 +205,13 @@ func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result
 	return s.w.ExecContext(ctx, query, args...)
 }
 
+// checked is the writer as an execer whose writes go through exec.
+type checked struct{ s *Store }
+
+func (c checked) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return c.s.exec(ctx, query, args...)
+}
+
 // sameFile fails when the database file has been removed, renamed or
 // replaced since Open. SQLite goes on writing to the file it has open, so
 // the commits would succeed, and a webhook would be acknowledged, into a
