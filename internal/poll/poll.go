@@ -154,8 +154,12 @@ func (p *Poller) Poll(ctx context.Context, src *flow.Source, o Options) (Stats, 
 	// the run leaving such a stretch (within: the value it is reading by
 	// position) keeps the cursor at the value and reads the stretch once
 	// more from its start (the seen versions skip what was read); the
-	// second time it moves on.
+	// second time it moves on. The second reading must fit in the pages
+	// left (stretchFrom: where reading by position began); one that would
+	// not is skipped, as the last page's is, or every run would stop on
+	// the page limit inside it.
 	var within string
+	stretchFrom := 0
 	verified := map[string]bool{}
 	for page := 1; ; page++ {
 		resp, err := p.fetch(ctx, &pl.Listing, req)
@@ -167,9 +171,10 @@ func (p *Poller) Poll(ctx context.Context, src *flow.Source, o Options) (Stats, 
 			return r.stats, fmt.Errorf("page %d: %w", page, err)
 		}
 		before := r.stats.Cursor
-		last := maxPages > 0 && page >= maxPages // no page left to read the stretch again
+		// The pages to read the stretch again and leave it, from the next.
+		fits := maxPages <= 0 || page+(page-stretchFrom+1) < maxPages
 		hold := ""
-		if within != "" && within == before && !verified[within] && !last {
+		if within != "" && within == before && !verified[within] && fits {
 			hold = within
 		}
 		own, err := r.commit(ctx, pg, hold)
@@ -198,9 +203,13 @@ func (p *Poller) Poll(ctx context.Context, src *flow.Source, o Options) (Stats, 
 			cur, within, req = pageCursor{}, "", next
 			continue
 		}
-		within = ""
 		if restartsFromCursor(pl) && r.stats.Cursor == before {
+			if within != before {
+				stretchFrom = page
+			}
 			within = before // the next page is asked by position from this value
+		} else {
+			within = ""
 		}
 		if restartsFromCursor(pl) && r.stats.Cursor != before {
 			// Positions shift when a record changes during the run (it

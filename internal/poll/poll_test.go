@@ -614,3 +614,25 @@ func TestLeavingAStretchAtThePageLimit(t *testing.T) {
 	}
 	require.Equal(t, keysOf(want...), h.keys("jobs"))
 }
+
+// TestStretchReReadThatDoesNotFitMovesOn: a stretch of equal cursor values
+// whose second reading would not fit in the pages left (three pages of
+// them, six pages allowed) is left as before the re-read existed: the
+// cursor moves on, and no run stops on "pages share the cursor" for good.
+func TestStretchReReadThatDoesNotFitMovesOn(t *testing.T) {
+	a := newFakeAPI(t, "offset", 4)
+	var want []job
+	for i := 1; i <= 12; i++ {
+		want = append(want, job{ID: i, Status: "open", UpdatedAt: at(10)})
+	}
+	for i := 13; i <= 14; i++ {
+		want = append(want, job{ID: i, Status: "open", UpdatedAt: at(i)})
+	}
+	a.put(want...)
+	h := newHarness(t, pollConfig(a, 6), "")
+	for range 3 {
+		_, err := h.poll("jobs")
+		require.NoError(t, err)
+	}
+	require.Equal(t, keysOf(want...), h.keys("jobs"))
+}
