@@ -237,7 +237,7 @@ func runReplay(ctx context.Context, e env, args []string) error {
 			// evaluate keeps its run, as in the engine: it dies with the
 			// error.
 			v, err := f.When.Eval(ctx, payload)
-			if err != nil && (ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded)) {
+			if transform.CutOff(ctx, err) {
 				// Cut off (jq's time limit, an interrupt): the answer is
 				// unknown, and a run kept for it would go ahead whatever
 				// the condition says. Nothing is queued.

@@ -301,7 +301,7 @@ func (x *Executor) retry(ctx context.Context, token string, c store.ClaimedRun, 
 // starved CPU, not the data: the run is retried like a failed call (the
 // step's back-off, dead-lettered once its attempts are spent).
 func (x *Executor) evalFailed(ctx context.Context, token string, c store.ClaimedRun, step *flow.Step, policy flow.RetryPolicy, run store.Run, a store.Attempt, cause error) {
-	if !errors.Is(cause, context.DeadlineExceeded) {
+	if !transform.CutOff(ctx, cause) {
 		x.dead(ctx, token, c, step, a, cause)
 		return
 	}

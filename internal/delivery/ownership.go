@@ -2,13 +2,13 @@ package delivery
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/switchboard-dev/switchboard/internal/echo"
 	"github.com/switchboard-dev/switchboard/internal/flow"
 	"github.com/switchboard-dev/switchboard/internal/store"
+	"github.com/switchboard-dev/switchboard/internal/transform"
 )
 
 // hopLimit returns the error that stops a step's write when it would make
@@ -91,7 +91,7 @@ func identify(ctx context.Context, c store.ClaimedRun, w writeStep, f *store.Fin
 			steps[w.step.ID] = w.output
 		}
 		v, err := wr.RecordID.Eval(ctx, w.payload, steps, w.event)
-		if errors.Is(err, context.DeadlineExceeded) {
+		if transform.CutOff(ctx, err) {
 			// Cut off by jq's time limit: without the id the write's echo
 			// would be matched by its fields alone. Retried like a call.
 			return fmt.Errorf("record_id: %w", err)

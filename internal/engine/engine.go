@@ -16,6 +16,7 @@ import (
 	"github.com/switchboard-dev/switchboard/internal/flow"
 	"github.com/switchboard-dev/switchboard/internal/metrics"
 	"github.com/switchboard-dev/switchboard/internal/store"
+	"github.com/switchboard-dev/switchboard/internal/transform"
 )
 
 // Limits of the group committer.
@@ -166,7 +167,7 @@ func (e *Engine) Build(ctx context.Context, ev Event) (Built, error) {
 		}
 		if f.When != nil {
 			v, err := f.When.Eval(ctx, ev.Value)
-			if cutOff(ctx, err) {
+			if transform.CutOff(ctx, err) {
 				// Cut off (the sender gone, shutdown, jq's time limit on a
 				// starved CPU), not failed: the executor's evaluation would
 				// succeed and run the flow whatever the condition says.
@@ -196,14 +197,6 @@ func (e *Engine) Build(ctx context.Context, ev Event) (Built, error) {
 		ne.Runs = append(ne.Runs, proposals...)
 	}
 	return Built{Event: ne, after: v.after}, nil
-}
-
-// cutOff reports whether err is a jq evaluation cut off (ctx ended: the
-// sender gone, shutdown; or jq's time limit on a starved CPU) rather than
-// one that failed on the data: it says nothing about the event, and the
-// event must not be stored as if it had been evaluated.
-func cutOff(ctx context.Context, err error) bool {
-	return err != nil && (ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded))
 }
 
 // Stored finishes events a commit made outside the group committer (a

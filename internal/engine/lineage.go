@@ -10,6 +10,7 @@ import (
 	"github.com/switchboard-dev/switchboard/internal/echo"
 	"github.com/switchboard-dev/switchboard/internal/flow"
 	"github.com/switchboard-dev/switchboard/internal/store"
+	"github.com/switchboard-dev/switchboard/internal/transform"
 )
 
 // Fingerprints are the store methods echo suppression needs.
@@ -77,7 +78,7 @@ func (e *Engine) lineage(ctx context.Context, src *flow.Source, ev Event, now ti
 		return verdict{}, nil
 	}
 	idv, err := o.RecordID.Eval(ctx, ev.Value)
-	if cutOff(ctx, err) {
+	if transform.CutOff(ctx, err) {
 		// Not "no record": our write's echo would run its flows in a new
 		// chain, unseen by max_hops. Nothing is stored (see Build).
 		return verdict{}, fmt.Errorf("source %s: record_id: %w", ev.Source, cmp.Or(ctx.Err(), err))
@@ -95,7 +96,7 @@ func (e *Engine) lineage(ctx context.Context, src *flow.Source, ev Event, now ti
 	}
 	record := ev.Value
 	if o.Record != nil {
-		if record, err = o.Record.Eval(ctx, ev.Value); cutOff(ctx, err) {
+		if record, err = o.Record.Eval(ctx, ev.Value); transform.CutOff(ctx, err) {
 			return verdict{}, fmt.Errorf("source %s: record: %w", ev.Source, cmp.Or(ctx.Err(), err))
 		} else if err != nil {
 			e.cfg.Logger.Debug("no record: not checked for an echo", "source", ev.Source, "error", err)

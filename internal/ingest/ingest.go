@@ -191,7 +191,7 @@ func (h *Handler) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		return engine.Accepted{}, reject(http.StatusBadRequest, metrics.OutcomeRejectedBody, err.Error(), nil)
 	}
 	key, err := eventKey(ctx, src, verified, body, value)
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+	if transform.CutOff(ctx, err) {
 		// The key's jq was cut off (a starved CPU, the sender gone): not
 		// a fault of the body. A 400 would tell the sender to drop it.
 		return engine.Accepted{}, &httpError{Status: http.StatusServiceUnavailable, Outcome: metrics.OutcomeUnavailable,

@@ -351,3 +351,11 @@ func (e *timeoutError) Error() string {
 }
 
 func (e *timeoutError) Unwrap() error { return context.DeadlineExceeded }
+
+// CutOff reports whether err, from an evaluation under ctx, is the
+// evaluation cut off (ctx ended: the sender gone, shutdown; or the time
+// limit on a starved CPU) rather than failed on the data: it says nothing
+// about the input, and the caller answers "retry", not "bad input".
+func CutOff(ctx context.Context, err error) bool {
+	return err != nil && (ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded))
+}
