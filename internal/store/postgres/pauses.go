@@ -25,7 +25,12 @@ func (s *Store) PauseSystem(ctx context.Context, p store.PauseParams) (bool, err
 
 // ResumeSystem deletes the pause.
 func (s *Store) ResumeSystem(ctx context.Context, system string) (bool, error) {
-	tag, err := s.pool.Exec(ctx, `DELETE FROM system_pauses WHERE system = $1`, system)
+	return s.resume(ctx, system, "")
+}
+
+// resume deletes the system's pause unless its reason is keep ("": any).
+func (s *Store) resume(ctx context.Context, system, keep string) (bool, error) {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM system_pauses WHERE system = $1 AND ($2 = '' OR reason <> $2)`, system, keep)
 	if err != nil {
 		return false, fmt.Errorf("resume system %s: %w", system, err)
 	}
@@ -34,11 +39,7 @@ func (s *Store) ResumeSystem(ctx context.Context, system string) (bool, error) {
 
 // ResumeCredentialPause deletes the pause unless it is an operator's.
 func (s *Store) ResumeCredentialPause(ctx context.Context, system string) (bool, error) {
-	tag, err := s.pool.Exec(ctx, `DELETE FROM system_pauses WHERE system = $1 AND reason <> $2`, system, store.OperatorPause)
-	if err != nil {
-		return false, fmt.Errorf("resume system %s: %w", system, err)
-	}
-	return tag.RowsAffected() == 1, nil
+	return s.resume(ctx, system, store.OperatorPause)
 }
 
 // ListPauses returns the paused systems by name.

@@ -24,17 +24,17 @@ func (s *Store) PauseSystem(ctx context.Context, p store.PauseParams) (bool, err
 
 // ResumeSystem deletes the pause.
 func (s *Store) ResumeSystem(ctx context.Context, system string) (bool, error) {
-	res, err := s.exec(ctx, `DELETE FROM system_pauses WHERE system = ?`, system)
-	if err != nil {
-		return false, fmt.Errorf("resume system %s: %w", system, err)
-	}
-	n, _ := res.RowsAffected()
-	return n == 1, nil
+	return s.resume(ctx, system, "")
 }
 
 // ResumeCredentialPause deletes the pause unless it is an operator's.
 func (s *Store) ResumeCredentialPause(ctx context.Context, system string) (bool, error) {
-	res, err := s.exec(ctx, `DELETE FROM system_pauses WHERE system = ? AND reason <> ?`, system, store.OperatorPause)
+	return s.resume(ctx, system, store.OperatorPause)
+}
+
+// resume deletes the system's pause unless its reason is keep ("": any).
+func (s *Store) resume(ctx context.Context, system, keep string) (bool, error) {
+	res, err := s.exec(ctx, `DELETE FROM system_pauses WHERE system = ? AND (? = '' OR reason <> ?)`, system, keep, keep)
 	if err != nil {
 		return false, fmt.Errorf("resume system %s: %w", system, err)
 	}
