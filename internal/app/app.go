@@ -273,7 +273,7 @@ func (u *unreadiness) failed(log *slog.Logger, err error) {
 	u.failures++
 	switch {
 	case u.since.IsZero():
-		u.since, u.lastLog, u.failures = now, now, 1
+		u.since, u.lastLog = now, now
 		log.Error("readiness: the store cannot take writes; /readyz answers 503", "error", err)
 	case now.Sub(u.lastLog) >= unreadyReminder:
 		u.lastLog = now

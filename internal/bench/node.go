@@ -76,7 +76,7 @@ func (cfg Config) separate() bool { return cfg.Self != "" && cfg.SeparateProcess
 // usage is the node's CPU time so far and its peak resident memory.
 func (n *node) usage() (time.Duration, int64) {
 	if n.pid == 0 {
-		return cputime.Used(), 0 // peak: see measure
+		return cputime.Used(), 0 // this process: its peak is trackPeakRSS's
 	}
 	return processCPU(n.pid), processRSS(n.pid).Peak
 }

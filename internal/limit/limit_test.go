@@ -141,8 +141,6 @@ func TestHoldNeverInThePast(t *testing.T) {
 	require.False(t, h.Until.Before(c.Now().Add(time.Second)), "held until %s at %s", h.Until, c.Now())
 }
 
-// TestOperatorPauseOverridesProbing: an operator's pause over a credential
-// pause stops the probes until Resume.
 // TestThrottleBackoffIsBounded: a 429 asking to wait a day (or 292 years:
 // a garbled Retry-After) holds the system's runs for at most the recheck
 // interval, and a resume of the gate (after an operator's pause) lifts it.
@@ -160,6 +158,8 @@ func TestThrottleBackoffIsBounded(t *testing.T) {
 	requireAdmit(t, g)(limit.Succeeded, 0)
 }
 
+// TestOperatorPauseOverridesProbing: an operator's pause over a credential
+// pause stops the probes until Resume.
 func TestOperatorPauseOverridesProbing(t *testing.T) {
 	t.Parallel()
 	c := newClock()

@@ -39,7 +39,7 @@ var (
 	// as opposed to a database that is unreachable, busy or full: the same
 	// values would be refused again. The group commits (InsertEvents,
 	// FinishAndClaim) then retry their batch one item at a time, so only
-	// the item that carries such a value fails (batch.Committer.SplitOn).
+	// the item that carries such a value fails (batch.Options.Split).
 	ErrRefused = errors.New("refused by the database")
 )
 

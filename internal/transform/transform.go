@@ -30,9 +30,7 @@ type Expr struct {
 	// shown, when set, is the source as the config wrote it, with ${NAME}
 	// references unexpanded: what errors and String quote (see Hide).
 	shown string
-	// hidden: the source holds values that must not be shown (see Hide).
-	hidden bool
-	code   *gojq.Code
+	code  *gojq.Code
 	// constant reports that the expression is a literal (no input, no
 	// variables, no functions), so its value is known at load.
 	constant bool
@@ -244,7 +242,7 @@ func (e *Expr) String() string { return cmp.Or(e.shown, e.src) }
 // reports ("cannot add"), not the values it quotes: those may be the
 // hidden ones, cut short or escaped past recognition.
 func (e *Expr) Hide(shown string) {
-	e.shown, e.hidden = shown, true
+	e.shown = shown
 }
 
 // Eval returns the first value the expression produces for input, or nil if
@@ -320,7 +318,7 @@ func (e *Expr) wrap(err error) error {
 	if errors.Is(err, context.DeadlineExceeded) {
 		return &timeoutError{src: e.String()}
 	}
-	if !e.hidden {
+	if e.shown == "" { // nothing hidden (see Hide)
 		return fmt.Errorf("jq %q: %w", e.String(), err)
 	}
 	kind, _, found := strings.Cut(err.Error(), ":")

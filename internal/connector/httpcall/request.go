@@ -356,9 +356,10 @@ func dotSegment(seg string) string {
 
 // marshalBody encodes a jq value as JSON the way jq prints it (tojson): keys
 // sorted, no HTML escaping, NaN as null and infinities as the largest
-// float. gojq's encoder writes the values jq produces directly, at about a
-// third of encoding/json's reflection over map[string]any
-// (BenchmarkNewRequest). It panics on any other Go type; the step's input
+// float. gojq's encoder writes the values jq produces directly, without
+// encoding/json's reflection over map[string]any: 48 -> 35 allocations per
+// request in BenchmarkNewRequest, and the body's share of the node's CPU
+// 1.9% -> 0.9% (docs/performance.md). It panics on any other Go type; the step's input
 // is always a jq value, so that would be our bug, and it fails this step
 // instead of the node.
 func marshalBody(v any) (b []byte, err error) {
