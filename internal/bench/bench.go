@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -362,6 +363,16 @@ func serveHandler(h http.Handler) (string, func(), error) {
 
 // benchConfig returns the bench node's config: one source and cfg.Flows
 // flows of cfg.Steps steps, each step posting to the sink.
+// nodeConfig is benchConfig for a node on storeRef delivering to sinkURL.
+// The values go in as YAML double-quoted strings with $ doubled: a DSN's
+// password may hold " #", quotes or ${, which would otherwise end the
+// value, start a comment or name an environment variable.
+func nodeConfig(cfg Config, storeRef, sinkURL string) string {
+	quote := func(s string) string { return strconv.Quote(strings.ReplaceAll(s, "$", "$$")) }
+	return strings.NewReplacer("${BENCH_STORE}", quote(storeRef), "${BENCH_SINK}", quote(sinkURL),
+		"${BENCH_WORKERS}", fmt.Sprint(cfg.Workers)).Replace(benchConfig(cfg))
+}
+
 func benchConfig(cfg Config) string {
 	var b strings.Builder
 	b.WriteString(`version: 1
@@ -369,7 +380,7 @@ store: ${BENCH_STORE}
 workers: ${BENCH_WORKERS}
 retry: { base: 100ms, cap: 2s, attempts: 10 }
 systems:
-  sink: { kind: http, base_url: "${BENCH_SINK}", timeout: 10s }
+  sink: { kind: http, base_url: ${BENCH_SINK}, timeout: 10s }
 sources:
   bench:
     webhook: { max_body: 1MiB }

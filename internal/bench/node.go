@@ -119,8 +119,7 @@ func startBaseline(ctx context.Context, cfg Config) (*node, error) {
 // startNode starts a Switchboard node on storeRef, delivering to sinkURL
 // (or executing nothing), and waits until it is ready.
 func startNode(ctx context.Context, cfg Config, storeRef, sinkURL string, noExecutor bool) (*node, error) {
-	text := strings.NewReplacer("${BENCH_STORE}", storeRef, "${BENCH_SINK}", sinkURL,
-		"${BENCH_WORKERS}", fmt.Sprint(cfg.Workers)).Replace(benchConfig(cfg))
+	text := nodeConfig(cfg, storeRef, sinkURL)
 	if cfg.separate() {
 		return startServe(ctx, cfg.Self, text, noExecutor, "info", cfg.NodeCPUProfile != "")
 	}

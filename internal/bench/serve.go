@@ -2,8 +2,6 @@ package bench
 
 import (
 	"context"
-	"fmt"
-	"strings"
 	"time"
 )
 
@@ -19,8 +17,7 @@ type rss struct{ Total, Anon, File, Peak int64 }
 // the ingest store's runs are all pending, and a node working through them
 // would not be idle.
 func measureServe(ctx context.Context, cfg Config, storeRef string) (time.Duration, rss, error) {
-	text := strings.NewReplacer("${BENCH_STORE}", storeRef, "${BENCH_SINK}", "http://127.0.0.1:9/",
-		"${BENCH_WORKERS}", fmt.Sprint(cfg.Workers)).Replace(benchConfig(cfg))
+	text := nodeConfig(cfg, storeRef, "http://127.0.0.1:9/")
 	n, err := startServe(ctx, cfg.Self, text, true, "error", false)
 	if err != nil {
 		return 0, rss{}, err
