@@ -73,10 +73,7 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 		// The engine already evaluated the condition; it is only repeated
 		// here to dead-letter a run whose condition failed to evaluate.
 		if _, err := f.When.Eval(ctx, payload); err != nil {
-			if x.interrupted(ctx, token, c, f.Steps[run.Step], run) {
-				return
-			}
-			x.evalFailed(ctx, token, c, nil, f.Steps[run.Step].Retry, run, attemptOf(run, nil, x.cfg.NowFunc()), fmt.Errorf("when: %w", err))
+			x.evalFailed(ctx, token, c, f.Steps[run.Step], nil, run, attemptOf(run, nil, x.cfg.NowFunc()), fmt.Errorf("when: %w", err))
 			return
 		}
 	}
@@ -88,10 +85,7 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 		if step.Input != nil {
 			v, err := step.Input.Eval(ctx, payload, steps, event)
 			if err != nil {
-				if x.interrupted(ctx, token, c, step, run) {
-					return
-				}
-				x.evalFailed(ctx, token, c, step, step.Retry, run, a, fmt.Errorf("map inputs: %w", err))
+				x.evalFailed(ctx, token, c, step, step, run, a, fmt.Errorf("map inputs: %w", err))
 				return
 			}
 			input, _ = v.(map[string]any)
@@ -120,10 +114,7 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 		fp, err := x.fingerprint(ctx, c, write, x.cfg.NowFunc())
 		if err != nil {
 			release(limit.Refused, 0)
-			if x.interrupted(ctx, token, c, step, run) {
-				return
-			}
-			x.evalFailed(ctx, token, c, step, step.Retry, run, a, fmt.Errorf("fingerprint the write: %w", err))
+			x.evalFailed(ctx, token, c, step, step, run, a, fmt.Errorf("fingerprint the write: %w", err))
 			return
 		}
 		if fp != nil {
@@ -295,17 +286,22 @@ func (x *Executor) retry(ctx context.Context, token string, c store.ClaimedRun, 
 	}, wait, cause)
 }
 
-// evalFailed ends a run whose jq failed before its step's call. An error
-// in the expression or the data would fail the same way again: the run is
+// evalFailed ends a run whose jq failed before the call of cur, the step it
+// is at (step: the same, or nil for the flow's when:). Cut off by the end
+// of the shutdown grace, the run is handed back untried. An error in the
+// expression or the data would fail the same way again: the run is
 // dead-lettered with it. An evaluation cut off by jq's time limit is a
-// starved CPU, not the data: the run is retried like a failed call (the
-// step's back-off, dead-lettered once its attempts are spent).
-func (x *Executor) evalFailed(ctx context.Context, token string, c store.ClaimedRun, step *flow.Step, policy flow.RetryPolicy, run store.Run, a store.Attempt, cause error) {
+// starved CPU, not the data: the run is retried like a failed call (cur's
+// back-off, dead-lettered once its attempts are spent).
+func (x *Executor) evalFailed(ctx context.Context, token string, c store.ClaimedRun, cur, step *flow.Step, run store.Run, a store.Attempt, cause error) {
+	if x.interrupted(ctx, token, c, cur, run) {
+		return
+	}
 	if !transform.CutOff(ctx, cause) {
 		x.dead(ctx, token, c, step, a, cause)
 		return
 	}
-	x.retry(ctx, token, c, step, policy, run, a, cause, x.cfg.NowFunc())
+	x.retry(ctx, token, c, step, cur.Retry, run, a, cause, x.cfg.NowFunc())
 }
 
 // overLimit dead-letters, without calling anything, a run claimed past its
