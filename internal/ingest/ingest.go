@@ -194,8 +194,7 @@ func (h *Handler) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	if transform.CutOff(ctx, err) {
 		// The key's jq was cut off (a starved CPU, the sender gone): not
 		// a fault of the body. A 400 would tell the sender to drop it.
-		return engine.Accepted{}, &httpError{Status: http.StatusServiceUnavailable, Outcome: metrics.OutcomeUnavailable,
-			Public: "event not stored; retry later", Err: err, RetryAfter: 1}
+		return engine.Accepted{}, notStored(err)
 	}
 	if err != nil {
 		return engine.Accepted{}, reject(http.StatusBadRequest, metrics.OutcomeRejectedBody, err.Error(), nil)
@@ -204,8 +203,7 @@ func (h *Handler) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		Source: name, Key: key, Payload: payload, Value: value, TraceParent: tracing.TraceParent(ctx),
 	})
 	if err != nil {
-		he := &httpError{Status: http.StatusServiceUnavailable, Outcome: metrics.OutcomeUnavailable,
-			Public: "event not stored; retry later", Err: err, RetryAfter: 1}
+		he := notStored(err)
 		switch {
 		case errors.Is(err, engine.ErrOverloaded):
 			he.Public, he.RetryAfter = "overloaded; retry later", 2
@@ -301,4 +299,11 @@ func readBody(r io.Reader, size int64) ([]byte, error) {
 		return nil, err
 	}
 	return body, nil
+}
+
+// notStored is the answer to an event not stored for a passing reason:
+// 503, retry in a second.
+func notStored(err error) *httpError {
+	return &httpError{Status: http.StatusServiceUnavailable, Outcome: metrics.OutcomeUnavailable,
+		Public: "event not stored; retry later", Err: err, RetryAfter: 1}
 }
