@@ -33,8 +33,8 @@
 // idempotency key, which must be something the signature covers: the body
 // (ingest's default key for them is its SHA-256; the sender's own retries
 // resend the same body) or a field of it (Twilio's MessageSid or CallSid).
-// GitHub's and Shopify's delivery id headers (DeliveryIDHeader) are not
-// signed: a replay could change them. The timestamped
+// GitHub's and Shopify's delivery id headers (X-GitHub-Delivery,
+// X-Shopify-Webhook-Id) are not signed: a replay could change them. The timestamped
 // schemes need the same deduplication for replays inside the tolerance window
 // and for the sender's retries: StandardWebhooks.Verify returns webhook-id,
 // and Stripe's key is the event "id" in the body.

@@ -100,15 +100,3 @@ func ExampleTwilio_Verify() {
 	// <nil>
 	// true
 }
-
-func ExampleDeliveryIDHeader() {
-	// Schemes without a signed timestamp rely on the sender's delivery id
-	// to refuse replays.
-	for _, scheme := range []string{signature.SchemeGitHub, signature.SchemeShopify, signature.SchemeTwilio} {
-		fmt.Printf("%s: %q\n", scheme, signature.DeliveryIDHeader(scheme))
-	}
-	// Output:
-	// github: "X-GitHub-Delivery"
-	// shopify: "X-Shopify-Webhook-Id"
-	// twilio: ""
-}

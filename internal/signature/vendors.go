@@ -2,11 +2,10 @@ package signature
 
 import (
 	"net/http"
-	"strings"
 )
 
 // Scheme names for the verifiers in this package, as written in a source's
-// verify.scheme setting. DeliveryIDHeader takes them.
+// verify.scheme setting.
 const (
 	SchemeHMAC             = "hmac-sha256"
 	SchemeStandardWebhooks = "standard-webhooks"
@@ -15,29 +14,6 @@ const (
 	SchemeShopify          = "shopify"
 	SchemeTwilio           = "twilio"
 )
-
-// DeliveryIDHeader returns the request header in which scheme's sender puts
-// a delivery id that stays the same across its retries: "X-GitHub-Delivery"
-// for GitHub, "X-Shopify-Webhook-Id" for Shopify and "webhook-id" for
-// Standard Webhooks. Only webhook-id is signed: GitHub's and Shopify's can
-// be changed by whoever resends a captured delivery, so they are no defence
-// against replays as idempotency keys (Switchboard keys those schemes on the
-// body's hash).
-// It returns "" when the scheme has no such header: Stripe and Twilio carry
-// their ids in the body (the event's "id"; MessageSid or CallSid), and the
-// generic HMAC scheme has none. scheme is matched case-insensitively.
-func DeliveryIDHeader(scheme string) string {
-	switch strings.ToLower(scheme) {
-	case SchemeGitHub:
-		return "X-GitHub-Delivery"
-	case SchemeShopify:
-		return "X-Shopify-Webhook-Id"
-	case SchemeStandardWebhooks:
-		return headerID
-	default:
-		return ""
-	}
-}
 
 // GitHub verifies GitHub webhook signatures
 // (https://docs.github.com/webhooks/using-webhooks/validating-webhook-deliveries):

@@ -125,33 +125,6 @@ func TestShopifyVerify(t *testing.T) {
 	}
 }
 
-func TestDeliveryIDHeader(t *testing.T) {
-	t.Parallel()
-
-	tests := []struct {
-		name   string
-		scheme string
-		want   string
-	}{
-		{name: "github", scheme: signature.SchemeGitHub, want: "X-GitHub-Delivery"},
-		{name: "shopify", scheme: signature.SchemeShopify, want: "X-Shopify-Webhook-Id"},
-		{name: "standard webhooks", scheme: signature.SchemeStandardWebhooks, want: "webhook-id"},
-		{name: "case insensitive", scheme: "GitHub", want: "X-GitHub-Delivery"},
-		{name: "stripe id is in the body", scheme: signature.SchemeStripe, want: ""},
-		{name: "twilio id is in the body", scheme: signature.SchemeTwilio, want: ""},
-		{name: "generic hmac has none", scheme: signature.SchemeHMAC, want: ""},
-		{name: "unknown", scheme: "rot13", want: ""},
-		{name: "empty", scheme: "", want: ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-
-			require.Equal(t, tt.want, signature.DeliveryIDHeader(tt.scheme))
-		})
-	}
-}
-
 // orDefault returns def for "", "" for the marker "-" (so a table can ask
 // for an empty value), and v otherwise.
 func orDefault(v, def string) string {
