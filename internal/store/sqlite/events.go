@@ -208,11 +208,12 @@ func eventFilter(p store.ListEventsParams, qual string) (string, []any) {
 // stateIndex holds, for each state, the WHERE term of the partial index
 // holding its runs (r.state = 'dead' for runs_dead), written into the query
 // as a literal: SQLite uses a partial index only when the query repeats the
-// index's own term, and a bound parameter never matches it.
+// index's own term, and a bound parameter never matches it. (runnable's
+// unqualified state is the run's: events has no such column.)
 var stateIndex = map[store.RunState]string{
-	store.RunPending:   `r.state IN ('pending', 'retrying', 'running')`,
-	store.RunRetrying:  `r.state IN ('pending', 'retrying', 'running')`,
-	store.RunRunning:   `r.state IN ('pending', 'retrying', 'running')`,
+	store.RunPending:   runnable,
+	store.RunRetrying:  runnable,
+	store.RunRunning:   runnable,
 	store.RunDead:      `r.state = 'dead'`,
 	store.RunSucceeded: `r.state = 'succeeded'`, // no index: see ListEvents
 }

@@ -34,9 +34,10 @@ func upsertFingerprint(ctx context.Context, db execer, f store.Fingerprint) erro
 	return nil
 }
 
+const qInsLineage = `INSERT INTO event_lineage (event_id, outcome, hop, chain, parent_run) VALUES (?, ?, ?, ?, ?)`
+
 func insertLineage(ctx context.Context, db execer, eventID string, l store.Lineage) error {
-	if _, err := db.ExecContext(ctx, `INSERT INTO event_lineage (event_id, outcome, hop, chain, parent_run) VALUES (?, ?, ?, ?, ?)`,
-		eventID, l.Outcome, l.Hop, l.Chain, l.ParentRun); err != nil {
+	if _, err := db.ExecContext(ctx, qInsLineage, eventID, l.Outcome, l.Hop, l.Chain, l.ParentRun); err != nil {
 		return fmt.Errorf("insert event lineage: %w", err)
 	}
 	return nil

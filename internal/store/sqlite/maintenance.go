@@ -10,10 +10,12 @@ import (
 	"github.com/switchboard-dev/switchboard/internal/store"
 )
 
+const qNextDue = `SELECT min(due_at) FROM runs WHERE ` + runnable
+
 // NextDue reads the head of the runnable index.
 func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
 	var due sql.NullInt64
-	err := s.r.QueryRowContext(ctx, `SELECT min(due_at) FROM runs WHERE state IN ('pending', 'retrying', 'running')`).Scan(&due)
+	err := s.r.QueryRowContext(ctx, qNextDue).Scan(&due)
 	if err != nil {
 		return time.Time{}, false, fmt.Errorf("next due: %w", err)
 	}
@@ -70,7 +72,7 @@ func (s *Store) DeleteExpired(ctx context.Context, p store.DeleteParams) (store.
 	var res store.DeleteResult
 	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, `SELECT e.received_at, e.id,
-				NOT EXISTS (SELECT 1 FROM runs r WHERE r.event_id = e.id AND r.state IN ('pending', 'running', 'retrying'))
+				NOT EXISTS (SELECT 1 FROM runs r WHERE r.event_id = e.id AND `+runnable+`)
 			FROM events e WHERE e.received_at < ? AND (e.received_at, e.id) > (?, ?)
 			ORDER BY e.received_at, e.id LIMIT ?`, micros(p.Before), micros(p.After), p.AfterID, n)
 		if err != nil {
@@ -113,16 +115,19 @@ func (s *Store) DeleteExpired(ctx context.Context, p store.DeleteParams) (store.
 	return res, nil
 }
 
-// QueueStats groups the unfinished and dead runs by flow.
-func (s *Store) QueueStats(ctx context.Context) ([]store.FlowStats, error) {
-	// Two arms whose WHERE clauses are exactly the partial indexes'
-	// predicates (runs_runnable, runs_dead), so finished runs are never read.
-	rows, err := s.r.QueryContext(ctx, `SELECT flow, state, n, oldest FROM (
+// qQueueStats has two arms whose WHERE clauses are exactly the partial
+// indexes' predicates (runs_runnable, runs_dead), so finished runs are never
+// read.
+const qQueueStats = `SELECT flow, state, n, oldest FROM (
 			SELECT flow, state, count(*) AS n, min(created_at) AS oldest FROM runs
-			WHERE state IN ('pending', 'retrying', 'running') GROUP BY flow, state
+			WHERE ` + runnable + ` GROUP BY flow, state
 			UNION ALL
 			SELECT flow, state, count(*), min(created_at) FROM runs WHERE state = 'dead' GROUP BY flow, state
-		) ORDER BY flow`)
+		) ORDER BY flow`
+
+// QueueStats groups the unfinished and dead runs by flow.
+func (s *Store) QueueStats(ctx context.Context) ([]store.FlowStats, error) {
+	rows, err := s.r.QueryContext(ctx, qQueueStats)
 	if err != nil {
 		return nil, fmt.Errorf("queue stats: %w", err)
 	}

@@ -62,11 +62,13 @@ func (s *Store) ListPauses(ctx context.Context) ([]store.SystemPause, error) {
 	return out, rows.Err()
 }
 
-// WakeHeld makes the runs held for system due now. The scan stays on the
-// runnable partial index (held runs are retrying).
+// qWakeHeld's state = 'retrying' implies runnable: the scan stays on the
+// partial index runs_runnable (held runs are retrying).
+const qWakeHeld = `UPDATE runs SET due_at = ?, held_system = '' WHERE state = 'retrying' AND held_system = ?`
+
+// WakeHeld makes the runs held for system due now.
 func (s *Store) WakeHeld(ctx context.Context, system string, now time.Time) (int, error) {
-	res, err := s.exec(ctx, `UPDATE runs SET due_at = ?, held_system = '' WHERE state = 'retrying' AND held_system = ?`,
-		micros(now), system)
+	res, err := s.exec(ctx, qWakeHeld, micros(now), system)
 	if err != nil {
 		return 0, fmt.Errorf("wake runs held for %s: %w", system, err)
 	}

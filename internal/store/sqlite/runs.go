@@ -11,6 +11,14 @@ import (
 	"github.com/switchboard-dev/switchboard/internal/store"
 )
 
+// runnable is the predicate of the partial index runs_runnable, spelled as
+// the index spells it (migration 0013): SQLite reads a partial index for a
+// query only when the query's WHERE repeats the index's term, or a term that
+// implies it (state = 'retrying' implies this OR). It is not written as an
+// IN list: SQLite builds a temporary b-tree for a list of three constants
+// at every execution (see 0013).
+const runnable = `(state = 'pending' OR state = 'retrying' OR state = 'running')`
+
 // Statements prepared once at Open (see Store.stmt).
 const (
 	// The limit is written "+?": SQLite's planner reads a bare "LIMIT ?"
@@ -21,7 +29,7 @@ const (
 	qClaim = `UPDATE runs SET state = 'running', lease_token = ?, due_at = ?,
 				attempt = attempt + 1, updated_at = ?
 			WHERE id IN (SELECT id FROM runs
-				WHERE state IN ('pending', 'retrying', 'running') AND due_at <= ?
+				WHERE ` + runnable + ` AND due_at <= ?
 				ORDER BY due_at LIMIT +?)
 			RETURNING id`
 	qLoad = `SELECT ` + runCols + `, e.key, e.received_at, e.payload, e.trace_parent,
@@ -246,18 +254,20 @@ func (s *Store) finish(ctx context.Context, tx *sql.Tx, ps []store.FinishParams,
 // ReleaseLeases makes all running runs claimable at once. A running run is
 // due when its lease expires, and one whose lease has expired is claimable
 // already, so only the leases still live (due after now) are released and
-// counted. The IN list is the predicate of the partial index runs_runnable:
-// SQLite then reads that index from now on instead of every run the store
+// counted. state = 'running' implies the predicate of the partial index
+// runs_runnable, so SQLite reads that index instead of every run the store
 // keeps (a full scan at each start, which also filled the page cache).
 func (s *Store) ReleaseLeases(ctx context.Context, now time.Time) (int, error) {
-	res, err := s.exec(ctx, `UPDATE runs SET due_at = ?1, lease_token = '', updated_at = ?1
-		WHERE state IN ('pending', 'retrying', 'running') AND state = 'running' AND due_at > ?1`, micros(now))
+	res, err := s.exec(ctx, qReleaseLeases, micros(now))
 	if err != nil {
 		return 0, fmt.Errorf("release leases: %w", err)
 	}
 	n, _ := res.RowsAffected()
 	return int(n), nil
 }
+
+const qReleaseLeases = `UPDATE runs SET due_at = ?1, lease_token = '', updated_at = ?1
+		WHERE state = 'running' AND due_at > ?1`
 
 // GetRun returns one run.
 func (s *Store) GetRun(ctx context.Context, id string) (store.Run, error) {
