@@ -87,6 +87,7 @@ func TestQueueQueriesUseRunnableIndex(t *testing.T) {
 			require.NoError(t, rows.Scan(&id, &parent, &notused, &detail))
 			plan = append(plan, detail)
 		}
+		require.NoError(t, rows.Err())
 		require.NoError(t, rows.Close())
 		joined := strings.Join(plan, "; ")
 		require.Contains(t, joined, "INDEX runs_runnable", q)
