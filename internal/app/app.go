@@ -17,7 +17,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -117,7 +116,7 @@ type Server struct {
 	opts     Options
 	unlock   func()
 	draining atomic.Bool
-	unready  unreadiness
+	ready    *readiness
 	handler  http.Handler
 	registry *prometheus.Registry
 	sampler  *metrics.Sampler
@@ -229,7 +228,8 @@ func NewServer(ctx context.Context, p *flow.Plan, opts Options) (*Server, error)
 	}))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	mux.HandleFunc("GET /readyz", s.ready)
+	s.ready = &readiness{probe: st.Ping, log: opts.Logger}
+	mux.HandleFunc("GET /readyz", s.serveReady)
 	s.handler = mux
 	return s, nil
 }
@@ -239,59 +239,6 @@ func (s *Server) Handler() http.Handler { return s.handler }
 
 // Registry returns the node's Prometheus registry, served at GET /metrics.
 func (s *Server) Registry() *prometheus.Registry { return s.registry }
-
-func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
-	if s.draining.Load() {
-		http.Error(w, "draining", http.StatusServiceUnavailable)
-		return
-	}
-	if err := s.Store.Ping(r.Context()); err != nil {
-		s.unready.failed(s.opts.Logger, err)
-		http.Error(w, "store cannot take writes (see the server log)", http.StatusServiceUnavailable)
-		return
-	}
-	s.unready.passed(s.opts.Logger)
-	_, _ = w.Write([]byte("ready\n"))
-}
-
-// unreadiness logs a spell of failed readiness probes: its start, a
-// reminder a minute, and its end. A load balancer probes every second or
-// so; a line per probe would bury the cause.
-type unreadiness struct {
-	mu       sync.Mutex // guards the fields below
-	since    time.Time  // zero while ready
-	lastLog  time.Time
-	failures int
-}
-
-const unreadyReminder = time.Minute
-
-func (u *unreadiness) failed(log *slog.Logger, err error) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	now := time.Now()
-	u.failures++
-	switch {
-	case u.since.IsZero():
-		u.since, u.lastLog = now, now
-		log.Error("readiness: the store cannot take writes; /readyz answers 503", "error", err)
-	case now.Sub(u.lastLog) >= unreadyReminder:
-		u.lastLog = now
-		log.Error("readiness: the store still cannot take writes", "error", err,
-			"failed_probes", u.failures, "unready_for", now.Sub(u.since).Round(time.Second).String())
-	}
-}
-
-func (u *unreadiness) passed(log *slog.Logger) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.since.IsZero() {
-		return
-	}
-	log.Info("readiness: the store takes writes again", "failed_probes", u.failures,
-		"unready_for", time.Since(u.since).Round(time.Second).String())
-	u.since, u.failures = time.Time{}, 0
-}
 
 // Close flushes queued spans, releases the store and its lock without
 // serving (Serve does all three itself when it returns).

@@ -1,10 +1,12 @@
 package app_test
 
 import (
+	"database/sql"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -96,9 +98,50 @@ func TestRemovedStoreFileRefusesWebhooks(t *testing.T) {
 	res := ts.post(t, "orders", `{"id":"after","mode":"ok"}`, true)
 	require.Equal(t, http.StatusServiceUnavailable, res.Status, res.Raw)
 	require.NotEmpty(t, res.Header.Get("Retry-After"))
-	require.Equal(t, http.StatusServiceUnavailable, readyz(t, ts))
+	// Within the second a probe's result is reused for.
+	require.Eventually(t, func() bool { return readyz(t, ts) == http.StatusServiceUnavailable }, 5*time.Second, 50*time.Millisecond)
 	// An operator's write outside a transaction (systems pause) is refused
 	// too, not reported done into the lost file.
 	_, err := ts.Server.Store.PauseSystem(t.Context(), store.PauseParams{System: "downstream", Reason: store.OperatorPause, Now: time.Now()})
 	require.ErrorContains(t, err, "removed, moved or replaced")
+}
+
+// TestReadyzSharesProbes: /readyz is on the public listener, and each probe
+// of a SQLite store is a commit (an fsync) through the writer that ingest
+// needs. A burst of requests shares one probe instead of queueing a commit
+// each ahead of the webhooks' group commit.
+func TestReadyzSharesProbes(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "sb.db")
+	yamlText := strings.Replace(deliverConfig, "store: sqlite:sb.db", "store: sqlite:"+path, 1)
+	ts := startServer(t, yamlText, map[string]string{"DOWNSTREAM_URL": "http://127.0.0.1:1", "E2E_SECRET": e2eSecret}, app.Options{})
+
+	const burst = 50
+	codes := make(chan int, burst)
+	var wg sync.WaitGroup
+	for range burst {
+		wg.Go(func() {
+			resp, err := http.Get(ts.URL + "/readyz")
+			if err != nil {
+				codes <- 0
+				return
+			}
+			resp.Body.Close()
+			codes <- resp.StatusCode
+		})
+	}
+	wg.Wait()
+	close(codes)
+	for code := range codes {
+		require.Equal(t, http.StatusOK, code)
+	}
+
+	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
+	require.NoError(t, err)
+	defer db.Close()
+	var probes int
+	require.NoError(t, db.QueryRow(`SELECT probes FROM readiness`).Scan(&probes))
+	// One probe, or two should the burst straddle a probe's end and the
+	// second after it.
+	require.LessOrEqual(t, probes, 2, "%d requests made %d commits", burst, probes)
 }
