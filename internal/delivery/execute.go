@@ -100,7 +100,7 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 		release, err := gate.Acquire(ctx)
 		var hold *limit.Hold
 		if errors.As(err, &hold) {
-			x.hold(context.WithoutCancel(ctx), token, c, step, run, hold)
+			x.hold(ctx, token, c, step, run, hold)
 			return
 		}
 		if err != nil {
@@ -120,7 +120,7 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 		if fp != nil {
 			if err := x.cfg.Store.SaveFingerprint(ctx, *fp); err != nil {
 				release(limit.Refused, 0)
-				x.hold(context.WithoutCancel(ctx), token, c, step, run, &limit.Hold{Until: x.cfg.NowFunc().Add(time.Second), Reason: "fingerprint not saved: " + err.Error()})
+				x.hold(ctx, token, c, step, run, &limit.Hold{Until: x.cfg.NowFunc().Add(time.Second), Reason: "fingerprint not saved: " + err.Error()})
 				return
 			}
 		}
@@ -468,15 +468,8 @@ func (x *Executor) die(ctx context.Context, token string, c store.ClaimedRun, st
 // it and reports it. It returns false if the run must stop here: the lease
 // was lost (another worker owns the run now) or the store failed (the lease
 // will expire and the step will be retried with the same idempotency key).
-//
-// The result is submitted without ctx's cancellation (each commit is bounded
-// by CommitTimeout): a step's context ends with the shutdown grace, and a
-// result submitted as it ends would be given up on while its commit is
-// queued or in flight, and that commit cancelled when the committer stops,
-// leaving the run leased, its attempt unrecorded and a dead letter
-// unalerted.
 func (x *Executor) finish(ctx context.Context, c store.ClaimedRun, step *flow.Step, p store.FinishParams, wait time.Duration, cause error) bool {
-	err := x.submit(context.WithoutCancel(ctx), p)
+	err := x.submit(ctx, p)
 	a := p.Attempt
 	x.traceAttempt(ctx, p, wait, cause, err)
 	attrs := []any{
@@ -566,15 +559,20 @@ func (x *Executor) refused(ctx context.Context, c store.ClaimedRun, step *flow.S
 // would only record the attempt twice and find the lease gone (taking the
 // run's end for a lease lost to another worker: no dead-letter alert, no
 // metrics).
+//
+// The result is submitted without ctx's cancellation (each commit is bounded
+// by CommitTimeout): a step's context ends with the shutdown grace, and a
+// result submitted as it ends would be given up on while its commit is
+// queued or in flight, and that commit cancelled when the committer stops,
+// leaving the run leased, its attempt unrecorded and a dead letter
+// unalerted (or a hold unstored: the run leased, held by no one, until its
+// lease expires).
 func (x *Executor) submit(ctx context.Context, p store.FinishParams) error {
+	ctx = context.WithoutCancel(ctx)
 	var err error
 	for i, wait := range []time.Duration{0, 100 * time.Millisecond, 500 * time.Millisecond, 2 * time.Second} {
 		if wait > 0 {
-			select {
-			case <-time.After(wait):
-			case <-ctx.Done():
-				return errors.Join(err, ctx.Err())
-			}
+			time.Sleep(wait)
 			if x.applied(ctx, p) {
 				return nil
 			}
@@ -633,9 +631,7 @@ func (x *Executor) interrupted(ctx context.Context, token string, c store.Claime
 	if ctx.Err() == nil {
 		return false
 	}
-	// Not cancelled: the hold must be stored, or the run would stay
-	// leased, held by no one, until its lease expires.
-	x.hold(context.WithoutCancel(ctx), token, c, step, run, &limit.Hold{Until: x.cfg.NowFunc(), Reason: "interrupted by shutdown"})
+	x.hold(ctx, token, c, step, run, &limit.Hold{Until: x.cfg.NowFunc(), Reason: "interrupted by shutdown"})
 	return true
 }
 
