@@ -30,13 +30,13 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 	defer tracing.EndRun(ctx)
 	f, ok := x.cfg.Plan.Flows[run.Flow]
 	if !ok {
-		x.dead(ctx, token, c, nil, attemptOf(run, nil, x.cfg.NowFunc()), fmt.Errorf("flow %q is not in the config any more", run.Flow))
+		x.dead(ctx, token, c, attemptOf(run, nil, x.cfg.NowFunc()), fmt.Errorf("flow %q is not in the config any more", run.Flow))
 		return
 	}
 	if run.Step >= len(f.Steps) || f.Steps[run.Step].ID != run.StepID {
 		// The config changed under a run in progress: resuming at the same
 		// index would run another step than the one it stopped at.
-		x.dead(ctx, token, c, nil, attemptOf(run, nil, x.cfg.NowFunc()),
+		x.dead(ctx, token, c, attemptOf(run, nil, x.cfg.NowFunc()),
 			fmt.Errorf("flow %q changed since this run started: step %q is no longer step %d; replay the event to run the new flow", run.Flow, run.StepID, run.Step+1))
 		return
 	}
@@ -49,7 +49,7 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 	}
 	payload, err := transform.Decode(c.Event.Payload)
 	if err != nil {
-		x.dead(ctx, token, c, nil, attemptOf(run, nil, x.cfg.NowFunc()), fmt.Errorf("decode stored payload: %w", err))
+		x.dead(ctx, token, c, attemptOf(run, nil, x.cfg.NowFunc()), fmt.Errorf("decode stored payload: %w", err))
 		return
 	}
 	event := map[string]any{
@@ -61,7 +61,7 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 		v, err := transform.Decode(o.Output)
 		if err != nil {
 			// Later steps would read null where a value was: stop here.
-			x.dead(ctx, token, c, nil, attemptOf(run, nil, x.cfg.NowFunc()), fmt.Errorf("decode checkpoint of step %q: %w", o.StepID, err))
+			x.dead(ctx, token, c, attemptOf(run, nil, x.cfg.NowFunc()), fmt.Errorf("decode checkpoint of step %q: %w", o.StepID, err))
 			return
 		}
 		steps[o.StepID] = v
@@ -73,7 +73,7 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 		// The engine already evaluated the condition; it is only repeated
 		// here to dead-letter a run whose condition failed to evaluate.
 		if _, err := f.When.Eval(ctx, payload); err != nil {
-			x.evalFailed(ctx, token, c, f.Steps[run.Step], nil, run, attemptOf(run, nil, x.cfg.NowFunc()), fmt.Errorf("when: %w", err))
+			x.evalFailed(ctx, token, c, f.Steps[run.Step], run, attemptOf(run, nil, x.cfg.NowFunc()), fmt.Errorf("when: %w", err))
 			return
 		}
 	}
@@ -85,14 +85,14 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 		if step.Input != nil {
 			v, err := step.Input.Eval(ctx, payload, steps, event)
 			if err != nil {
-				x.evalFailed(ctx, token, c, step, step, run, a, fmt.Errorf("map inputs: %w", err))
+				x.evalFailed(ctx, token, c, step, run, a, fmt.Errorf("map inputs: %w", err))
 				return
 			}
 			input, _ = v.(map[string]any)
 		}
 		key := IdempotencyKey(c.Event.Source, c.Event.Key, run.Flow, step.ID, run.Generation)
 		if err := x.hopLimit(c, step); err != nil {
-			x.dead(ctx, token, c, step, a, err)
+			x.dead(ctx, token, c, a, err)
 			return
 		}
 		write := writeStep{step: step, key: key, input: input, payload: payload, steps: steps, event: event}
@@ -114,7 +114,7 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 		fp, err := x.fingerprint(ctx, c, write, x.cfg.NowFunc())
 		if err != nil {
 			release(limit.Refused, 0)
-			x.evalFailed(ctx, token, c, step, step, run, a, fmt.Errorf("fingerprint the write: %w", err))
+			x.evalFailed(ctx, token, c, step, run, a, fmt.Errorf("fingerprint the write: %w", err))
 			return
 		}
 		if fp != nil {
@@ -141,7 +141,7 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 			release(limit.Refused, 0)
 			x.cfg.Logger.Error("step panicked", "run_id", run.ID, "flow", run.Flow, "step", step.ID,
 				"system", step.System, "panic", fmt.Sprint(p.value), "stack", string(p.stack))
-			x.dead(actx, token, c, step, a, callErr)
+			x.dead(actx, token, c, a, callErr)
 			return
 		}
 		if ctx.Err() != nil {
@@ -217,7 +217,7 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 				// encoding less per run.
 				out, err := json.Marshal(res.Output)
 				if err != nil {
-					x.dead(actx, token, c, step, a, fmt.Errorf("encode output: %w", err))
+					x.dead(actx, token, c, a, fmt.Errorf("encode output: %w", err))
 					return
 				}
 				p.Output = out
@@ -242,7 +242,7 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 			default:
 				p.State, p.StepID = store.RunRunning, f.Steps[next].ID
 			}
-			if !x.finish(actx, c, step, p, 0, nil) || stopping {
+			if !x.finish(actx, c, p, 0, nil) || stopping {
 				return
 			}
 			steps[step.ID] = res.Output
@@ -260,48 +260,47 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 			if fp != nil {
 				drop = fp.ID
 			}
-			x.die(actx, token, c, step, a, callErr, drop)
+			x.die(actx, token, c, a, callErr, drop)
 			return
 		}
-		x.retry(actx, token, c, step, step.Retry, run, a, callErr, now)
+		x.retry(actx, token, c, step.Retry, run, a, callErr, now)
 		return
 	}
 }
 
 // retry records a failed attempt and schedules the run's next one after the
 // policy's back-off, or dead-letters the run once its attempts are spent.
-// step is nil for a failure before any step (the flow's when:).
-func (x *Executor) retry(ctx context.Context, token string, c store.ClaimedRun, step *flow.Step, policy flow.RetryPolicy, run store.Run, a store.Attempt, cause error, now time.Time) {
+func (x *Executor) retry(ctx context.Context, token string, c store.ClaimedRun, policy flow.RetryPolicy, run store.Run, a store.Attempt, cause error, now time.Time) {
 	if run.Attempt >= policy.Attempts {
-		x.dead(ctx, token, c, step, a, fmt.Errorf("gave up after %d attempts: %w", run.Attempt, cause))
+		x.dead(ctx, token, c, a, fmt.Errorf("gave up after %d attempts: %w", run.Attempt, cause))
 		return
 	}
 	ra, hasRA := connector.RetryAfterOf(cause)
 	wait := Backoff(policy, run.Attempt, ra, hasRA, x.cfg.RandN)
 	a.Outcome = store.AttemptRetry
-	x.finish(ctx, c, step, store.FinishParams{
+	x.finish(ctx, c, store.FinishParams{
 		RunID: run.ID, Token: token, Now: now, Attempt: a,
 		State: store.RunRetrying, Step: run.Step, StepID: a.StepID, RunAttempt: run.Attempt,
 		DueAt: now.Add(wait), LastError: cause.Error(),
 	}, wait, cause)
 }
 
-// evalFailed ends a run whose jq failed before the call of cur, the step it
-// is at (step: the same, or nil for the flow's when:). Cut off by the end
-// of the shutdown grace, the run is handed back untried. An error in the
-// expression or the data would fail the same way again: the run is
-// dead-lettered with it. An evaluation cut off by jq's time limit is a
-// starved CPU, not the data: the run is retried like a failed call (cur's
-// back-off, dead-lettered once its attempts are spent).
-func (x *Executor) evalFailed(ctx context.Context, token string, c store.ClaimedRun, cur, step *flow.Step, run store.Run, a store.Attempt, cause error) {
-	if x.interrupted(ctx, token, c, cur, run) {
+// evalFailed ends a run whose jq failed before the call of step, the step
+// it is at (for the flow's when:, the first, and a names no system). Cut
+// off by the end of the shutdown grace, the run is handed back untried. An
+// error in the expression or the data would fail the same way again: the
+// run is dead-lettered with it. An evaluation cut off by jq's time limit is
+// a starved CPU, not the data: the run is retried like a failed call
+// (step's back-off, dead-lettered once its attempts are spent).
+func (x *Executor) evalFailed(ctx context.Context, token string, c store.ClaimedRun, step *flow.Step, run store.Run, a store.Attempt, cause error) {
+	if x.interrupted(ctx, token, c, step, run) {
 		return
 	}
 	if !transform.CutOff(ctx, cause) {
-		x.dead(ctx, token, c, step, a, cause)
+		x.dead(ctx, token, c, a, cause)
 		return
 	}
-	x.retry(ctx, token, c, step, cur.Retry, run, a, cause, x.cfg.NowFunc())
+	x.retry(ctx, token, c, step.Retry, run, a, cause, x.cfg.NowFunc())
 }
 
 // overLimit dead-letters, without calling anything, a run claimed past its
@@ -378,7 +377,7 @@ func (x *Executor) overLimit(ctx context.Context, token string, c store.ClaimedR
 		cause = fmt.Errorf("attempt %d was lost with its worker (the node stopped or crashed during the step, was cut off from the database for a whole lease, or could not store its result), and %d attempts have been started while the step's retry policy now allows %d; not tried again: if this run crashes the node, fix that before retrying it",
 			a.Number, made, limit)
 	}
-	x.dead(ctx, token, c, step, a, cause)
+	x.dead(ctx, token, c, a, cause)
 	return true
 }
 
@@ -438,13 +437,13 @@ func callStep(ctx context.Context, step *flow.Step, req connector.Request) (res 
 
 // dead records the final attempt, moves the run to dead and tells the
 // notifier.
-func (x *Executor) dead(ctx context.Context, token string, c store.ClaimedRun, step *flow.Step, a store.Attempt, cause error) {
-	x.die(ctx, token, c, step, a, cause, "")
+func (x *Executor) dead(ctx context.Context, token string, c store.ClaimedRun, a store.Attempt, cause error) {
+	x.die(ctx, token, c, a, cause, "")
 }
 
 // die is dead that also deletes the fingerprint dropFingerprint (when not
 // empty) in the same transaction.
-func (x *Executor) die(ctx context.Context, token string, c store.ClaimedRun, step *flow.Step, a store.Attempt, cause error, dropFingerprint string) {
+func (x *Executor) die(ctx context.Context, token string, c store.ClaimedRun, a store.Attempt, cause error, dropFingerprint string) {
 	now := x.cfg.NowFunc()
 	a.Outcome = store.AttemptDead
 	a.Error = cause.Error()
@@ -453,7 +452,7 @@ func (x *Executor) die(ctx context.Context, token string, c store.ClaimedRun, st
 		State: store.RunDead, Step: a.StepIndex, StepID: a.StepID, RunAttempt: a.Number, DueAt: now,
 		LastError: cause.Error(), DropFingerprint: dropFingerprint,
 	}
-	if !x.finish(ctx, c, step, p, 0, cause) {
+	if !x.finish(ctx, c, p, 0, cause) {
 		return
 	}
 	if x.cfg.Notifier != nil {
@@ -468,7 +467,7 @@ func (x *Executor) die(ctx context.Context, token string, c store.ClaimedRun, st
 // it and reports it. It returns false if the run must stop here: the lease
 // was lost (another worker owns the run now) or the store failed (the lease
 // will expire and the step will be retried with the same idempotency key).
-func (x *Executor) finish(ctx context.Context, c store.ClaimedRun, step *flow.Step, p store.FinishParams, wait time.Duration, cause error) bool {
+func (x *Executor) finish(ctx context.Context, c store.ClaimedRun, p store.FinishParams, wait time.Duration, cause error) bool {
 	err := x.submit(ctx, p)
 	a := p.Attempt
 	x.traceAttempt(ctx, p, wait, cause, err)
@@ -494,7 +493,7 @@ func (x *Executor) finish(ctx context.Context, c store.ClaimedRun, step *flow.St
 		return false
 	case store.IsRefused(err) && !errors.As(cause, new(refusedResult)):
 		x.cfg.Logger.Error("attempt result refused by the database; dead-lettering the run", append(attrs, "store_error", err.Error())...)
-		x.refused(ctx, c, step, p, err)
+		x.refused(ctx, c, p, err)
 		return false
 	case err != nil:
 		x.cfg.Logger.Error("attempt result not stored; the run will be retried when its lease expires",
@@ -537,9 +536,9 @@ func (e refusedResult) Error() string { return e.msg }
 // run is dead-lettered instead (notified, counted and logged as any dead
 // letter), with an attempt record in our own words only: the refused value
 // may be in any part of the result.
-func (x *Executor) refused(ctx context.Context, c store.ClaimedRun, step *flow.Step, p store.FinishParams, stored error) {
+func (x *Executor) refused(ctx context.Context, c store.ClaimedRun, p store.FinishParams, stored error) {
 	a := p.Attempt
-	x.die(ctx, p.Token, c, step, store.Attempt{
+	x.die(ctx, p.Token, c, store.Attempt{
 		StepIndex: a.StepIndex, StepID: a.StepID, System: a.System, Number: a.Number,
 		Status: a.Status, Duration: a.Duration, StartedAt: a.StartedAt,
 	}, refusedResult{fmt.Sprintf("the database refused the result of attempt %d of step %q (%v): the call to %s was made; check it there before replaying",
