@@ -144,8 +144,10 @@ func NewGates(plan *flow.Plan, nowFunc func() time.Time) map[string]*limit.Gate 
 type Executor struct {
 	cfg  Config
 	wake chan struct{}
-	// cycles commits attempt results and claims together (see cycle).
-	cycles *batch.Committer[cycle, cycleResult]
+	// cycles commits attempt results and claims together (see cycle). An
+	// item's result is its own fate: nil or ErrLeaseLost (nil for a claim,
+	// whose runs travel in its ticket).
+	cycles *batch.Committer[cycle, error]
 	// gates guard each system's rate, concurrency and circuit; built once.
 	gates    map[string]*limit.Gate
 	node     string
@@ -208,12 +210,6 @@ type cycle struct {
 	ticket *claimTicket
 }
 
-// cycleResult is a result's fate: nil or ErrLeaseLost. (A claim's runs
-// travel in its ticket.)
-type cycleResult struct {
-	err error
-}
-
 // claimTicket settles the race between a commit and the claim loop giving
 // up on its claim (the shutdown grace is over, the store is too slow):
 // exactly one of them decides what happens to the claim's runs.
@@ -269,7 +265,7 @@ func (t *claimTicket) collect() (claimed []store.ClaimedRun, limit int, ok bool)
 }
 
 // commit applies one batch of cycles in one transaction.
-func (x *Executor) commit(ctx context.Context, items []cycle) ([]cycleResult, error) {
+func (x *Executor) commit(ctx context.Context, items []cycle) ([]error, error) {
 	ps := make([]store.FinishParams, 0, len(items))
 	var claim *store.ClaimParams
 	var ticket *claimTicket
@@ -310,7 +306,7 @@ func (x *Executor) commit(ctx context.Context, items []cycle) ([]cycleResult, er
 		claim = &c
 	}
 	if len(ps) == 0 && claim == nil {
-		return make([]cycleResult, len(items)), nil // only a claim given up on
+		return make([]error, len(items)), nil // only a claim given up on
 	}
 	errs, claimed, err := x.cfg.Store.FinishAndClaim(ctx, ps, claim)
 	if err != nil {
@@ -319,15 +315,13 @@ func (x *Executor) commit(ctx context.Context, items []cycle) ([]cycleResult, er
 	if ticket != nil && !ticket.deliver(claimed, claim.Limit) {
 		x.handBack(ctx, claim.Token, claimed)
 	}
-	out := make([]cycleResult, 0, len(items))
+	out := make([]error, len(items))
 	j := 0
-	for _, it := range items {
-		var r cycleResult
+	for i, it := range items {
 		if it.claim == nil {
-			r.err = errs[j]
+			out[i] = errs[j]
 			j++
 		}
-		out = append(out, r)
 	}
 	return out, nil
 }

@@ -576,10 +576,10 @@ func (x *Executor) submit(ctx context.Context, p store.FinishParams) error {
 				return nil
 			}
 		}
-		var res cycleResult
-		res, err = x.cycles.Submit(ctx, cycle{finish: p})
+		var stored error
+		stored, err = x.cycles.Submit(ctx, cycle{finish: p})
 		if err == nil {
-			return res.err
+			return stored
 		}
 		if store.IsRefused(err) {
 			return err
