@@ -341,17 +341,14 @@ func (x *Executor) handBack(ctx context.Context, token string, claimed []store.C
 	now := x.cfg.NowFunc()
 	ps := make([]store.FinishParams, 0, len(claimed))
 	for _, c := range claimed {
-		r := c.Run
-		state := store.RunPending
-		if r.Attempt > 1 {
-			state = store.RunRetrying
+		// As it was before the claim: pending if no attempt had counted
+		// yet, and its last error kept.
+		p := untried(c.Run, token, now)
+		p.State, p.DueAt, p.LastError = store.RunPending, now, c.Run.LastError
+		if c.Run.Attempt > 1 {
+			p.State = store.RunRetrying
 		}
-		ps = append(ps, store.FinishParams{
-			RunID: r.ID, Token: token, Now: now, Hold: true,
-			Attempt: store.Attempt{StepIndex: r.Step, StepID: r.StepID},
-			State:   state, Step: r.Step, StepID: r.StepID, RunAttempt: r.Attempt - 1,
-			DueAt: now, LastError: r.LastError,
-		})
+		ps = append(ps, p)
 	}
 	errs, err := store.FinishAttempts(ctx, x.cfg.Store, ps)
 	if err != nil {

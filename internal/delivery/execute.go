@@ -246,7 +246,8 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 				return
 			}
 			steps[step.ID] = res.Output
-			run.Step, run.Attempt = next, 1
+			// run says what the store does now (untried reads its step).
+			run.Step, run.StepID, run.Attempt = next, p.StepID, 1
 			continue
 		}
 
@@ -638,13 +639,10 @@ func (x *Executor) interrupted(ctx context.Context, token string, c store.Claime
 // attempt: it was not tried (its system's circuit is open, its credentials
 // were refused, or its rate limit would keep the worker waiting).
 func (x *Executor) hold(ctx context.Context, token string, c store.ClaimedRun, step *flow.Step, run store.Run, h *limit.Hold) {
-	now := x.cfg.NowFunc()
-	p := store.FinishParams{
-		RunID: run.ID, Token: token, Now: now, Hold: true, HeldFor: step.System,
-		Attempt: store.Attempt{StepIndex: run.Step, StepID: step.ID, System: step.System},
-		State:   store.RunRetrying, Step: run.Step, StepID: step.ID, RunAttempt: max(run.Attempt-1, 0),
-		DueAt: h.Until, LastError: h.Reason,
-	}
+	p := untried(run, token, x.cfg.NowFunc())
+	// Retrying and naming its system: WakeHeld makes it due at once when
+	// the system is resumed.
+	p.State, p.HeldFor, p.DueAt, p.LastError = store.RunRetrying, step.System, h.Until, h.Reason
 	err := x.submit(ctx, p)
 	tracing.Held(ctx, h.Reason)
 	if err != nil {
@@ -653,6 +651,17 @@ func (x *Executor) hold(ctx context.Context, token string, c store.ClaimedRun, s
 	}
 	x.cfg.Logger.Info("run held", "run_id", run.ID, "event_id", c.Event.ID, "flow", run.Flow, "step", step.ID,
 		"system", step.System, "until", h.Until, "reason", h.Reason)
+}
+
+// untried returns the params that put a claimed run back at its step
+// without recording an attempt, the claim's count undone: it was not
+// tried. The caller sets the run's state, when it is due and its last
+// error.
+func untried(run store.Run, token string, now time.Time) store.FinishParams {
+	return store.FinishParams{
+		RunID: run.ID, Token: token, Now: now, Hold: true,
+		Step: run.Step, StepID: run.StepID, RunAttempt: max(run.Attempt-1, 0),
+	}
 }
 
 func attemptOf(run store.Run, step *flow.Step, started time.Time) store.Attempt {
