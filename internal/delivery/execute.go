@@ -126,7 +126,6 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 		}
 		started = x.cfg.NowFunc()
 		a.StartedAt = started
-		wasPaused := gate.State().Paused // this call is the probe
 		// From here to the end of this step, actx holds the attempt's span:
 		// the call carries its traceparent and finish ends it.
 		actx := x.cfg.Tracer.StartAttempt(ctx, tracing.Attempt{
@@ -153,10 +152,10 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 			return
 		}
 		outcome, retryAfter := connector.GateOutcome(res.Status, callErr)
-		release(outcome, retryAfter)
-		// Only when the success lifted the pause here: an operator's pause
-		// (applied while this call was in flight) stays until resumed.
-		if wasPaused && outcome == limit.Succeeded && !gate.State().Paused {
+		// Only when this success lifted the pause here (the probe's, as a
+		// rule): an operator's pause, applied while this call was in
+		// flight, stays until resumed.
+		if release(outcome, retryAfter) {
 			// Not an operator's pause: this node may not have seen one
 			// applied since this call began (pauses sync every 2 s).
 			resumed, err := x.cfg.Store.ResumeCredentialPause(ctx, step.System)
@@ -168,7 +167,7 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 				if err != nil {
 					x.cfg.Logger.Warn("wake runs held for a resumed system; they go at their next check", "system", step.System, "error", err)
 				}
-				x.cfg.Logger.Info("system resumed: a probe succeeded", "system", step.System, "woken_runs", n)
+				x.cfg.Logger.Info("system resumed: a call to it succeeded", "system", step.System, "woken_runs", n)
 				if n, ok := x.cfg.Notifier.(SystemNotifier); ok {
 					n.SystemResumed(step.System)
 				}

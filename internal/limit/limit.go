@@ -137,8 +137,13 @@ func New(name string, cfg Config, nowFunc func() time.Time) *Gate {
 // error when the run should go back to the queue instead (circuit open,
 // credentials refused, a 429 back-off or a long rate-limit wait), or the
 // context's error. On success the caller makes its call and then calls
-// done with the outcome.
-func (g *Gate) Acquire(ctx context.Context) (done func(Outcome, time.Duration), err error) {
+// done with the outcome. done reports whether that outcome lifted the
+// system's pause: a success while its credentials were refused (the
+// probe's, or a call's admitted before the refusal). An operator's pause
+// is lifted only by Resume. Reading the state before and after the call
+// instead would race with Pause and Resume (another node's pause, an
+// operator's resume) applied in between.
+func (g *Gate) Acquire(ctx context.Context) (done func(Outcome, time.Duration) (resumed bool), err error) {
 	h, probe := g.admit()
 	if h != nil {
 		return nil, h
@@ -169,11 +174,11 @@ func (g *Gate) Acquire(ctx context.Context) (done func(Outcome, time.Duration), 
 			return nil, ctx.Err()
 		}
 	}
-	return func(o Outcome, retryAfter time.Duration) {
+	return func(o Outcome, retryAfter time.Duration) bool {
 		if g.slots != nil {
 			<-g.slots
 		}
-		g.record(o, retryAfter, probe)
+		return g.record(o, retryAfter, probe)
 	}, nil
 }
 
@@ -226,10 +231,11 @@ func (g *Gate) endProbe(probe bool) {
 	g.mu.Unlock()
 }
 
-// record updates the gate's state with a call's outcome. Only the probe's
-// own end clears probing: a call admitted before the circuit opened that
-// ends while the probe is in flight must not let a second probe through.
-func (g *Gate) record(o Outcome, retryAfter time.Duration, probe bool) {
+// record updates the gate's state with a call's outcome and reports
+// whether it lifted the pause. Only the probe's own end clears probing: a
+// call admitted before the circuit opened that ends while the probe is in
+// flight must not let a second probe through.
+func (g *Gate) record(o Outcome, retryAfter time.Duration, probe bool) (resumed bool) {
 	now := g.nowFunc()
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -242,8 +248,8 @@ func (g *Gate) record(o Outcome, retryAfter time.Duration, probe bool) {
 		// A success shows the credentials work; it does not lift an
 		// operator's pause (a call admitted before it, or the probe of
 		// a credential pause it replaced): only Resume does.
-		if !g.noProbe {
-			g.paused = false
+		if g.paused && !g.noProbe {
+			g.paused, resumed = false, true
 		}
 		g.recover()
 	case Refused:
@@ -265,6 +271,7 @@ func (g *Gate) record(o Outcome, retryAfter time.Duration, probe bool) {
 		g.paused = true
 		g.pausedUntil = now.Add(g.cfg.AuthProbeEvery)
 	}
+	return resumed
 }
 
 // slowDown halves the effective rate (to a floor of a tenth of the

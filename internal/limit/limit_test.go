@@ -31,7 +31,7 @@ func requireHold(t *testing.T, g *limit.Gate) *limit.Hold {
 	return h
 }
 
-func requireAdmit(t *testing.T, g *limit.Gate) func(limit.Outcome, time.Duration) {
+func requireAdmit(t *testing.T, g *limit.Gate) func(limit.Outcome, time.Duration) bool {
 	t.Helper()
 	done, err := g.Acquire(t.Context())
 	require.NoError(t, err)
@@ -247,4 +247,91 @@ func TestSuccessKeepsOperatorPause(t *testing.T) {
 	requireHold(t, p)
 	p.Resume()
 	requireAdmit(t, p)(limit.Succeeded, 0)
+}
+
+// TestDoneReportsResume: done reports whether the call's outcome lifted
+// the system's pause, so the caller can lift it on every node. A resume
+// or an operator's pause applied while the call was in flight is not
+// taken for this call's doing.
+func TestDoneReportsResume(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name string
+		// call returns the call in flight, set up on the gate.
+		call       func(t *testing.T, c *clock, g *limit.Gate) func(limit.Outcome, time.Duration) bool
+		outcome    limit.Outcome
+		want       bool
+		wantPaused bool
+	}{
+		{
+			name:    "a probe's success lifts a credential pause",
+			call:    probe,
+			outcome: limit.Succeeded, want: true, wantPaused: false,
+		},
+		{
+			name:    "a probe's refusal keeps it",
+			call:    probe,
+			outcome: limit.Unauthorized, want: false, wantPaused: true,
+		},
+		{
+			name: "a success admitted before the refusal lifts it (the credentials work)",
+			call: func(t *testing.T, _ *clock, g *limit.Gate) func(limit.Outcome, time.Duration) bool {
+				call := requireAdmit(t, g)
+				requireAdmit(t, g)(limit.Unauthorized, 0)
+				return call
+			},
+			outcome: limit.Succeeded, want: true, wantPaused: false,
+		},
+		{
+			name: "a probe's success keeps an operator's pause applied meanwhile",
+			call: func(t *testing.T, c *clock, g *limit.Gate) func(limit.Outcome, time.Duration) bool {
+				call := probe(t, c, g)
+				g.Pause(false)
+				return call
+			},
+			outcome: limit.Succeeded, want: false, wantPaused: true,
+		},
+		{
+			name: "a probe's success after a resume meanwhile lifts nothing",
+			call: func(t *testing.T, c *clock, g *limit.Gate) func(limit.Outcome, time.Duration) bool {
+				call := probe(t, c, g)
+				g.Resume()
+				return call
+			},
+			outcome: limit.Succeeded, want: false, wantPaused: false,
+		},
+		{
+			name: "a success while not paused",
+			call: func(t *testing.T, _ *clock, g *limit.Gate) func(limit.Outcome, time.Duration) bool {
+				return requireAdmit(t, g)
+			},
+			outcome: limit.Succeeded, want: false, wantPaused: false,
+		},
+		{
+			name: "a probe's success closing the circuit (not a pause)",
+			call: func(t *testing.T, c *clock, g *limit.Gate) func(limit.Outcome, time.Duration) bool {
+				requireAdmit(t, g)(limit.Failed, 0)
+				c.Add(30 * time.Second)
+				return requireAdmit(t, g)
+			},
+			outcome: limit.Succeeded, want: false, wantPaused: false,
+		},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := newClock()
+			g := limit.New("crm", limit.Config{AuthProbeEvery: time.Minute, CircuitFailures: 1, CircuitCooldown: 30 * time.Second}, c.Now)
+			done := tt.call(t, c, g)
+			require.Equal(t, tt.want, done(tt.outcome, 0))
+			require.Equal(t, tt.wantPaused, g.State().Paused)
+		})
+	}
+}
+
+// probe pauses g as if its credentials were refused and admits the probe.
+func probe(t *testing.T, c *clock, g *limit.Gate) func(limit.Outcome, time.Duration) bool {
+	t.Helper()
+	requireAdmit(t, g)(limit.Unauthorized, 0)
+	c.Add(time.Minute)
+	return requireAdmit(t, g)
 }

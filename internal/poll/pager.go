@@ -238,7 +238,7 @@ func splitLinks(s string) []string {
 func (p *Poller) fetch(ctx context.Context, l *flow.Listing, req request) (connector.FetchResponse, error) {
 	gate := p.cfg.Gates[l.System]
 	for attempt := 1; ; attempt++ {
-		var done func(limit.Outcome, time.Duration)
+		var done func(limit.Outcome, time.Duration) bool
 		if gate != nil {
 			var err error
 			done, err = gate.Acquire(ctx)
