@@ -1,6 +1,7 @@
 package delivery_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -15,18 +16,8 @@ func TestHoldAtLaterStep(t *testing.T) {
 	t.Parallel()
 	// One token a few seconds: step one takes it, step two would wait
 	// longer than a worker waits in place.
-	b := setup(t, `
-version: 1
-systems: { sys: { kind: fake, rate_limit: { per_second: 0.2 } } }
-sources: { src: { webhook: {} } }
-flows:
-  f:
-    on: src
-    steps:
-      - { id: one, do: sys.first, with: { value: .n } }
-      - { id: two, do: sys.second, with: { value: .n } }
-`)
-	b.sys["first"].do = ok(nil)
+	b := setup(t, strings.Replace(twoSteps, "kind: fake", "kind: fake, rate_limit: { per_second: 0.2 }", 1))
+	b.sys["first"].do = ok(map[string]any{"id": 1})
 	b.sys["second"].do = ok(nil)
 	b.insert(t, "k1", `{"n": 1}`)
 	runs := b.runUntil(t, func(runs []store.Run) bool { return runs[0].State == store.RunRetrying })
