@@ -255,61 +255,52 @@ func TestSuccessKeepsOperatorPause(t *testing.T) {
 // taken for this call's doing.
 func TestDoneReportsResume(t *testing.T) {
 	t.Parallel()
+	type call = func(limit.Outcome, time.Duration) bool
 	for _, tt := range []struct {
 		name string
-		// call returns the call in flight, set up on the gate.
-		call       func(t *testing.T, c *clock, g *limit.Gate) func(limit.Outcome, time.Duration) bool
+		// admit sets the gate up and admits the call.
+		admit func(t *testing.T, c *clock, g *limit.Gate) call
+		// meanwhile, when set, happens while the call is in flight.
+		meanwhile  func(g *limit.Gate)
 		outcome    limit.Outcome
 		want       bool
 		wantPaused bool
 	}{
 		{
-			name:    "a probe's success lifts a credential pause",
-			call:    probe,
-			outcome: limit.Succeeded, want: true, wantPaused: false,
+			name:  "a probe's success lifts a credential pause",
+			admit: probe, outcome: limit.Succeeded, want: true, wantPaused: false,
 		},
 		{
-			name:    "a probe's refusal keeps it",
-			call:    probe,
-			outcome: limit.Unauthorized, want: false, wantPaused: true,
+			name:  "a probe's refusal keeps it",
+			admit: probe, outcome: limit.Unauthorized, want: false, wantPaused: true,
 		},
 		{
 			name: "a success admitted before the refusal lifts it (the credentials work)",
-			call: func(t *testing.T, _ *clock, g *limit.Gate) func(limit.Outcome, time.Duration) bool {
-				call := requireAdmit(t, g)
+			admit: func(t *testing.T, _ *clock, g *limit.Gate) call {
+				early := requireAdmit(t, g)
 				requireAdmit(t, g)(limit.Unauthorized, 0)
-				return call
+				return early
 			},
 			outcome: limit.Succeeded, want: true, wantPaused: false,
 		},
 		{
-			name: "a probe's success keeps an operator's pause applied meanwhile",
-			call: func(t *testing.T, c *clock, g *limit.Gate) func(limit.Outcome, time.Duration) bool {
-				call := probe(t, c, g)
-				g.Pause(false)
-				return call
-			},
+			name:  "a probe's success keeps an operator's pause applied meanwhile",
+			admit: probe, meanwhile: func(g *limit.Gate) { g.Pause(false) },
 			outcome: limit.Succeeded, want: false, wantPaused: true,
 		},
 		{
-			name: "a probe's success after a resume meanwhile lifts nothing",
-			call: func(t *testing.T, c *clock, g *limit.Gate) func(limit.Outcome, time.Duration) bool {
-				call := probe(t, c, g)
-				g.Resume()
-				return call
-			},
+			name:  "a probe's success after a resume meanwhile lifts nothing",
+			admit: probe, meanwhile: (*limit.Gate).Resume,
 			outcome: limit.Succeeded, want: false, wantPaused: false,
 		},
 		{
-			name: "a success while not paused",
-			call: func(t *testing.T, _ *clock, g *limit.Gate) func(limit.Outcome, time.Duration) bool {
-				return requireAdmit(t, g)
-			},
+			name:    "a success while not paused",
+			admit:   func(t *testing.T, _ *clock, g *limit.Gate) call { return requireAdmit(t, g) },
 			outcome: limit.Succeeded, want: false, wantPaused: false,
 		},
 		{
 			name: "a probe's success closing the circuit (not a pause)",
-			call: func(t *testing.T, c *clock, g *limit.Gate) func(limit.Outcome, time.Duration) bool {
+			admit: func(t *testing.T, c *clock, g *limit.Gate) call {
 				requireAdmit(t, g)(limit.Failed, 0)
 				c.Add(30 * time.Second)
 				return requireAdmit(t, g)
@@ -321,7 +312,10 @@ func TestDoneReportsResume(t *testing.T) {
 			t.Parallel()
 			c := newClock()
 			g := limit.New("crm", limit.Config{AuthProbeEvery: time.Minute, CircuitFailures: 1, CircuitCooldown: 30 * time.Second}, c.Now)
-			done := tt.call(t, c, g)
+			done := tt.admit(t, c, g)
+			if tt.meanwhile != nil {
+				tt.meanwhile(g)
+			}
 			require.Equal(t, tt.want, done(tt.outcome, 0))
 			require.Equal(t, tt.wantPaused, g.State().Paused)
 		})
