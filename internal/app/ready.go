@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -22,7 +23,10 @@ const readyFresh = time.Second
 
 // readyProbeTimeout bounds a probe, which no request's end cuts short
 // (others may be waiting on it): a store that cannot commit within it is
-// not ready.
+// not ready. The probe's context alone does not bound it: SQLite's store
+// runs a transaction's statements and its commit without one (see
+// sqlite.Store.tx), so a commit stuck in an fsync on a stalled disk would
+// hold every /readyz request, and log nothing, for as long as it lasts.
 const readyProbeTimeout = 10 * time.Second
 
 // unreadyReminder is how often a spell of failed probes is logged again.
@@ -67,9 +71,7 @@ func (rd *readiness) check(ctx context.Context) error {
 	}
 	rd.mu.Unlock()
 	done := rd.group.DoChan("", func() (any, error) {
-		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), readyProbeTimeout)
-		defer cancel()
-		err := rd.probe(pctx)
+		err := rd.run(ctx)
 		rd.record(err)
 		return nil, err
 	})
@@ -78,6 +80,24 @@ func (rd *readiness) check(ctx context.Context) error {
 		return res.Err
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+}
+
+// run probes the store, and gives up on the probe after readyProbeTimeout
+// whether or not it returns by then. (One that does not return, a commit
+// stuck in the kernel, keeps its goroutine and the store's writer until it
+// does; the next probe waits for the writer, and times out, with its
+// context.)
+func (rd *readiness) run(ctx context.Context) error {
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), readyProbeTimeout)
+	defer cancel()
+	res := make(chan error, 1)
+	go func() { res <- rd.probe(pctx) }()
+	select {
+	case err := <-res:
+		return err
+	case <-pctx.Done():
+		return fmt.Errorf("the store did not commit within %s", readyProbeTimeout)
 	}
 }
 
