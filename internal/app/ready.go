@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -51,8 +52,14 @@ type readiness struct {
 	probe func(context.Context) error
 	log   *slog.Logger
 	group singleflight.Group
+	// probes counts the probes in flight. A probe outlives the requests
+	// that wait for it; close waits for it, so that Server.Close does not
+	// close the store under it (a false "cannot take writes" in the log of
+	// every such shutdown, or a commit after the store's lock is let go).
+	probes sync.WaitGroup
 
 	mu       sync.Mutex // guards the fields below
+	closed   bool       // no probe starts once set
 	at       time.Time  // when the last probe ended (zero: none yet)
 	err      error      // its result
 	since    time.Time  // start of the current spell of failures; zero while ready
@@ -71,6 +78,14 @@ func (rd *readiness) check(ctx context.Context) error {
 	}
 	rd.mu.Unlock()
 	done := rd.group.DoChan("", func() (any, error) {
+		rd.mu.Lock()
+		if rd.closed {
+			rd.mu.Unlock()
+			return nil, errReadinessClosed
+		}
+		rd.probes.Add(1) // under mu: never after close's Wait has begun
+		rd.mu.Unlock()
+		defer rd.probes.Done()
 		err := rd.run(ctx)
 		rd.record(err)
 		return nil, err
@@ -99,6 +114,17 @@ func (rd *readiness) run(ctx context.Context) error {
 	case <-pctx.Done():
 		return fmt.Errorf("the store did not commit within %s", readyProbeTimeout)
 	}
+}
+
+var errReadinessClosed = errors.New("the node is shutting down")
+
+// close waits for the probe in flight, if any (at most readyProbeTimeout),
+// and starts no other: the store is closed next.
+func (rd *readiness) close() {
+	rd.mu.Lock()
+	rd.closed = true
+	rd.mu.Unlock()
+	rd.probes.Wait()
 }
 
 func (rd *readiness) record(err error) {

@@ -38,3 +38,43 @@ func TestReadinessGivesUpOnAStuckProbe(t *testing.T) {
 		require.Equal(t, readyFresh+2*readyProbeTimeout, time.Since(start))
 	})
 }
+
+// A probe outlives the requests waiting for it (its result is shared), so
+// Server.Close waits for it before closing the store, and starts no other:
+// a probe running into a closed store logged a false "cannot take writes"
+// at shutdown, or committed after the store's lock was let go.
+func TestReadinessCloseWaitsForTheProbe(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		var logs bytes.Buffer
+		commit := make(chan struct{})
+		var probes, done int
+		rd := &readiness{
+			probe: func(context.Context) error { probes++; <-commit; done++; return nil },
+			log:   slog.New(slog.NewJSONHandler(&logs, nil)),
+		}
+		ctx, leave := context.WithCancel(context.Background())
+		go func() { _ = rd.check(ctx) }()
+		synctest.Wait()
+		leave() // the balancer gives up on the request; its probe goes on
+		synctest.Wait()
+		require.Equal(t, 1, probes)
+
+		closed := make(chan struct{})
+		go func() { rd.close(); close(closed) }()
+		synctest.Wait()
+		select {
+		case <-closed:
+			t.Fatal("close returned while a probe was running")
+		default:
+		}
+		close(commit)
+		<-closed
+		require.Equal(t, 1, done, "the probe ended before close returned")
+
+		time.Sleep(readyFresh)
+		require.ErrorIs(t, rd.check(context.Background()), errReadinessClosed)
+		require.Equal(t, 1, probes, "a probe after close")
+		require.Empty(t, logs.String())
+	})
+}
