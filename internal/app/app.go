@@ -244,6 +244,7 @@ func (s *Server) Registry() *prometheus.Registry { return s.registry }
 // serving (Serve does all three itself when it returns).
 func (s *Server) Close() error {
 	defer s.unlock()
+	s.ready.close()
 	// Bounded: a collector that is down must not hold up the exit; its
 	// spans are lost, and the exporter logs why.
 	ctx, cancel := context.WithTimeout(context.Background(), tracerFlush)

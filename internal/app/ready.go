@@ -2,6 +2,8 @@ package app
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -22,7 +24,10 @@ const readyFresh = time.Second
 
 // readyProbeTimeout bounds a probe, which no request's end cuts short
 // (others may be waiting on it): a store that cannot commit within it is
-// not ready.
+// not ready. The probe's context alone does not bound it: SQLite's store
+// runs a transaction's statements and its commit without one (see
+// sqlite.Store.tx), so a commit stuck in an fsync on a stalled disk would
+// hold every /readyz request, and log nothing, for as long as it lasts.
 const readyProbeTimeout = 10 * time.Second
 
 // unreadyReminder is how often a spell of failed probes is logged again.
@@ -47,8 +52,14 @@ type readiness struct {
 	probe func(context.Context) error
 	log   *slog.Logger
 	group singleflight.Group
+	// probes counts the probes in flight. A probe outlives the requests
+	// that wait for it; close waits for it, so that Server.Close does not
+	// close the store under it (a false "cannot take writes" in the log of
+	// every such shutdown, or a commit after the store's lock is let go).
+	probes sync.WaitGroup
 
 	mu       sync.Mutex // guards the fields below
+	closed   bool       // no probe starts once set
 	at       time.Time  // when the last probe ended (zero: none yet)
 	err      error      // its result
 	since    time.Time  // start of the current spell of failures; zero while ready
@@ -67,9 +78,15 @@ func (rd *readiness) check(ctx context.Context) error {
 	}
 	rd.mu.Unlock()
 	done := rd.group.DoChan("", func() (any, error) {
-		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), readyProbeTimeout)
-		defer cancel()
-		err := rd.probe(pctx)
+		rd.mu.Lock()
+		if rd.closed {
+			rd.mu.Unlock()
+			return nil, errReadinessClosed
+		}
+		rd.probes.Add(1) // under mu: never after close's Wait has begun
+		rd.mu.Unlock()
+		defer rd.probes.Done()
+		err := rd.run(ctx)
 		rd.record(err)
 		return nil, err
 	})
@@ -79,6 +96,35 @@ func (rd *readiness) check(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// run probes the store, and gives up on the probe after readyProbeTimeout
+// whether or not it returns by then. (One that does not return, a commit
+// stuck in the kernel, keeps its goroutine and the store's writer until it
+// does; the next probe waits for the writer, and times out, with its
+// context.)
+func (rd *readiness) run(ctx context.Context) error {
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), readyProbeTimeout)
+	defer cancel()
+	res := make(chan error, 1)
+	go func() { res <- rd.probe(pctx) }()
+	select {
+	case err := <-res:
+		return err
+	case <-pctx.Done():
+		return fmt.Errorf("the store did not commit within %s", readyProbeTimeout)
+	}
+}
+
+var errReadinessClosed = errors.New("the node is shutting down")
+
+// close waits for the probe in flight, if any (at most readyProbeTimeout),
+// and starts no other: the store is closed next.
+func (rd *readiness) close() {
+	rd.mu.Lock()
+	rd.closed = true
+	rd.mu.Unlock()
+	rd.probes.Wait()
 }
 
 func (rd *readiness) record(err error) {
