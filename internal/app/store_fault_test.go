@@ -49,6 +49,13 @@ func TestStoreLockErrors(t *testing.T) {
 	require.NoError(t, os.Symlink(filepath.Join(dir, "sb.db"), link))
 	_, err = app.NewServer(t.Context(), compileWithStore(t, link), app.Options{})
 	require.ErrorContains(t, err, "in use by another switchboard process")
+	// A hard link: its lock file is another, but the store refuses a file
+	// with two names (see sqlite.oneName).
+	hard := filepath.Join(dir, "hard.db")
+	require.NoError(t, os.Link(filepath.Join(dir, "sb.db"), hard))
+	_, err = app.NewServer(t.Context(), compileWithStore(t, hard), app.Options{})
+	require.ErrorContains(t, err, "has 2 names (hard links)")
+	require.NoError(t, os.Remove(hard))
 	// A link to a database not created yet: first started through the
 	// link, then by its real path.
 	fresh := filepath.Join(t.TempDir(), "fresh.db")

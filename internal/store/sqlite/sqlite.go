@@ -51,6 +51,9 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	if path == "" {
 		return nil, errors.New("sqlite: empty path")
 	}
+	if err := oneName(path); err != nil {
+		return nil, err
+	}
 	// wal_autocheckpoint stays at its default (1,000 pages): 10,000 cut the
 	// store benchmark's CPU per event by a sixth, but each checkpoint then
 	// held one group commit for long enough to double the bench's ingest
@@ -125,6 +128,36 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
 	return s, nil
+}
+
+// oneName refuses a database file that has more than one name (hard
+// link). SQLite finds a database's write-ahead log and its index by the
+// name it was opened by (NAME-wal, NAME-shm), so a process that opens the
+// file by another name keeps a log of its own: it does not see the commits
+// in this one's log, and its own commits are lost, or corrupt the file,
+// when the two logs are copied into it (tried: a second process on a hard
+// link saw none of three committed events, and its own commit was gone
+// after both closed). switchboard's lock, also found by name, would not
+// keep a second node off the file either. Locking the file itself would
+// stop a second node, but not a sqlite3 shell, a backup script or a
+// switchboard command opened by the other name, so the file is refused
+// instead, at every open, by every process: the operator, who made the
+// link, removes the names not in the config. (A symbolic link is fine:
+// SQLite follows it, and keeps the log beside the file it leads to.)
+func oneName(path string) error {
+	fi, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // this open creates it
+	}
+	if err != nil {
+		return fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	if n := links(fi); n > 1 {
+		return fmt.Errorf("sqlite: the database file %s has %d names (hard links): a process that opened it by another name "+
+			"would keep another write-ahead log, and commits would be lost; remove the other names "+
+			"(find / -xdev -samefile %s lists them; a symbolic link may stand in for one)", path, n, path)
+	}
+	return nil
 }
 
 // Close closes both connection pools.
