@@ -378,7 +378,9 @@ func (d deadLetters) RunDead(ctx context.Context, r delivery.DeadRun) {
 // lockPath is the lock file of the SQLite store at path: beside the file
 // its path leads to, through symbolic links, so that two processes that
 // reach one database by different names still take the same lock. (A
-// store not created yet has no link to follow.)
+// store not created yet has no link to follow.) A hard link is another
+// name with no link to follow, and so another lock: the store refuses a
+// database file with more than one name instead (see sqlite.Open).
 func lockPath(path string) string {
 	if real, err := filepath.EvalSymlinks(path); err == nil {
 		path = real

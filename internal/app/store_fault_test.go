@@ -49,6 +49,13 @@ func TestStoreLockErrors(t *testing.T) {
 	require.NoError(t, os.Symlink(filepath.Join(dir, "sb.db"), link))
 	_, err = app.NewServer(t.Context(), compileWithStore(t, link), app.Options{})
 	require.ErrorContains(t, err, "in use by another switchboard process")
+	// A hard link: its lock file is another, but the store refuses a file
+	// with two names (see sqlite.oneName).
+	hard := filepath.Join(dir, "hard.db")
+	require.NoError(t, os.Link(filepath.Join(dir, "sb.db"), hard))
+	_, err = app.NewServer(t.Context(), compileWithStore(t, hard), app.Options{})
+	require.ErrorContains(t, err, "has 2 names (hard links)")
+	require.NoError(t, os.Remove(hard))
 	// A link to a database not created yet: first started through the
 	// link, then by its real path.
 	fresh := filepath.Join(t.TempDir(), "fresh.db")
@@ -78,32 +85,45 @@ func readyz(t *testing.T, ts *testServer) int {
 // TestRemovedStoreFileRefusesWebhooks: a SQLite file removed (or moved
 // away) under a running node would take every later commit with it, since
 // SQLite writes on to the file it has open: webhooks acknowledged then are
-// gone at the next start. The node answers 503 instead, and /readyz too.
+// gone at the next start. Its write-ahead log alone removed, the commits
+// since the last checkpoint would be lost at a crash. The node answers 503
+// instead, and /readyz too.
 func TestRemovedStoreFileRefusesWebhooks(t *testing.T) {
 	t.Parallel()
-	down := newDownstream(t, 0, func(map[string]any, []downstreamRequest) downstreamReply {
-		return downstreamReply{Status: http.StatusOK}
-	})
-	dir := t.TempDir()
-	path := filepath.Join(dir, "sb.db")
-	yamlText := strings.Replace(deliverConfig, "store: sqlite:sb.db", "store: sqlite:"+path, 1)
-	ts := startServer(t, yamlText, map[string]string{"DOWNSTREAM_URL": down.URL, "E2E_SECRET": e2eSecret},
-		app.Options{PollInterval: 20 * time.Millisecond})
-	require.Equal(t, http.StatusAccepted, ts.post(t, "orders", `{"id":"before","mode":"ok"}`, true).Status)
-	require.Equal(t, http.StatusOK, readyz(t, ts))
+	for _, tc := range []struct {
+		name    string
+		removed []string // suffixes of the store's path
+	}{
+		{"database file", []string{"", "-wal", "-shm"}},
+		{"write-ahead log", []string{"-wal"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			down := newDownstream(t, 0, func(map[string]any, []downstreamRequest) downstreamReply {
+				return downstreamReply{Status: http.StatusOK}
+			})
+			dir := t.TempDir()
+			path := filepath.Join(dir, "sb.db")
+			yamlText := strings.Replace(deliverConfig, "store: sqlite:sb.db", "store: sqlite:"+path, 1)
+			ts := startServer(t, yamlText, map[string]string{"DOWNSTREAM_URL": down.URL, "E2E_SECRET": e2eSecret},
+				app.Options{PollInterval: 20 * time.Millisecond})
+			require.Equal(t, http.StatusAccepted, ts.post(t, "orders", `{"id":"before","mode":"ok"}`, true).Status)
+			require.Equal(t, http.StatusOK, readyz(t, ts))
 
-	for _, f := range []string{path, path + "-wal", path + "-shm"} {
-		require.NoError(t, os.Remove(f))
+			for _, suffix := range tc.removed {
+				require.NoError(t, os.Remove(path+suffix))
+			}
+			res := ts.post(t, "orders", `{"id":"after","mode":"ok"}`, true)
+			require.Equal(t, http.StatusServiceUnavailable, res.Status, res.Raw)
+			require.NotEmpty(t, res.Header.Get("Retry-After"))
+			// Within the second a probe's result is reused for.
+			require.Eventually(t, func() bool { return readyz(t, ts) == http.StatusServiceUnavailable }, 5*time.Second, 50*time.Millisecond)
+			// An operator's write outside a transaction (systems pause) is
+			// refused too, not reported done into the lost file.
+			_, err := ts.Server.Store.PauseSystem(t.Context(), store.PauseParams{System: "downstream", Reason: store.OperatorPause, Now: time.Now()})
+			require.ErrorContains(t, err, "removed, moved or replaced")
+		})
 	}
-	res := ts.post(t, "orders", `{"id":"after","mode":"ok"}`, true)
-	require.Equal(t, http.StatusServiceUnavailable, res.Status, res.Raw)
-	require.NotEmpty(t, res.Header.Get("Retry-After"))
-	// Within the second a probe's result is reused for.
-	require.Eventually(t, func() bool { return readyz(t, ts) == http.StatusServiceUnavailable }, 5*time.Second, 50*time.Millisecond)
-	// An operator's write outside a transaction (systems pause) is refused
-	// too, not reported done into the lost file.
-	_, err := ts.Server.Store.PauseSystem(t.Context(), store.PauseParams{System: "downstream", Reason: store.OperatorPause, Now: time.Now()})
-	require.ErrorContains(t, err, "removed, moved or replaced")
 }
 
 // TestReadyzSharesProbes: /readyz is on the public listener, and each probe

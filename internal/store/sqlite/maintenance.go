@@ -28,7 +28,7 @@ func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
 // AcquireLease is one upsert: it inserts the lease, or takes it over when
 // it is ours or has expired; otherwise it changes nothing.
 func (s *Store) AcquireLease(ctx context.Context, p store.LeaseParams) (bool, error) {
-	if err := s.sameFile(); err != nil {
+	if err := s.writable(ctx); err != nil {
 		return false, fmt.Errorf("acquire lease %s: %w", p.Name, err)
 	}
 	var holder string

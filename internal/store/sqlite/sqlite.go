@@ -15,6 +15,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	sqlitedrv "modernc.org/sqlite" // also registers the "sqlite" database/sql driver
@@ -35,6 +36,11 @@ type Store struct {
 
 	path string      // the database file, as opened
 	file os.FileInfo // what path named at Open (see sameFile)
+	wal  os.FileInfo // what path-wal named at Open, nil if nothing (see sameLog)
+	pin  *sql.Conn   // a reader that keeps the write-ahead log open (see Open)
+
+	mu      sync.Mutex // guards the field below
+	rescued bool       // the moved log's commits are in the database file (see rescue)
 }
 
 var _ store.Store = (*Store)(nil)
@@ -44,6 +50,9 @@ var _ store.Store = (*Store)(nil)
 func Open(ctx context.Context, path string) (*Store, error) {
 	if path == "" {
 		return nil, errors.New("sqlite: empty path")
+	}
+	if err := oneName(path); err != nil {
+		return nil, err
 	}
 	// wal_autocheckpoint stays at its default (1,000 pages): 10,000 cut the
 	// store benchmark's CPU per event by a sixth, but each checkpoint then
@@ -91,16 +100,73 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		w.Close()
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
-	r.SetMaxOpenConns(4)
+	r.SetMaxOpenConns(5) // four for queries, one pinned
 	r.SetMaxIdleConns(4)
 	s.r = r
+	// SQLite deletes the write-ahead log when the last connection to the
+	// database closes, and the next connection creates a new one (a new
+	// file). database/sql closes a connection it finds interrupted (a
+	// cancelled statement): were that the writer while no reader is open,
+	// the log would be replaced under a running store, and sameLog would
+	// refuse every commit after. The pinned connection, used once here to
+	// open the log and never again, keeps it open until Close, so the log
+	// is one file from here to Close (truncated and rewritten in place by
+	// checkpoints), and any other file at its path was put there by someone
+	// else.
+	if s.pin, err = r.Conn(ctx); err == nil {
+		var version int
+		err = s.pin.QueryRowContext(ctx, `PRAGMA schema_version`).Scan(&version)
+	}
+	if err == nil {
+		s.wal, err = os.Stat(path + "-wal")
+		if errors.Is(err, fs.ErrNotExist) {
+			err = nil // no log to watch: not in WAL mode
+		}
+	}
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
 	return s, nil
+}
+
+// oneName refuses a database file that has more than one name (hard
+// link). SQLite finds a database's write-ahead log and its index by the
+// name it was opened by (NAME-wal, NAME-shm), so a process that opens the
+// file by another name keeps a log of its own: it does not see the commits
+// in this one's log, and its own commits are lost, or corrupt the file,
+// when the two logs are copied into it (tried: a second process on a hard
+// link saw none of three committed events, and its own commit was gone
+// after both closed). switchboard's lock, also found by name, would not
+// keep a second node off the file either. Locking the file itself would
+// stop a second node, but not a sqlite3 shell, a backup script or a
+// switchboard command opened by the other name, so the file is refused
+// instead, at every open, by every process: the operator, who made the
+// link, removes the names not in the config. (A symbolic link is fine:
+// SQLite follows it, and keeps the log beside the file it leads to.)
+func oneName(path string) error {
+	fi, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // this open creates it
+	}
+	if err != nil {
+		return fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	if n := links(fi); n > 1 {
+		return fmt.Errorf("sqlite: the database file %s has %d names (hard links): a process that opened it by another name "+
+			"would keep another write-ahead log, and commits would be lost; remove the other names "+
+			"(find / -xdev -samefile %s lists them; a symbolic link may stand in for one)", path, n, path)
+	}
+	return nil
 }
 
 // Close closes both connection pools.
 func (s *Store) Close() error {
 	for _, st := range s.stmts {
 		st.Close()
+	}
+	if s.pin != nil {
+		_ = s.pin.Close() // only hands it back to r, whose Close closes it
 	}
 	return errors.Join(s.r.Close(), s.w.Close())
 }
@@ -188,21 +254,30 @@ func (s *Store) tx(ctx context.Context, fn func(context.Context, *sql.Tx) error)
 		_ = tx.Rollback()
 		return refused(err)
 	}
-	if err := s.sameFile(); err != nil {
+	if err := s.sameFiles(); err != nil {
 		_ = tx.Rollback()
-		return err
+		return s.rescue(ctx, err) // the writer is free again
 	}
 	return tx.Commit()
 }
 
 // exec runs a write outside a transaction of ours (an operator's retry or
 // pause, a lease renewal) on the writer, refused like a commit (see
-// sameFile) once the file is gone.
+// sameFile, sameLog) once the file or its log is gone.
 func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	if err := s.sameFile(); err != nil {
+	if err := s.writable(ctx); err != nil {
 		return nil, err
 	}
 	return s.w.ExecContext(ctx, query, args...)
+}
+
+// writable is the check a commit makes (see tx), for a write that takes
+// the writer afterwards.
+func (s *Store) writable(ctx context.Context) error {
+	if err := s.sameFiles(); err != nil {
+		return s.rescue(ctx, err)
+	}
+	return nil
 }
 
 // checked is the writer as an execer whose writes go through exec.
@@ -228,6 +303,71 @@ func (s *Store) sameFile() error {
 	}
 	return fmt.Errorf("sqlite: the database file %s was removed, moved or replaced while this process had it open; "+
 		"nothing is committed until switchboard is restarted (until then the open file can be copied from /proc/%d/fd)", s.path, os.Getpid())
+}
+
+// sameFiles checks the database file (sameFile), then its log (sameLog).
+func (s *Store) sameFiles() error {
+	if err := s.sameFile(); err != nil {
+		return err
+	}
+	return s.sameLog()
+}
+
+// errLogMoved is sameLog's answer.
+var errLogMoved = errors.New("the write-ahead log was removed, moved or replaced while this process had it open")
+
+// sameLog fails when the write-ahead log (path-wal) has been removed,
+// renamed or replaced since Open. The log holds the commits SQLite has not
+// yet copied into the database file (it does so every ~4 MB of log, and at
+// a clean close), and SQLite goes on appending to the log it has open, so
+// the commits would succeed, and a webhook would be acknowledged, into a
+// file no one can find: a crash or a kill before the next clean stop would
+// lose them, and the commits before it since the last copy too (tried:
+// none of six acknowledged events survived a SIGKILL). No commit is made
+// instead, as for the database file (see sameFile); rescue saves the
+// commits already made. A stat costs a microsecond or two.
+func (s *Store) sameLog() error {
+	if s.wal == nil {
+		return nil
+	}
+	fi, err := os.Stat(s.path + "-wal")
+	if err == nil && os.SameFile(fi, s.wal) {
+		return nil
+	}
+	return fmt.Errorf("sqlite: %s-wal: %w: SQLite goes on writing to the log it has open, which a crash would lose, "+
+		"so nothing is committed until switchboard is restarted", s.path, errLogMoved)
+}
+
+// rescue returns err, and when it is sameLog's, first copies the commits
+// the moved log holds into the database file (a checkpoint), once: they
+// were acknowledged, and until then a crash would lose them. It says in the
+// error whether the copy was made, and tries again at the next write if it
+// failed (a reader kept the log busy past busy_timeout, say). TRUNCATE
+// rather than FULL also empties the log's index, so that readers opened
+// since (whose log is whatever is at the path now) read the database file
+// instead of failing on frames their log does not have. The writer must be
+// free: a checkpoint waits for it.
+func (s *Store) rescue(ctx context.Context, err error) error {
+	if !errors.Is(err, errLogMoved) {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.rescued {
+		// Not cancelled: an interrupted writer is closed (see Open), and a
+		// new one would open the log at the path, not the one to copy.
+		var busy, frames, copied int
+		cerr := s.w.QueryRowContext(context.WithoutCancel(ctx), `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &frames, &copied)
+		if cerr == nil && busy != 0 {
+			cerr = errors.New("readers kept it busy")
+		}
+		if cerr != nil {
+			return fmt.Errorf("%w; copying the commits it holds into the database file failed (tried again at the next write; "+
+				"stop switchboard with SIGTERM, not SIGKILL: a clean stop copies them): %w", err, cerr)
+		}
+		s.rescued = true
+	}
+	return fmt.Errorf("%w; the commits it held are copied into the database file, and a restart loses none", err)
 }
 
 // refused marks err as store.ErrRefused when SQLite refused a statement
