@@ -312,11 +312,12 @@ func (g *Gate) Pause(probe bool) {
 }
 
 // Resume lifts a pause at once (an operator resumed the system, or another
-// node's probe succeeded).
+// node's probe succeeded). A 429's back-off stays: it is the system's own
+// answer, which no pause or resume is about, and it is bounded (recheck).
 func (g *Gate) Resume() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.paused, g.noProbe, g.backoff = false, false, time.Time{}
+	g.paused, g.noProbe = false, false
 }
 
 // State describes the gate for logs and operators.

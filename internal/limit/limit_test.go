@@ -143,7 +143,7 @@ func TestHoldNeverInThePast(t *testing.T) {
 
 // TestThrottleBackoffIsBounded: a 429 asking to wait a day (or 292 years:
 // a garbled Retry-After) holds the system's runs for at most the recheck
-// interval, and a resume of the gate (after an operator's pause) lifts it.
+// interval.
 func TestThrottleBackoffIsBounded(t *testing.T) {
 	t.Parallel()
 	c := newClock()
@@ -153,9 +153,50 @@ func TestThrottleBackoffIsBounded(t *testing.T) {
 	require.Equal(t, c.Now().Add(10*time.Minute), h.Until)
 	c.Add(10 * time.Minute)
 	requireAdmit(t, g)(limit.Throttled, 24*time.Hour)
-	requireHold(t, g)
-	g.Resume()
+	h = requireHold(t, g)
+	require.Equal(t, c.Now().Add(10*time.Minute), h.Until)
+	c.Add(10 * time.Minute)
 	requireAdmit(t, g)(limit.Succeeded, 0)
+}
+
+// TestResumeKeepsThrottleBackoff: a 429's back-off is the system's own
+// answer, not a pause: lifting a pause (an operator's resume, or another
+// node's probe, read from the store) does not send calls into it.
+func TestResumeKeepsThrottleBackoff(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name string
+		// pause pauses g during the back-off; early is a call admitted
+		// before the 429, in flight.
+		pause func(g *limit.Gate, early func(limit.Outcome, time.Duration) bool)
+	}{
+		{"an operator's pause", func(g *limit.Gate, early func(limit.Outcome, time.Duration) bool) {
+			early(limit.Succeeded, 0)
+			g.Pause(false)
+		}},
+		{"a credential pause", func(_ *limit.Gate, early func(limit.Outcome, time.Duration) bool) {
+			early(limit.Unauthorized, 0)
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := newClock()
+			g := limit.New("crm", limit.Config{AuthProbeEvery: time.Minute}, c.Now)
+			early := requireAdmit(t, g)
+			requireAdmit(t, g)(limit.Throttled, 5*time.Minute)
+			backoff := c.Now().Add(5 * time.Minute)
+			tt.pause(g, early)
+			require.True(t, g.State().Paused)
+			c.Add(time.Minute)
+			g.Resume()
+			require.False(t, g.State().Paused)
+			h := requireHold(t, g)
+			require.Equal(t, backoff, h.Until)
+			require.Contains(t, h.Reason, "429")
+			c.Add(4 * time.Minute)
+			requireAdmit(t, g)(limit.Succeeded, 0)
+		})
+	}
 }
 
 // TestOperatorPauseOverridesProbing: an operator's pause over a credential
