@@ -176,12 +176,17 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 		if outcome == limit.Unauthorized {
 			// The credentials were refused: every run of this system would
 			// fail the same way. The system is paused on every node (one
-			// probe a minute) and this run waits with the others.
+			// probe a minute) and this run waits with the others. Once the
+			// record is in, a read of the pauses that no longer finds it
+			// may lift the gate's pause (see limit.Gate.Resume).
+			mark := gate.Mark()
 			first, err := x.cfg.Store.PauseSystem(ctx, store.PauseParams{
 				System: step.System, Reason: fmt.Sprintf("HTTP %d from %s", res.Status, step.System), Now: x.cfg.NowFunc(),
 			})
 			if err != nil {
 				x.cfg.Logger.Warn("record system paused", "system", step.System, "error", err)
+			} else {
+				gate.Recorded(mark)
 			}
 			if first {
 				x.cfg.Logger.Error("system paused: credentials refused; its runs wait for a successful probe or `switchboard systems resume`",

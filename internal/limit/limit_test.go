@@ -172,10 +172,11 @@ func TestResumeKeepsThrottleBackoff(t *testing.T) {
 	}{
 		{"an operator's pause", func(g *limit.Gate, early func(limit.Outcome, time.Duration) bool) {
 			early(limit.Succeeded, 0)
-			g.Pause(false)
+			readPaused(g, false)
 		}},
-		{"a credential pause", func(_ *limit.Gate, early func(limit.Outcome, time.Duration) bool) {
+		{"a credential pause", func(g *limit.Gate, early func(limit.Outcome, time.Duration) bool) {
 			early(limit.Unauthorized, 0)
+			readPaused(g, true) // its record
 		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -188,7 +189,7 @@ func TestResumeKeepsThrottleBackoff(t *testing.T) {
 			tt.pause(g, early)
 			require.True(t, g.State().Paused)
 			c.Add(time.Minute)
-			g.Resume()
+			g.Resume(g.Mark())
 			require.False(t, g.State().Paused)
 			h := requireHold(t, g)
 			require.Equal(t, backoff, h.Until)
@@ -206,12 +207,12 @@ func TestOperatorPauseOverridesProbing(t *testing.T) {
 	c := newClock()
 	g := limit.New("crm", limit.Config{AuthProbeEvery: time.Minute}, c.Now)
 	requireAdmit(t, g)(limit.Unauthorized, 0)
-	g.Pause(false)
+	readPaused(g, false)
 	c.Add(time.Hour)
 	h := requireHold(t, g)
 	require.Contains(t, h.Reason, "paused by an operator")
 	require.False(t, h.Until.Before(c.Now().Add(time.Minute)), "held for a while, not re-claimed at once")
-	g.Resume()
+	g.Resume(g.Mark())
 	requireAdmit(t, g)(limit.Succeeded, 0)
 }
 
@@ -273,7 +274,7 @@ func TestSuccessKeepsOperatorPause(t *testing.T) {
 	c := newClock()
 	g := limit.New("crm", limit.Config{AuthProbeEvery: time.Minute}, c.Now)
 	call := requireAdmit(t, g)
-	g.Pause(false)
+	readPaused(g, false)
 	call(limit.Succeeded, 0)
 	require.True(t, g.State().Paused)
 	requireHold(t, g)
@@ -282,11 +283,11 @@ func TestSuccessKeepsOperatorPause(t *testing.T) {
 	requireAdmit(t, p)(limit.Unauthorized, 0)
 	c.Add(time.Minute)
 	probe := requireAdmit(t, p)
-	p.Pause(false)
+	readPaused(p, false)
 	probe(limit.Succeeded, 0)
 	require.True(t, p.State().Paused)
 	requireHold(t, p)
-	p.Resume()
+	p.Resume(p.Mark())
 	requireAdmit(t, p)(limit.Succeeded, 0)
 }
 
@@ -326,12 +327,15 @@ func TestDoneReportsResume(t *testing.T) {
 		},
 		{
 			name:  "a probe's success keeps an operator's pause applied meanwhile",
-			admit: probe, meanwhile: func(g *limit.Gate) { g.Pause(false) },
+			admit: probe, meanwhile: func(g *limit.Gate) { readPaused(g, false) },
 			outcome: limit.Succeeded, want: false, wantPaused: true,
 		},
 		{
 			name:  "a probe's success after a resume meanwhile lifts nothing",
-			admit: probe, meanwhile: (*limit.Gate).Resume,
+			admit: probe, meanwhile: func(g *limit.Gate) {
+				readPaused(g, true) // a read found the pause recorded
+				g.Resume(g.Mark())  // and a later one found it lifted
+			},
 			outcome: limit.Succeeded, want: false, wantPaused: false,
 		},
 		{
@@ -369,4 +373,91 @@ func probe(t *testing.T, c *clock, g *limit.Gate) func(limit.Outcome, time.Durat
 	requireAdmit(t, g)(limit.Unauthorized, 0)
 	c.Add(time.Minute)
 	return requireAdmit(t, g)
+}
+
+// readPaused applies a pause that a read of the store, begun now, found.
+func readPaused(g *limit.Gate, probe bool) { g.Pause(g.Mark(), probe) }
+
+// TestResumeWaitsForRecord: a refusal pauses the gate at once, and its
+// record reaches the store just after. A read of the store that could not
+// see the record (begun after the refusal, or before the record
+// committed) finds no pause: that must not lift it, or calls would go out
+// and draw more 401s. A read begun once the record is known to be in (the
+// recording said so, or an earlier read found it) may.
+func TestResumeWaitsForRecord(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name string
+		// read makes the refusals (refuse ends a call admitted before
+		// with a 401) and whatever recording and earlier reads the case
+		// has, and returns the mark of the read that finds no pause.
+		read func(g *limit.Gate, refuse func()) limit.Mark
+		want bool
+	}{
+		{"not recorded", func(g *limit.Gate, refuse func()) limit.Mark {
+			refuse()
+			return g.Mark()
+		}, false},
+		{"recorded after the read began", func(g *limit.Gate, refuse func()) limit.Mark {
+			refuse()
+			m := g.Mark()
+			g.Recorded(g.Mark())
+			return m
+		}, false},
+		{"recorded before the read began", func(g *limit.Gate, refuse func()) limit.Mark {
+			refuse()
+			g.Recorded(g.Mark())
+			return g.Mark()
+		}, true},
+		{"refused after the read began", func(g *limit.Gate, refuse func()) limit.Mark {
+			readPaused(g, true) // another node's pause
+			m := g.Mark()
+			refuse()
+			return m
+		}, false},
+		{"an earlier read begun before the refusal found a pause", func(g *limit.Gate, refuse func()) limit.Mark {
+			m := g.Mark()
+			refuse()
+			g.Pause(m, true)
+			return g.Mark()
+		}, false},
+		{"an earlier read begun after it found it", func(g *limit.Gate, refuse func()) limit.Mark {
+			refuse()
+			readPaused(g, true)
+			return g.Mark()
+		}, true},
+		{"an earlier read begun after it found an operator's pause", func(g *limit.Gate, refuse func()) limit.Mark {
+			refuse()
+			readPaused(g, false)
+			return g.Mark()
+		}, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			g := limit.New("crm", limit.Config{AuthProbeEvery: time.Minute}, newClock().Now)
+			early := requireAdmit(t, g)
+			m := tt.read(g, func() { early(limit.Unauthorized, 0) })
+			require.True(t, g.State().Paused)
+			require.Equal(t, tt.want, g.Resume(m))
+			require.Equal(t, !tt.want, g.State().Paused)
+		})
+	}
+}
+
+// TestResumeAfterOperatorPauseProbes: a call in flight when an operator
+// paused the system is refused, and the operator resumes the system
+// before a read found that refusal recorded. The pause stays, but it is
+// the refusal's now, with probes: it is not left without anything that
+// could lift it.
+func TestResumeAfterOperatorPauseProbes(t *testing.T) {
+	t.Parallel()
+	c := newClock()
+	g := limit.New("crm", limit.Config{AuthProbeEvery: time.Minute}, c.Now)
+	call := requireAdmit(t, g)
+	readPaused(g, false)
+	call(limit.Unauthorized, 0)
+	require.False(t, g.Resume(g.Mark()), "its record not known to be in")
+	c.Add(time.Minute)
+	require.True(t, requireAdmit(t, g)(limit.Succeeded, 0), "the probe lifts it")
+	require.False(t, g.State().Paused)
 }
