@@ -156,22 +156,7 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 		// rule): an operator's pause, applied while this call was in
 		// flight, stays until resumed.
 		if release(outcome, retryAfter) {
-			// Not an operator's pause: this node may not have seen one
-			// applied since this call began (pauses sync every 2 s).
-			resumed, err := x.cfg.Store.ResumeCredentialPause(ctx, step.System)
-			if err != nil {
-				x.cfg.Logger.Warn("record system resumed", "system", step.System, "error", err)
-			}
-			if resumed {
-				n, err := x.cfg.Store.WakeHeld(ctx, step.System, x.cfg.NowFunc())
-				if err != nil {
-					x.cfg.Logger.Warn("wake runs held for a resumed system; they go at their next check", "system", step.System, "error", err)
-				}
-				x.cfg.Logger.Info("system resumed: a call to it succeeded", "system", step.System, "woken_runs", n)
-				if n, ok := x.cfg.Notifier.(SystemNotifier); ok {
-					n.SystemResumed(step.System)
-				}
-			}
+			x.LiftPause(ctx, step.System)
 		}
 		if outcome == limit.Unauthorized {
 			// The credentials were refused: every run of this system would

@@ -183,3 +183,64 @@ func TestSyncKeepsPauseNotYetRead(t *testing.T) {
 		})
 	}
 }
+
+// systemNotes records what the executor tells its notifier of systems.
+type systemNotes struct {
+	deadRecorder
+	mu      sync.Mutex // guards resumed
+	resumed []string
+}
+
+func (n *systemNotes) SystemPaused(string, string) {}
+func (n *systemNotes) SystemResumed(system string) {
+	n.mu.Lock()
+	n.resumed = append(n.resumed, system)
+	n.mu.Unlock()
+}
+
+// TestProbeResumesSystem: the probe of a system paused because it refused
+// our credentials succeeds: the pause is lifted in the store (for every
+// node), the runs held for it go at once rather than at their next check,
+// and the notifier is told (the alert resolves).
+func TestProbeResumesSystem(t *testing.T) {
+	t.Parallel()
+	b := setup(t, oneStep)
+	b.sys["first"].do = ok(map[string]any{})
+	clock := &manualClock{now: time.Now()}
+	gates := delivery.NewGates(b.plan, clock.Now)
+	done, err := gates["sys"].Acquire(t.Context())
+	require.NoError(t, err)
+	done(limit.Unauthorized, 0)
+	_, err = b.store.PauseSystem(t.Context(), store.PauseParams{System: "sys", Reason: "HTTP 401 from sys", Now: time.Now()})
+	require.NoError(t, err)
+	b.insert(t, "k1", `{"n": 1}`)
+	b.insert(t, "k2", `{"n": 2}`)
+	notes := &systemNotes{}
+	x := delivery.New(delivery.Config{
+		Store: b.store, Plan: b.plan, Workers: 2, Lease: 5 * time.Second, PollInterval: 5 * time.Millisecond,
+		Gates: gates, Notifier: notes,
+	})
+	ctx, cancel := context.WithCancel(t.Context())
+	errc := make(chan error, 1)
+	go func() { errc <- x.Run(ctx) }()
+	require.Eventually(t, func() bool {
+		runs, err := b.store.ListRuns(t.Context(), store.ListRunsParams{State: store.RunRetrying})
+		return err == nil && len(runs) == 2
+	}, 10*time.Second, 5*time.Millisecond, "held until the probe, a minute from now")
+	cancel()
+	require.NoError(t, <-errc)
+
+	clock.Add(time.Minute)
+	b.insert(t, "k3", `{"n": 3}`) // its call is the probe
+	x = delivery.New(delivery.Config{
+		Store: b.store, Plan: b.plan, Workers: 2, Lease: 5 * time.Second, PollInterval: 5 * time.Millisecond,
+		Gates: gates, Notifier: notes,
+	})
+	b.runWith(t, x, func(runs []store.Run) bool { return len(runs) == 3 && allFinished(runs) })
+	pauses, err := b.store.ListPauses(t.Context())
+	require.NoError(t, err)
+	require.Empty(t, pauses, "lifted in the store, for every node")
+	notes.mu.Lock()
+	defer notes.mu.Unlock()
+	require.Equal(t, []string{"sys"}, notes.resumed)
+}
