@@ -216,27 +216,19 @@ func TestProbeResumesSystem(t *testing.T) {
 	b.insert(t, "k1", `{"n": 1}`)
 	b.insert(t, "k2", `{"n": 2}`)
 	notes := &systemNotes{}
-	x := delivery.New(delivery.Config{
-		Store: b.store, Plan: b.plan, Workers: 2, Lease: 5 * time.Second, PollInterval: 5 * time.Millisecond,
-		Gates: gates, Notifier: notes,
-	})
-	ctx, cancel := context.WithCancel(t.Context())
-	errc := make(chan error, 1)
-	go func() { errc <- x.Run(ctx) }()
-	require.Eventually(t, func() bool {
-		runs, err := b.store.ListRuns(t.Context(), store.ListRunsParams{State: store.RunRetrying})
-		return err == nil && len(runs) == 2
-	}, 10*time.Second, 5*time.Millisecond, "held until the probe, a minute from now")
-	cancel()
-	require.NoError(t, <-errc)
+	newExecutor := func() *delivery.Executor {
+		return delivery.New(delivery.Config{
+			Store: b.store, Plan: b.plan, Workers: 2, Lease: 5 * time.Second, PollInterval: 5 * time.Millisecond,
+			Gates: gates, Notifier: notes,
+		})
+	}
+	b.runWith(t, newExecutor(), func(runs []store.Run) bool {
+		return len(runs) == 2 && runs[0].State == store.RunRetrying && runs[1].State == store.RunRetrying
+	}) // held until the probe, a minute from now
 
 	clock.Add(time.Minute)
 	b.insert(t, "k3", `{"n": 3}`) // its call is the probe
-	x = delivery.New(delivery.Config{
-		Store: b.store, Plan: b.plan, Workers: 2, Lease: 5 * time.Second, PollInterval: 5 * time.Millisecond,
-		Gates: gates, Notifier: notes,
-	})
-	b.runWith(t, x, func(runs []store.Run) bool { return len(runs) == 3 && allFinished(runs) })
+	b.runWith(t, newExecutor(), func(runs []store.Run) bool { return len(runs) == 3 && allFinished(runs) })
 	pauses, err := b.store.ListPauses(t.Context())
 	require.NoError(t, err)
 	require.Empty(t, pauses, "lifted in the store, for every node")
