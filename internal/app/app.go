@@ -217,8 +217,8 @@ func NewServer(ctx context.Context, p *flow.Plan, opts Options) (*Server, error)
 		Fingerprints: st,
 	})
 	s.Poller = poll.New(poll.Config{
-		Plan: p, Store: st, Engine: s.Engine, Gates: gates, Metrics: m, Logger: opts.Logger,
-		Node: opts.Node, Lease: p.Lease,
+		Plan: p, Store: st, Engine: s.Engine, Gates: gates, ResumedFunc: s.Executor.LiftPause,
+		Metrics: m, Logger: opts.Logger, Node: opts.Node, Lease: p.Lease,
 	})
 	m.WatchCommitQueue("engine", s.Engine.Pending)
 	m.WatchCommitQueue("finisher", s.Executor.Pending)

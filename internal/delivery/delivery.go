@@ -530,6 +530,12 @@ func (x *Executor) syncPauses(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		// Marked before the read: a refusal seen here whose record had not
+		// committed by then is not the read's to lift (see limit.Gate.Resume).
+		marks := make(map[string]limit.Mark, len(x.gates))
+		for name, g := range x.gates {
+			marks[name] = g.Mark()
+		}
 		pauses, err := x.cfg.Store.ListPauses(ctx)
 		if err != nil {
 			if ctx.Err() == nil {
@@ -545,11 +551,10 @@ func (x *Executor) syncPauses(ctx context.Context) {
 			p, isPaused := paused[name]
 			switch {
 			case isPaused && p.Reason == store.OperatorPause:
-				g.Pause(false) // holds until resumed, even over a pause already probing
-			case isPaused && !g.State().Paused:
-				g.Pause(true) // a refusal another node saw is probed like one seen here
-			case !isPaused && g.State().Paused:
-				g.Resume()
+				g.Pause(marks[name], false) // holds until resumed, even over a pause already probing
+			case isPaused:
+				g.Pause(marks[name], true) // a refusal another node saw is probed like one seen here
+			case g.Resume(marks[name]):
 				// Runs this node held between the resume and now wait for
 				// a probe time that is no longer coming: wake them.
 				if _, err := x.cfg.Store.WakeHeld(ctx, name, x.cfg.NowFunc()); err != nil && ctx.Err() == nil {

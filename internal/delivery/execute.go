@@ -156,32 +156,22 @@ func (x *Executor) execute(ctx context.Context, token string, c store.ClaimedRun
 		// rule): an operator's pause, applied while this call was in
 		// flight, stays until resumed.
 		if release(outcome, retryAfter) {
-			// Not an operator's pause: this node may not have seen one
-			// applied since this call began (pauses sync every 2 s).
-			resumed, err := x.cfg.Store.ResumeCredentialPause(ctx, step.System)
-			if err != nil {
-				x.cfg.Logger.Warn("record system resumed", "system", step.System, "error", err)
-			}
-			if resumed {
-				n, err := x.cfg.Store.WakeHeld(ctx, step.System, x.cfg.NowFunc())
-				if err != nil {
-					x.cfg.Logger.Warn("wake runs held for a resumed system; they go at their next check", "system", step.System, "error", err)
-				}
-				x.cfg.Logger.Info("system resumed: a call to it succeeded", "system", step.System, "woken_runs", n)
-				if n, ok := x.cfg.Notifier.(SystemNotifier); ok {
-					n.SystemResumed(step.System)
-				}
-			}
+			x.LiftPause(ctx, step.System)
 		}
 		if outcome == limit.Unauthorized {
 			// The credentials were refused: every run of this system would
 			// fail the same way. The system is paused on every node (one
-			// probe a minute) and this run waits with the others.
+			// probe a minute) and this run waits with the others. Once the
+			// record is in, a read of the pauses that no longer finds it
+			// may lift the gate's pause (see limit.Gate.Resume).
+			mark := gate.Mark()
 			first, err := x.cfg.Store.PauseSystem(ctx, store.PauseParams{
 				System: step.System, Reason: fmt.Sprintf("HTTP %d from %s", res.Status, step.System), Now: x.cfg.NowFunc(),
 			})
 			if err != nil {
 				x.cfg.Logger.Warn("record system paused", "system", step.System, "error", err)
+			} else {
+				gate.Recorded(mark)
 			}
 			if first {
 				x.cfg.Logger.Error("system paused: credentials refused; its runs wait for a successful probe or `switchboard systems resume`",

@@ -1,6 +1,7 @@
 package delivery_test
 
 import (
+	"context"
 	"sync"
 	"testing"
 	"time"
@@ -59,7 +60,7 @@ func TestProbeKeepsOperatorPause(t *testing.T) {
 					return connector.Result{}, err
 				}
 				if tt.applied {
-					gate.Pause(false)
+					gate.Pause(gate.Mark(), false)
 				}
 				return connector.Result{Output: map[string]any{}, Status: 200}, nil
 			}
@@ -80,4 +81,158 @@ func TestProbeKeepsOperatorPause(t *testing.T) {
 			}
 		})
 	}
+}
+
+// steppedPauses hands each read of the paused systems to the test: the
+// read waits for the test before it starts and again before its result
+// goes back to the executor.
+type steppedPauses struct {
+	store.Store
+	at   chan struct{} // a read is about to start, or has been made
+	next chan struct{} // the test lets it go on
+}
+
+func (s *steppedPauses) ListPauses(ctx context.Context) ([]store.SystemPause, error) {
+	s.step(ctx)
+	ps, err := s.Store.ListPauses(ctx)
+	s.step(ctx)
+	return ps, err
+}
+
+func (s *steppedPauses) step(ctx context.Context) {
+	select {
+	case s.at <- struct{}{}:
+	case <-ctx.Done():
+		return
+	}
+	select {
+	case <-s.next:
+	case <-ctx.Done():
+	}
+}
+
+// TestSyncKeepsPauseNotYetRead: this node's call is refused (401), which
+// pauses its gate at once and records the pause in the store just after.
+// A read of the store's pauses that could not see that record (it began
+// after the refusal, or before the record committed) must not lift the
+// pause: calls would go out again and draw more 401s. Once a read has seen
+// the record, a later read that no longer finds it (an operator resumed
+// the system) lifts it.
+func TestSyncKeepsPauseNotYetRead(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name string
+		// refusedAfterRead: the 401 comes while the first read is made,
+		// not before it.
+		refusedAfterRead bool
+	}{
+		{"refused before the read, recorded after it", false},
+		{"refused after the read began", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, oneStep)
+			gates := delivery.NewGates(b.plan, nil)
+			gate := gates["sys"]
+			refuse := func() {
+				done, err := gate.Acquire(t.Context())
+				require.NoError(t, err)
+				done(limit.Unauthorized, 0)
+			}
+			st := &steppedPauses{Store: b.store, at: make(chan struct{}), next: make(chan struct{})}
+			x := delivery.New(delivery.Config{Store: st, Plan: b.plan, Workers: 1, Lease: 5 * time.Second, Gates: gates})
+			ctx, cancel := context.WithCancel(t.Context())
+			errc := make(chan error, 1)
+			go func() { errc <- x.Run(ctx) }()
+			defer func() {
+				cancel()
+				require.NoError(t, <-errc)
+			}()
+			read := func(before, after func()) {
+				<-st.at
+				if before != nil {
+					before()
+				}
+				st.next <- struct{}{}
+				<-st.at
+				if after != nil {
+					after()
+				}
+				st.next <- struct{}{}
+			}
+
+			if tt.refusedAfterRead {
+				read(nil, refuse)
+			} else {
+				read(refuse, nil)
+			}
+			read(func() {
+				require.True(t, gate.State().Paused, "a read that could not see the pause does not lift it")
+				_, err := b.store.PauseSystem(t.Context(), store.PauseParams{System: "sys", Reason: "HTTP 401 from sys", Now: time.Now()})
+				require.NoError(t, err)
+			}, nil)
+			read(func() {
+				require.True(t, gate.State().Paused)
+				ok, err := b.store.ResumeSystem(t.Context(), "sys")
+				require.NoError(t, err)
+				require.True(t, ok)
+			}, nil)
+			<-st.at
+			require.False(t, gate.State().Paused, "a read that no longer finds a pause it has seen lifts it")
+			st.next <- struct{}{}
+		})
+	}
+}
+
+// systemNotes records what the executor tells its notifier of systems.
+type systemNotes struct {
+	deadRecorder
+	mu      sync.Mutex // guards resumed
+	resumed []string
+}
+
+func (n *systemNotes) SystemPaused(string, string) {}
+func (n *systemNotes) SystemResumed(system string) {
+	n.mu.Lock()
+	n.resumed = append(n.resumed, system)
+	n.mu.Unlock()
+}
+
+// TestProbeResumesSystem: the probe of a system paused because it refused
+// our credentials succeeds: the pause is lifted in the store (for every
+// node), the runs held for it go at once rather than at their next check,
+// and the notifier is told (the alert resolves).
+func TestProbeResumesSystem(t *testing.T) {
+	t.Parallel()
+	b := setup(t, oneStep)
+	b.sys["first"].do = ok(map[string]any{})
+	clock := &manualClock{now: time.Now()}
+	gates := delivery.NewGates(b.plan, clock.Now)
+	done, err := gates["sys"].Acquire(t.Context())
+	require.NoError(t, err)
+	done(limit.Unauthorized, 0)
+	_, err = b.store.PauseSystem(t.Context(), store.PauseParams{System: "sys", Reason: "HTTP 401 from sys", Now: time.Now()})
+	require.NoError(t, err)
+	b.insert(t, "k1", `{"n": 1}`)
+	b.insert(t, "k2", `{"n": 2}`)
+	notes := &systemNotes{}
+	newExecutor := func() *delivery.Executor {
+		return delivery.New(delivery.Config{
+			Store: b.store, Plan: b.plan, Workers: 2, Lease: 5 * time.Second, PollInterval: 5 * time.Millisecond,
+			Gates: gates, Notifier: notes,
+		})
+	}
+	b.runWith(t, newExecutor(), func(runs []store.Run) bool {
+		return len(runs) == 2 && runs[0].State == store.RunRetrying && runs[1].State == store.RunRetrying
+	}) // held until the probe, a minute from now
+
+	clock.Add(time.Minute)
+	b.insert(t, "k3", `{"n": 3}`) // its call is the probe
+	b.runWith(t, newExecutor(), func(runs []store.Run) bool { return len(runs) == 3 && allFinished(runs) })
+	pauses, err := b.store.ListPauses(t.Context())
+	require.NoError(t, err)
+	require.Empty(t, pauses, "lifted in the store, for every node")
+	notes.mu.Lock()
+	defer notes.mu.Unlock()
+	require.Equal(t, []string{"sys"}, notes.resumed)
 }

@@ -104,6 +104,8 @@ type Gate struct {
 	paused      bool       // credentials refused, or an operator paused it
 	noProbe     bool       // an operator's pause: no probes until Resume
 	pausedUntil time.Time  // next auth probe
+	refusals    uint64     // 401/403 answers seen here (see Mark)
+	recorded    uint64     // how many of them are known recorded in the store
 	rateNow     float64    // effective rate after 429s (≤ cfg.PerSecond)
 }
 
@@ -270,6 +272,7 @@ func (g *Gate) record(o Outcome, retryAfter time.Duration, probe bool) (resumed 
 	case Unauthorized:
 		g.paused = true
 		g.pausedUntil = now.Add(g.cfg.AuthProbeEvery)
+		g.refusals++
 	}
 	return resumed
 }
@@ -294,12 +297,38 @@ func (g *Gate) recover() {
 	g.limiter.SetLimit(rate.Limit(g.rateNow))
 }
 
-// Pause pauses the system as if it had answered 401 (another node saw the
-// refusal): the next probe is after AuthProbeEvery. With probe false (an
-// operator paused it) no probe is sent until Resume.
-func (g *Gate) Pause(probe bool) {
+// Mark is where a gate's refusals (401/403 answers) and their records in
+// the store stood at one moment. Taken before a read of the store's
+// pauses, it tells Pause and Resume which refusals the read could have
+// seen recorded; taken after a refusal and before recording it, it tells
+// Recorded which refusals the record covers.
+type Mark struct{ refusals, recorded uint64 }
+
+// Mark returns where the gate's refusals and their records stand now.
+func (g *Gate) Mark() Mark {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	return Mark{refusals: g.refusals, recorded: g.recorded}
+}
+
+// Recorded tells the gate that the pause of the refusals before m (taken
+// after them, before the record) is recorded in the store: a read begun
+// after now that finds no pause may lift it.
+func (g *Gate) Recorded(m Mark) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.recorded = max(g.recorded, m.refusals)
+}
+
+// Pause applies a pause that a read of the store, begun at m, found: as if
+// the system had answered 401 (another node saw the refusal), the next
+// probe after AuthProbeEvery; with probe false (an operator paused it), no
+// probe until Resume. The refusals before m are recorded (their own record,
+// or a pause there already).
+func (g *Gate) Pause(m Mark, probe bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.recorded = max(g.recorded, m.refusals)
 	if !probe {
 		// An operator's pause, new or replacing a credential pause: no
 		// probes until Resume.
@@ -311,12 +340,32 @@ func (g *Gate) Pause(probe bool) {
 	}
 }
 
-// Resume lifts a pause at once (an operator resumed the system, or another
-// node's probe succeeded).
-func (g *Gate) Resume() {
+// Resume lifts the pause at once, because a read of the store begun at m
+// found the system not paused (an operator resumed it, or another node's
+// probe succeeded), and reports whether it did. A 429's back-off stays: it
+// is the system's own answer, which no pause or resume is about, and it is
+// bounded (recheck).
+//
+// The pause stays, as a credential pause (probed), when the read could not
+// have seen it: a refusal this node saw pauses the gate at once and is
+// recorded in the store just after, so a read begun after the refusal, or
+// before its record committed, finds no pause and says nothing about it.
+// Lifting it would send calls that draw more 401s. The next read finds the
+// record; if recording failed, the probe's success lifts the pause.
+func (g *Gate) Resume(m Mark) (resumed bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.paused, g.noProbe, g.backoff = false, false, time.Time{}
+	if !g.paused {
+		return false
+	}
+	// Whatever stays, it is not an operator's pause (the store has none):
+	// probes go, so a pause whose record failed does not hold forever.
+	g.noProbe = false
+	if g.refusals != m.refusals || m.recorded < m.refusals {
+		return false
+	}
+	g.paused = false
+	return true
 }
 
 // State describes the gate for logs and operators.

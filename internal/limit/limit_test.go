@@ -143,7 +143,7 @@ func TestHoldNeverInThePast(t *testing.T) {
 
 // TestThrottleBackoffIsBounded: a 429 asking to wait a day (or 292 years:
 // a garbled Retry-After) holds the system's runs for at most the recheck
-// interval, and a resume of the gate (after an operator's pause) lifts it.
+// interval.
 func TestThrottleBackoffIsBounded(t *testing.T) {
 	t.Parallel()
 	c := newClock()
@@ -153,9 +153,51 @@ func TestThrottleBackoffIsBounded(t *testing.T) {
 	require.Equal(t, c.Now().Add(10*time.Minute), h.Until)
 	c.Add(10 * time.Minute)
 	requireAdmit(t, g)(limit.Throttled, 24*time.Hour)
-	requireHold(t, g)
-	g.Resume()
+	h = requireHold(t, g)
+	require.Equal(t, c.Now().Add(10*time.Minute), h.Until)
+	c.Add(10 * time.Minute)
 	requireAdmit(t, g)(limit.Succeeded, 0)
+}
+
+// TestResumeKeepsThrottleBackoff: a 429's back-off is the system's own
+// answer, not a pause: lifting a pause (an operator's resume, or another
+// node's probe, read from the store) does not send calls into it.
+func TestResumeKeepsThrottleBackoff(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name string
+		// pause pauses g during the back-off; early is a call admitted
+		// before the 429, in flight.
+		pause func(g *limit.Gate, early func(limit.Outcome, time.Duration) bool)
+	}{
+		{"an operator's pause", func(g *limit.Gate, early func(limit.Outcome, time.Duration) bool) {
+			early(limit.Succeeded, 0)
+			readPaused(g, false)
+		}},
+		{"a credential pause", func(g *limit.Gate, early func(limit.Outcome, time.Duration) bool) {
+			early(limit.Unauthorized, 0)
+			readPaused(g, true) // its record
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := newClock()
+			g := limit.New("crm", limit.Config{AuthProbeEvery: time.Minute}, c.Now)
+			early := requireAdmit(t, g)
+			requireAdmit(t, g)(limit.Throttled, 5*time.Minute)
+			backoff := c.Now().Add(5 * time.Minute)
+			tt.pause(g, early)
+			require.True(t, g.State().Paused)
+			c.Add(time.Minute)
+			g.Resume(g.Mark())
+			require.False(t, g.State().Paused)
+			h := requireHold(t, g)
+			require.Equal(t, backoff, h.Until)
+			require.Contains(t, h.Reason, "429")
+			c.Add(4 * time.Minute)
+			requireAdmit(t, g)(limit.Succeeded, 0)
+		})
+	}
 }
 
 // TestOperatorPauseOverridesProbing: an operator's pause over a credential
@@ -165,12 +207,12 @@ func TestOperatorPauseOverridesProbing(t *testing.T) {
 	c := newClock()
 	g := limit.New("crm", limit.Config{AuthProbeEvery: time.Minute}, c.Now)
 	requireAdmit(t, g)(limit.Unauthorized, 0)
-	g.Pause(false)
+	readPaused(g, false)
 	c.Add(time.Hour)
 	h := requireHold(t, g)
 	require.Contains(t, h.Reason, "paused by an operator")
 	require.False(t, h.Until.Before(c.Now().Add(time.Minute)), "held for a while, not re-claimed at once")
-	g.Resume()
+	g.Resume(g.Mark())
 	requireAdmit(t, g)(limit.Succeeded, 0)
 }
 
@@ -232,7 +274,7 @@ func TestSuccessKeepsOperatorPause(t *testing.T) {
 	c := newClock()
 	g := limit.New("crm", limit.Config{AuthProbeEvery: time.Minute}, c.Now)
 	call := requireAdmit(t, g)
-	g.Pause(false)
+	readPaused(g, false)
 	call(limit.Succeeded, 0)
 	require.True(t, g.State().Paused)
 	requireHold(t, g)
@@ -241,11 +283,11 @@ func TestSuccessKeepsOperatorPause(t *testing.T) {
 	requireAdmit(t, p)(limit.Unauthorized, 0)
 	c.Add(time.Minute)
 	probe := requireAdmit(t, p)
-	p.Pause(false)
+	readPaused(p, false)
 	probe(limit.Succeeded, 0)
 	require.True(t, p.State().Paused)
 	requireHold(t, p)
-	p.Resume()
+	p.Resume(p.Mark())
 	requireAdmit(t, p)(limit.Succeeded, 0)
 }
 
@@ -285,12 +327,15 @@ func TestDoneReportsResume(t *testing.T) {
 		},
 		{
 			name:  "a probe's success keeps an operator's pause applied meanwhile",
-			admit: probe, meanwhile: func(g *limit.Gate) { g.Pause(false) },
+			admit: probe, meanwhile: func(g *limit.Gate) { readPaused(g, false) },
 			outcome: limit.Succeeded, want: false, wantPaused: true,
 		},
 		{
 			name:  "a probe's success after a resume meanwhile lifts nothing",
-			admit: probe, meanwhile: (*limit.Gate).Resume,
+			admit: probe, meanwhile: func(g *limit.Gate) {
+				readPaused(g, true) // a read found the pause recorded
+				g.Resume(g.Mark())  // and a later one found it lifted
+			},
 			outcome: limit.Succeeded, want: false, wantPaused: false,
 		},
 		{
@@ -328,4 +373,85 @@ func probe(t *testing.T, c *clock, g *limit.Gate) func(limit.Outcome, time.Durat
 	requireAdmit(t, g)(limit.Unauthorized, 0)
 	c.Add(time.Minute)
 	return requireAdmit(t, g)
+}
+
+// readPaused applies a pause that a read of the store, begun now, found.
+func readPaused(g *limit.Gate, probe bool) { g.Pause(g.Mark(), probe) }
+
+// TestResumeWaitsForRecord: a refusal pauses the gate at once, and its
+// record reaches the store just after. A read of the store that could not
+// see the record (begun after the refusal, or before the record
+// committed) finds no pause: that must not lift it, or calls would go out
+// and draw more 401s. A read begun once the record is known to be in (the
+// recording said so, or an earlier read found it) may.
+func TestResumeWaitsForRecord(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name string
+		// read makes the refusals (refuse ends a call admitted before
+		// with a 401) and whatever recording and earlier reads the case
+		// has, and returns the mark of the read that finds no pause.
+		read func(g *limit.Gate, refuse func()) limit.Mark
+		want bool
+	}{
+		{"not recorded", func(g *limit.Gate, refuse func()) limit.Mark {
+			refuse()
+			return g.Mark()
+		}, false},
+		{"recorded after the read began", func(g *limit.Gate, refuse func()) limit.Mark {
+			refuse()
+			m := g.Mark()
+			g.Recorded(g.Mark())
+			return m
+		}, false},
+		{"recorded before the read began", func(g *limit.Gate, refuse func()) limit.Mark {
+			refuse()
+			g.Recorded(g.Mark())
+			return g.Mark()
+		}, true},
+		{"refused after the read began", func(g *limit.Gate, refuse func()) limit.Mark {
+			readPaused(g, true) // another node's pause
+			m := g.Mark()
+			refuse()
+			return m
+		}, false},
+		{"an earlier read begun before the refusal found a pause", func(g *limit.Gate, refuse func()) limit.Mark {
+			m := g.Mark()
+			refuse()
+			g.Pause(m, true)
+			return g.Mark()
+		}, false},
+		{"an earlier read begun after it found it", func(g *limit.Gate, refuse func()) limit.Mark {
+			refuse()
+			readPaused(g, true)
+			return g.Mark()
+		}, true},
+		{"an earlier read begun after it found an operator's pause", func(g *limit.Gate, refuse func()) limit.Mark {
+			refuse()
+			readPaused(g, false)
+			return g.Mark()
+		}, true},
+		{"refused while an operator's pause was read, not since", func(g *limit.Gate, refuse func()) limit.Mark {
+			readPaused(g, false) // a call was in flight
+			refuse()
+			return g.Mark() // the operator resumed the system
+		}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := newClock()
+			g := limit.New("crm", limit.Config{AuthProbeEvery: time.Minute}, c.Now)
+			early := requireAdmit(t, g)
+			m := tt.read(g, func() { early(limit.Unauthorized, 0) })
+			require.True(t, g.State().Paused)
+			require.Equal(t, tt.want, g.Resume(m))
+			require.Equal(t, !tt.want, g.State().Paused)
+			if !tt.want {
+				// What stays is probed (an operator's pause the store no
+				// longer has included), so it cannot hold for good.
+				c.Add(time.Minute)
+				require.True(t, requireAdmit(t, g)(limit.Succeeded, 0), "the probe lifts it")
+			}
+		})
+	}
 }

@@ -254,8 +254,10 @@ func (p *Poller) fetch(ctx context.Context, l *flow.Listing, req request) (conne
 			}
 		}
 		resp, err := l.Fetcher.Fetch(ctx, connector.FetchRequest{Path: req.path, Query: req.query})
-		if done != nil {
-			done(gateOutcome(resp.Status, err))
+		if done != nil && done(gateOutcome(resp.Status, err)) && p.cfg.ResumedFunc != nil {
+			// Lifted here only so far: the store's pause would pause the
+			// gate again at the next sync, and the held runs would wait.
+			p.cfg.ResumedFunc(ctx, l.System)
 		}
 		if err == nil {
 			return resp, nil

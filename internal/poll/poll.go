@@ -64,6 +64,14 @@ type Config struct {
 	// RetryBase is the first wait before a failed page is asked again.
 	// Default 1s.
 	RetryBase time.Duration
+	// ResumedFunc is called when a page read's success lifted a system's
+	// credential pause on this node's gate (the read was its probe), to
+	// lift it on every node as a step's success does: app wires the
+	// executor's LiftPause (pausing and resuming systems is the
+	// executor's, which records them in the store). Optional where nothing
+	// pauses Gates (the command line's backfill and reconcile use gates of
+	// their own).
+	ResumedFunc func(ctx context.Context, system string)
 }
 
 // Limits of one poll run.
