@@ -149,7 +149,9 @@ type Executor struct {
 	// whose runs travel in its ticket).
 	cycles *batch.Committer[cycle, error]
 	// gates guard each system's rate, concurrency and circuit; built once.
-	gates    map[string]*limit.Gate
+	gates map[string]*limit.Gate
+	// pauses applies the store's paused systems to gates.
+	pauses   *PauseSync
 	node     string
 	stopping atomic.Bool // set when Run's context ends: runs stop after their current step
 
@@ -185,6 +187,7 @@ func New(cfg Config) *Executor {
 		cfg.Gates = NewGates(cfg.Plan, cfg.NowFunc)
 	}
 	x := &Executor{cfg: cfg, wake: make(chan struct{}, 1), inflight: map[string]string{}, gates: cfg.Gates}
+	x.pauses = &PauseSync{Store: cfg.Store, Gates: x.gates, Logger: cfg.Logger, ResumedFunc: x.wakeHeld}
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	x.node = hex.EncodeToString(b[:])
@@ -391,7 +394,7 @@ func (x *Executor) Run(ctx context.Context) error {
 	renewDone := make(chan struct{})
 	go func() { x.renew(renewCtx); close(renewDone) }()
 	syncDone := make(chan struct{})
-	go func() { x.syncPauses(renewCtx); close(syncDone) }()
+	go func() { x.pauses.Run(renewCtx); close(syncDone) }()
 
 	// Steps in flight get their own context: cancelled only after the
 	// grace period, so a shutdown lets them finish and record their result.
@@ -516,53 +519,6 @@ func (x *Executor) Run(ctx context.Context) error {
 	<-syncDone
 	stopFinisher()
 	return <-finDone
-}
-
-// syncPauses applies the store's paused systems to this node's gates every
-// few seconds: a pause another node recorded, or an operator's
-// `switchboard systems resume`.
-func (x *Executor) syncPauses(ctx context.Context) {
-	t := time.NewTicker(2 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		// Marked before the read: a refusal seen here whose record had not
-		// committed by then is not the read's to lift (see limit.Gate.Resume).
-		marks := make(map[string]limit.Mark, len(x.gates))
-		for name, g := range x.gates {
-			marks[name] = g.Mark()
-		}
-		pauses, err := x.cfg.Store.ListPauses(ctx)
-		if err != nil {
-			if ctx.Err() == nil {
-				x.cfg.Logger.Warn("read paused systems", "error", err)
-			}
-			continue
-		}
-		paused := map[string]store.SystemPause{}
-		for _, p := range pauses {
-			paused[p.System] = p
-		}
-		for name, g := range x.gates {
-			p, isPaused := paused[name]
-			switch {
-			case isPaused && p.Reason == store.OperatorPause:
-				g.Pause(marks[name], false) // holds until resumed, even over a pause already probing
-			case isPaused:
-				g.Pause(marks[name], true) // a refusal another node saw is probed like one seen here
-			case g.Resume(marks[name]):
-				// Runs this node held between the resume and now wait for
-				// a probe time that is no longer coming: wake them.
-				if _, err := x.cfg.Store.WakeHeld(ctx, name, x.cfg.NowFunc()); err != nil && ctx.Err() == nil {
-					x.cfg.Logger.Warn("wake runs held for a resumed system", "system", name, "error", err)
-				}
-			}
-		}
-	}
 }
 
 // idleWait is how long to sleep when no run is claimable: until the next

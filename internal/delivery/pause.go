@@ -1,6 +1,95 @@
 package delivery
 
-import "context"
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/switchboard-dev/switchboard/internal/limit"
+	"github.com/switchboard-dev/switchboard/internal/store"
+)
+
+// syncEvery is how often a PauseSync reads the store's paused systems: how
+// long a pause recorded by one node or an operator takes, at most, to hold
+// another node's calls (and a resume to let them go).
+const syncEvery = 2 * time.Second
+
+// PauseStore is what a PauseSync needs of the store.
+type PauseStore interface {
+	ListPauses(ctx context.Context) ([]store.SystemPause, error)
+}
+
+// PauseSync applies the store's paused systems to one process's gates: a
+// pause another node recorded (it saw a 401 or 403), an operator's
+// `switchboard systems pause`, and their lifting. The executor runs one for
+// its node; so do the commands that call systems outside it (backfill,
+// reconcile), so a pause holds their calls too.
+type PauseSync struct {
+	Store PauseStore
+	Gates map[string]*limit.Gate
+	// Logger gets Run's failed reads. Optional.
+	Logger *slog.Logger
+	// ResumedFunc, when set, is called for each system a read lifted the
+	// pause of on its gate.
+	ResumedFunc func(ctx context.Context, system string)
+}
+
+// Run syncs the gates every 2 s until ctx ends. A failed read is logged
+// and the gates stay as they were until the next one.
+func (s *PauseSync) Run(ctx context.Context) {
+	t := time.NewTicker(syncEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, err := s.Sync(ctx); err != nil && ctx.Err() == nil && s.Logger != nil {
+			s.Logger.Warn("read paused systems", "error", err)
+		}
+	}
+}
+
+// Sync reads the store's paused systems once, applies them to the gates,
+// and returns them.
+func (s *PauseSync) Sync(ctx context.Context) ([]store.SystemPause, error) {
+	// Marked before the read: a refusal seen here whose record had not
+	// committed by then is not the read's to lift (see limit.Gate.Resume).
+	marks := make(map[string]limit.Mark, len(s.Gates))
+	for name, g := range s.Gates {
+		marks[name] = g.Mark()
+	}
+	pauses, err := s.Store.ListPauses(ctx)
+	if err != nil {
+		return nil, err
+	}
+	paused := map[string]store.SystemPause{}
+	for _, p := range pauses {
+		paused[p.System] = p
+	}
+	for name, g := range s.Gates {
+		p, isPaused := paused[name]
+		switch {
+		case isPaused && p.Reason == store.OperatorPause:
+			g.Pause(marks[name], false) // holds until resumed, even over a pause already probing
+		case isPaused:
+			g.Pause(marks[name], true) // a refusal another node saw is probed like one seen here
+		case g.Resume(marks[name]) && s.ResumedFunc != nil:
+			s.ResumedFunc(ctx, name)
+		}
+	}
+	return pauses, nil
+}
+
+// wakeHeld wakes the runs held for system, which a read of the store found
+// resumed: runs this node held between the resume and now wait for a probe
+// time that is no longer coming.
+func (x *Executor) wakeHeld(ctx context.Context, system string) {
+	if _, err := x.cfg.Store.WakeHeld(ctx, system, x.cfg.NowFunc()); err != nil && ctx.Err() == nil {
+		x.cfg.Logger.Warn("wake runs held for a resumed system", "system", system, "error", err)
+	}
+}
 
 // LiftPause lifts, on every node, the credential pause of system that a
 // call's success has just lifted on this node (its gate's done reported
