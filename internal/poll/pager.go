@@ -240,9 +240,18 @@ func (p *Poller) fetch(ctx context.Context, l *flow.Listing, req request) (conne
 	for attempt := 1; ; attempt++ {
 		var done func(limit.Outcome, time.Duration) bool
 		if gate != nil {
+			// Before Acquire, which would let the read through as the
+			// probe of a credential pause, and after a hold, which may be
+			// a pause applied since.
+			if err := p.stopPaused(gate, l.System); err != nil {
+				return connector.FetchResponse{}, err
+			}
 			var err error
 			done, err = gate.Acquire(ctx)
 			if h, ok := errors.AsType[*limit.Hold](err); ok {
+				if err := p.stopPaused(gate, l.System); err != nil {
+					return connector.FetchResponse{}, err
+				}
 				if err := p.sleep(ctx, h.Until.Sub(p.cfg.NowFunc())); err != nil {
 					return connector.FetchResponse{}, fmt.Errorf("%s (%w)", h.Reason, err)
 				}
@@ -275,6 +284,15 @@ func (p *Poller) fetch(ctx context.Context, l *flow.Listing, req request) (conne
 			return resp, fmt.Errorf("%w (%w)", err, serr)
 		}
 	}
+}
+
+// stopPaused returns a *PausedError when the poller stops at a paused
+// system (StopWhenPaused) and gate's system is paused.
+func (p *Poller) stopPaused(gate *limit.Gate, system string) error {
+	if p.cfg.StopWhenPaused && gate.State().Paused {
+		return &PausedError{System: system}
+	}
+	return nil
 }
 
 // sleep waits d, or fails at once when d is longer than maxWait (the run

@@ -1,6 +1,7 @@
 package poll_test
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -42,4 +43,37 @@ func TestPollProbeResumesSystem(t *testing.T) {
 	pauses, err := h.st.ListPauses(t.Context())
 	require.NoError(t, err)
 	require.Empty(t, pauses, "lifted in the store, for every node")
+}
+
+// TestPollStopsWhenPaused: a poller that stops at a paused system (the
+// command line's) ends the run before reading a page of a system paused by
+// an operator, or paused for refused credentials even when its probe is
+// due (the read would be the probe), with a *PausedError naming it.
+func TestPollStopsWhenPaused(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name  string
+		probe bool
+	}{
+		{"by an operator", false},
+		{"credentials refused, probe due", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			a := newFakeAPI(t, "token", 5)
+			seed(a)
+			h := newHarness(t, pollConfig(a, 100), "")
+			now := time.Now()
+			gates := delivery.NewGates(h.plan, func() time.Time { return now })
+			gates["api"].Pause(gates["api"].Mark(), tt.probe)
+			now = now.Add(time.Hour) // a credential pause's probe is due
+
+			p := poll.New(poll.Config{Plan: h.plan, Store: h.st, Engine: h.eng, Gates: gates, StopWhenPaused: true, Node: "n1"})
+			_, err := p.Poll(t.Context(), h.plan.Sources["jobs"], poll.Options{})
+			pe, ok := errors.AsType[*poll.PausedError](err)
+			require.True(t, ok, "%v", err)
+			require.Equal(t, "api", pe.System)
+			require.Empty(t, a.log(), "no page read")
+		})
+	}
 }

@@ -68,11 +68,23 @@ type Config struct {
 	// credential pause on this node's gate (the read was its probe), to
 	// lift it on every node as a step's success does: app wires the
 	// executor's LiftPause (pausing and resuming systems is the
-	// executor's, which records them in the store). Optional where nothing
-	// pauses Gates (the command line's backfill and reconcile use gates of
-	// their own).
+	// executor's, which records them in the store). Optional: the command
+	// line's backfill and reconcile leave it unset, since they stop at a
+	// pause (StopWhenPaused) rather than probe it.
 	ResumedFunc func(ctx context.Context, system string)
+	// StopWhenPaused ends a run at once, with a *PausedError, when a page
+	// read finds its system paused on Gates, instead of waiting for the
+	// pause's probe (a scheduled run waits up to maxWait for it, then fails
+	// and the next run continues) or being the probe: the command line's
+	// backfill and reconcile stop and say so, since a pause can last hours.
+	StopWhenPaused bool
 }
+
+// PausedError ends a run of a Poller with StopWhenPaused: System is paused
+// (an operator paused it, or it refused our credentials).
+type PausedError struct{ System string }
+
+func (e *PausedError) Error() string { return "system " + e.System + " is paused" }
 
 // Limits of one poll run.
 const (
