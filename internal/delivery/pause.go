@@ -3,6 +3,7 @@ package delivery
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/switchboard-dev/switchboard/internal/limit"
@@ -32,6 +33,20 @@ type PauseSync struct {
 	// ResumedFunc, when set, is called for each system a read lifted the
 	// pause of on its gate.
 	ResumedFunc func(ctx context.Context, system string)
+
+	mu     sync.Mutex                   // guards the field below
+	paused map[string]store.SystemPause // the last read's, by system
+}
+
+// Paused returns system's pause as the last read found it in the store.
+// The system's gate may say otherwise until the next read: a call in
+// flight when a credential pause was applied lifts it there if it
+// succeeds, as it shows the credentials work.
+func (s *PauseSync) Paused(system string) (store.SystemPause, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.paused[system]
+	return p, ok
 }
 
 // Run syncs the gates every 2 s until ctx ends. A failed read is logged
@@ -68,6 +83,9 @@ func (s *PauseSync) Sync(ctx context.Context) ([]store.SystemPause, error) {
 	for _, p := range pauses {
 		paused[p.System] = p
 	}
+	s.mu.Lock()
+	s.paused = paused
+	s.mu.Unlock()
 	for name, g := range s.Gates {
 		p, isPaused := paused[name]
 		switch {

@@ -236,3 +236,39 @@ func TestProbeResumesSystem(t *testing.T) {
 	defer notes.mu.Unlock()
 	require.Equal(t, []string{"sys"}, notes.resumed)
 }
+
+// TestPauseSyncPaused: PauseSync.Paused tells a system's pause as the last
+// read found it in the store, whatever the gate says since: a call in
+// flight when a credential pause was applied lifts it on the gate when it
+// succeeds, and the store still holds it (the command line stops at what
+// Paused says).
+func TestPauseSyncPaused(t *testing.T) {
+	t.Parallel()
+	b := setup(t, oneStep)
+	gates := delivery.NewGates(b.plan, nil)
+	s := &delivery.PauseSync{Store: b.store, Gates: gates}
+	at := time.Date(2026, 11, 30, 9, 15, 0, 0, time.UTC)
+	_, err := b.store.PauseSystem(t.Context(), store.PauseParams{System: "sys", Reason: "HTTP 401 from sys", Now: at})
+	require.NoError(t, err)
+	done, err := gates["sys"].Acquire(t.Context()) // in flight when the pause is applied
+	require.NoError(t, err)
+	_, ok := s.Paused("sys")
+	require.False(t, ok, "nothing read yet")
+
+	pauses, err := s.Sync(t.Context())
+	require.NoError(t, err)
+	require.Len(t, pauses, 1)
+	require.True(t, gates["sys"].State().Paused)
+	require.True(t, done(limit.Succeeded, 0), "the call's success lifts the pause on the gate")
+	p, ok := s.Paused("sys")
+	require.True(t, ok, "not in the store")
+	require.Equal(t, "HTTP 401 from sys", p.Reason)
+	require.True(t, p.PausedAt.Equal(at))
+
+	_, err = b.store.ResumeSystem(t.Context(), "sys")
+	require.NoError(t, err)
+	_, err = s.Sync(t.Context())
+	require.NoError(t, err)
+	_, ok = s.Paused("sys")
+	require.False(t, ok)
+}
