@@ -238,18 +238,18 @@ func splitLinks(s string) []string {
 func (p *Poller) fetch(ctx context.Context, l *flow.Listing, req request) (connector.FetchResponse, error) {
 	gate := p.cfg.Gates[l.System]
 	for attempt := 1; ; attempt++ {
+		// Before each try (Acquire would let a read through as the probe
+		// of a credential pause), and after a hold, which may be a pause
+		// applied since.
+		if err := p.stop(l.System); err != nil {
+			return connector.FetchResponse{}, err
+		}
 		var done func(limit.Outcome, time.Duration) bool
 		if gate != nil {
-			// Before Acquire, which would let the read through as the
-			// probe of a credential pause, and after a hold, which may be
-			// a pause applied since.
-			if err := p.stopPaused(gate, l.System); err != nil {
-				return connector.FetchResponse{}, err
-			}
 			var err error
 			done, err = gate.Acquire(ctx)
 			if h, ok := errors.AsType[*limit.Hold](err); ok {
-				if err := p.stopPaused(gate, l.System); err != nil {
+				if err := p.stop(l.System); err != nil {
 					return connector.FetchResponse{}, err
 				}
 				if err := p.sleep(ctx, h.Until.Sub(p.cfg.NowFunc())); err != nil {
@@ -286,13 +286,12 @@ func (p *Poller) fetch(ctx context.Context, l *flow.Listing, req request) (conne
 	}
 }
 
-// stopPaused returns a *PausedError when the poller stops at a paused
-// system (StopWhenPaused) and gate's system is paused.
-func (p *Poller) stopPaused(gate *limit.Gate, system string) error {
-	if p.cfg.StopWhenPaused && gate.State().Paused {
-		return &PausedError{System: system}
+// stop returns StopFunc's error for a read of system, if any.
+func (p *Poller) stop(system string) error {
+	if p.cfg.StopFunc == nil {
+		return nil
 	}
-	return nil
+	return p.cfg.StopFunc(system)
 }
 
 // sleep waits d, or fails at once when d is longer than maxWait (the run

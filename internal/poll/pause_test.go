@@ -45,18 +45,27 @@ func TestPollProbeResumesSystem(t *testing.T) {
 	require.Empty(t, pauses, "lifted in the store, for every node")
 }
 
-// TestPollStopsWhenPaused: a poller that stops at a paused system (the
-// command line's) ends the run before reading a page of a system paused by
-// an operator, or paused for refused credentials even when its probe is
-// due (the read would be the probe), with a *PausedError naming it.
-func TestPollStopsWhenPaused(t *testing.T) {
+// TestPollStopFunc: a poller whose StopFunc answers an error (the command
+// line's, when a system it calls is paused in the store) ends the run
+// with it before reading a page, even where the system's gate would let
+// the read through: a credential pause whose probe is due, or a pause
+// this node's gate has not applied or has lifted (a call in flight when it
+// was applied succeeded). A pause applied between StopFunc's answer and
+// the gate's ends the run too, not a wait for the gate.
+func TestPollStopFunc(t *testing.T) {
 	t.Parallel()
+	operator := func(g *limit.Gate) { g.Pause(g.Mark(), false) }
 	for _, tt := range []struct {
-		name  string
-		probe bool
+		name string
+		// pause pauses gate, or not.
+		pause func(gate *limit.Gate)
+		// StopFunc answers the error from its stopAt-th call on.
+		stopAt int
 	}{
-		{"by an operator", false},
-		{"credentials refused, probe due", true},
+		{"gate paused by an operator", operator, 1},
+		{"gate paused for credentials, probe due", func(g *limit.Gate) { g.Pause(g.Mark(), true) }, 1},
+		{"gate not paused", func(*limit.Gate) {}, 1},
+		{"paused between StopFunc and the gate", operator, 2},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -65,14 +74,24 @@ func TestPollStopsWhenPaused(t *testing.T) {
 			h := newHarness(t, pollConfig(a, 100), "")
 			now := time.Now()
 			gates := delivery.NewGates(h.plan, func() time.Time { return now })
-			gates["api"].Pause(gates["api"].Mark(), tt.probe)
+			tt.pause(gates["api"])
 			now = now.Add(time.Hour) // a credential pause's probe is due
 
-			p := poll.New(poll.Config{Plan: h.plan, Store: h.st, Engine: h.eng, Gates: gates, StopWhenPaused: true, Node: "n1"})
+			errPaused := errors.New("paused")
+			var asked []string
+			p := poll.New(poll.Config{
+				Plan: h.plan, Store: h.st, Engine: h.eng, Gates: gates, Node: "n1",
+				StopFunc: func(system string) error {
+					if asked = append(asked, system); len(asked) < tt.stopAt {
+						return nil
+					}
+					return errPaused
+				},
+			})
 			_, err := p.Poll(t.Context(), h.plan.Sources["jobs"], poll.Options{})
-			pe, ok := errors.AsType[*poll.PausedError](err)
-			require.True(t, ok, "%v", err)
-			require.Equal(t, "api", pe.System)
+			require.ErrorIs(t, err, errPaused)
+			require.Len(t, asked, tt.stopAt)
+			require.Equal(t, "api", asked[0])
 			require.Empty(t, a.log(), "no page read")
 		})
 	}

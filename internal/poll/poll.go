@@ -70,21 +70,19 @@ type Config struct {
 	// executor's LiftPause (pausing and resuming systems is the
 	// executor's, which records them in the store). Optional: the command
 	// line's backfill and reconcile leave it unset, since they stop at a
-	// pause (StopWhenPaused) rather than probe it.
+	// pause (StopFunc) rather than probe it.
 	ResumedFunc func(ctx context.Context, system string)
-	// StopWhenPaused ends a run at once, with a *PausedError, when a page
-	// read finds its system paused on Gates, instead of waiting for the
-	// pause's probe (a scheduled run waits up to maxWait for it, then fails
-	// and the next run continues) or being the probe: the command line's
-	// backfill and reconcile stop and say so, since a pause can last hours.
-	StopWhenPaused bool
+	// StopFunc, when set, is called before each page read with the read's
+	// system; an error it returns ends the run at once. The command line's
+	// backfill and reconcile stop so when a system they call is paused in
+	// the store, rather than wait for the pause's probe (a scheduled run
+	// waits up to maxWait for it, then fails and the next run continues)
+	// or be that probe: they say so and can be run again, while a pause
+	// can last hours. They ask the store's pauses, not the gate, whose
+	// credential pause a page read in flight lifts when it succeeds (see
+	// limit.Gate.Acquire).
+	StopFunc func(system string) error
 }
-
-// PausedError ends a run of a Poller with StopWhenPaused: System is paused
-// (an operator paused it, or it refused our credentials).
-type PausedError struct{ System string }
-
-func (e *PausedError) Error() string { return "system " + e.System + " is paused" }
 
 // Limits of one poll run.
 const (
