@@ -4,25 +4,33 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/switchboard-dev/switchboard/internal/connector/connectortest"
 )
 
-// historyAPI serves 30 jobs updated one a day from 2026-01-01, three per
-// page, with a next-page token; ?since= filters inclusively.
-func historyAPI(t *testing.T) *httptest.Server {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+// historyAPI serves days jobs updated one a day from 2026-01-01, three per
+// page, with a next-page token; ?since= filters inclusively. before, when
+// set, runs before the n-th request (1-based) is answered.
+func historyAPI(t testing.TB, days int, before func(n int)) *connectortest.Upstream {
+	t.Helper()
+	var requests atomic.Int64
+	return connectortest.NewUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		if before != nil {
+			before(int(requests.Add(1)))
+		}
 		since := r.URL.Query().Get("since")
 		from, _ := strconv.Atoi(r.URL.Query().Get("page_token"))
 		var jobs []map[string]any
-		for i := range 30 {
+		for i := range days {
 			at := time.Date(2026, 1, 1+i, 0, 0, 0, 0, time.UTC).Format(time.RFC3339)
 			if at >= since {
 				jobs = append(jobs, map[string]any{"id": i + 1, "updated_at": at})
@@ -33,16 +41,15 @@ func historyAPI(t *testing.T) *httptest.Server {
 			page["next"] = strconv.Itoa(from + 3)
 		}
 		_ = json.NewEncoder(w).Encode(page)
-	}))
-	t.Cleanup(srv.Close)
-	return srv
+	})
 }
 
-func TestBackfillAndPolls(t *testing.T) {
-	srv := historyAPI(t)
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "switchboard.yaml")
-	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`version: 1
+// backfillConfigFile writes a config whose poll source jobs reads the
+// history at url from system sched, and returns its path.
+func backfillConfigFile(t testing.TB, url string) string {
+	t.Helper()
+	cfg := filepath.Join(t.TempDir(), "switchboard.yaml")
+	require.NoError(t, os.WriteFile(cfg, fmt.Appendf(nil, `version: 1
 store: sqlite:sb.db
 systems:
   sched: { kind: http, base_url: %s }
@@ -62,7 +69,12 @@ flows:
   sync:
     on: jobs
     steps: [ { id: push, do: sched.request, with: { path: '"/sink"' } } ]
-`, srv.URL)), 0o644))
+`, url), 0o600))
+	return cfg
+}
+
+func TestBackfillAndPolls(t *testing.T) {
+	cfg := backfillConfigFile(t, historyAPI(t, 30, nil).URL)
 
 	code, _, stderr := run(t, nil, "backfill", "jobs", "--config", cfg, "--quiet")
 	require.Equal(t, 2, code)

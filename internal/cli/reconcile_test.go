@@ -4,18 +4,19 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/switchboard-dev/switchboard/internal/connector/connectortest"
 )
 
 // reconcileSystems serves a CRM's contacts (two pages) and an accounting
 // system's customers with planted differences.
-func reconcileSystems(t testing.TB) *httptest.Server {
+func reconcileSystems(t testing.TB) *connectortest.Upstream {
 	t.Helper()
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /crm/contacts", func(w http.ResponseWriter, r *http.Request) {
@@ -39,9 +40,7 @@ func reconcileSystems(t testing.TB) *httptest.Server {
 			map[string]any{"id": 9, "email": "zed@example.com", "first_name": "Zed", "phone": "5550109"},
 		}})
 	})
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	return srv
+	return connectortest.NewUpstream(t, mux.ServeHTTP)
 }
 
 func reconcileConfigFile(t testing.TB, url string) string {
