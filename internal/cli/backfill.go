@@ -17,7 +17,9 @@ import (
 // cursor ("backfill:SOURCE"), so an interrupted backfill resumes where it
 // stopped when run again without --since, and the scheduled poll's cursor
 // is left alone. Records already stored (by the poll or its webhooks) are
-// not emitted twice: the same seen-versions and event keys apply.
+// not emitted twice: the same seen-versions and event keys apply. It does
+// not start while the source's system is paused, and stops, cursor saved,
+// when the system is paused while it runs (see watchPauses).
 func runBackfill(ctx context.Context, e env, args []string) error {
 	fs := flags("backfill", e)
 	cfgPath := fs.String("config", "switchboard.yaml", "config file")
@@ -54,10 +56,16 @@ func runBackfill(ctx context.Context, e env, args []string) error {
 		}
 		fmt.Fprintf(e.stderr, "resuming the backfill of %s from %s\n", name, prev.Cursor)
 	}
+	gates := delivery.NewGates(plan, nil)
+	pauses, err := watchPauses(ctx, e, st, *cfgPath, gates, src.Poll.System)
+	if err != nil {
+		return err
+	}
+	defer pauses.stop()
 	// The events' runs are executed by the serving nodes; this process
 	// only stores them (on SQLite beside a running serve, through WAL).
 	eng := engine.New(engine.Config{Store: st, Plan: plan, Fingerprints: st, Logger: commandLogger(e)})
-	p := poll.New(poll.Config{Plan: plan, Store: st, Engine: eng, Gates: delivery.NewGates(plan, nil)})
+	p := poll.New(poll.Config{Plan: plan, Store: st, Engine: eng, Gates: gates, StopFunc: pauses.check})
 	bar := progressbar.NewOptions(-1,
 		progressbar.OptionSetWriter(e.stderr),
 		progressbar.OptionSetDescription("backfill "+name),

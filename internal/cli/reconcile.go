@@ -3,16 +3,20 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/switchboard-dev/switchboard/internal/app"
 	"github.com/switchboard-dev/switchboard/internal/delivery"
 	"github.com/switchboard-dev/switchboard/internal/engine"
 	"github.com/switchboard-dev/switchboard/internal/flow"
 	"github.com/switchboard-dev/switchboard/internal/poll"
+	"github.com/switchboard-dev/switchboard/internal/store"
 )
 
 // cellWidth bounds the KEY, OWNER and MIRROR cells of the difference table.
@@ -20,8 +24,10 @@ const cellWidth = 40
 
 // runReconcile runs one reconciliation of a reconcile source now and
 // prints its differences. With --dry-run it only reads the two systems
-// (the store is not opened); without, it emits the events as a scheduled
-// run would, named "manual-TIME", for the serving nodes to run their flows.
+// (and the store's paused systems); without, it emits the events as a
+// scheduled run would, named "manual-TIME", for the serving nodes to run
+// their flows. It does not start while either system is paused, and stops
+// when one is paused while it runs (see watchPauses).
 func runReconcile(ctx context.Context, e env, args []string) error {
 	fs := flags("reconcile", e)
 	cfgPath := fs.String("config", "switchboard.yaml", "config file")
@@ -43,8 +49,27 @@ func runReconcile(ctx context.Context, e env, args []string) error {
 	}
 	fmt.Fprintf(e.stderr, "reconciling %s: %s\n", name, describeReconcile(src.Reconcile))
 	cfg := poll.Config{Plan: plan, Gates: delivery.NewGates(plan, nil)}
+	// A dry run reads the store's paused systems too (a paused system is
+	// not called), but it writes nothing: it does not create a store that
+	// is not there, where no system can be paused.
+	var st store.Store
+	if !*dry || plan.StorePath == "" || fileExists(plan.StorePath) {
+		if st, err = app.OpenStore(ctx, plan, false); err != nil {
+			return err
+		}
+		defer st.Close()
+		pauses, err := watchPauses(ctx, e, st, *cfgPath, cfg.Gates, src.Reconcile.Owner.System, src.Reconcile.Mirror.System)
+		if err != nil {
+			return err
+		}
+		defer pauses.stop()
+		cfg.StopFunc = pauses.check
+	}
 	if *dry {
 		rep, err := poll.New(cfg).Reconcile(ctx, src, poll.ReconcileOptions{DryRun: true})
+		if errors.As(err, new(*pausedError)) {
+			return fmt.Errorf("stopped: %w", err)
+		}
 		if err != nil {
 			return err
 		}
@@ -52,11 +77,6 @@ func runReconcile(ctx context.Context, e env, args []string) error {
 		fmt.Fprintln(e.stdout, "dry run: nothing emitted")
 		return nil
 	}
-	_, st, err := openStore(ctx, e, *cfgPath)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
 	// The events' runs are executed by the serving nodes; this process
 	// only stores them (on SQLite beside a running serve, through WAL).
 	eng := engine.New(engine.Config{Store: st, Plan: plan, Fingerprints: st, Logger: commandLogger(e)})
@@ -69,11 +89,20 @@ func runReconcile(ctx context.Context, e env, args []string) error {
 	if !rep.FinishedAt.IsZero() { // both sides were read and compared
 		printReport(e.stdout, src, rep)
 	}
+	if errors.As(err, new(*pausedError)) {
+		return fmt.Errorf("stopped, nothing emitted: %w", err)
+	}
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "run %s: %d events emitted\n", rep.Run, rep.Emitted)
 	return nil
+}
+
+// fileExists reports whether path names a file (or anything else).
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return !errors.Is(err, os.ErrNotExist)
 }
 
 // printReport writes the differences as a table, one row per differing
