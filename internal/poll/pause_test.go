@@ -13,6 +13,18 @@ import (
 	"github.com/switchboard-dev/switchboard/internal/store"
 )
 
+// gatedSetup is a harness polling a fake API that holds jobs, and gates
+// whose clock reads now (set it to move time on).
+func gatedSetup(t *testing.T) (a *fakeAPI, h *harness, gates map[string]*limit.Gate, now *time.Time) {
+	t.Helper()
+	a = newFakeAPI(t, "token", 5)
+	seed(a)
+	h = newHarness(t, pollConfig(a, 100), "")
+	now = new(time.Now())
+	gates = delivery.NewGates(h.plan, func() time.Time { return *now })
+	return a, h, gates, now
+}
+
 // TestPollProbeResumesSystem: a system paused because it refused our
 // credentials lets one call through a minute. When that call is a poll's
 // page read and it succeeds, the system is resumed as when a step's call
@@ -21,17 +33,13 @@ import (
 // its held runs would wait.
 func TestPollProbeResumesSystem(t *testing.T) {
 	t.Parallel()
-	a := newFakeAPI(t, "token", 5)
-	seed(a)
-	h := newHarness(t, pollConfig(a, 100), "")
-	now := time.Now()
-	gates := delivery.NewGates(h.plan, func() time.Time { return now })
+	_, h, gates, now := gatedSetup(t)
 	done, err := gates["api"].Acquire(t.Context())
 	require.NoError(t, err)
 	done(limit.Unauthorized, 0)
-	_, err = h.st.PauseSystem(t.Context(), store.PauseParams{System: "api", Reason: "HTTP 401 from api", Now: now})
+	_, err = h.st.PauseSystem(t.Context(), store.PauseParams{System: "api", Reason: "HTTP 401 from api", Now: *now})
 	require.NoError(t, err)
-	now = now.Add(time.Minute) // the probe is due
+	*now = now.Add(time.Minute) // the probe is due
 
 	x := delivery.New(delivery.Config{Store: h.st, Plan: h.plan, Gates: gates})
 	p := poll.New(poll.Config{
@@ -69,13 +77,9 @@ func TestPollStopFunc(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			a := newFakeAPI(t, "token", 5)
-			seed(a)
-			h := newHarness(t, pollConfig(a, 100), "")
-			now := time.Now()
-			gates := delivery.NewGates(h.plan, func() time.Time { return now })
+			a, h, gates, now := gatedSetup(t)
 			tt.pause(gates["api"])
-			now = now.Add(time.Hour) // a credential pause's probe is due
+			*now = now.Add(time.Hour) // a credential pause's probe is due
 
 			errPaused := errors.New("paused")
 			var asked []string
