@@ -147,11 +147,14 @@ type demoPrinter struct {
 	done    int
 	leads   map[string]string // event ID -> email
 	settled chan struct{}
+	// early holds the reports of events whose webhook's answer had not
+	// reached post yet (on a busy machine a run can be delivered first):
+	// printed once post knows whose lead they are.
+	early map[string][]delivery.Report
 }
 
-func (p *demoPrinter) printf(format string, args ...any) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+// printfLocked prints one line; p.mu is held.
+func (p *demoPrinter) printfLocked(format string, args ...any) {
 	fmt.Fprintf(p.w, "%6.2fs  "+format+"\n", append([]any{time.Since(p.start).Seconds()}, args...)...)
 }
 
@@ -175,42 +178,55 @@ func (p *demoPrinter) post(ctx context.Context, url string, h signature.HMAC, no
 	var lead struct{ Email string }
 	_ = json.Unmarshal([]byte(body), &lead)
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.leads == nil {
 		p.leads = map[string]string{}
 	}
 	p.leads[r.EventID] = lead.Email
-	p.mu.Unlock()
 	switch {
 	case r.Duplicate:
-		p.printf("DUPLICATE  %-18s HTTP %d, event %s already stored: skipped, nothing sent again (%s)", lead.Email, resp.StatusCode, r.EventID, note)
+		p.printfLocked("DUPLICATE  %-18s HTTP %d, event %s already stored: skipped, nothing sent again (%s)", lead.Email, resp.StatusCode, r.EventID, note)
 	case resp.StatusCode == http.StatusAccepted:
-		p.printf("RECEIVED   %-18s HTTP 202, stored as %s (%s)", lead.Email, r.EventID, note)
+		p.printfLocked("RECEIVED   %-18s HTTP 202, stored as %s (%s)", lead.Email, r.EventID, note)
 	default:
-		p.printf("REJECTED   %-18s HTTP %d", lead.Email, resp.StatusCode)
+		p.printfLocked("REJECTED   %-18s HTTP %d", lead.Email, resp.StatusCode)
 	}
+	for _, er := range p.early[r.EventID] {
+		p.reportLocked(er)
+	}
+	delete(p.early, r.EventID)
 	return nil
 }
 
 func (p *demoPrinter) report(r delivery.Report) {
 	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.leads[r.EventID]; !ok {
+		if p.early == nil {
+			p.early = map[string][]delivery.Report{}
+		}
+		p.early[r.EventID] = append(p.early[r.EventID], r)
+		return
+	}
+	p.reportLocked(r)
+}
+
+func (p *demoPrinter) reportLocked(r delivery.Report) {
 	email := p.leads[r.EventID]
-	p.mu.Unlock()
 	step := r.Flow + "/" + r.Step
 	switch r.Outcome {
 	case store.AttemptSucceeded:
-		p.printf("DELIVERED  %-18s %s → %s, HTTP %d (attempt %d)", email, step, r.System, r.Status, r.Attempt)
+		p.printfLocked("DELIVERED  %-18s %s → %s, HTTP %d (attempt %d)", email, step, r.System, r.Status, r.Attempt)
 	case store.AttemptRetry:
-		p.printf("RETRYING   %-18s %s → %s failed (%s); attempt %d, next in %s", email, step, r.System, short(r.Err.Error(), 60), r.Attempt, r.Wait.Round(time.Millisecond))
+		p.printfLocked("RETRYING   %-18s %s → %s failed (%s); attempt %d, next in %s", email, step, r.System, short(r.Err.Error(), 60), r.Attempt, r.Wait.Round(time.Millisecond))
 	case store.AttemptDead:
-		p.printf("DEAD       %-18s %s → %s: %s; dead-lettered", email, step, r.System, short(r.Err.Error(), 80))
+		p.printfLocked("DEAD       %-18s %s → %s: %s; dead-lettered", email, step, r.System, short(r.Err.Error(), 80))
 	}
 	if r.Done {
-		p.mu.Lock()
 		p.done++
 		if p.done == p.want {
 			close(p.settled)
 		}
-		p.mu.Unlock()
 	}
 }
 
