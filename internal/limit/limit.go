@@ -54,6 +54,11 @@ const (
 type Hold struct {
 	Until  time.Time
 	Reason string
+	// Operator is set when an operator paused the system: nothing is
+	// let through until it is resumed, however long that is, and Until
+	// is only when to look again. A caller that cannot wait that long (a
+	// scheduled poll) skips its work rather than fail it.
+	Operator bool
 }
 
 func (h *Hold) Error() string { return h.Reason }
@@ -200,7 +205,7 @@ func (g *Gate) admit() (hold *Hold, probe bool) {
 			// probe in flight): they would be claimed and held again in a
 			// tight loop.
 			if g.noProbe {
-				return &Hold{Until: now.Add(recheck), Reason: fmt.Sprintf("system %s paused by an operator", g.name)}, false
+				return &Hold{Until: now.Add(recheck), Reason: fmt.Sprintf("system %s paused by an operator", g.name), Operator: true}, false
 			}
 			until := maxTime(minTime(g.pausedUntil, now.Add(recheck)), now.Add(minHold))
 			return &Hold{Until: maxTime(until, g.backoff), Reason: fmt.Sprintf("system %s paused: credentials refused (401/403); probing every %s", g.name, g.cfg.AuthProbeEvery)}, false

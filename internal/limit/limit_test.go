@@ -201,16 +201,22 @@ func TestResumeKeepsThrottleBackoff(t *testing.T) {
 }
 
 // TestOperatorPauseOverridesProbing: an operator's pause over a credential
-// pause stops the probes until Resume.
+// pause stops the probes until Resume. Its holds say it is an operator's
+// (a scheduled poll skips its run rather than fail it); a credential
+// pause's do not, and last at most until the next probe.
 func TestOperatorPauseOverridesProbing(t *testing.T) {
 	t.Parallel()
 	c := newClock()
 	g := limit.New("crm", limit.Config{AuthProbeEvery: time.Minute}, c.Now)
 	requireAdmit(t, g)(limit.Unauthorized, 0)
+	h := requireHold(t, g)
+	require.False(t, h.Operator, "a credential pause")
+	require.False(t, h.Until.After(c.Now().Add(time.Minute)), "held until the next probe at most")
 	readPaused(g, false)
 	c.Add(time.Hour)
-	h := requireHold(t, g)
+	h = requireHold(t, g)
 	require.Contains(t, h.Reason, "paused by an operator")
+	require.True(t, h.Operator)
 	require.False(t, h.Until.Before(c.Now().Add(time.Minute)), "held for a while, not re-claimed at once")
 	g.Resume(g.Mark())
 	requireAdmit(t, g)(limit.Succeeded, 0)

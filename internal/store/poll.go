@@ -85,4 +85,8 @@ type PollRun struct {
 	// Found is how many records a backstop poll found that its webhook
 	// source had not delivered.
 	Found int
+	// Skipped is set when the run did not read its system because an
+	// operator paused it: only NextRunAt is stored, and the last run,
+	// last success, failures, last error and found are left as they were.
+	Skipped bool
 }

@@ -140,6 +140,13 @@ func (s *Store) CommitPollPage(ctx context.Context, p store.PollPage) ([]store.P
 
 // FinishPoll records a run's end.
 func (s *Store) FinishPoll(ctx context.Context, p store.PollRun) error {
+	if p.Skipped {
+		if _, err := s.pool.Exec(ctx, `INSERT INTO poll_state (source, next_run_at) VALUES ($1, $2)
+			ON CONFLICT (source) DO UPDATE SET next_run_at = excluded.next_run_at`, p.Source, p.NextRunAt); err != nil {
+			return fmt.Errorf("finish skipped poll %s: %w", p.Source, err)
+		}
+		return nil
+	}
 	var ok *time.Time
 	if p.Error == "" {
 		ok = &p.Now

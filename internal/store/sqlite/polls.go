@@ -142,6 +142,13 @@ func (s *Store) CommitPollPage(ctx context.Context, p store.PollPage) ([]store.P
 
 // FinishPoll records a run's end.
 func (s *Store) FinishPoll(ctx context.Context, p store.PollRun) error {
+	if p.Skipped {
+		if _, err := s.exec(ctx, `INSERT INTO poll_state (source, next_run_at) VALUES (?, ?)
+			ON CONFLICT (source) DO UPDATE SET next_run_at = excluded.next_run_at`, p.Source, micros(p.NextRunAt)); err != nil {
+			return fmt.Errorf("finish skipped poll %s: %w", p.Source, err)
+		}
+		return nil
+	}
 	ok := int64(0)
 	if p.Error == "" {
 		ok = micros(p.Now)

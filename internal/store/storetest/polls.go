@@ -59,6 +59,19 @@ func runPolls(t *testing.T, open OpenFunc) {
 		require.True(t, st.LastOKAt.Equal(t0.Add(3*time.Second)))
 		require.True(t, st.LastRunAt.Equal(t0.Add(3*time.Second)))
 
+		// A run skipped (an operator paused its system) moves the next
+		// run only: no failure, and the last run and success stay.
+		require.NoError(t, s.FinishPoll(ctx, store.PollRun{Source: "jobs", Now: t0.Add(4 * time.Second), NextRunAt: t0.Add(4 * time.Minute), Error: "GET /jobs: 500", Found: 2}))
+		require.NoError(t, s.FinishPoll(ctx, store.PollRun{Source: "jobs", Now: t0.Add(5 * time.Second), NextRunAt: t0.Add(5 * time.Minute), Skipped: true}))
+		st, _, err = s.GetPollState(ctx, "jobs")
+		require.NoError(t, err)
+		require.True(t, st.NextRunAt.Equal(t0.Add(5*time.Minute)))
+		require.Equal(t, 1, st.Failures)
+		require.Equal(t, "GET /jobs: 500", st.LastError)
+		require.Equal(t, 2, st.LastFound)
+		require.True(t, st.LastOKAt.Equal(t0.Add(3*time.Second)))
+		require.True(t, st.LastRunAt.Equal(t0.Add(4*time.Second)))
+
 		require.NoError(t, s.InitPollState(ctx, "another", t0))
 		all, err := s.ListPollStates(ctx)
 		require.NoError(t, err)
