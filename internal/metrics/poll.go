@@ -31,7 +31,7 @@ func newPollMetrics() *pollMetrics {
 	return &pollMetrics{
 		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchboard_poll_runs_total",
-			Help: "Runs of timed sources (poll, schedule), by source and outcome (ok, error).",
+			Help: "Runs of timed sources (poll, schedule), by source and outcome (ok, error, paused: skipped because an operator paused its system).",
 		}, []string{"source", "outcome"}),
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchboard_poll_records_total",
@@ -56,17 +56,28 @@ func (p *pollMetrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{p.runs, p.records, p.backstopFound, p.lastSuccess, p.cursorMoved}
 }
 
-// PollRun counts one run of a timed source; ok reports success.
-func (m *Metrics) PollRun(source string, ok bool, finished time.Time) {
+// Outcomes of one run of a timed source, the outcome label of
+// switchboard_poll_runs_total.
+const (
+	// PollRunOK: the run succeeded.
+	PollRunOK = "ok"
+	// PollRunError: the run failed (counted in the source's failures).
+	PollRunError = "error"
+	// PollRunPaused: the run was skipped because an operator paused a
+	// system it reads; it is neither a success nor a failure.
+	PollRunPaused = "paused"
+)
+
+// PollRun counts one run of a timed source with its outcome (PollRunOK,
+// PollRunError, PollRunPaused); a success also sets the last success time.
+func (m *Metrics) PollRun(source, outcome string, finished time.Time) {
 	if m == nil {
 		return
 	}
-	if !ok {
-		m.poll.runs.WithLabelValues(source, "error").Inc()
-		return
+	m.poll.runs.WithLabelValues(source, outcome).Inc()
+	if outcome == PollRunOK {
+		m.poll.lastSuccess.WithLabelValues(source).Set(float64(finished.UnixMilli()) / 1e3)
 	}
-	m.poll.runs.WithLabelValues(source, "ok").Inc()
-	m.poll.lastSuccess.WithLabelValues(source).Set(float64(finished.UnixMilli()) / 1e3)
 }
 
 // PollRecords counts n records of a poll source with one result.

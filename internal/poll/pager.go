@@ -252,6 +252,11 @@ func (p *Poller) fetch(ctx context.Context, l *flow.Listing, req request) (conne
 				if err := p.stop(l.System); err != nil {
 					return connector.FetchResponse{}, err
 				}
+				if h.Operator {
+					// No probe until a resume, which may be hours away:
+					// the run is skipped, not failed (see step).
+					return connector.FetchResponse{}, &pausedError{system: l.System}
+				}
 				if err := p.sleep(ctx, h.Until.Sub(p.cfg.NowFunc())); err != nil {
 					return connector.FetchResponse{}, fmt.Errorf("%s (%w)", h.Reason, err)
 				}

@@ -1,7 +1,11 @@
 package poll_test
 
 import (
+	"context"
 	"errors"
+	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -9,6 +13,7 @@ import (
 
 	"github.com/switchboard-dev/switchboard/internal/delivery"
 	"github.com/switchboard-dev/switchboard/internal/limit"
+	"github.com/switchboard-dev/switchboard/internal/metrics/metricstest"
 	"github.com/switchboard-dev/switchboard/internal/poll"
 	"github.com/switchboard-dev/switchboard/internal/store"
 )
@@ -99,4 +104,78 @@ func TestPollStopFunc(t *testing.T) {
 			require.Empty(t, a.log(), "no page read")
 		})
 	}
+}
+
+// TestScheduledPollSkippedWhileOperatorPaused: a scheduled poll of a
+// system an operator paused is skipped, not failed: no page read, one
+// warning a run saying how to resume, its failures, last error and last
+// success left as they were (no poll_failing alert for a pause the
+// operator chose), counted as "paused", not "error", and run again at its
+// schedule. Once the system is resumed, the next run reads it.
+func TestScheduledPollSkippedWhileOperatorPaused(t *testing.T) {
+	a := newFakeAPI(t, "token", 5)
+	want := seed(a)
+	h := newHarness(t, strings.Replace(pollConfig(a, 100), "every: 1s", "every: 2s", 1), "")
+	gates := delivery.NewGates(h.plan, nil)
+	gates["api"].Pause(gates["api"].Mark(), false)
+	// An earlier success, then a failure: a skip leaves both as they were.
+	okAt := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+	require.NoError(t, h.st.FinishPoll(t.Context(), store.PollRun{Source: "jobs", Now: okAt, NextRunAt: okAt}))
+	require.NoError(t, h.st.FinishPoll(t.Context(), store.PollRun{Source: "jobs", Now: okAt.Add(time.Minute), NextRunAt: time.Now(), Error: "boom"}))
+
+	logs := new(lockedBuffer)
+	p := poll.New(poll.Config{
+		Plan: h.plan, Store: h.st, Engine: h.eng, Gates: gates, Metrics: h.m, Node: "n1",
+		Logger: slog.New(slog.NewTextHandler(logs, nil)), RetryBase: 10 * time.Millisecond, Recheck: 50 * time.Millisecond,
+	})
+	ctx, cancel := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = p.Run(ctx) })
+	t.Cleanup(func() { cancel(); wg.Wait() })
+
+	runs := func(outcome string) float64 {
+		got, err := metricstest.Series(h.reg, "switchboard_poll_runs_total")
+		require.NoError(t, err)
+		return got[`switchboard_poll_runs_total{outcome="`+outcome+`",source="jobs"}`]
+	}
+	started := time.Now()
+	require.Eventually(t, func() bool { return runs("paused")+runs("error") >= 2 }, 15*time.Second, 20*time.Millisecond)
+	st := h.state("jobs")
+	require.Zero(t, runs("error"), "a pause the operator chose is no failed run")
+	require.Empty(t, a.log(), "no page read of a paused system")
+	require.Equal(t, 1, st.Failures, "failures left as they were")
+	require.Equal(t, "boom", st.LastError)
+	require.True(t, st.LastOKAt.Equal(okAt), "last success left as it was: %s", st.LastOKAt)
+	require.False(t, st.NextRunAt.After(time.Now().Add(2*time.Second)), "next run at the schedule: %s", st.NextRunAt)
+	require.True(t, st.NextRunAt.After(started), "not at once: %s", st.NextRunAt)
+	out := logs.String()
+	require.NotContains(t, out, "level=ERROR")
+	require.Contains(t, out, "level=WARN msg=\"poll skipped: system api is paused by an operator; `switchboard systems resume api`\"")
+	require.Equal(t, int(runs("paused")), strings.Count(out, "poll skipped"), "one line a run")
+
+	require.True(t, gates["api"].Resume(gates["api"].Mark()))
+	resumed := time.Now()
+	require.Eventually(t, func() bool { return len(h.keys("jobs")) == len(want) }, 15*time.Second, 20*time.Millisecond)
+	require.Less(t, time.Since(resumed), 2*time.Second+500*time.Millisecond, "the run after a resume comes at the schedule")
+	st = h.state("jobs")
+	require.Zero(t, st.Failures)
+	require.Empty(t, st.LastError)
+	require.True(t, st.LastOKAt.After(okAt))
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -76,7 +76,8 @@ type Config struct {
 	// system; an error it returns ends the run at once. The command line's
 	// backfill and reconcile stop so when a system they call is paused in
 	// the store, rather than wait for the pause's probe (a scheduled run
-	// waits up to maxWait for it, then fails and the next run continues)
+	// waits up to maxWait for it, then fails and the next run continues;
+	// at an operator's pause it is skipped)
 	// or be that probe: they say so and can be run again, while a pause
 	// can last hours. They ask the store's pauses, not the gate, whose
 	// credential pause a page read in flight lifts when it succeeds (see
@@ -460,6 +461,16 @@ func (p *Poller) Tick(ctx context.Context, src *flow.Source, scheduled time.Time
 // errWaitTooLong ends a run that would have to wait longer than maxWait.
 var errWaitTooLong = errors.New("wait too long")
 
+// pausedError ends a run that meets a system an operator paused: nothing
+// calls it until it is resumed. A scheduled run so ended is skipped, not
+// failed: the operator chose the pause, and counting it as a failure
+// would raise poll_failing for it.
+type pausedError struct{ system string }
+
+func (e *pausedError) Error() string {
+	return fmt.Sprintf("system %s is paused by an operator; `switchboard systems resume %s`", e.system, e.system)
+}
+
 // configError is a failure only a config change can fix (a page limit too
 // small, too many differences): the source is not retried before its next
 // scheduled run, since each retry would read the system again for nothing.
@@ -469,3 +480,9 @@ func (e configError) Unwrap() error { return e.error }
 
 // needsConfig marks err as a configError.
 func needsConfig(err error) error { return configError{err} }
+
+// isPaused reports whether err is a *pausedError.
+func isPaused(err error) bool {
+	_, ok := errors.AsType[*pausedError](err)
+	return ok
+}

@@ -387,7 +387,9 @@ func (p *Poller) runReconcile(ctx context.Context, src *flow.Source, st store.Po
 		attrs = append(attrs, t, rep.Count(t))
 	}
 	if err != nil {
-		p.cfg.Logger.Error("reconciliation failed", append(attrs, "error", err)...)
+		if !isPaused(err) { // step logs a skip
+			p.cfg.Logger.Error("reconciliation failed", append(attrs, "error", err)...)
+		}
 		return err
 	}
 	p.cfg.Logger.Info("reconciliation finished", attrs...)

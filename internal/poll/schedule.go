@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/switchboard-dev/switchboard/internal/flow"
+	"github.com/switchboard-dev/switchboard/internal/metrics"
 	"github.com/switchboard-dev/switchboard/internal/store"
 )
 
@@ -118,11 +119,20 @@ func (p *Poller) step(ctx context.Context, src *flow.Source) (time.Duration, err
 	if src.Poll != nil && src.Poll.Backstop() {
 		run.Found = stats.Emitted
 	}
-	switch {
+	outcome := metrics.PollRunOK
+	switch paused, skipped := errors.AsType[*pausedError](runErr); {
+	case skipped:
+		// Skipped, not failed: failures, last error and last success stay
+		// as they were, and the next run is at the schedule.
+		outcome = metrics.PollRunPaused
+		run.Skipped = true
+		p.cfg.Logger.Warn("poll skipped: "+paused.Error(), "source", src.Name, "system", paused.system, "next_run_at", next)
 	case errors.As(runErr, new(configError)):
+		outcome = metrics.PollRunError
 		run.Error = runErr.Error()
 		p.cfg.Logger.Error("timed source run failed; fix the config, it is not retried before its next run", "source", src.Name, "next_run_at", next, "error", runErr)
 	case runErr != nil:
+		outcome = metrics.PollRunError
 		run.Error = runErr.Error()
 		retry := min(p.cfg.RetryBase*30<<min(st.Failures, 10), retryCap)
 		run.NextRunAt = minTime(next, finished.Add(retry))
@@ -130,7 +140,7 @@ func (p *Poller) step(ctx context.Context, src *flow.Source) (time.Duration, err
 	case stats.More:
 		run.NextRunAt = finished // pages left: continue at once
 	}
-	p.cfg.Metrics.PollRun(src.Name, runErr == nil, finished)
+	p.cfg.Metrics.PollRun(src.Name, outcome, finished)
 	return 0, p.cfg.Store.FinishPoll(context.WithoutCancel(ctx), run)
 }
 
@@ -175,9 +185,12 @@ func (p *Poller) runSource(ctx context.Context, src *flow.Source, st store.PollS
 	attrs := []any{"source", src.Name, "pages", stats.Pages, "records", stats.Records, "emitted", stats.Emitted,
 		"unchanged", stats.Unchanged, "known", stats.Known, "cursor", stats.Cursor, "more", stats.More,
 		"duration", p.cfg.NowFunc().Sub(started).Round(time.Millisecond)}
-	if err == nil {
+	switch {
+	case err == nil:
 		p.cfg.Logger.Info("poll finished", attrs...)
-	} else {
+	case isPaused(err):
+		// step logs the skip
+	default:
 		p.cfg.Logger.Error("poll stopped", append(attrs, "error", err)...)
 	}
 	return stats, err
