@@ -243,3 +243,35 @@ func TestCommandsRefusedCredentials(t *testing.T) {
 		})
 	}
 }
+
+// TestPollsShowsPausedSystem: `switchboard polls` says when a system a
+// source reads is paused, and what that does to its runs: skipped at an
+// operator's pause (no failure counted), waiting for the probe at a
+// credential pause.
+func TestPollsShowsPausedSystem(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		reason, says string
+	}{
+		{store.OperatorPause, "sched by an operator since 2026-11-30T09:15:00Z: runs skipped"},
+		{"HTTP 401 from sched", "sched, credentials refused since 2026-11-30T09:15:00Z: runs wait for its probe"},
+	} {
+		t.Run(c.reason, func(t *testing.T) {
+			t.Parallel()
+			cfg := backfillConfigFile(t, "http://127.0.0.1:1")
+			st := openStoreOf(t, cfg)
+			require.NoError(t, st.InitPollState(t.Context(), "jobs", pausedAt))
+			code, stdout, stderr := run(t, nil, "polls", "--config", cfg)
+			require.Equal(t, 0, code, stderr)
+			require.Regexp(t, `jobs .* 0\s+-\s*\n`, stdout, "nothing paused")
+
+			_, err := st.PauseSystem(t.Context(), store.PauseParams{System: "sched", Reason: c.reason, Now: pausedAt})
+			require.NoError(t, err)
+			code, stdout, stderr = run(t, nil, "polls", "--config", cfg)
+			require.Equal(t, 0, code, stderr)
+			t.Log("\n" + stdout)
+			require.Contains(t, stdout, "PAUSED")
+			require.Contains(t, stdout, c.says)
+		})
+	}
+}

@@ -5,8 +5,12 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/switchboard-dev/switchboard/internal/flow"
+	"github.com/switchboard-dev/switchboard/internal/store"
 )
 
 // runPolls lists the timed sources with their stored state: what an
@@ -22,8 +26,16 @@ func runPolls(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	defer st.Close()
+	list, err := st.ListPauses(ctx)
+	if err != nil {
+		return fmt.Errorf("read paused systems: %w", err)
+	}
+	pauses := make(map[string]store.SystemPause, len(list))
+	for _, p := range list {
+		pauses[p.System] = p
+	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SOURCE\tSCHEDULE\tNEXT RUN\tLAST OK\tCURSOR\tCURSOR MOVED\tFAILURES\tLAST ERROR")
+	fmt.Fprintln(tw, "SOURCE\tSCHEDULE\tNEXT RUN\tLAST OK\tCURSOR\tCURSOR MOVED\tFAILURES\tPAUSED\tLAST ERROR")
 	for _, name := range slices.Sorted(maps.Keys(plan.Sources)) {
 		src := plan.Sources[name]
 		sched := src.Timed()
@@ -34,18 +46,48 @@ func runPolls(ctx context.Context, e env, args []string) error {
 		if err != nil {
 			return err
 		}
+		paused := pausedNote(src, pauses)
 		if !ok {
-			fmt.Fprintf(tw, "%s\t%s\tnot run yet\t-\t-\t-\t0\t\n", name, sched)
+			fmt.Fprintf(tw, "%s\t%s\tnot run yet\t-\t-\t-\t0\t%s\t\n", name, sched, paused)
 			continue
 		}
 		cursor := "-"
 		if ps.HasCursor {
 			cursor = short(ps.Cursor, 32)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", name, sched, stamp(ps.NextRunAt), stamp(ps.LastOKAt),
-			cursor, stamp(ps.CursorMovedAt), ps.Failures, short(ps.LastError, 80))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", name, sched, stamp(ps.NextRunAt), stamp(ps.LastOKAt),
+			cursor, stamp(ps.CursorMovedAt), ps.Failures, paused, short(ps.LastError, 80))
 	}
 	return tw.Flush()
+}
+
+// pausedNote says which systems src reads are paused and what that does
+// to its runs: at an operator's pause they are skipped (no failure
+// counted; NEXT RUN is the schedule's), at a credential pause they wait
+// for its probe. "-" when none is.
+func pausedNote(src *flow.Source, pauses map[string]store.SystemPause) string {
+	var systems []string
+	switch {
+	case src.Poll != nil:
+		systems = []string{src.Poll.System}
+	case src.Reconcile != nil:
+		systems = slices.Compact([]string{src.Reconcile.Owner.System, src.Reconcile.Mirror.System})
+	}
+	var notes []string
+	for _, sys := range systems {
+		p, ok := pauses[sys]
+		switch {
+		case !ok:
+		case p.Reason == store.OperatorPause:
+			notes = append(notes, fmt.Sprintf("%s by an operator since %s: runs skipped", sys, stamp(p.PausedAt)))
+		default:
+			notes = append(notes, fmt.Sprintf("%s, credentials refused since %s: runs wait for its probe", sys, stamp(p.PausedAt)))
+		}
+	}
+	if len(notes) == 0 {
+		return "-"
+	}
+	return strings.Join(notes, "; ")
 }
 
 func stamp(t time.Time) string {
