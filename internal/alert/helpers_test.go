@@ -1,7 +1,6 @@
 package alert
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -17,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-dev/switchboard/internal/alert/rule"
+	"github.com/switchboard-dev/switchboard/internal/logtest"
 	"github.com/switchboard-dev/switchboard/internal/secret"
 	"github.com/switchboard-dev/switchboard/internal/store"
 )
@@ -200,24 +200,6 @@ func (r *receiver) hitCount() int {
 	return r.hits
 }
 
-// syncBuffer is a bytes.Buffer safe for the sender goroutines' logs.
-type syncBuffer struct {
-	mu  sync.Mutex // guards buf
-	buf bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
-}
-
 // testBundle is a Manager on a fake clock and fake statistics, sending to
 // a Slack and a webhook receiver.
 type testBundle struct {
@@ -226,7 +208,7 @@ type testBundle struct {
 	stats *fakeStats
 	slack *receiver
 	hook  *receiver
-	logs  *syncBuffer
+	logs  *logtest.Buffer
 }
 
 type bundleOpts struct {
@@ -248,7 +230,7 @@ func setup(tb testing.TB, o bundleOpts) *testBundle {
 		stats: &fakeStats{},
 		slack: newReceiver(tb, nil, nil),
 		hook:  newReceiver(tb, o.hookScript, o.hookBlock),
-		logs:  &syncBuffer{},
+		logs:  &logtest.Buffer{},
 	}
 	set := &rule.Set{
 		ConsoleURL:    "https://switchboard.example.com",

@@ -3,14 +3,12 @@
 package app_test
 
 import (
-	"bytes"
 	"errors"
 	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-dev/switchboard/internal/app"
+	"github.com/switchboard-dev/switchboard/internal/logtest"
 )
 
 // mountTmpfs mounts a tmpfs of size bytes on a new directory, unmounted
@@ -59,7 +58,7 @@ func TestFullDiskAnswers503AndRecovers(t *testing.T) {
 		return downstreamReply{Status: http.StatusOK}
 	})
 	yamlText := strings.Replace(deliverConfig, "store: sqlite:sb.db", "store: sqlite:"+filepath.Join(dir, "sb.db"), 1)
-	logs := &lockedLog{}
+	logs := &logtest.Buffer{}
 	ts := startServer(t, yamlText, map[string]string{"DOWNSTREAM_URL": down.URL, "E2E_SECRET": e2eSecret},
 		app.Options{PollInterval: 20 * time.Millisecond, Logger: slog.New(slog.NewJSONHandler(logs, nil))})
 	require.Equal(t, http.StatusAccepted, ts.post(t, "orders", `{"id":"before","mode":"ok"}`, true).Status)
@@ -85,23 +84,4 @@ func TestFullDiskAnswers503AndRecovers(t *testing.T) {
 	require.Regexp(t, `"msg":"readiness: the store takes writes again","failed_probes":([2-9]|\d\d)`, logs.String())
 	require.Equal(t, http.StatusAccepted, ts.post(t, "orders", body, true).Status)
 	require.Eventually(t, func() bool { return len(down.keys()) == 2 }, 10*time.Second, 10*time.Millisecond)
-}
-
-// lockedLog is a log destination the server's goroutines write to while
-// the test reads it.
-type lockedLog struct {
-	mu  sync.Mutex // guards buf
-	buf bytes.Buffer
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *lockedLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
 }

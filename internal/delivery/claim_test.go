@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-dev/switchboard/internal/delivery"
+	"github.com/switchboard-dev/switchboard/internal/logtest"
 	"github.com/switchboard-dev/switchboard/internal/store"
 )
 
@@ -103,7 +104,7 @@ func TestClaimCommittedAfterWaiterLeftIsHandedBack(t *testing.T) {
 	b.sys["second"].do = ok(nil)
 	st := &claimOutlivesWaiter{Store: b.store, claimed: make(chan struct{})}
 	st.armed.Store(true)
-	logs := &lockedBuffer{}
+	logs := &logtest.Buffer{}
 	x := delivery.New(delivery.Config{
 		Store: st, Plan: b.plan, Workers: 2, Lease: time.Hour,
 		PollInterval: 5 * time.Millisecond, Grace: 10 * time.Millisecond,

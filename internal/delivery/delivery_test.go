@@ -22,6 +22,7 @@ import (
 	"github.com/switchboard-dev/switchboard/internal/connector"
 	"github.com/switchboard-dev/switchboard/internal/delivery"
 	"github.com/switchboard-dev/switchboard/internal/flow"
+	"github.com/switchboard-dev/switchboard/internal/logtest"
 	"github.com/switchboard-dev/switchboard/internal/metrics"
 	"github.com/switchboard-dev/switchboard/internal/store"
 	"github.com/switchboard-dev/switchboard/internal/store/sqlite"
@@ -583,24 +584,6 @@ func (p *poisonStore) FinishAndClaim(ctx context.Context, ps []store.FinishParam
 	return p.Store.FinishAndClaim(ctx, ps, c)
 }
 
-// lockedBuffer is a log sink the executor's goroutines share.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestRefusedResultFailsAlone: a result the database refuses fails alone;
 // the results that shared its commit are stored at once, not failed with
 // it and retried (as they would be every time they met it). The refused
@@ -631,7 +614,7 @@ func TestRefusedResultFailsAlone(t *testing.T) {
 	}
 	st.poison.Store(byKey["poison"])
 
-	logs := &lockedBuffer{}
+	logs := &logtest.Buffer{}
 	x := delivery.New(delivery.Config{
 		Store: st, Plan: b.plan, Workers: 4, Lease: 5 * time.Second, PollInterval: 5 * time.Millisecond,
 		Grace: 100 * time.Millisecond, Logger: slog.New(slog.NewJSONHandler(logs, nil)), Notifier: b.dead,
@@ -717,7 +700,7 @@ func TestResultAppliedDespiteError(t *testing.T) {
 		return connector.Result{Status: 400}, connector.Permanent(errors.New("400 Bad Request: no such customer"))
 	}
 	b.insert(t, "e1", `{"n":1}`)
-	logs := &lockedBuffer{}
+	logs := &logtest.Buffer{}
 	x := delivery.New(delivery.Config{
 		Store: &lateFailure{Store: b.store}, Plan: b.plan, Workers: 2, Lease: 5 * time.Second, PollInterval: 5 * time.Millisecond,
 		Notifier: b.dead, Logger: slog.New(slog.NewJSONHandler(logs, nil)),

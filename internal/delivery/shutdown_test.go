@@ -11,6 +11,7 @@ import (
 
 	"github.com/switchboard-dev/switchboard/internal/connector"
 	"github.com/switchboard-dev/switchboard/internal/delivery"
+	"github.com/switchboard-dev/switchboard/internal/logtest"
 	"github.com/switchboard-dev/switchboard/internal/store"
 )
 
@@ -64,7 +65,7 @@ flows:
 	b.plan.Flows["f"].Steps[0].Call = call
 	b.insert(t, "a", `{"n": 1}`)
 	b.insert(t, "b", `{"n": 2}`)
-	logs := &lockedBuffer{}
+	logs := &logtest.Buffer{}
 	x := delivery.New(delivery.Config{
 		Store: overClaim{b.store}, Plan: b.plan, Workers: 1, Lease: 5 * time.Second,
 		PollInterval: 5 * time.Millisecond, Grace: 10 * time.Millisecond, Notifier: b.dead,

@@ -1,7 +1,6 @@
 package ingest_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -29,6 +28,7 @@ import (
 	"github.com/switchboard-dev/switchboard/internal/engine"
 	"github.com/switchboard-dev/switchboard/internal/flow"
 	"github.com/switchboard-dev/switchboard/internal/ingest"
+	"github.com/switchboard-dev/switchboard/internal/logtest"
 	"github.com/switchboard-dev/switchboard/internal/metrics"
 	"github.com/switchboard-dev/switchboard/internal/signature"
 	"github.com/switchboard-dev/switchboard/internal/store"
@@ -148,25 +148,6 @@ func compilePlan(tb testing.TB) *flow.Plan {
 	return p
 }
 
-// syncBuffer is a bytes.Buffer the handler's goroutines can log into while
-// the test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex // guards buf
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // options change what setup builds.
 type options struct {
 	// inserter replaces the SQLite store as the engine's store.
@@ -184,7 +165,7 @@ type testBundle struct {
 	store  *sqlite.Store
 	eng    *engine.Engine
 	dbPath string
-	logs   *syncBuffer
+	logs   *logtest.Buffer
 	// metrics is the registry the handler and engine count into.
 	metrics *prometheus.Registry
 	// unknownLength counts requests that arrived without a Content-Length.
@@ -221,7 +202,7 @@ func setup(tb testing.TB, opts options) *testBundle {
 	if acc == nil {
 		acc = eng
 	}
-	logs := &syncBuffer{}
+	logs := &logtest.Buffer{}
 	h := ingest.New(ingest.Config{
 		Plan:     plan,
 		Engine:   acc,

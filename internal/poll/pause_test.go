@@ -13,6 +13,7 @@ import (
 
 	"github.com/switchboard-dev/switchboard/internal/delivery"
 	"github.com/switchboard-dev/switchboard/internal/limit"
+	"github.com/switchboard-dev/switchboard/internal/logtest"
 	"github.com/switchboard-dev/switchboard/internal/metrics/metricstest"
 	"github.com/switchboard-dev/switchboard/internal/poll"
 	"github.com/switchboard-dev/switchboard/internal/store"
@@ -123,7 +124,7 @@ func TestScheduledPollSkippedWhileOperatorPaused(t *testing.T) {
 	require.NoError(t, h.st.FinishPoll(t.Context(), store.PollRun{Source: "jobs", Now: okAt, NextRunAt: okAt}))
 	require.NoError(t, h.st.FinishPoll(t.Context(), store.PollRun{Source: "jobs", Now: okAt.Add(time.Minute), NextRunAt: time.Now(), Error: "boom"}))
 
-	logs := new(lockedBuffer)
+	logs := new(logtest.Buffer)
 	p := poll.New(poll.Config{
 		Plan: h.plan, Store: h.st, Engine: h.eng, Gates: gates, Metrics: h.m, Node: "n1",
 		Logger: slog.New(slog.NewTextHandler(logs, nil)), RetryBase: 10 * time.Millisecond, Recheck: 50 * time.Millisecond,
@@ -161,21 +162,4 @@ func TestScheduledPollSkippedWhileOperatorPaused(t *testing.T) {
 	require.Zero(t, st.Failures)
 	require.Empty(t, st.LastError)
 	require.True(t, st.LastOKAt.After(okAt))
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

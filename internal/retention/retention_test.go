@@ -1,18 +1,17 @@
 package retention_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/switchboard-dev/switchboard/internal/logtest"
 	"github.com/switchboard-dev/switchboard/internal/retention"
 	"github.com/switchboard-dev/switchboard/internal/store"
 	"github.com/switchboard-dev/switchboard/internal/store/sqlite"
@@ -84,24 +83,6 @@ func TestSweepPassesKeptEvents(t *testing.T) {
 	}
 }
 
-// syncLog is a log destination Run writes to while the test reads it.
-type syncLog struct {
-	mu  sync.Mutex // guards buf
-	buf bytes.Buffer
-}
-
-func (l *syncLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *syncLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
 // TestSweepLogsKeptEvents: a sweep's log line counts the expired events it
 // kept for their unfinished runs beside those it deleted: a count that only
 // grows points at stuck runs.
@@ -118,7 +99,7 @@ func TestSweepLogsKeptEvents(t *testing.T) {
 	_, err := st.InsertEvents(t.Context(), evs)
 	require.NoError(t, err)
 
-	logs := &syncLog{}
+	logs := &logtest.Buffer{}
 	s := retention.New(retention.Config{Store: st, Keep: 30 * 24 * time.Hour, Every: time.Hour,
 		NowFunc: func() time.Time { return now }, Logger: slog.New(slog.NewJSONHandler(logs, nil))})
 	ctx, cancel := context.WithCancel(t.Context())

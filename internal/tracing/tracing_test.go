@@ -1,7 +1,6 @@
 package tracing_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -22,6 +21,7 @@ import (
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/switchboard-dev/switchboard/internal/logtest"
 	"github.com/switchboard-dev/switchboard/internal/tracing"
 )
 
@@ -312,7 +312,7 @@ func TestExportFailuresAreLogged(t *testing.T) {
 		http.Error(w, "no", http.StatusBadRequest) // permanent: not retried
 	}))
 	t.Cleanup(srv.Close)
-	var logs syncBuffer
+	var logs logtest.Buffer
 	tr, err := tracing.New(t.Context(), tracing.Config{
 		Endpoint: srv.URL, SampleRatio: 1, Headers: map[string]string{"Authorization": "Bearer s3cret-t0ken"},
 		Logger: slog.New(slog.NewJSONHandler(&logs, nil)),
@@ -325,23 +325,4 @@ func TestExportFailuresAreLogged(t *testing.T) {
 	_ = tr.Shutdown(ctx)
 	require.Contains(t, logs.String(), "tracing: spans not exported")
 	require.NotContains(t, logs.String(), "s3cret-t0ken")
-}
-
-// syncBuffer is a buffer the exporter's goroutine logs into while the test
-// reads it.
-type syncBuffer struct {
-	mu  sync.Mutex // guards buf
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
