@@ -284,8 +284,19 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) (err error) {
 	var g errgroup.Group
 	engineDone := make(chan struct{})
 	g.Go(func() error { defer close(engineDone); return s.Engine.Run(engineCtx) })
+	// Before anything calls a system: the gates start unpaused, and an
+	// operator's pause (or a refusal another node saw) must hold from the
+	// first call. A node without an executor still polls through the
+	// gates, so it keeps them in step itself.
+	syncCtx, cancelSync := context.WithTimeout(ctx, store.CommitTimeout)
+	if err := s.Executor.SyncPauses(syncCtx); err != nil {
+		s.opts.Logger.Warn("read paused systems at start; the next read is in 2s", "error", err)
+	}
+	cancelSync()
 	if !s.opts.NoExecutor {
 		g.Go(func() error { return s.Executor.Run(execCtx) })
+	} else {
+		g.Go(func() error { s.Executor.WatchPauses(execCtx); return nil })
 	}
 	if s.listener != nil && !s.opts.NoExecutor {
 		g.Go(func() error {

@@ -1,20 +1,27 @@
 package app_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-dev/switchboard/internal/app"
+	"github.com/switchboard-dev/switchboard/internal/config"
 	"github.com/switchboard-dev/switchboard/internal/metrics/metricstest"
+	"github.com/switchboard-dev/switchboard/internal/store"
 )
 
 // fieldApp stands in for a field-service app: GET /api/jobs?since= lists
@@ -143,4 +150,73 @@ flows:
 	require.Equal(t, float64(14-byWebhook), got[`switchboard_backstop_found_total{source="job_events"}`],
 		"the poll stored exactly the versions no webhook had delivered (at least jobs 3, 7, 8 and 9's change)")
 	require.LessOrEqual(t, byWebhook, 10)
+}
+
+// TestPausedSystemNotPolledAfterStart: a node's gates start unpaused, and
+// a node without an executor (serve --no-executor) did not read the
+// store's pauses at all, though its timed sources call systems. A system an
+// operator paused is not polled from a node's first moment, with or
+// without an executor, and a pause applied while an ingest-only node runs
+// reaches its polls too.
+func TestPausedSystemNotPolledAfterStart(t *testing.T) {
+	for _, noExecutor := range []bool{false, true} {
+		t.Run(fmt.Sprintf("no-executor=%v", noExecutor), func(t *testing.T) {
+			t.Parallel()
+			var calls atomic.Int64
+			field := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				calls.Add(1)
+				w.Header().Set("Content-Type", "application/json")
+				_, _ = w.Write([]byte(`{"jobs": []}`))
+			}))
+			t.Cleanup(field.Close)
+			yamlText := fmt.Sprintf(`version: 1
+systems:
+  field: { kind: http, base_url: %s }
+sources:
+  jobs:
+    poll:
+      system: field
+      every: 1s
+      path: /jobs
+      items: .jobs[]
+      id: .id
+      version: .updated_at
+flows:
+  noop:
+    on: jobs
+    steps:
+      - { id: look, do: field.request, with: { method: '"GET"', path: '"/jobs"' } }
+`, field.URL)
+			cfg, err := config.Parse(filepath.Join(t.TempDir(), "switchboard.yaml"), []byte(strings.Replace(yamlText, "version: 1\n",
+				"version: 1\nstore: sqlite:"+filepath.Join(t.TempDir(), "sb.db")+"\n", 1)), func(string) (string, bool) { return "", false })
+			require.NoError(t, err)
+			plan, err := app.Compile(cfg)
+			require.NoError(t, err)
+			srv, err := app.NewServer(t.Context(), plan, app.Options{NoExecutor: noExecutor, PollInterval: 20 * time.Millisecond})
+			require.NoError(t, err)
+			_, err = srv.Store.PauseSystem(t.Context(), store.PauseParams{System: "field", Reason: store.OperatorPause, Now: time.Now()})
+			require.NoError(t, err)
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			require.NoError(t, err)
+			ctx, stop := context.WithCancel(t.Context())
+			done := make(chan error, 1)
+			go func() { done <- srv.Serve(ctx, ln) }()
+			t.Cleanup(func() { stop(); require.NoError(t, <-done) })
+
+			require.Never(t, func() bool { return calls.Load() > 0 }, 2500*time.Millisecond, 50*time.Millisecond,
+				"a paused system polled after the node started")
+			if !noExecutor {
+				return
+			}
+			_, err = srv.Store.ResumeSystem(t.Context(), "field")
+			require.NoError(t, err)
+			require.Eventually(t, func() bool { return calls.Load() > 0 }, 10*time.Second, 50*time.Millisecond, "polled once resumed")
+			_, err = srv.Store.PauseSystem(t.Context(), store.PauseParams{System: "field", Reason: store.OperatorPause, Now: time.Now()})
+			require.NoError(t, err)
+			time.Sleep(2500 * time.Millisecond) // the node's next read of the pauses, and a poll in flight ending
+			n := calls.Load()
+			require.Never(t, func() bool { return calls.Load() > n }, 2500*time.Millisecond, 50*time.Millisecond,
+				"polled after a pause applied while the node ran")
+		})
+	}
 }

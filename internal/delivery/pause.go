@@ -49,19 +49,19 @@ func (s *PauseSync) Paused(system string) (store.SystemPause, bool) {
 	return p, ok
 }
 
-// Run syncs the gates every 2 s until ctx ends. A failed read is logged
-// and the gates stay as they were until the next one.
+// Run syncs the gates at once, then every 2 s, until ctx ends. A failed
+// read is logged and the gates stay as they were until the next one.
 func (s *PauseSync) Run(ctx context.Context) {
 	t := time.NewTicker(syncEvery)
 	defer t.Stop()
 	for {
+		if _, err := s.Sync(ctx); err != nil && ctx.Err() == nil && s.Logger != nil {
+			s.Logger.Warn("read paused systems", "error", err)
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-		}
-		if _, err := s.Sync(ctx); err != nil && ctx.Err() == nil && s.Logger != nil {
-			s.Logger.Warn("read paused systems", "error", err)
 		}
 	}
 }
@@ -103,6 +103,21 @@ func (s *PauseSync) Sync(ctx context.Context) ([]store.SystemPause, error) {
 // wakeHeld wakes the runs held for system, which a read of the store found
 // resumed: runs this node held between the resume and now wait for a probe
 // time that is no longer coming.
+// SyncPauses reads the store's paused systems once and applies them to the
+// gates, which the timed sources share. A node's gates start unpaused:
+// serve calls this before the executor and the timed sources start, so
+// neither calls a paused system in the seconds before the first periodic
+// read.
+func (x *Executor) SyncPauses(ctx context.Context) error {
+	_, err := x.pauses.Sync(ctx)
+	return err
+}
+
+// WatchPauses keeps the gates in step with the store's pauses until ctx
+// ends, as Run does: for a node whose timed sources call systems while it
+// executes no runs (serve --no-executor).
+func (x *Executor) WatchPauses(ctx context.Context) { x.pauses.Run(ctx) }
+
 func (x *Executor) wakeHeld(ctx context.Context, system string) {
 	if _, err := x.cfg.Store.WakeHeld(ctx, system, x.cfg.NowFunc()); err != nil && ctx.Err() == nil {
 		x.cfg.Logger.Warn("wake runs held for a resumed system", "system", system, "error", err)
