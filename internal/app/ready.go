@@ -70,14 +70,15 @@ type readiness struct {
 // check returns the result of a probe that ended less than readyFresh ago,
 // or of the next one.
 func (rd *readiness) check(ctx context.Context) error {
-	rd.mu.Lock()
-	if !rd.at.IsZero() && time.Since(rd.at) < readyFresh {
-		err := rd.err
-		rd.mu.Unlock()
+	if err, ok := rd.fresh(); ok {
 		return err
 	}
-	rd.mu.Unlock()
 	done := rd.group.DoChan("", func() (any, error) {
+		// Again: a probe may have ended between the look above and
+		// this call, and a second one would be a commit for nothing.
+		if err, ok := rd.fresh(); ok {
+			return nil, err
+		}
 		rd.mu.Lock()
 		if rd.closed {
 			rd.mu.Unlock()
@@ -96,6 +97,17 @@ func (rd *readiness) check(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// fresh returns the last probe's result if it ended less than readyFresh
+// ago.
+func (rd *readiness) fresh() (error, bool) {
+	rd.mu.Lock()
+	defer rd.mu.Unlock()
+	if rd.at.IsZero() || time.Since(rd.at) >= readyFresh {
+		return nil, false
+	}
+	return rd.err, true
 }
 
 // run probes the store, and gives up on the probe after readyProbeTimeout

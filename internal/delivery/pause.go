@@ -49,19 +49,22 @@ func (s *PauseSync) Paused(system string) (store.SystemPause, bool) {
 	return p, ok
 }
 
-// Run syncs the gates at once, then every 2 s, until ctx ends. A failed
-// read is logged and the gates stay as they were until the next one.
+// Run syncs the gates every 2 s until ctx ends. A failed read is logged
+// and the gates stay as they were until the next one. Its users read once
+// with Sync before anything calls a system (serve, through
+// Executor.SyncPauses; the command line's watchPauses), so Run's first read
+// is one interval in.
 func (s *PauseSync) Run(ctx context.Context) {
 	t := time.NewTicker(syncEvery)
 	defer t.Stop()
 	for {
-		if _, err := s.Sync(ctx); err != nil && ctx.Err() == nil && s.Logger != nil {
-			s.Logger.Warn("read paused systems", "error", err)
-		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		if _, err := s.Sync(ctx); err != nil && ctx.Err() == nil && s.Logger != nil {
+			s.Logger.Warn("read paused systems", "error", err)
 		}
 	}
 }
