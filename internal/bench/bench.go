@@ -60,6 +60,11 @@ type Config struct {
 	// "cpu-ingest.prof" and "cpu-e2e.prof". Each covers the phase's load
 	// (whole seconds), read from the node's --debug-addr.
 	NodeCPUProfile string `json:"-"`
+	// Ceilings adds, after the baseline, the two servers of ceiling.go:
+	// a file append with group commit and a store-free relay, the least a
+	// durable acknowledgment and an end-to-end delivery can cost here. In
+	// this process only (they are ratios to the in-process baseline).
+	Ceilings bool `json:"ceilings,omitempty"`
 	// AfterBaseline, when set, is called once the baseline phase is done:
 	// a CPU profile started there covers only the phases under study.
 	AfterBaseline func() `json:"-"`
@@ -90,13 +95,15 @@ type Phase struct {
 	// LoadCPUPerEvUS is the bench process's CPU per request (load
 	// generator and sink) when the server runs as a process of its own.
 	LoadCPUPerEvUS float64 `json:"load_cpu_us_per_event,omitempty"`
-	// End-to-end only.
+	// End to end and relay only.
 	Delivered   int     `json:"delivered,omitempty"`
 	DeliveredPS float64 `json:"delivered_per_s,omitempty"`
-	LagP50ms    float64 `json:"lag_p50_ms,omitempty"`
-	LagP99ms    float64 `json:"lag_p99_ms,omitempty"`
-	Lost        int     `json:"lost"`
-	Duplicates  int     `json:"duplicates"`
+	// DeliveredRatio is DeliveredPS as a share of the baseline's req/s.
+	DeliveredRatio float64 `json:"delivered_ratio,omitempty"`
+	LagP50ms       float64 `json:"lag_p50_ms,omitempty"`
+	LagP99ms       float64 `json:"lag_p99_ms,omitempty"`
+	Lost           int     `json:"lost"`
+	Duplicates     int     `json:"duplicates"`
 }
 
 // Report is the whole run.
@@ -127,6 +134,10 @@ type Report struct {
 	IdleRSSAnonMB float64 `json:"idle_rss_anon_mb"`
 	IdleRSSFileMB float64 `json:"idle_rss_file_mb"`
 	ServeReadyMS  float64 `json:"serve_ready_ms"`
+	// AppendRatio and RelayDeliveredRatio are the ceilings' shares of the
+	// baseline (with Config.Ceilings).
+	AppendRatio         float64 `json:"append_ratio,omitempty"`
+	RelayDeliveredRatio float64 `json:"relay_delivered_ratio,omitempty"`
 }
 
 // ErrLostOrDuplicated fails a run that lost or duplicated an event.
@@ -188,6 +199,14 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 		cfg.AfterBaseline()
 	}
 
+	if cfg.Ceilings {
+		if cfg.separate() {
+			return nil, errors.New("the ceilings run in the bench process: they cannot be measured with separate processes")
+		}
+		if err := runCeilings(ctx, cfg, rep, body, progress); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.Only != "e2e" {
 		if err := runIngest(ctx, cfg, rep, body, progress); err != nil {
 			return nil, err
@@ -285,15 +304,7 @@ func runE2E(ctx context.Context, cfg Config, rep *Report, body bodyFunc, progres
 			time.Sleep(5 * time.Millisecond)
 		}
 		p := phaseOf("e2e", res)
-		p.Lost, p.Duplicates = sk.check(res.AckedIDs, perEvent)
-		p.Delivered = len(res.AckedIDs) - p.Lost // events every flow and step delivered
-		sk.mu.Lock()
-		last := sk.last
-		sk.mu.Unlock()
-		if elapsed := last.Sub(start).Seconds(); elapsed > 0 {
-			p.DeliveredPS = float64(p.Delivered) / elapsed
-		}
-		p.LagP50ms, p.LagP99ms = ms(sk.lagPercentile(50)), ms(sk.lagPercentile(99))
+		sk.report(p, res.AckedIDs, perEvent, start)
 		m.done(p) // the drain's work included
 		return p, prof()
 	})
@@ -310,6 +321,9 @@ func (r *Report) add(p *Phase, progress io.Writer) {
 	} else {
 		p.Ratio = 1
 	}
+	if p.DeliveredPS > 0 && r.BaselineRPS > 0 {
+		p.DeliveredRatio = p.DeliveredPS / r.BaselineRPS
+	}
 	r.Phases = append(r.Phases, *p)
 	r.PeakRSSMB = max(r.PeakRSSMB, p.PeakRSSMB)
 	switch p.Name {
@@ -317,12 +331,14 @@ func (r *Report) add(p *Phase, progress io.Writer) {
 		r.BaselineRPS = p.RPS
 	case "ingest":
 		r.IngestRPS, r.IngestP99ms, r.IngestCPUPerEvUS, r.IngestRatio = p.RPS, p.P99ms, p.CPUPerEvUS, p.Ratio
+	case "append":
+		r.AppendRatio = p.Ratio
+	case "relay":
+		r.RelayDeliveredRatio = p.DeliveredRatio
 	case "e2e":
 		r.E2EDeliveredPerS, r.E2ELagP99ms, r.E2ECPUPerEvUS = p.DeliveredPS, p.LagP99ms, p.CPUPerEvUS
 		r.Lost, r.Duplicates = p.Lost, p.Duplicates
-		if r.BaselineRPS > 0 {
-			r.E2EDeliveredRatio = p.DeliveredPS / r.BaselineRPS
-		}
+		r.E2EDeliveredRatio = p.DeliveredRatio
 	}
 	if progress != nil {
 		fmt.Fprintf(progress, "%-8s done: %.0f req/s\n", p.Name, p.RPS)

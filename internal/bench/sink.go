@@ -59,9 +59,13 @@ func (s *sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	var ev struct {
 		ID   string `json:"id"`
-		Sent int64  `json:"sent"`
+		Sent int64  `json:"sent"`    // the flow's step maps sent_ns to sent
+		Raw  int64  `json:"sent_ns"` // the relay ceiling posts the event as sent
 	}
 	_ = json.Unmarshal(body, &ev)
+	if ev.Sent == 0 {
+		ev.Sent = ev.Raw
+	}
 	key := r.Header.Get("Idempotency-Key")
 	id := idOf(key)
 	s.mu.Lock()
@@ -116,6 +120,21 @@ func (s *sink) check(acked map[int64]bool, perEvent int) (lost, duplicates int) 
 		}
 	}
 	return lost, s.duplicate
+}
+
+// report sets p's delivery figures: lost and duplicated events, events
+// delivered by every flow and step, and their rate from start to the last
+// delivery, and the lag percentiles.
+func (s *sink) report(p *Phase, acked map[int64]bool, perEvent int, start time.Time) {
+	p.Lost, p.Duplicates = s.check(acked, perEvent)
+	p.Delivered = len(acked) - p.Lost
+	s.mu.Lock()
+	last := s.last
+	s.mu.Unlock()
+	if elapsed := last.Sub(start).Seconds(); elapsed > 0 {
+		p.DeliveredPS = float64(p.Delivered) / elapsed
+	}
+	p.LagP50ms, p.LagP99ms = ms(s.lagPercentile(50)), ms(s.lagPercentile(99))
 }
 
 func (s *sink) lagPercentile(p float64) time.Duration {

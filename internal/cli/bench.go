@@ -29,6 +29,7 @@ func runBench(ctx context.Context, e env, args []string) error {
 	fs.IntVar(&cfg.Flows, "flows", 1, "flows started by each event")
 	fs.IntVar(&cfg.Steps, "steps", 1, "steps per flow (each posts to the sink)")
 	fs.StringVar(&cfg.Only, "only", "", "after the baseline, run only this phase: ingest or e2e (for profiling)")
+	fs.BoolVar(&cfg.Ceilings, "ceilings", false, "after the baseline, measure two servers that store or deliver with the least work possible (a file append with group commit; a store-free relay to the sink): how far this machine lets the node's ratios go")
 	fs.BoolVar(&cfg.SeparateProcesses, "separate-processes", false, "run each phase's server as a process of its own: CPU per event and peak RSS are then the server's alone, without the load generator's")
 	baselineServer := fs.String("baseline-server", "", "internal: serve the bare baseline handler on this address (the bench starts it as a process of its own)")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
@@ -42,6 +43,9 @@ func runBench(ctx context.Context, e env, args []string) error {
 	}
 	if cfg.SeparateProcesses && *memProfile != "" {
 		return usageError{"bench: --memprofile profiles the bench process; with --separate-processes the servers run elsewhere (use --cpuprofile, or serve --debug-addr)"}
+	}
+	if cfg.SeparateProcesses && cfg.Ceilings {
+		return usageError{"bench: --ceilings runs its servers in the bench process, as ratios to the baseline there; it cannot be combined with --separate-processes"}
 	}
 	if cfg.SeparateProcesses {
 		// The nodes' profiles, one per phase, read from their --debug-addr;
@@ -105,8 +109,8 @@ func runBench(ctx context.Context, e env, args []string) error {
 	fmt.Fprintln(tw, "phase\treq/s\tof baseline\tp50 ms\tp99 ms\tp99.9 ms\tdelivered/s\tlag p50 ms\tlag p99 ms\tCPU µs/event\tpeak RSS MB\t")
 	for _, p := range rep.Phases {
 		delivered, lag50, lag99 := "-", "-", "-"
-		if p.Name == "e2e" {
-			delivered = fmt.Sprintf("%.0f (%.0f%%)", p.DeliveredPS, 100*rep.E2EDeliveredRatio)
+		if p.DeliveredPS > 0 {
+			delivered = fmt.Sprintf("%.0f (%.0f%%)", p.DeliveredPS, 100*p.DeliveredRatio)
 			lag50, lag99 = fmt.Sprintf("%.1f", p.LagP50ms), fmt.Sprintf("%.1f", p.LagP99ms)
 		}
 		fmt.Fprintf(tw, "%s\t%.0f\t%.0f%%\t%.2f\t%.2f\t%.2f\t%s\t%s\t%s\t%.0f\t%.0f\t\n",
@@ -123,6 +127,10 @@ func runBench(ctx context.Context, e env, args []string) error {
 		fmt.Fprintf(e.stdout, "\nCPU and RSS are the server process's own; the load generator and the sink (the bench process) used, in µs per request: %s\n", strings.Join(load, ", "))
 	} else {
 		fmt.Fprintf(e.stdout, "\nthe servers ran in the bench process: CPU and RSS include the load generator's and the sink's (--separate-processes measures the servers alone)\n")
+	}
+	if rep.Settings.Ceilings {
+		fmt.Fprintf(e.stdout, "ceilings: a file append with group commit (durable, nothing else) reached %.0f%% of the baseline; a relay storing nothing delivered %.0f%%\n",
+			100*rep.AppendRatio, 100*rep.RelayDeliveredRatio)
 	}
 	if rep.ServeReadyMS > 0 {
 		fmt.Fprintf(e.stdout, "serve (a separate process) on the ingest phase's database: ready in %.0f ms, idle RSS %.0f MB (%.0f anonymous, %.0f file-backed)\n",

@@ -1,0 +1,248 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The ceilings (`bench --ceilings`) are two servers that do the least a
+// durable acknowledgment and an end-to-end delivery can do, measured under
+// the same load as the baseline: they show how far this machine lets the
+// node's ratios go before any store work.
+//
+//   - append: each request's body is appended to one file and acknowledged
+//     after an fsync, with a group commit (one write and one fsync for all
+//     the requests that arrived during the previous one). No index, no
+//     dedupe, no run: the floor of "durable before acknowledged".
+//   - relay: each request is acknowledged at once and its body posted to
+//     the sink by cfg.Workers goroutines, nothing stored: the floor of
+//     "one HTTP exchange in, one out".
+
+// runCeilings measures both ceilings, in this process.
+func runCeilings(ctx context.Context, cfg Config, rep *Report, body bodyFunc, progress io.Writer) error {
+	ap, err := measure(ctx, "append", func(ctx context.Context) (*Phase, error) {
+		dir, err := os.MkdirTemp("", "switchboard-bench-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(dir)
+		log, err := newAppendLog(filepath.Join(dir, "append.log"))
+		if err != nil {
+			return nil, err
+		}
+		defer log.close()
+		url, stop, err := serveHandler(log)
+		if err != nil {
+			return nil, err
+		}
+		defer stop()
+		m := startMeter(&node{url: url, stop: stop})
+		res, err := runLoad(ctx, loadConfig{URL: url, Connections: cfg.Connections, Duration: time.Duration(cfg.Duration), Rate: cfg.Rate, Body: body})
+		p := phaseOf("append", res)
+		m.done(p)
+		return p, err
+	})
+	if err != nil {
+		return err
+	}
+	rep.add(ap, progress)
+
+	rl, err := measure(ctx, "relay", func(ctx context.Context) (*Phase, error) {
+		sk := newSink(cfg.FailPercent)
+		sinkURL, stopSink, err := serveHandler(sk)
+		if err != nil {
+			return nil, err
+		}
+		defer stopSink()
+		r := newRelay(ctx, sinkURL, cfg.Workers)
+		defer r.close()
+		url, stop, err := serveHandler(r)
+		if err != nil {
+			return nil, err
+		}
+		defer stop()
+		m := startMeter(&node{url: url, stop: stop})
+		start := time.Now()
+		res, err := runLoad(ctx, loadConfig{URL: url, Connections: cfg.Connections, Duration: time.Duration(cfg.Duration), Rate: cfg.Rate, Body: body})
+		if err != nil {
+			return nil, err
+		}
+		deadline := time.Now().Add(time.Duration(cfg.Drain))
+		for r.pending.Load() > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
+			time.Sleep(5 * time.Millisecond)
+		}
+		p := phaseOf("relay", res)
+		// The relay does not dedupe: a re-sent event is posted again, under
+		// a key of its own.
+		sk.report(p, res.AckedIDs, 1, start)
+		m.done(p)
+		return p, nil
+	})
+	if err != nil {
+		return err
+	}
+	rep.add(rl, progress)
+	return nil
+}
+
+// appendLog is the append ceiling's server: a group commit to one file.
+type appendLog struct {
+	f       *os.File
+	commits chan appendReq
+	done    chan struct{}
+}
+
+type appendReq struct {
+	body   []byte
+	synced chan error
+}
+
+func newAppendLog(path string) (*appendLog, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	l := &appendLog{f: f, commits: make(chan appendReq, 1024), done: make(chan struct{})}
+	go l.run()
+	return l, nil
+}
+
+// run writes and syncs, once per batch, everything that arrived while the
+// previous batch was syncing.
+func (l *appendLog) run() {
+	defer close(l.done)
+	var buf []byte
+	var waiting []chan error
+	for r := range l.commits {
+		buf = append(buf[:0], r.body...)
+		waiting = append(waiting[:0], r.synced)
+	batch:
+		for {
+			select {
+			case r, ok := <-l.commits:
+				if !ok {
+					break batch
+				}
+				buf = append(buf, r.body...)
+				waiting = append(waiting, r.synced)
+			default:
+				break batch
+			}
+		}
+		_, err := l.f.Write(buf)
+		if err == nil {
+			err = l.f.Sync()
+		}
+		for _, w := range waiting {
+			w <- err
+		}
+	}
+}
+
+func (l *appendLog) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	synced := make(chan error, 1)
+	l.commits <- appendReq{body: append(body, '\n'), synced: synced}
+	if err := <-synced; err != nil {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	w.WriteHeader(http.StatusAccepted)
+}
+
+func (l *appendLog) close() {
+	close(l.commits)
+	<-l.done
+	l.f.Close()
+}
+
+// relay is the relay ceiling's server: acknowledge, then post to the sink.
+type relay struct {
+	sinkURL string
+	client  *http.Client
+	queue   chan []byte
+	pending atomic.Int64 // acknowledged, not yet delivered
+	seq     atomic.Int64
+	wg      sync.WaitGroup
+	ctx     context.Context
+	cancel  context.CancelFunc
+}
+
+func newRelay(ctx context.Context, sinkURL string, workers int) *relay {
+	ctx, cancel := context.WithCancel(ctx)
+	r := &relay{
+		sinkURL: sinkURL,
+		client:  &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: workers, DisableCompression: true}},
+		// Bounded: a full queue holds the sender back rather than
+		// growing without end.
+		queue: make(chan []byte, 4*workers),
+		ctx:   ctx, cancel: cancel,
+	}
+	for range workers {
+		r.wg.Go(r.work)
+	}
+	return r
+}
+
+func (r *relay) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	body, err := io.ReadAll(req.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	r.pending.Add(1)
+	r.queue <- body
+	w.WriteHeader(http.StatusAccepted)
+}
+
+// work posts each body until the sink answers 2xx (a 503 is retried at
+// once: the ceiling has no back-off to wait out).
+func (r *relay) work() {
+	for body := range r.queue {
+		key := "relay_" + strconv.FormatInt(r.seq.Add(1), 10)
+		for r.ctx.Err() == nil && r.post(key, body) != nil {
+		}
+		r.pending.Add(-1)
+	}
+}
+
+func (r *relay) post(key string, body []byte) error {
+	req, err := http.NewRequestWithContext(r.ctx, http.MethodPost, r.sinkURL, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", key)
+	resp, err := r.client.Do(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("sink answered %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// close stops the workers: what is still queued (the drain gave up on it)
+// is dropped.
+func (r *relay) close() {
+	r.cancel()
+	close(r.queue)
+	r.wg.Wait()
+	r.client.CloseIdleConnections()
+}
