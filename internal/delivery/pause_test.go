@@ -272,3 +272,28 @@ func TestPauseSyncPaused(t *testing.T) {
 	_, ok = s.Paused("sys")
 	require.False(t, ok)
 }
+
+// TestLiftPauseOutlivesCaller: a probe's success lifted a credential pause
+// on this node, and its caller is cut off just after (shutdown, a poll's
+// timeout) before the lift is recorded. The lift is recorded anyway:
+// otherwise the store's pause would hold every other node until the next
+// probe, a minute later.
+func TestLiftPauseOutlivesCaller(t *testing.T) {
+	t.Parallel()
+	b := setup(t, oneStep)
+	_, err := b.store.PauseSystem(t.Context(), store.PauseParams{System: "sys", Reason: "HTTP 401 from sys", Now: time.Now()})
+	require.NoError(t, err)
+	notes := &systemNotes{}
+	x := delivery.New(delivery.Config{Store: b.store, Plan: b.plan, Workers: 1, Lease: 5 * time.Second, Notifier: notes})
+
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	x.LiftPause(ctx, "sys")
+
+	pauses, err := b.store.ListPauses(t.Context())
+	require.NoError(t, err)
+	require.Empty(t, pauses, "lifted in the store, for every node")
+	notes.mu.Lock()
+	defer notes.mu.Unlock()
+	require.Equal(t, []string{"sys"}, notes.resumed)
+}
