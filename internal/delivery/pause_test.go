@@ -2,6 +2,7 @@ package delivery_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -296,4 +297,40 @@ func TestLiftPauseOutlivesCaller(t *testing.T) {
 	notes.mu.Lock()
 	defer notes.mu.Unlock()
 	require.Equal(t, []string{"sys"}, notes.resumed)
+}
+
+// TestSyncCredentialPauseAfterOperatorPause: this node read an operator's
+// pause; before its next read the operator resumed the system and another
+// node's 401 paused it again. That read finds a credential pause and
+// applies it as one: this node probes the system again, rather than hold
+// its runs as if an operator had paused it, for good.
+func TestSyncCredentialPauseAfterOperatorPause(t *testing.T) {
+	t.Parallel()
+	b := setup(t, oneStep)
+	clock := &manualClock{now: time.Now()}
+	gates := delivery.NewGates(b.plan, clock.Now)
+	s := &delivery.PauseSync{Store: b.store, Gates: gates}
+	_, err := b.store.PauseSystem(t.Context(), store.PauseParams{System: "sys", Reason: store.OperatorPause, Now: time.Now()})
+	require.NoError(t, err)
+	_, err = s.Sync(t.Context())
+	require.NoError(t, err)
+	_, err = gates["sys"].Acquire(t.Context())
+	h, ok := errors.AsType[*limit.Hold](err)
+	require.True(t, ok)
+	require.True(t, h.Operator)
+
+	_, err = b.store.ResumeSystem(t.Context(), "sys")
+	require.NoError(t, err)
+	_, err = b.store.PauseSystem(t.Context(), store.PauseParams{System: "sys", Reason: "HTTP 401 from sys", Now: time.Now()})
+	require.NoError(t, err)
+	_, err = s.Sync(t.Context())
+	require.NoError(t, err)
+	_, err = gates["sys"].Acquire(t.Context())
+	h, ok = errors.AsType[*limit.Hold](err)
+	require.True(t, ok, "still paused")
+	require.False(t, h.Operator, "a credential pause: %s", h.Reason)
+	clock.Add(time.Hour)
+	done, err := gates["sys"].Acquire(t.Context())
+	require.NoError(t, err, "the probe goes")
+	require.True(t, done(limit.Succeeded, 0))
 }

@@ -328,8 +328,9 @@ func (g *Gate) Recorded(m Mark) {
 // Pause applies a pause that a read of the store, begun at m, found: as if
 // the system had answered 401 (another node saw the refusal), the next
 // probe after AuthProbeEvery; with probe false (an operator paused it), no
-// probe until Resume. The refusals before m are recorded (their own record,
-// or a pause there already).
+// probe until Resume. The gate takes the kind of pause the read found,
+// whatever kind it had. The refusals before m are recorded (their own
+// record, or a pause there already).
 func (g *Gate) Pause(m Mark, probe bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -340,8 +341,14 @@ func (g *Gate) Pause(m Mark, probe bool) {
 		g.paused, g.noProbe = true, true
 		return
 	}
-	if !g.paused {
-		g.paused, g.pausedUntil = true, g.nowFunc().Add(g.cfg.AuthProbeEvery)
+	// A credential pause where this gate has an operator's: the operator
+	// resumed the system and a refusal paused it again (another node's),
+	// both between two reads here. A store never holds a credential pause
+	// over an operator's (the operator's replaces it), so the operator's
+	// is gone: keeping noProbe would stop the probes on this node for
+	// good, its held runs saying an operator paused the system.
+	if !g.paused || g.noProbe {
+		g.paused, g.noProbe, g.pausedUntil = true, false, g.nowFunc().Add(g.cfg.AuthProbeEvery)
 	}
 }
 
