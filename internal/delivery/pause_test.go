@@ -334,3 +334,40 @@ func TestSyncCredentialPauseAfterOperatorPause(t *testing.T) {
 	require.NoError(t, err, "the probe goes")
 	require.True(t, done(limit.Succeeded, 0))
 }
+
+// TestSyncBeforeLiftKeepsItLifted: a read of the store's pauses begins
+// while a system is paused for refused credentials; before it ends, this
+// node's probe succeeds and lifts the pause, here and in the store. The
+// read, which still shows the pause, does not pause the gate again (runs
+// would be held until the next read).
+func TestSyncBeforeLiftKeepsItLifted(t *testing.T) {
+	t.Parallel()
+	b := setup(t, oneStep)
+	clock := &manualClock{now: time.Now()}
+	gates := delivery.NewGates(b.plan, clock.Now)
+	gate := gates["sys"]
+	done, err := gate.Acquire(t.Context())
+	require.NoError(t, err)
+	done(limit.Unauthorized, 0)
+	_, err = b.store.PauseSystem(t.Context(), store.PauseParams{System: "sys", Reason: "HTTP 401 from sys", Now: time.Now()})
+	require.NoError(t, err)
+	x := delivery.New(delivery.Config{Store: b.store, Plan: b.plan, Workers: 1, Lease: 5 * time.Second, Gates: gates})
+	st := &steppedPauses{Store: b.store, at: make(chan struct{}), next: make(chan struct{})}
+	s := &delivery.PauseSync{Store: st, Gates: gates}
+	clock.Add(time.Minute)
+
+	errc := make(chan error, 1)
+	go func() { _, err := s.Sync(t.Context()); errc <- err }()
+	<-st.at // the read is about to begin
+	st.next <- struct{}{}
+	<-st.at // the read is made: it shows the pause
+	probe, err := gate.Acquire(t.Context())
+	require.NoError(t, err)
+	require.True(t, probe(limit.Succeeded, 0))
+	x.LiftPause(t.Context(), "sys")
+	st.next <- struct{}{}
+	require.NoError(t, <-errc)
+	require.False(t, gate.State().Paused, "the read from before the lift leaves it lifted")
+	_, err = gate.Acquire(t.Context())
+	require.NoError(t, err)
+}
