@@ -134,12 +134,19 @@ func (x *Executor) wakeHeld(ctx context.Context, system string) {
 // steps; the poller, through its ResumedFunc, for its page reads. Safe for
 // concurrent use. A store error is logged: the store's pause then stays,
 // and this node's sync applies it again within seconds.
+//
+// The writes outlive ctx (bounded by CommitTimeout): the caller's call has
+// already succeeded and lifted the pause here, and a caller cut off right
+// after it (shutdown, a poll's timeout) would otherwise leave the store's
+// pause holding every other node until the next probe, a minute later.
 func (x *Executor) LiftPause(ctx context.Context, system string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), x.cfg.CommitTimeout)
+	defer cancel()
 	// Never an operator's pause: this node may not have read one applied
 	// since the call began (pauses sync every 2 s).
 	resumed, err := x.cfg.Store.ResumeCredentialPause(ctx, system)
 	if err != nil {
-		x.cfg.Logger.Warn("record system resumed", "system", system, "error", err)
+		x.cfg.Logger.Warn("record system resumed; other nodes keep it paused until a probe succeeds there or here", "system", system, "error", err)
 	}
 	if !resumed {
 		return

@@ -2,6 +2,7 @@ package delivery_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -271,4 +272,102 @@ func TestPauseSyncPaused(t *testing.T) {
 	require.NoError(t, err)
 	_, ok = s.Paused("sys")
 	require.False(t, ok)
+}
+
+// TestLiftPauseOutlivesCaller: a probe's success lifted a credential pause
+// on this node, and its caller is cut off just after (shutdown, a poll's
+// timeout) before the lift is recorded. The lift is recorded anyway:
+// otherwise the store's pause would hold every other node until the next
+// probe, a minute later.
+func TestLiftPauseOutlivesCaller(t *testing.T) {
+	t.Parallel()
+	b := setup(t, oneStep)
+	_, err := b.store.PauseSystem(t.Context(), store.PauseParams{System: "sys", Reason: "HTTP 401 from sys", Now: time.Now()})
+	require.NoError(t, err)
+	notes := &systemNotes{}
+	x := delivery.New(delivery.Config{Store: b.store, Plan: b.plan, Workers: 1, Lease: 5 * time.Second, Notifier: notes})
+
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	x.LiftPause(ctx, "sys")
+
+	pauses, err := b.store.ListPauses(t.Context())
+	require.NoError(t, err)
+	require.Empty(t, pauses, "lifted in the store, for every node")
+	notes.mu.Lock()
+	defer notes.mu.Unlock()
+	require.Equal(t, []string{"sys"}, notes.resumed)
+}
+
+// TestSyncCredentialPauseAfterOperatorPause: this node read an operator's
+// pause; before its next read the operator resumed the system and another
+// node's 401 paused it again. That read finds a credential pause and
+// applies it as one: this node probes the system again, rather than hold
+// its runs as if an operator had paused it, for good.
+func TestSyncCredentialPauseAfterOperatorPause(t *testing.T) {
+	t.Parallel()
+	b := setup(t, oneStep)
+	clock := &manualClock{now: time.Now()}
+	gates := delivery.NewGates(b.plan, clock.Now)
+	s := &delivery.PauseSync{Store: b.store, Gates: gates}
+	_, err := b.store.PauseSystem(t.Context(), store.PauseParams{System: "sys", Reason: store.OperatorPause, Now: time.Now()})
+	require.NoError(t, err)
+	_, err = s.Sync(t.Context())
+	require.NoError(t, err)
+	_, err = gates["sys"].Acquire(t.Context())
+	h, ok := errors.AsType[*limit.Hold](err)
+	require.True(t, ok)
+	require.True(t, h.Operator)
+
+	_, err = b.store.ResumeSystem(t.Context(), "sys")
+	require.NoError(t, err)
+	_, err = b.store.PauseSystem(t.Context(), store.PauseParams{System: "sys", Reason: "HTTP 401 from sys", Now: time.Now()})
+	require.NoError(t, err)
+	_, err = s.Sync(t.Context())
+	require.NoError(t, err)
+	_, err = gates["sys"].Acquire(t.Context())
+	h, ok = errors.AsType[*limit.Hold](err)
+	require.True(t, ok, "still paused")
+	require.False(t, h.Operator, "a credential pause: %s", h.Reason)
+	clock.Add(time.Hour)
+	done, err := gates["sys"].Acquire(t.Context())
+	require.NoError(t, err, "the probe goes")
+	require.True(t, done(limit.Succeeded, 0))
+}
+
+// TestSyncBeforeLiftKeepsItLifted: a read of the store's pauses begins
+// while a system is paused for refused credentials; before it ends, this
+// node's probe succeeds and lifts the pause, here and in the store. The
+// read, which still shows the pause, does not pause the gate again (runs
+// would be held until the next read).
+func TestSyncBeforeLiftKeepsItLifted(t *testing.T) {
+	t.Parallel()
+	b := setup(t, oneStep)
+	clock := &manualClock{now: time.Now()}
+	gates := delivery.NewGates(b.plan, clock.Now)
+	gate := gates["sys"]
+	done, err := gate.Acquire(t.Context())
+	require.NoError(t, err)
+	done(limit.Unauthorized, 0)
+	_, err = b.store.PauseSystem(t.Context(), store.PauseParams{System: "sys", Reason: "HTTP 401 from sys", Now: time.Now()})
+	require.NoError(t, err)
+	x := delivery.New(delivery.Config{Store: b.store, Plan: b.plan, Workers: 1, Lease: 5 * time.Second, Gates: gates})
+	st := &steppedPauses{Store: b.store, at: make(chan struct{}), next: make(chan struct{})}
+	s := &delivery.PauseSync{Store: st, Gates: gates}
+	clock.Add(time.Minute)
+
+	errc := make(chan error, 1)
+	go func() { _, err := s.Sync(t.Context()); errc <- err }()
+	<-st.at // the read is about to begin
+	st.next <- struct{}{}
+	<-st.at // the read is made: it shows the pause
+	probe, err := gate.Acquire(t.Context())
+	require.NoError(t, err)
+	require.True(t, probe(limit.Succeeded, 0))
+	x.LiftPause(t.Context(), "sys")
+	st.next <- struct{}{}
+	require.NoError(t, <-errc)
+	require.False(t, gate.State().Paused, "the read from before the lift leaves it lifted")
+	_, err = gate.Acquire(t.Context())
+	require.NoError(t, err)
 }

@@ -111,6 +111,7 @@ type Gate struct {
 	pausedUntil time.Time  // next auth probe
 	refusals    uint64     // 401/403 answers seen here (see Mark)
 	recorded    uint64     // how many of them are known recorded in the store
+	lifts       uint64     // credential pauses lifted here by a success (see Mark)
 	rateNow     float64    // effective rate after 429s (≤ cfg.PerSecond)
 }
 
@@ -257,6 +258,7 @@ func (g *Gate) record(o Outcome, retryAfter time.Duration, probe bool) (resumed 
 		// a credential pause it replaced): only Resume does.
 		if g.paused && !g.noProbe {
 			g.paused, resumed = false, true
+			g.lifts++
 		}
 		g.recover()
 	case Refused:
@@ -302,18 +304,20 @@ func (g *Gate) recover() {
 	g.limiter.SetLimit(rate.Limit(g.rateNow))
 }
 
-// Mark is where a gate's refusals (401/403 answers) and their records in
-// the store stood at one moment. Taken before a read of the store's
-// pauses, it tells Pause and Resume which refusals the read could have
-// seen recorded; taken after a refusal and before recording it, it tells
-// Recorded which refusals the record covers.
-type Mark struct{ refusals, recorded uint64 }
+// Mark is where a gate's refusals (401/403 answers), their records in
+// the store and its lifted pauses stood at one moment. Taken before a read
+// of the store's pauses, it tells Pause and Resume which refusals the read
+// could have seen recorded, and which lifts it could not have seen; taken
+// after a refusal and before recording it, it tells Recorded which
+// refusals the record covers.
+type Mark struct{ refusals, recorded, lifts uint64 }
 
-// Mark returns where the gate's refusals and their records stand now.
+// Mark returns where the gate's refusals, their records and its lifts
+// stand now.
 func (g *Gate) Mark() Mark {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return Mark{refusals: g.refusals, recorded: g.recorded}
+	return Mark{refusals: g.refusals, recorded: g.recorded, lifts: g.lifts}
 }
 
 // Recorded tells the gate that the pause of the refusals before m (taken
@@ -328,8 +332,16 @@ func (g *Gate) Recorded(m Mark) {
 // Pause applies a pause that a read of the store, begun at m, found: as if
 // the system had answered 401 (another node saw the refusal), the next
 // probe after AuthProbeEvery; with probe false (an operator paused it), no
-// probe until Resume. The refusals before m are recorded (their own record,
-// or a pause there already).
+// probe until Resume. The gate takes the kind of pause the read found,
+// whatever kind it had. The refusals before m are recorded (their own
+// record, or a pause there already).
+//
+// A credential pause is not applied when a success here lifted one since
+// m: the read began before the lift and may show the very pause it lifted
+// (its lifting in the store comes just after), and applying it would hold
+// the system's runs until the next read. If the store's pause stays (its
+// lifting failed, or another node paused the system again), the next read
+// finds it.
 func (g *Gate) Pause(m Mark, probe bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -340,8 +352,17 @@ func (g *Gate) Pause(m Mark, probe bool) {
 		g.paused, g.noProbe = true, true
 		return
 	}
-	if !g.paused {
-		g.paused, g.pausedUntil = true, g.nowFunc().Add(g.cfg.AuthProbeEvery)
+	if g.lifts != m.lifts {
+		return // a read from before this gate's lift (see above)
+	}
+	// A credential pause where this gate has an operator's: the operator
+	// resumed the system and a refusal paused it again (another node's),
+	// both between two reads here. A store never holds a credential pause
+	// over an operator's (the operator's replaces it), so the operator's
+	// is gone: keeping noProbe would stop the probes on this node for
+	// good, its held runs saying an operator paused the system.
+	if !g.paused || g.noProbe {
+		g.paused, g.noProbe, g.pausedUntil = true, false, g.nowFunc().Add(g.cfg.AuthProbeEvery)
 	}
 }
 

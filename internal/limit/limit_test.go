@@ -222,6 +222,55 @@ func TestOperatorPauseOverridesProbing(t *testing.T) {
 	requireAdmit(t, g)(limit.Succeeded, 0)
 }
 
+// TestCredentialPauseReplacesOperatorPause: an operator resumes a system
+// this node has the operator's pause of, and another node's 401 pauses it
+// again before this node reads the pauses. The read finds a credential
+// pause: it is probed like one (its holds no longer say an operator paused
+// it), rather than held without probes for good.
+func TestCredentialPauseReplacesOperatorPause(t *testing.T) {
+	t.Parallel()
+	c := newClock()
+	g := limit.New("crm", limit.Config{AuthProbeEvery: time.Minute}, c.Now)
+	readPaused(g, false)
+	require.True(t, requireHold(t, g).Operator)
+
+	readPaused(g, true)
+	h := requireHold(t, g)
+	require.False(t, h.Operator, "a credential pause")
+	require.NotContains(t, h.Reason, "operator")
+	c.Add(time.Minute)
+	requireAdmit(t, g)(limit.Succeeded, 0) // the probe
+	require.False(t, g.State().Paused)
+
+	readPaused(g, false) // and an operator's pause still replaces it
+	c.Add(time.Hour)
+	require.True(t, requireHold(t, g).Operator)
+}
+
+// TestReadBeforeLiftKeepsItLifted: a read of the store's pauses begins,
+// a probe's success lifts the credential pause here, and the read ends
+// showing the pause (the store's lifting comes just after). The read does
+// not pause the gate again; a read begun after the lift that still finds
+// the pause (its lifting failed) does.
+func TestReadBeforeLiftKeepsItLifted(t *testing.T) {
+	t.Parallel()
+	c := newClock()
+	g := limit.New("crm", limit.Config{AuthProbeEvery: time.Minute}, c.Now)
+	requireAdmit(t, g)(limit.Unauthorized, 0)
+	readPaused(g, true) // its record
+	c.Add(time.Minute)
+
+	m := g.Mark() // the read begins
+	require.True(t, requireAdmit(t, g)(limit.Succeeded, 0), "the probe lifts the pause")
+	g.Pause(m, true) // and ends showing it
+	require.False(t, g.State().Paused)
+	requireAdmit(t, g)(limit.Succeeded, 0)
+
+	readPaused(g, true)
+	require.True(t, g.State().Paused, "a read begun after the lift")
+	requireHold(t, g)
+}
+
 // TestOneProbeAtATime: a call admitted before the circuit opened that ends
 // while the probe is in flight does not let a second probe through.
 func TestOneProbeAtATime(t *testing.T) {
