@@ -42,10 +42,10 @@ func runBench(ctx context.Context, e env, args []string) error {
 		return bench.ServeBaseline(ctx, *baselineServer)
 	}
 	if cfg.SeparateProcesses && *memProfile != "" {
-		return usageError{"bench: --memprofile profiles the bench process; with --separate-processes the servers run elsewhere (use --cpuprofile, or serve --debug-addr)"}
+		return usageError{"--memprofile profiles the bench process; with --separate-processes the servers run elsewhere (use --cpuprofile, or serve --debug-addr)"}
 	}
 	if cfg.SeparateProcesses && cfg.Ceilings {
-		return usageError{"bench: --ceilings runs its servers in the bench process, as ratios to the baseline there; it cannot be combined with --separate-processes"}
+		return usageError{"--ceilings runs its servers in the bench process, as ratios to the baseline there; it cannot be combined with --separate-processes"}
 	}
 	if cfg.SeparateProcesses {
 		// The nodes' profiles, one per phase, read from their --debug-addr;

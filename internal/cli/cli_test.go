@@ -67,6 +67,11 @@ func TestUsage(t *testing.T) {
 	code, _, errOut = run(t, nil, "events", "list", "--state", "lost")
 	require.Equal(t, 2, code)
 	require.Contains(t, errOut, "want pending, running, retrying, succeeded or dead")
+	// The bench's in-process measurements cannot be asked of separate
+	// processes: refused before anything runs, named once.
+	code, _, errOut = run(t, nil, "bench", "--ceilings", "--separate-processes")
+	require.Equal(t, 2, code)
+	require.Contains(t, errOut, "switchboard bench: --ceilings runs its servers in the bench process")
 	code, out, _ := run(t, nil, "version")
 	require.Equal(t, 0, code)
 	require.True(t, strings.HasPrefix(out, "switchboard "))
