@@ -40,8 +40,9 @@ type Store struct {
 	shm  os.FileInfo // what path-shm named at Open, nil if nothing (see sameIndex)
 	pin  *sql.Conn   // a reader that keeps the write-ahead log open (see Open)
 
-	mu      sync.Mutex // guards the field below
+	mu      sync.Mutex // guards the fields below
 	rescued bool       // the moved log's commits are in the database file (see rescue)
+	closed  bool       // Close was called (the log is gone with the last connection)
 }
 
 var _ store.Store = (*Store)(nil)
@@ -179,18 +180,64 @@ func oneName(path string) error {
 // was gone after the node's clean stop). While one connection stays open,
 // SQLite neither copies nor deletes (it needs the database to itself), so
 // the files are left as a crash would leave them, and the next open builds
-// its index from the log at the path, as the other processes did. (Not
-// when the log was moved too, as by `rm STORE-*`: then the log this
-// process has open is its own, its index right for it, and the copy at
-// close saves the log's commits if rescue could not.)
+// its index from the log at the path, as the other processes did.
+//
+// When the log (path-wal) is no longer the one opened (see sameLog), its
+// commits are copied into the database file here, unless rescue did so
+// already (see copyLog), and the pinned connection is left open too:
+// SQLite deletes the log by name at the last close, which is no longer
+// this process's log but whatever another process (a `switchboard systems
+// pause`, a `sqlite3` shell) created at the path since, with the commits
+// it made there. Tried, before: after `rm STORE-wal`, such a pause was
+// gone after the node's clean stop, and when the index was still the one
+// opened the close's copy also wrote pages of this process's log where the
+// index, by then the other process's, named the other's frames, leaving
+// the database file unreadable ("database disk image is malformed"). (Not
+// when both the log and its index moved, nothing was copied before Close,
+// and another process has committed into a new log at the path since: its
+// commits were made on a database without this process's latest ones,
+// which only this process's log holds. The close then copies them and
+// deletes the other log, as SQLite always did, rather than leave that log
+// to be replayed over the copy.)
 func (s *Store) Close() error {
+	s.mu.Lock()
+	rescued, closed := s.rescued, s.closed
+	s.closed = true
+	s.mu.Unlock()
+	if closed {
+		return nil
+	}
 	for _, st := range s.stmts {
 		st.Close()
 	}
-	if s.pin != nil && (s.sameIndex() == nil || s.sameLog() != nil) {
+	var err error
+	keep := s.sameIndex() != nil
+	if s.sameLog() != nil {
+		switch other := s.otherLog(); {
+		case rescued:
+			keep = true
+		case other && keep:
+			// Both moved, a log of another process's at the path: see above.
+			err = s.copyLog(context.Background())
+			keep = false
+		default:
+			err = s.copyLog(context.Background())
+			// Failed (readers kept the log busy): the last close copies
+			// it, should it find the database to itself.
+			keep = err == nil || errors.Is(err, errOtherLog)
+			if errors.Is(err, errOtherLog) {
+				err = nil // nothing of this process's is left to copy: see errOtherLog
+			}
+		}
+		if err != nil {
+			err = fmt.Errorf("sqlite: %s-wal: %w; copying the commits it holds into the database file failed "+
+				"(SQLite copies them as the last connection closes, if no other process has the database open): %w", s.path, errLogMoved, err)
+		}
+	}
+	if s.pin != nil && !keep {
 		_ = s.pin.Close() // only hands it back to r, whose Close closes it
 	}
-	return errors.Join(s.r.Close(), s.w.Close())
+	return errors.Join(err, s.r.Close(), s.w.Close())
 }
 
 // preparedQueries are prepared on the writer connection at Open. Parsing
@@ -404,35 +451,79 @@ func (s *Store) sameIndex() error {
 }
 
 // rescue returns err, and when it is sameLog's, first copies the commits
-// the moved log holds into the database file (a checkpoint), once: they
-// were acknowledged, and until then a crash would lose them. It says in the
+// the moved log holds into the database file (see copyLog): they were
+// acknowledged, and until then a crash would lose them. It says in the
 // error whether the copy was made, and tries again at the next write if it
-// failed (a reader kept the log busy past busy_timeout, say). TRUNCATE
-// rather than FULL also empties the log's index, so that readers opened
-// since (whose log is whatever is at the path now) read the database file
-// instead of failing on frames their log does not have. The writer must be
-// free: a checkpoint waits for it.
+// failed (a reader kept the log busy past busy_timeout, say).
 func (s *Store) rescue(ctx context.Context, err error) error {
 	if !errors.Is(err, errLogMoved) {
 		return err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.rescued {
-		// Not cancelled: an interrupted writer is closed (see Open), and a
-		// new one would open the log at the path, not the one to copy.
-		var busy, frames, copied int
-		cerr := s.w.QueryRowContext(context.WithoutCancel(ctx), `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &frames, &copied)
-		if cerr == nil && busy != 0 {
-			cerr = errors.New("readers kept it busy")
-		}
-		if cerr != nil {
-			return fmt.Errorf("%w; copying the commits it holds into the database file failed (tried again at the next write; "+
-				"stop switchboard with SIGTERM, not SIGKILL: a clean stop copies them): %w", err, cerr)
-		}
-		s.rescued = true
+	switch cerr := s.copyLog(ctx); {
+	case errors.Is(cerr, errOtherLog):
+		return fmt.Errorf("%w; %w", err, cerr)
+	case cerr != nil:
+		return fmt.Errorf("%w; copying the commits it holds into the database file failed (tried again at the next write; "+
+			"stop switchboard with SIGTERM, not SIGKILL: a clean stop copies them): %w", err, cerr)
 	}
 	return fmt.Errorf("%w; the commits it held are copied into the database file, and a restart loses none", err)
+}
+
+// errOtherLog is copyLog's answer when the copy would do harm.
+var errOtherLog = errors.New("the commits it held are not copied into the database file: another process has committed into a new log " +
+	"at the path since, through the index this process shares with it, which now names that log's frames; " +
+	"a copy would write this process's frames in their place (another process can only have started a new log " +
+	"once this one's was copied in full, so nothing is lost)")
+
+// copyLog copies the commits the moved log holds into the database file (a
+// checkpoint), once. TRUNCATE rather than FULL also empties the log's
+// index, so that readers opened since (whose log is whatever is at the
+// path now) read the database file instead of failing on frames their log
+// does not have. The writer must be free: a checkpoint waits for it.
+//
+// Not when another process has committed into a new log at the path
+// through the index this process still shares (see otherLog): a
+// checkpoint copies the frames the index names, from this process's log,
+// where the index now names the other log's frames (tried: the copy wrote
+// this log's old frames over the other process's pages, and the database
+// file was unreadable, "database disk image is malformed"). Another
+// process can only have committed so when this log was copied in full:
+// its first read would otherwise fail on frames its log does not have
+// (tried: `disk I/O error (522)`, at every open), and its first commit
+// starts a new log only then. (A process that commits between this check
+// and the checkpoint is not seen: the window is the check's, microseconds.)
+func (s *Store) copyLog(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.rescued {
+		return nil
+	}
+	if s.sameIndex() == nil && s.otherLog() {
+		return errOtherLog
+	}
+	// Not cancelled: an interrupted writer is closed (see Open), and a
+	// new one would open the log at the path, not the one to copy.
+	var busy, frames, copied int
+	err := s.w.QueryRowContext(context.WithoutCancel(ctx), `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &frames, &copied)
+	if err == nil && busy != 0 {
+		err = errors.New("readers kept it busy")
+	}
+	if err != nil {
+		return err
+	}
+	s.rescued = true
+	return nil
+}
+
+// otherLog reports whether a file at the log's path, not the log this
+// process opened (see sameLog), holds frames: another process has
+// committed into it (opening a database creates an empty log).
+func (s *Store) otherLog() bool {
+	if s.wal == nil {
+		return false
+	}
+	fi, err := os.Stat(s.path + "-wal")
+	return err == nil && fi.Size() > 0 && !os.SameFile(fi, s.wal)
 }
 
 // refused marks err as store.ErrRefused when SQLite refused a statement
