@@ -103,9 +103,6 @@ func (s *PauseSync) Sync(ctx context.Context) ([]store.SystemPause, error) {
 	return pauses, nil
 }
 
-// wakeHeld wakes the runs held for system, which a read of the store found
-// resumed: runs this node held between the resume and now wait for a probe
-// time that is no longer coming.
 // SyncPauses reads the store's paused systems once and applies them to the
 // gates, which the timed sources share. A node's gates start unpaused:
 // serve calls this before the executor and the timed sources start, so
@@ -121,9 +118,19 @@ func (x *Executor) SyncPauses(ctx context.Context) error {
 // executes no runs (serve --no-executor).
 func (x *Executor) WatchPauses(ctx context.Context) { x.pauses.Run(ctx) }
 
+// wakeHeld wakes the runs held for system, which a read of the store found
+// resumed: runs this node held between the resume and now wait for a probe
+// time that is no longer coming.
+//
+// The write outlives ctx (bounded by CommitTimeout), as LiftPause's do: the
+// read has lifted the gate's pause already, so no later read wakes the
+// runs, and a read cut off just after it (shutdown) would leave them
+// waiting for their next check, up to the hold (minutes).
 func (x *Executor) wakeHeld(ctx context.Context, system string) {
-	if _, err := x.cfg.Store.WakeHeld(ctx, system, x.cfg.NowFunc()); err != nil && ctx.Err() == nil {
-		x.cfg.Logger.Warn("wake runs held for a resumed system", "system", system, "error", err)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), x.cfg.CommitTimeout)
+	defer cancel()
+	if _, err := x.cfg.Store.WakeHeld(ctx, system, x.cfg.NowFunc()); err != nil {
+		x.cfg.Logger.Warn("wake runs held for a resumed system; they go at their next check", "system", system, "error", err)
 	}
 }
 
