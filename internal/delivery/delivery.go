@@ -187,7 +187,7 @@ func New(cfg Config) *Executor {
 		cfg.Gates = NewGates(cfg.Plan, cfg.NowFunc)
 	}
 	x := &Executor{cfg: cfg, wake: make(chan struct{}, 1), inflight: map[string]string{}, gates: cfg.Gates}
-	x.pauses = &PauseSync{Store: cfg.Store, Gates: x.gates, Logger: cfg.Logger, ResumedFunc: x.wakeHeld}
+	x.pauses = &PauseSync{Store: cfg.Store, Gates: x.gates, Logger: cfg.Logger, WakeFunc: x.wakeHeld}
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	x.node = hex.EncodeToString(b[:])
