@@ -30,9 +30,11 @@ type PauseSync struct {
 	Gates map[string]*limit.Gate
 	// Logger gets Run's failed reads. Optional.
 	Logger *slog.Logger
-	// ResumedFunc, when set, is called for each system a read lifted the
-	// pause of on its gate.
-	ResumedFunc func(ctx context.Context, system string)
+	// WakeFunc, when set, is called for each system whose held runs a read
+	// lets go: it lifted the pause on the system's gate, or turned an
+	// operator's pause there into a credential pause (see
+	// limit.Gate.Pause).
+	WakeFunc func(ctx context.Context, system string)
 
 	mu     sync.Mutex                   // guards the field below
 	paused map[string]store.SystemPause // the last read's, by system
@@ -95,17 +97,17 @@ func (s *PauseSync) Sync(ctx context.Context) ([]store.SystemPause, error) {
 		case isPaused && p.Reason == store.OperatorPause:
 			g.Pause(marks[name], false) // holds until resumed, even over a pause already probing
 		case isPaused:
-			g.Pause(marks[name], true) // a refusal another node saw is probed like one seen here
-		case g.Resume(marks[name]) && s.ResumedFunc != nil:
-			s.ResumedFunc(ctx, name)
+			// A refusal another node saw is probed like one seen here.
+			if g.Pause(marks[name], true) && s.WakeFunc != nil {
+				s.WakeFunc(ctx, name)
+			}
+		case g.Resume(marks[name]) && s.WakeFunc != nil:
+			s.WakeFunc(ctx, name)
 		}
 	}
 	return pauses, nil
 }
 
-// wakeHeld wakes the runs held for system, which a read of the store found
-// resumed: runs this node held between the resume and now wait for a probe
-// time that is no longer coming.
 // SyncPauses reads the store's paused systems once and applies them to the
 // gates, which the timed sources share. A node's gates start unpaused:
 // serve calls this before the executor and the timed sources start, so
@@ -121,9 +123,22 @@ func (x *Executor) SyncPauses(ctx context.Context) error {
 // executes no runs (serve --no-executor).
 func (x *Executor) WatchPauses(ctx context.Context) { x.pauses.Run(ctx) }
 
+// wakeHeld wakes the runs held for system, which a read of the store found
+// resumed, or paused for refused credentials where this node had an
+// operator's pause: runs this node held between the resume and now wait
+// for a probe time that is no longer coming, and runs held for the
+// operator would wait up to ten minutes while the system is probed every
+// minute, with none of them there to be the probe.
+//
+// The write outlives ctx (bounded by CommitTimeout), as LiftPause's do: the
+// read has changed the gate's pause already, so no later read wakes the
+// runs, and a read cut off just after it (shutdown) would leave them
+// waiting for their next check, up to the hold (minutes).
 func (x *Executor) wakeHeld(ctx context.Context, system string) {
-	if _, err := x.cfg.Store.WakeHeld(ctx, system, x.cfg.NowFunc()); err != nil && ctx.Err() == nil {
-		x.cfg.Logger.Warn("wake runs held for a resumed system", "system", system, "error", err)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), x.cfg.CommitTimeout)
+	defer cancel()
+	if _, err := x.cfg.Store.WakeHeld(ctx, system, x.cfg.NowFunc()); err != nil {
+		x.cfg.Logger.Warn("wake runs held for a system resumed or now probed; they go at their next check", "system", system, "error", err)
 	}
 }
 

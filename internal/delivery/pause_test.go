@@ -3,6 +3,7 @@ package delivery_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -370,4 +371,90 @@ func TestSyncBeforeLiftKeepsItLifted(t *testing.T) {
 	require.False(t, gate.State().Paused, "the read from before the lift leaves it lifted")
 	_, err = gate.Acquire(t.Context())
 	require.NoError(t, err)
+}
+
+// cancelAfterRead ends a read of the paused systems' context once the read
+// is made, when cancel is set: the node shuts down just as it comes back.
+type cancelAfterRead struct {
+	store.Store
+	cancel context.CancelFunc
+}
+
+func (s *cancelAfterRead) ListPauses(ctx context.Context) ([]store.SystemPause, error) {
+	ps, err := s.Store.ListPauses(ctx)
+	if s.cancel != nil {
+		s.cancel()
+	}
+	return ps, err
+}
+
+// TestResumeWakesHeldAtShutdown: a read of the store's pauses finds a
+// system resumed just as the node shuts down (the read's context ends
+// right after it). The runs held for the system are woken all the same:
+// the read lifted the pause on the gate, so no later read wakes them, and
+// they would wait for their next check, ten minutes for an operator's
+// pause.
+func TestResumeWakesHeldAtShutdown(t *testing.T) {
+	t.Parallel()
+	b := setup(t, oneStep)
+	_, err := b.store.PauseSystem(t.Context(), store.PauseParams{System: "sys", Reason: store.OperatorPause, Now: time.Now()})
+	require.NoError(t, err)
+	st := &cancelAfterRead{Store: b.store}
+	x := delivery.New(delivery.Config{Store: st, Plan: b.plan, Workers: 1, Lease: 5 * time.Second, PollInterval: 5 * time.Millisecond})
+	require.NoError(t, x.SyncPauses(t.Context()))
+	b.insert(t, "k1", `{"n": 1}`)
+	runs := b.runWith(t, x, func(runs []store.Run) bool { return len(runs) == 1 && runs[0].State == store.RunRetrying })
+	require.Contains(t, runs[0].LastError, "paused by an operator")
+	held := runs[0].DueAt
+
+	ok, err := b.store.ResumeSystem(t.Context(), "sys")
+	require.NoError(t, err)
+	require.True(t, ok)
+	ctx, cancel := context.WithCancel(t.Context())
+	st.cancel = cancel
+	require.NoError(t, x.SyncPauses(ctx))
+
+	runs, err = b.store.ListRuns(t.Context(), store.ListRunsParams{})
+	require.NoError(t, err)
+	require.Len(t, runs, 1)
+	require.Equal(t, store.RunRetrying, runs[0].State)
+	require.True(t, runs[0].DueAt.Before(held), "woken: due %s, held until %s", runs[0].DueAt, held)
+}
+
+// TestCredentialPauseWakesOperatorHeld: runs were held because an operator
+// paused their system (they look again in ten minutes, or when it is
+// resumed); then the operator resumed it and another node's 401 paused it
+// again, both between two reads here. The read that finds the credential
+// pause wakes the held runs: they wait for its probe, a minute away, and
+// one of them is that probe, instead of sleeping out the operator's hold
+// while nothing probes the system.
+func TestCredentialPauseWakesOperatorHeld(t *testing.T) {
+	t.Parallel()
+	b := setup(t, oneStep)
+	_, err := b.store.PauseSystem(t.Context(), store.PauseParams{System: "sys", Reason: store.OperatorPause, Now: time.Now()})
+	require.NoError(t, err)
+	gates := delivery.NewGates(b.plan, nil)
+	newExecutor := func() *delivery.Executor {
+		return delivery.New(delivery.Config{Store: b.store, Plan: b.plan, Workers: 1, Lease: 5 * time.Second, PollInterval: 5 * time.Millisecond, Gates: gates})
+	}
+	x := newExecutor()
+	require.NoError(t, x.SyncPauses(t.Context()))
+	b.insert(t, "k1", `{"n": 1}`)
+	runs := b.runWith(t, x, func(runs []store.Run) bool { return len(runs) == 1 && runs[0].State == store.RunRetrying })
+	require.Contains(t, runs[0].LastError, "paused by an operator")
+	held := runs[0].DueAt
+
+	_, err = b.store.ResumeSystem(t.Context(), "sys")
+	require.NoError(t, err)
+	_, err = b.store.PauseSystem(t.Context(), store.PauseParams{System: "sys", Reason: "HTTP 401 from sys", Now: time.Now()})
+	require.NoError(t, err)
+	require.NoError(t, x.SyncPauses(t.Context()))
+
+	runs, err = b.store.ListRuns(t.Context(), store.ListRunsParams{})
+	require.NoError(t, err)
+	require.Len(t, runs, 1)
+	require.True(t, runs[0].DueAt.Before(held), "woken: due %s, held until %s", runs[0].DueAt, held)
+	b.runWith(t, newExecutor(), func(runs []store.Run) bool {
+		return len(runs) == 1 && strings.Contains(runs[0].LastError, "credentials refused")
+	}) // held again, until the probe
 }

@@ -342,7 +342,12 @@ func (g *Gate) Recorded(m Mark) {
 // the system's runs until the next read. If the store's pause stays (its
 // lifting failed, or another node paused the system again), the next read
 // finds it.
-func (g *Gate) Pause(m Mark, probe bool) {
+//
+// It reports whether it turned an operator's pause into a credential
+// pause: the runs this gate held for the operator's look again only after
+// recheck (a resume wakes them), and until then none of them comes to be
+// the probe. The caller wakes them, as for a resume.
+func (g *Gate) Pause(m Mark, probe bool) (reprobed bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.recorded = max(g.recorded, m.refusals)
@@ -350,10 +355,10 @@ func (g *Gate) Pause(m Mark, probe bool) {
 		// An operator's pause, new or replacing a credential pause: no
 		// probes until Resume.
 		g.paused, g.noProbe = true, true
-		return
+		return false
 	}
 	if g.lifts != m.lifts {
-		return // a read from before this gate's lift (see above)
+		return false // a read from before this gate's lift (see above)
 	}
 	// A credential pause where this gate has an operator's: the operator
 	// resumed the system and a refusal paused it again (another node's),
@@ -362,8 +367,10 @@ func (g *Gate) Pause(m Mark, probe bool) {
 	// is gone: keeping noProbe would stop the probes on this node for
 	// good, its held runs saying an operator paused the system.
 	if !g.paused || g.noProbe {
+		reprobed = g.noProbe
 		g.paused, g.noProbe, g.pausedUntil = true, false, g.nowFunc().Add(g.cfg.AuthProbeEvery)
 	}
+	return reprobed
 }
 
 // Resume lifts the pause at once, because a read of the store begun at m
