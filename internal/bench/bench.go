@@ -167,6 +167,9 @@ func (c Config) WithDefaults() Config {
 // line per phase as it finishes.
 func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 	cfg = cfg.WithDefaults()
+	if cfg.Ceilings && cfg.separate() {
+		return nil, errors.New("the ceilings run in the bench process: they cannot be measured with separate processes")
+	}
 	rep := &Report{Settings: cfg, StoreKind: "sqlite", NodeProcess: cfg.separate()}
 	if cfg.Store != "" {
 		rep.StoreKind = "postgres"
@@ -200,9 +203,6 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 	}
 
 	if cfg.Ceilings {
-		if cfg.separate() {
-			return nil, errors.New("the ceilings run in the bench process: they cannot be measured with separate processes")
-		}
 		if err := runCeilings(ctx, cfg, rep, body, progress); err != nil {
 			return nil, err
 		}
@@ -374,7 +374,16 @@ func serveHandler(h http.Handler) (string, func(), error) {
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
-	return "http://" + ln.Addr().String(), func() { srv.Close() }, nil
+	stop := func() {
+		// Handlers done before the caller tears down what they use (the
+		// ceilings close the channels theirs send on).
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if srv.Shutdown(ctx) != nil {
+			srv.Close()
+		}
+	}
+	return "http://" + ln.Addr().String(), stop, nil
 }
 
 // benchConfig returns the bench node's config: one source and cfg.Flows

@@ -98,3 +98,6 @@ func processCPU(pid int) time.Duration {
 // childAttr makes a server process the bench starts end with it, even when
 // the bench is killed.
 func childAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM} }
+
+// datasync flushes f's data, not its times (fdatasync).
+func datasync(f *os.File) error { return syscall.Fdatasync(int(f.Fd())) }

@@ -3,6 +3,7 @@
 package bench
 
 import (
+	"os"
 	"syscall"
 	"time"
 )
@@ -16,3 +17,5 @@ func processRSS(int) rss { return rss{} }
 func processCPU(int) time.Duration { return 0 }
 
 func childAttr() *syscall.SysProcAttr { return nil }
+
+func datasync(f *os.File) error { return f.Sync() }
