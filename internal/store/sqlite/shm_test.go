@@ -69,7 +69,7 @@ func TestMovedIndexOtherProcess(t *testing.T) {
 	runIndexHelper(t, "pause", path)
 	err = insert(t, s, 10, "after")
 	require.ErrorIs(t, err, errIndexMoved)
-	require.NoError(t, s.Close())
+	require.ErrorIs(t, s.Close(), errFilesLeft, "said at shutdown")
 
 	// Checked by another process: this one keeps a connection open (see Close),
 	// and a store opened here would share its index.
@@ -143,7 +143,7 @@ func TestMovedLogAndIndexCopiedAtClose(t *testing.T) {
 	require.NoError(t, insert(t, s, 10, "before"))
 	require.NoError(t, os.Remove(path+"-wal"))
 	require.NoError(t, os.Remove(path+"-shm"))
-	require.NoError(t, s.Close())
+	require.ErrorIs(t, s.Close(), errFilesLeft, "said at shutdown")
 
 	copied := filepath.Join(t.TempDir(), "copy.db")
 	b, err := os.ReadFile(path)

@@ -179,8 +179,11 @@ func oneName(path string) error {
 // an operator's `switchboard systems pause`, made after `rm STORE-shm`,
 // was gone after the node's clean stop). While one connection stays open,
 // SQLite neither copies nor deletes (it needs the database to itself), so
-// the files are left as a crash would leave them, and the next open builds
-// its index from the log at the path, as the other processes did.
+// the files are left as a crash would leave them, and the next process to
+// open the database builds its index from the log at the path, as the
+// other processes did. (Not this process: the connection left open keeps
+// the stale index, and its file descriptors, until it exits; serve opens
+// its store once.) Close then says so in its error, errFilesLeft.
 //
 // When the log (path-wal) is no longer the one opened (see sameLog), its
 // commits are copied into the database file here, unless rescue did so
@@ -198,7 +201,9 @@ func oneName(path string) error {
 // commits were made on a database without this process's latest ones,
 // which only this process's log holds. The close then copies them and
 // deletes the other log, as SQLite always did, rather than leave that log
-// to be replayed over the copy.)
+// to be replayed over the copy; and says so in its error, since SQLite
+// deletes nothing while another process has the database open, and that
+// process's log would then be copied over this one's commits.)
 func (s *Store) Close() error {
 	s.mu.Lock()
 	rescued, closed := s.rescued, s.closed
@@ -220,6 +225,13 @@ func (s *Store) Close() error {
 			// Both moved, a log of another process's at the path: see above.
 			err = s.copyLog(context.Background())
 			keep = false
+			if err == nil {
+				err = fmt.Errorf("sqlite: %s-wal: another process committed into a new log at this path after this process's "+
+					"log was removed, on a database without this process's last commits: those are now copied into the "+
+					"database file, and that log is deleted as this store closes unless a process still has the database "+
+					"open; if one has, stop it and check the file (sqlite3 %s 'PRAGMA integrity_check') before starting "+
+					"switchboard again", s.path, s.path)
+			}
 		default:
 			err = s.copyLog(context.Background())
 			// Failed (readers kept the log busy): the last close copies
@@ -237,8 +249,16 @@ func (s *Store) Close() error {
 	if s.pin != nil && !keep {
 		_ = s.pin.Close() // only hands it back to r, whose Close closes it
 	}
+	if keep {
+		err = errors.Join(err, fmt.Errorf("sqlite: %s: %w", s.path, errFilesLeft))
+	}
 	return errors.Join(err, s.r.Close(), s.w.Close())
 }
+
+// errFilesLeft is Close's answer when it left the database's files to the
+// next process to open them (see Close).
+var errFilesLeft = errors.New("the write-ahead log or its index was removed or replaced while this process had them open: " +
+	"the files at the path are left as a crash leaves them, and the next start recovers every commit in them")
 
 // preparedQueries are prepared on the writer connection at Open. Parsing
 // SQL costs more than running these small statements, and the writer is one
