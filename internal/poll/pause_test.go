@@ -154,8 +154,7 @@ func TestScheduledPollSkippedWhileOperatorPaused(t *testing.T) {
 	require.Contains(t, out, "level=WARN msg=\"poll skipped: system api is paused by an operator; `switchboard systems resume api`\"")
 	require.Equal(t, int(runs("paused")), strings.Count(out, "poll skipped"), "one line a run")
 
-	// The run after a resume comes at the schedule (NEXT RUN above), not
-	// after a failure's back-off.
+	// Once resumed, the next scheduled run reads the system.
 	require.True(t, gates["api"].Resume(gates["api"].Mark()))
 	// Its events are committed page by page before the run's end is
 	// recorded: wait for that.
