@@ -231,7 +231,14 @@ func TestProbeResumesSystem(t *testing.T) {
 	clock.Add(time.Minute)
 	b.insert(t, "k3", `{"n": 3}`) // its call is the probe
 	b.runWith(t, newExecutor(), func(runs []store.Run) bool { return len(runs) == 3 && allFinished(runs) })
-	pauses, err := b.store.ListPauses(t.Context())
+	requireLifted(t, b.store, notes)
+}
+
+// requireLifted checks that sys's pause is lifted in the store, for every
+// node, and that the nodes were told.
+func requireLifted(t *testing.T, st store.Store, notes *systemNotes) {
+	t.Helper()
+	pauses, err := st.ListPauses(t.Context())
 	require.NoError(t, err)
 	require.Empty(t, pauses, "lifted in the store, for every node")
 	notes.mu.Lock()
@@ -292,12 +299,7 @@ func TestLiftPauseOutlivesCaller(t *testing.T) {
 	cancel()
 	x.LiftPause(ctx, "sys")
 
-	pauses, err := b.store.ListPauses(t.Context())
-	require.NoError(t, err)
-	require.Empty(t, pauses, "lifted in the store, for every node")
-	notes.mu.Lock()
-	defer notes.mu.Unlock()
-	require.Equal(t, []string{"sys"}, notes.resumed)
+	requireLifted(t, b.store, notes)
 }
 
 // TestSyncCredentialPauseAfterOperatorPause: this node read an operator's
