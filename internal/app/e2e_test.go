@@ -366,6 +366,13 @@ type testServer struct {
 // clean shutdown.
 func startServer(t testing.TB, yamlText string, env map[string]string, opts app.Options) *testServer {
 	t.Helper()
+	return startServerStopping(t, yamlText, env, opts, func(err error) { require.NoError(t, err, "server shutdown") })
+}
+
+// startServerStopping is startServer with stopped checking the shutdown's
+// error instead.
+func startServerStopping(t testing.TB, yamlText string, env map[string]string, opts app.Options, stopped func(error)) *testServer {
+	t.Helper()
 	dir := t.TempDir()
 	cfg, err := config.Parse(filepath.Join(dir, "switchboard.yaml"), []byte(yamlText), func(name string) (string, bool) {
 		v, ok := env[name]
@@ -387,7 +394,7 @@ func startServer(t testing.TB, yamlText string, env map[string]string, opts app.
 	t.Cleanup(func() {
 		select {
 		case err := <-done:
-			require.NoError(t, err, "server shutdown")
+			stopped(err)
 		case <-time.After(30 * time.Second):
 			require.FailNow(t, "server did not shut down within 30s")
 		}

@@ -93,9 +93,10 @@ func TestRemovedStoreFileRefusesWebhooks(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		removed []string // suffixes of the store's path
+		stop    string   // what the server's stop says
 	}{
-		{"database file", []string{"", "-wal", "-shm"}},
-		{"write-ahead log", []string{"-wal"}},
+		{"database file", []string{"", "-wal", "-shm"}, "what it held is gone with this process, unless it was copied"},
+		{"write-ahead log", []string{"-wal"}, "the next start recovers every commit in them"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -105,8 +106,9 @@ func TestRemovedStoreFileRefusesWebhooks(t *testing.T) {
 			dir := t.TempDir()
 			path := filepath.Join(dir, "sb.db")
 			yamlText := strings.Replace(deliverConfig, "store: sqlite:sb.db", "store: sqlite:"+path, 1)
-			ts := startServer(t, yamlText, map[string]string{"DOWNSTREAM_URL": down.URL, "E2E_SECRET": e2eSecret},
-				app.Options{PollInterval: 20 * time.Millisecond})
+			// Its stop says so too, not a clean exit.
+			ts := startServerStopping(t, yamlText, map[string]string{"DOWNSTREAM_URL": down.URL, "E2E_SECRET": e2eSecret},
+				app.Options{PollInterval: 20 * time.Millisecond}, func(err error) { require.ErrorContains(t, err, tc.stop) })
 			require.Equal(t, http.StatusAccepted, ts.post(t, "orders", `{"id":"before","mode":"ok"}`, true).Status)
 			require.Equal(t, http.StatusOK, readyz(t, ts))
 

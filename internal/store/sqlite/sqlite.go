@@ -249,7 +249,12 @@ func (s *Store) Close() error {
 	if s.pin != nil && !keep {
 		_ = s.pin.Close() // only hands it back to r, whose Close closes it
 	}
-	if keep {
+	switch {
+	case s.sameFile() != nil:
+		// Whatever the log: the file it belongs to is gone.
+		err = errors.Join(err, fmt.Errorf("sqlite: the database file %s was removed, moved or replaced while this process had it open: "+
+			"what it held is gone with this process, unless it was copied (from /proc/%d/fd) before the stop", s.path, os.Getpid()))
+	case keep:
 		err = errors.Join(err, fmt.Errorf("sqlite: %s: %w", s.path, errFilesLeft))
 	}
 	return errors.Join(err, s.r.Close(), s.w.Close())
