@@ -136,7 +136,9 @@ func (s *Store) ExtendLeases(ctx context.Context, p store.ExtendParams) error {
 // held (checked before the run row changes).
 func queueFinish(b *pgx.Batch, ps []store.FinishParams, results []error) func(pgx.BatchResults) error {
 	// Runs are updated in id order, as ExtendLeases locks them, so a finish
-	// batch and a renewal (or two finish batches) cannot deadlock.
+	// batch and a renewal (or two finish batches) cannot deadlock. Both are
+	// byte order: runs.id has collation "C" (migration 0011), whatever the
+	// database's default.
 	order := make([]int, len(ps))
 	for i := range order {
 		order[i] = i

@@ -24,13 +24,19 @@ func PostgresDSN(t testing.TB) string {
 	if base == "" {
 		t.Skipf("%s is not set; set it to a PostgreSQL DSN (e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable) to run this test", PostgresEnv)
 	}
+	return PostgresSchemaDSN(t, base)
+}
+
+// PostgresSchemaDSN is PostgresDSN in the database that base names.
+func PostgresSchemaDSN(t testing.TB, base string) string {
+	t.Helper()
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	schema := "sbtest_" + hex.EncodeToString(b[:])
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, base)
 	if err != nil {
-		t.Fatalf("connect to %s: %v", PostgresEnv, err)
+		t.Fatalf("connect to the test database: %v", err)
 	}
 	defer conn.Close(ctx)
 	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
@@ -49,7 +55,7 @@ func PostgresDSN(t testing.TB) string {
 	})
 	u, err := url.Parse(base)
 	if err != nil {
-		t.Fatalf("parse %s: %v", PostgresEnv, err)
+		t.Fatalf("parse the test database's DSN: %v", err)
 	}
 	q := u.Query()
 	q.Set("search_path", schema)
