@@ -95,7 +95,7 @@ func TestRemovedStoreFileRefusesWebhooks(t *testing.T) {
 		removed []string // suffixes of the store's path
 		stop    string   // what the server's stop says
 	}{
-		{"database file", []string{"", "-wal", "-shm"}, "what it held is gone with this process, unless it was copied"},
+		{"database file", []string{"", "-wal", "-shm"}, "what it held, every commit made, is copied to"},
 		{"write-ahead log", []string{"-wal"}, "the next start recovers every commit in them"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

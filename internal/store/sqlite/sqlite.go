@@ -42,6 +42,7 @@ type Store struct {
 
 	mu      sync.Mutex // guards the fields below
 	rescued bool       // the moved log's commits are in the database file (see rescue)
+	saved   string     // where the removed database file's content was copied (see saveRemoved)
 	closed  bool       // Close was called (the log is gone with the last connection)
 }
 
@@ -251,9 +252,9 @@ func (s *Store) Close() error {
 	}
 	switch {
 	case s.sameFile() != nil:
-		// Whatever the log: the file it belongs to is gone.
-		err = errors.Join(err, fmt.Errorf("sqlite: the database file %s was removed, moved or replaced while this process had it open: "+
-			"what it held is gone with this process, unless it was copied (from /proc/%d/fd) before the stop", s.path, os.Getpid()))
+		// Whatever the log: the file it belongs to is gone. Saved now
+		// if no write tried since (see saveRemoved).
+		err = errors.Join(err, s.saveRemoved(context.Background(), s.sameFile()))
 	case keep:
 		err = errors.Join(err, fmt.Errorf("sqlite: %s: %w", s.path, errFilesLeft))
 	}
@@ -395,9 +396,12 @@ func (s *Store) sameFile() error {
 	if err == nil && os.SameFile(fi, s.file) {
 		return nil
 	}
-	return fmt.Errorf("sqlite: the database file %s was removed, moved or replaced while this process had it open; "+
-		"nothing is committed until switchboard is restarted (until then the open file can be copied from /proc/%d/fd)", s.path, os.Getpid())
+	return fmt.Errorf("sqlite: the database file %s: %w; "+
+		"nothing is committed until switchboard is restarted", s.path, errFileMoved)
 }
+
+// errFileMoved is sameFile's answer.
+var errFileMoved = errors.New("removed, moved or replaced while this process had it open")
 
 // sameFiles checks the database file (sameFile), its log (sameLog), then
 // the log's index (sameIndex): three stats per commit.
@@ -481,6 +485,9 @@ func (s *Store) sameIndex() error {
 // error whether the copy was made, and tries again at the next write if it
 // failed (a reader kept the log busy past busy_timeout, say).
 func (s *Store) rescue(ctx context.Context, err error) error {
+	if errors.Is(err, errFileMoved) {
+		return s.saveRemoved(ctx, err)
+	}
 	if !errors.Is(err, errLogMoved) {
 		return err
 	}
@@ -492,6 +499,33 @@ func (s *Store) rescue(ctx context.Context, err error) error {
 			"stop switchboard with SIGTERM, not SIGKILL: a clean stop copies them): %w", err, cerr)
 	}
 	return fmt.Errorf("%w; the commits it held are copied into the database file, and a restart loses none", err)
+}
+
+// saveRemoved returns sameFile's err, and first writes, once, what the
+// database file held (still open here, and readable, though no longer at
+// its path) to a new file beside it: every event acknowledged so far
+// would otherwise go with this process, since a restart creates an empty
+// database at the path. The copy is made with VACUUM INTO on the writer,
+// whose commits are refused anyway; it reads this process's log and
+// index, so it holds every commit made. It is not put at the path itself:
+// whoever removed the file may have meant it, and a file there now is
+// someone else's. The error names the copy and what to do with it.
+func (s *Store) saveRemoved(ctx context.Context, err error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.saved == "" {
+		to := fmt.Sprintf("%s.recovered-%s", s.path, time.Now().UTC().Format("20060102T150405Z"))
+		// Not cancelled: a copy cut off half way is no copy.
+		if _, cerr := s.w.ExecContext(context.WithoutCancel(ctx), `VACUUM INTO ?`, to); cerr != nil {
+			_ = os.Remove(to)
+			return fmt.Errorf("%w; copying what it held to %s failed (tried again at the next write; until then it can be "+
+				"copied from /proc/%d/fd, and is lost when switchboard stops): %w", err, to, os.Getpid(), cerr)
+		}
+		s.saved = to
+	}
+	return fmt.Errorf("%w; what it held, every commit made, is copied to %s: to keep it, stop switchboard, "+
+		"remove %s-wal and %s-shm if they are there (they belong to the removed file, and would be read into the copy), "+
+		"move the copy to %s, and start it again", err, s.saved, s.path, s.path, s.path)
 }
 
 // errOtherLog is copyLog's answer when the copy would do harm.
