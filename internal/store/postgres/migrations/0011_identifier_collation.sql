@@ -20,6 +20,20 @@
 -- pause reasons, chains, written field names) and the enumerations
 -- state and outcome (in CHECK constraints and partial indexes) keep the
 -- database's collation.
+--
+-- Every table is locked first, at once, waiting at most 10 s: taken one by
+-- one as the ALTERs come, a lock held on events could meet a node's poll
+-- transaction holding poll_records and waiting for events, and PostgreSQL
+-- would abort the migration after its rebuild (a deadlock). A node's
+-- transaction can still deadlock with the LOCK itself, or hold a table
+-- past the timeout: the migration then fails at once, having done
+-- nothing, and `switchboard migrate` is run again (or the nodes stopped).
+-- The statistics of the altered columns are dropped by the ALTERs; the
+-- ANALYZE at the end takes them again, or the planner would go without
+-- them until autovacuum sees a tenth of each table change.
+SET LOCAL lock_timeout = '10s';
+LOCK TABLE poll_state, poll_records, events, event_lineage, runs, run_steps, attempts,
+    fingerprints, fingerprint_echoes, leases, system_pauses IN ACCESS EXCLUSIVE MODE;
 ALTER TABLE events
     ALTER COLUMN id TYPE text COLLATE "C",
     ALTER COLUMN source TYPE text COLLATE "C",
@@ -64,3 +78,6 @@ ALTER TABLE fingerprint_echoes
 ALTER TABLE event_lineage
     ALTER COLUMN event_id TYPE text COLLATE "C",
     ALTER COLUMN parent_run TYPE text COLLATE "C";
+ANALYZE poll_state, poll_records, events, event_lineage, runs, run_steps, attempts,
+    fingerprints, fingerprint_echoes, leases, system_pauses;
+SET LOCAL lock_timeout TO DEFAULT;
