@@ -104,7 +104,8 @@ type appendLog struct {
 	f       *os.File
 	off     int64 // where the next batch goes
 	commits chan appendReq
-	done    chan struct{}
+	quit    chan struct{} // closed by close: handlers and run stop
+	done    chan struct{} // closed when run has returned
 }
 
 // appendRegion is the append log's size: a batch wraps round to its start.
@@ -131,7 +132,7 @@ func newAppendLog(path string) (*appendLog, error) {
 		f.Close()
 		return nil, fmt.Errorf("allocate the append log: %w", err)
 	}
-	l := &appendLog{f: f, commits: make(chan appendReq, 1024), done: make(chan struct{})}
+	l := &appendLog{f: f, commits: make(chan appendReq, 1024), quit: make(chan struct{}), done: make(chan struct{})}
 	go l.run()
 	return l, nil
 }
@@ -142,16 +143,19 @@ func (l *appendLog) run() {
 	defer close(l.done)
 	var buf []byte
 	var waiting []chan error
-	for r := range l.commits {
+	for {
+		var r appendReq
+		select {
+		case r = <-l.commits:
+		case <-l.quit:
+			return
+		}
 		buf = append(buf[:0], r.body...)
 		waiting = append(waiting[:0], r.synced)
 	batch:
 		for {
 			select {
-			case r, ok := <-l.commits:
-				if !ok {
-					break batch
-				}
+			case r := <-l.commits:
 				buf = append(buf, r.body...)
 				waiting = append(waiting, r.synced)
 			default:
@@ -186,17 +190,30 @@ func (l *appendLog) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
+	// A server stopped without waiting for its handlers (its shutdown
+	// timed out) leaves them to find the log closed: they answer 503.
 	synced := make(chan error, 1)
-	l.commits <- appendReq{body: append(body, '\n'), synced: synced}
-	if err := <-synced; err != nil {
-		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+	select {
+	case l.commits <- appendReq{body: append(body, '\n'), synced: synced}:
+	case <-l.quit:
+		http.Error(w, "closed", http.StatusServiceUnavailable)
+		return
+	}
+	select {
+	case err := <-synced:
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+	case <-l.done:
+		http.Error(w, "closed", http.StatusServiceUnavailable)
 		return
 	}
 	w.WriteHeader(http.StatusAccepted)
 }
 
 func (l *appendLog) close() {
-	close(l.commits)
+	close(l.quit)
 	<-l.done
 	l.f.Close()
 }
@@ -209,6 +226,7 @@ type relay struct {
 	pending atomic.Int64 // acknowledged, not yet delivered
 	seq     atomic.Int64
 	wg      sync.WaitGroup
+	quit    chan struct{}      // closed by close: handlers stop queueing
 	cancel  context.CancelFunc // stops the workers (see close)
 }
 
@@ -220,6 +238,7 @@ func newRelay(ctx context.Context, sinkURL string, workers int) *relay {
 		// Bounded: a full queue holds the sender back rather than
 		// growing without end.
 		queue:  make(chan []byte, 4*workers),
+		quit:   make(chan struct{}),
 		cancel: cancel,
 	}
 	for range workers {
@@ -234,15 +253,36 @@ func (r *relay) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
+	// See appendLog.ServeHTTP. Closed is checked first: the queue may
+	// have room, but no worker will take from it.
+	closed := func() { http.Error(w, "closed", http.StatusServiceUnavailable) }
+	select {
+	case <-r.quit:
+		closed()
+		return
+	default:
+	}
 	r.pending.Add(1)
-	r.queue <- body
+	select {
+	case r.queue <- body:
+	case <-r.quit:
+		r.pending.Add(-1)
+		closed()
+		return
+	}
 	w.WriteHeader(http.StatusAccepted)
 }
 
 // work posts each body until the sink answers 2xx (a 503 is retried at
 // once: the ceiling has no back-off to wait out).
 func (r *relay) work(ctx context.Context) {
-	for body := range r.queue {
+	for {
+		var body []byte
+		select {
+		case body = <-r.queue:
+		case <-ctx.Done():
+			return
+		}
 		key := "relay_" + strconv.FormatInt(r.seq.Add(1), 10)
 		for ctx.Err() == nil && r.post(ctx, key, body) != nil {
 		}
@@ -272,8 +312,8 @@ func (r *relay) post(ctx context.Context, key string, body []byte) error {
 // close stops the workers: what is still queued (the drain gave up on it)
 // is dropped.
 func (r *relay) close() {
+	close(r.quit)
 	r.cancel()
-	close(r.queue)
 	r.wg.Wait()
 	r.client.CloseIdleConnections()
 }

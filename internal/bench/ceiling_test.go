@@ -52,3 +52,21 @@ func TestAppendLogIsDurableBeforeAnswering(t *testing.T) {
 	require.Len(t, data, appendRegion, "written in place, round the region allocated first")
 	require.Equal(t, 50, bytes.Count(data, []byte("\n")))
 }
+
+// TestCeilingsAnswerAfterClose: a handler still running when its ceiling
+// was closed (the server's shutdown gave up waiting for it) answers 503;
+// it does not send on a closed channel and bring the bench down.
+func TestCeilingsAnswerAfterClose(t *testing.T) {
+	t.Parallel()
+	l, err := newAppendLog(filepath.Join(t.TempDir(), "append.log"))
+	require.NoError(t, err)
+	l.close()
+	r := newRelay(t.Context(), "http://127.0.0.1:9/", 2)
+	r.close()
+	for _, h := range []http.Handler{l, r} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/", bytes.NewReader([]byte(`{"id":"e1"}`))))
+		require.Equal(t, http.StatusServiceUnavailable, rec.Code)
+	}
+	require.Zero(t, r.pending.Load())
+}
