@@ -22,32 +22,13 @@ import (
 // its own (see sameIndex). The store commits nothing more; readers read on.
 func TestMovedIndexRefusesCommits(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name string
-		move func(shm string) error
-	}{
-		{"removed", os.Remove},
-		{"replaced", func(shm string) error { return os.Rename(shm+".new", shm) }},
-	} {
+	for _, tc := range fileMoves {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			path := filepath.Join(t.TempDir(), "test.db")
-			s, err := Open(t.Context(), path)
-			require.NoError(t, err)
-			defer s.Close()
-			require.NoError(t, insert(t, s, 10, "before"))
-			require.NoError(t, os.WriteFile(path+"-shm.new", nil, 0o600))
-
-			require.NoError(t, tc.move(path+"-shm"))
-			err = insert(t, s, 10, "after")
-			require.ErrorIs(t, err, errIndexMoved)
+			s, path, err := refusedAfterMove(t, "-shm", tc.move, errIndexMoved)
 			require.ErrorContains(t, err, path+"-shm")
 			require.ErrorContains(t, err, "restarted")
-			_, err = s.PauseSystem(t.Context(), store.PauseParams{System: "x", Reason: store.OperatorPause, Now: time.Now()})
-			require.ErrorIs(t, err, errIndexMoved)
 			require.ErrorIs(t, s.Ping(t.Context()), errIndexMoved)
-			_, err = s.GetEvent(t.Context(), "before")
-			require.NoError(t, err)
 		})
 	}
 }

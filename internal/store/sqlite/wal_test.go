@@ -26,39 +26,52 @@ func insert(t testing.TB, s *Store, pad int, ids ...string) error {
 	return err
 }
 
+// fileMoves are the ways a file beside the database goes under a running
+// store: removed, or replaced by another.
+var fileMoves = []struct {
+	name string
+	move func(file string) error
+}{
+	{"removed", os.Remove},
+	{"replaced", func(file string) error { return os.Rename(file+".new", file) }},
+}
+
+// refusedAfterMove opens a store at a new path, commits event "before",
+// moves the file path+suffix, and checks that a commit and an operator's
+// write are then refused with want, while readers read on. It returns the
+// store (closed when the test ends), its path and the commit's error.
+func refusedAfterMove(t *testing.T, suffix string, move func(string) error, want error) (*Store, string, error) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "test.db")
+	s, err := Open(t.Context(), path)
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+	require.NoError(t, insert(t, s, 10, "before"))
+	require.NoError(t, os.WriteFile(path+suffix+".new", nil, 0o600))
+
+	require.NoError(t, move(path+suffix))
+	commitErr := insert(t, s, 10, "after")
+	require.ErrorIs(t, commitErr, want)
+	_, err = s.PauseSystem(t.Context(), store.PauseParams{System: "x", Reason: store.OperatorPause, Now: time.Now()})
+	require.ErrorIs(t, err, want)
+	_, err = s.GetEvent(t.Context(), "before")
+	require.NoError(t, err, "readers read on")
+	return s, path, commitErr
+}
+
 // TestMovedLogRefusesCommits: with its write-ahead log removed or replaced,
 // SQLite would go on committing into the log it has open, which a crash
 // loses. The store commits nothing more, and copies what the log holds
 // into the database file, so that what was acknowledged survives a crash.
 func TestMovedLogRefusesCommits(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name string
-		move func(wal string) error
-	}{
-		{"removed", os.Remove},
-		{"replaced", func(wal string) error { return os.Rename(wal+".new", wal) }},
-	} {
+	for _, tc := range fileMoves {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			path := filepath.Join(t.TempDir(), "test.db")
-			s, err := Open(t.Context(), path)
-			require.NoError(t, err)
-			defer s.Close()
-			require.NoError(t, insert(t, s, 10, "before"))
-			require.NoError(t, os.WriteFile(path+"-wal.new", nil, 0o600))
-
-			require.NoError(t, tc.move(path+"-wal"))
-			err = insert(t, s, 10, "after")
-			require.ErrorIs(t, err, errLogMoved)
+			s, path, err := refusedAfterMove(t, "-wal", tc.move, errLogMoved)
 			require.ErrorContains(t, err, "copied into the database file")
-			_, err = s.PauseSystem(t.Context(), store.PauseParams{System: "x", Reason: store.OperatorPause, Now: time.Now()})
-			require.ErrorIs(t, err, errLogMoved)
 			_, err = s.AcquireLease(t.Context(), store.LeaseParams{Name: "x", Holder: "h", Now: time.Now(), Until: time.Now().Add(time.Minute)})
 			require.ErrorIs(t, err, errLogMoved)
-			// Readers read on.
-			_, err = s.GetEvent(t.Context(), "before")
-			require.NoError(t, err)
 
 			// What a crash leaves: the database file without the log.
 			crashed := filepath.Join(t.TempDir(), "crashed.db")
