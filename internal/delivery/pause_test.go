@@ -48,11 +48,7 @@ func TestProbeKeepsOperatorPause(t *testing.T) {
 			gate := gates["sys"]
 			// The credentials were refused a minute ago: the next call is
 			// the probe.
-			done, err := gate.Acquire(t.Context())
-			require.NoError(t, err)
-			done(limit.Unauthorized, 0)
-			_, err = b.store.PauseSystem(t.Context(), store.PauseParams{System: "sys", Reason: "HTTP 401 from sys", Now: time.Now()})
-			require.NoError(t, err)
+			refusedCredentials(t, b, gate)
 			clock.Add(time.Hour)
 
 			b.sys["first"].do = func(int, connector.Request) (connector.Result, error) {
@@ -210,11 +206,7 @@ func TestProbeResumesSystem(t *testing.T) {
 	b.sys["first"].do = ok(map[string]any{})
 	clock := &manualClock{now: time.Now()}
 	gates := delivery.NewGates(b.plan, clock.Now)
-	done, err := gates["sys"].Acquire(t.Context())
-	require.NoError(t, err)
-	done(limit.Unauthorized, 0)
-	_, err = b.store.PauseSystem(t.Context(), store.PauseParams{System: "sys", Reason: "HTTP 401 from sys", Now: time.Now()})
-	require.NoError(t, err)
+	refusedCredentials(t, b, gates["sys"])
 	b.insert(t, "k1", `{"n": 1}`)
 	b.insert(t, "k2", `{"n": 2}`)
 	notes := &systemNotes{}
@@ -232,6 +224,17 @@ func TestProbeResumesSystem(t *testing.T) {
 	b.insert(t, "k3", `{"n": 3}`) // its call is the probe
 	b.runWith(t, newExecutor(), func(runs []store.Run) bool { return len(runs) == 3 && allFinished(runs) })
 	requireLifted(t, b.store, notes)
+}
+
+// refusedCredentials answers a call through gate with 401 and records the
+// pause in the store, as a node that met the refusal does.
+func refusedCredentials(t *testing.T, b *bundle, gate *limit.Gate) {
+	t.Helper()
+	done, err := gate.Acquire(t.Context())
+	require.NoError(t, err)
+	done(limit.Unauthorized, 0)
+	_, err = b.store.PauseSystem(t.Context(), store.PauseParams{System: "sys", Reason: "HTTP 401 from sys", Now: time.Now()})
+	require.NoError(t, err)
 }
 
 // requireLifted checks that sys's pause is lifted in the store, for every
@@ -349,11 +352,7 @@ func TestSyncBeforeLiftKeepsItLifted(t *testing.T) {
 	clock := &manualClock{now: time.Now()}
 	gates := delivery.NewGates(b.plan, clock.Now)
 	gate := gates["sys"]
-	done, err := gate.Acquire(t.Context())
-	require.NoError(t, err)
-	done(limit.Unauthorized, 0)
-	_, err = b.store.PauseSystem(t.Context(), store.PauseParams{System: "sys", Reason: "HTTP 401 from sys", Now: time.Now()})
-	require.NoError(t, err)
+	refusedCredentials(t, b, gate)
 	x := delivery.New(delivery.Config{Store: b.store, Plan: b.plan, Workers: 1, Lease: 5 * time.Second, Gates: gates})
 	st := &steppedPauses{Store: b.store, at: make(chan struct{}), next: make(chan struct{})}
 	s := &delivery.PauseSync{Store: st, Gates: gates}
