@@ -216,25 +216,25 @@ func (s *Store) Close() error {
 	for _, st := range s.stmts {
 		st.Close()
 	}
-	var err error
-	keep := s.sameIndex() != nil
-	if s.sameLog() != nil {
-		switch other := s.otherLog(); {
+	fileErr, logMoved, indexMoved := s.sameFile(), s.sameLog() != nil, s.sameIndex() != nil
+	var err, note error // what failed; what the operator must know
+	keep := indexMoved
+	if logMoved {
+		other := s.otherLog()
+		switch {
 		case rescued:
 			keep = true
-		case other && keep:
+		case other && indexMoved:
 			// Both moved, a log of another process's at the path: see above.
-			err = s.copyLog(context.Background())
+			err = s.copyLog(context.Background(), indexMoved, other)
 			keep = false
-			if err == nil {
-				err = fmt.Errorf("sqlite: %s-wal: another process committed into a new log at this path after this process's "+
-					"log was removed, on a database without this process's last commits: those are now copied into the "+
-					"database file, and that log is deleted as this store closes unless a process still has the database "+
-					"open; if one has, stop it and check the file (sqlite3 %s 'PRAGMA integrity_check') before starting "+
-					"switchboard again", s.path, s.path)
-			}
+			note = fmt.Errorf("sqlite: %s-wal: another process committed into a new log at this path after this process's "+
+				"log was removed, on a database without this process's last commits: those are now copied into the "+
+				"database file, and that log is deleted as this store closes unless a process still has the database "+
+				"open; if one has, stop it and check the file (sqlite3 %s 'PRAGMA integrity_check') before starting "+
+				"switchboard again", s.path, s.path)
 		default:
-			err = s.copyLog(context.Background())
+			err = s.copyLog(context.Background(), indexMoved, other)
 			// Failed (readers kept the log busy): the last close copies
 			// it, should it find the database to itself.
 			keep = err == nil || errors.Is(err, errOtherLog)
@@ -245,19 +245,21 @@ func (s *Store) Close() error {
 		if err != nil {
 			err = fmt.Errorf("sqlite: %s-wal: %w; copying the commits it holds into the database file failed "+
 				"(SQLite copies them as the last connection closes, if no other process has the database open): %w", s.path, errLogMoved, err)
+			note = nil // the copy that note reports was not made
 		}
 	}
 	if s.pin != nil && !keep {
 		_ = s.pin.Close() // only hands it back to r, whose Close closes it
 	}
 	switch {
-	case s.sameFile() != nil:
+	case fileErr != nil:
 		// Whatever the log: the file it belongs to is gone. Saved now
 		// if no write tried since (see saveRemoved).
-		err = errors.Join(err, s.saveRemoved(context.Background(), s.sameFile()))
+		err = errors.Join(err, s.saveRemoved(context.Background(), fileErr))
 	case keep:
 		err = errors.Join(err, fmt.Errorf("sqlite: %s: %w", s.path, errFilesLeft))
 	}
+	err = errors.Join(err, note)
 	return errors.Join(err, s.r.Close(), s.w.Close())
 }
 
@@ -429,11 +431,7 @@ var errLogMoved = errors.New("the write-ahead log was removed, moved or replaced
 // instead, as for the database file (see sameFile); rescue saves the
 // commits already made. A stat costs a microsecond or two.
 func (s *Store) sameLog() error {
-	if s.wal == nil {
-		return nil
-	}
-	fi, err := os.Stat(s.path + "-wal")
-	if err == nil && os.SameFile(fi, s.wal) {
+	if _, moved := s.moved("-wal", s.wal); !moved {
 		return nil
 	}
 	return fmt.Errorf("sqlite: %s-wal: %w: SQLite goes on writing to the log it has open, which a crash would lose, "+
@@ -467,11 +465,7 @@ var errIndexMoved = errors.New("the write-ahead log's index was removed, moved o
 // It is one more stat per commit: 2 – 3 µs on the 2-core host (measured
 // 2026-11-30), against the commit's fsync of 1 – 4 ms.
 func (s *Store) sameIndex() error {
-	if s.shm == nil {
-		return nil
-	}
-	fi, err := os.Stat(s.path + "-shm")
-	if err == nil && os.SameFile(fi, s.shm) {
+	if _, moved := s.moved("-shm", s.shm); !moved {
 		return nil
 	}
 	return fmt.Errorf("sqlite: %s-shm: %w: another process opening the database would keep another index, and commits "+
@@ -491,7 +485,7 @@ func (s *Store) rescue(ctx context.Context, err error) error {
 	if !errors.Is(err, errLogMoved) {
 		return err
 	}
-	switch cerr := s.copyLog(ctx); {
+	switch cerr := s.copyLog(ctx, s.sameIndex() != nil, s.otherLog()); {
 	case errors.Is(cerr, errOtherLog):
 		return fmt.Errorf("%w; %w", err, cerr)
 	case cerr != nil:
@@ -551,13 +545,16 @@ var errOtherLog = errors.New("the commits it held are not copied into the databa
 // (tried: `disk I/O error (522)`, at every open), and its first commit
 // starts a new log only then. (A process that commits between this check
 // and the checkpoint is not seen: the window is the check's, microseconds.)
-func (s *Store) copyLog(ctx context.Context) error {
+//
+// indexMoved and otherLog are what the caller found of the index (see
+// sameIndex) and of the file at the log's path (see otherLog).
+func (s *Store) copyLog(ctx context.Context, indexMoved, otherLog bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.rescued {
 		return nil
 	}
-	if s.sameIndex() == nil && s.otherLog() {
+	if !indexMoved && otherLog {
 		return errOtherLog
 	}
 	// Not cancelled: an interrupted writer is closed (see Open), and a
@@ -578,11 +575,23 @@ func (s *Store) copyLog(ctx context.Context) error {
 // process opened (see sameLog), holds frames: another process has
 // committed into it (opening a database creates an empty log).
 func (s *Store) otherLog() bool {
-	if s.wal == nil {
-		return false
+	now, moved := s.moved("-wal", s.wal)
+	return moved && now != nil && now.Size() > 0
+}
+
+// moved reports whether the file at path+suffix is no longer was, the one
+// Open found there (a file removed, renamed or replaced), and returns what
+// is there now (nil: nothing). A file Open did not find (was nil: not in
+// WAL mode) is never moved.
+func (s *Store) moved(suffix string, was os.FileInfo) (now os.FileInfo, moved bool) {
+	if was == nil {
+		return nil, false
 	}
-	fi, err := os.Stat(s.path + "-wal")
-	return err == nil && fi.Size() > 0 && !os.SameFile(fi, s.wal)
+	fi, err := os.Stat(s.path + suffix)
+	if err != nil {
+		return nil, true
+	}
+	return fi, !os.SameFile(fi, was)
 }
 
 // refused marks err as store.ErrRefused when SQLite refused a statement

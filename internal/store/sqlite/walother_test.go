@@ -90,3 +90,29 @@ func shmFrames(t *testing.T, path string) (frames, copied uint32) {
 	require.GreaterOrEqual(t, len(b), 100)
 	return binary.NativeEndian.Uint32(b[16:]), binary.NativeEndian.Uint32(b[96:])
 }
+
+// TestMovedLogAndIndexOtherProcessAtClose: after `rm STORE-*`, another
+// process commits into a new log before this store tries a write. Its
+// commit was made on a database without this store's latest ones, so
+// Close copies this store's log and lets SQLite delete the other (see
+// Close), and its error says so, as a notice, not as a failed copy.
+func TestMovedLogAndIndexOtherProcessAtClose(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "test.db")
+	s, err := Open(t.Context(), path)
+	require.NoError(t, err)
+	require.NoError(t, insert(t, s, 10, "before"))
+	require.NoError(t, os.Remove(path+"-wal"))
+	require.NoError(t, os.Remove(path+"-shm"))
+	runIndexHelper(t, "pause", path)
+
+	err = s.Close()
+	require.ErrorContains(t, err, "another process committed into a new log at this path")
+	require.NotContains(t, err.Error(), "failed")
+
+	back, err := Open(t.Context(), path)
+	require.NoError(t, err)
+	defer back.Close()
+	_, err = back.GetEvent(t.Context(), "before")
+	require.NoError(t, err, "this store's commits kept")
+}
