@@ -57,7 +57,7 @@ func runBackfill(ctx context.Context, e env, args []string) error {
 		fmt.Fprintf(e.stderr, "resuming the backfill of %s from %s\n", name, prev.Cursor)
 	}
 	gates := delivery.NewGates(plan, nil)
-	pauses, err := watchPauses(ctx, e, st, *cfgPath, gates, src.Poll.System)
+	pauses, err := watchPauses(ctx, e, st, *cfgPath, gates, src.Systems()...)
 	if err != nil {
 		return err
 	}

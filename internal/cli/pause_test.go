@@ -113,8 +113,10 @@ func TestBackfillStopsWhenPaused(t *testing.T) {
 			var paused atomic.Bool
 			up := historyAPI(t, days, func(n int) {
 				if n == pauseAt {
-					_, err := st.PauseSystem(t.Context(), store.PauseParams{System: "sched", Reason: kind.reason("sched"), Now: pausedAt})
-					require.NoError(t, err)
+					// In the server's goroutine: no require (FailNow) here.
+					if _, err := st.PauseSystem(t.Context(), store.PauseParams{System: "sched", Reason: kind.reason("sched"), Now: pausedAt}); err != nil {
+						t.Errorf("pause: %v", err)
+					}
 					paused.Store(true)
 				}
 				if paused.Load() {
@@ -175,8 +177,10 @@ func TestReconcileStopsWhenPaused(t *testing.T) {
 			mux.HandleFunc("GET /crm/contacts", func(w http.ResponseWriter, r *http.Request) {
 				n := int(ownerReads.Add(1))
 				if n == 2 {
-					_, err := st.PauseSystem(t.Context(), store.PauseParams{System: "acct", Reason: kind.reason("acct"), Now: pausedAt})
-					require.NoError(t, err)
+					// In the server's goroutine: no require (FailNow) here.
+					if _, err := st.PauseSystem(t.Context(), store.PauseParams{System: "acct", Reason: kind.reason("acct"), Now: pausedAt}); err != nil {
+						t.Errorf("pause: %v", err)
+					}
 				}
 				if n >= 2 {
 					time.Sleep(50 * time.Millisecond) // 4 s of owner pages after the pause

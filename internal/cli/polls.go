@@ -66,15 +66,8 @@ func runPolls(ctx context.Context, e env, args []string) error {
 // counted; NEXT RUN is the schedule's), at a credential pause they wait
 // for its probe. "-" when none is.
 func pausedNote(src *flow.Source, pauses map[string]store.SystemPause) string {
-	var systems []string
-	switch {
-	case src.Poll != nil:
-		systems = []string{src.Poll.System}
-	case src.Reconcile != nil:
-		systems = slices.Compact([]string{src.Reconcile.Owner.System, src.Reconcile.Mirror.System})
-	}
 	var notes []string
-	for _, sys := range systems {
+	for _, sys := range src.Systems() {
 		p, ok := pauses[sys]
 		switch {
 		case !ok:

@@ -58,7 +58,7 @@ func runReconcile(ctx context.Context, e env, args []string) error {
 			return err
 		}
 		defer st.Close()
-		pauses, err := watchPauses(ctx, e, st, *cfgPath, cfg.Gates, src.Reconcile.Owner.System, src.Reconcile.Mirror.System)
+		pauses, err := watchPauses(ctx, e, st, *cfgPath, cfg.Gates, src.Systems()...)
 		if err != nil {
 			return err
 		}

@@ -208,6 +208,19 @@ func (s *Source) Timed() Schedule {
 	return nil
 }
 
+// Systems returns the systems a timed source calls when it runs: the
+// polled one, or a reconciliation's owner and mirror (once if the same);
+// none for a schedule.
+func (s *Source) Systems() []string {
+	switch {
+	case s.Poll != nil:
+		return []string{s.Poll.System}
+	case s.Reconcile != nil:
+		return slices.Compact([]string{s.Reconcile.Owner.System, s.Reconcile.Mirror.System})
+	}
+	return nil
+}
+
 // schedule compiles a Timing at path.
 func (cp *compiler) schedule(path string, t config.Timing) Schedule {
 	switch {
