@@ -1,16 +1,13 @@
 package app_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -19,9 +16,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-dev/switchboard/internal/app"
-	"github.com/switchboard-dev/switchboard/internal/config"
 	"github.com/switchboard-dev/switchboard/internal/metrics/metricstest"
 	"github.com/switchboard-dev/switchboard/internal/store"
+	"github.com/switchboard-dev/switchboard/internal/store/sqlite"
 )
 
 // fieldApp stands in for a field-service app: GET /api/jobs?since= lists
@@ -169,7 +166,9 @@ func TestPausedSystemNotPolledAfterStart(t *testing.T) {
 				_, _ = w.Write([]byte(`{"jobs": []}`))
 			}))
 			t.Cleanup(field.Close)
+			path := filepath.Join(t.TempDir(), "sb.db")
 			yamlText := fmt.Sprintf(`version: 1
+store: sqlite:%s
 systems:
   field: { kind: http, base_url: %s }
 sources:
@@ -186,22 +185,14 @@ flows:
     on: jobs
     steps:
       - { id: look, do: field.request, with: { method: '"GET"', path: '"/jobs"' } }
-`, field.URL)
-			cfg, err := config.Parse(filepath.Join(t.TempDir(), "switchboard.yaml"), []byte(strings.Replace(yamlText, "version: 1\n",
-				"version: 1\nstore: sqlite:"+filepath.Join(t.TempDir(), "sb.db")+"\n", 1)), func(string) (string, bool) { return "", false })
+`, path, field.URL)
+			// Paused before the node starts, as by `switchboard systems pause`.
+			st, err := sqlite.Open(t.Context(), path)
 			require.NoError(t, err)
-			plan, err := app.Compile(cfg)
+			_, err = st.PauseSystem(t.Context(), store.PauseParams{System: "field", Reason: store.OperatorPause, Now: time.Now()})
 			require.NoError(t, err)
-			srv, err := app.NewServer(t.Context(), plan, app.Options{NoExecutor: noExecutor, PollInterval: 20 * time.Millisecond})
-			require.NoError(t, err)
-			_, err = srv.Store.PauseSystem(t.Context(), store.PauseParams{System: "field", Reason: store.OperatorPause, Now: time.Now()})
-			require.NoError(t, err)
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			require.NoError(t, err)
-			ctx, stop := context.WithCancel(t.Context())
-			done := make(chan error, 1)
-			go func() { done <- srv.Serve(ctx, ln) }()
-			t.Cleanup(func() { stop(); require.NoError(t, <-done) })
+			require.NoError(t, st.Close())
+			srv := startServer(t, yamlText, nil, app.Options{NoExecutor: noExecutor, PollInterval: 20 * time.Millisecond}).Server
 
 			require.Never(t, func() bool { return calls.Load() > 0 }, 2500*time.Millisecond, 50*time.Millisecond,
 				"a paused system polled after the node started")
