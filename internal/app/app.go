@@ -290,7 +290,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) (err error) {
 	// gates, so it keeps them in step itself.
 	syncCtx, cancelSync := context.WithTimeout(ctx, store.CommitTimeout)
 	if err := s.Executor.SyncPauses(syncCtx); err != nil {
-		s.opts.Logger.Warn("read paused systems at start; the next read is in 2s", "error", err)
+		s.opts.Logger.Warn("read paused systems at start; they are read again within seconds", "error", err)
 	}
 	cancelSync()
 	if !s.opts.NoExecutor {
