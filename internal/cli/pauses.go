@@ -44,27 +44,27 @@ func watchPauses(ctx context.Context, e env, st store.Store, cfgPath string, gat
 	return w, nil
 }
 
-// check returns a *pausedError when the last read of the store found one
+// check returns a *stoppedByPause when the last read of the store found one
 // of the command's systems paused: whichever system the command is about
 // to call (a poll.Config.StopFunc), since it would call the paused one
 // later.
 func (w *pauseWatch) check(string) error {
 	for _, sys := range w.systems {
 		if p, ok := w.sync.Paused(sys); ok {
-			return &pausedError{pause: p, cfgPath: w.cfgPath}
+			return &stoppedByPause{pause: p, cfgPath: w.cfgPath}
 		}
 	}
 	return nil
 }
 
-// pausedError stops a command: a system it calls is paused. It says who
+// stoppedByPause stops a command: a system it calls is paused. It says who
 // or what paused it, when, and how it is resumed.
-type pausedError struct {
+type stoppedByPause struct {
 	pause   store.SystemPause
 	cfgPath string
 }
 
-func (e *pausedError) Error() string {
+func (e *stoppedByPause) Error() string {
 	p := e.pause
 	at := p.PausedAt.UTC().Format(time.RFC3339)
 	resume := fmt.Sprintf("`switchboard systems resume %s --config %s`", p.System, e.cfgPath)

@@ -26,13 +26,9 @@ func runPolls(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	defer st.Close()
-	list, err := st.ListPauses(ctx)
+	pauses, err := pausesBySystem(ctx, st)
 	if err != nil {
-		return fmt.Errorf("read paused systems: %w", err)
-	}
-	pauses := make(map[string]store.SystemPause, len(list))
-	for _, p := range list {
-		pauses[p.System] = p
+		return err
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SOURCE\tSCHEDULE\tNEXT RUN\tLAST OK\tCURSOR\tCURSOR MOVED\tFAILURES\tPAUSED\tLAST ERROR")

@@ -67,7 +67,7 @@ func runReconcile(ctx context.Context, e env, args []string) error {
 	}
 	if *dry {
 		rep, err := poll.New(cfg).Reconcile(ctx, src, poll.ReconcileOptions{DryRun: true})
-		if errors.As(err, new(*pausedError)) {
+		if errors.As(err, new(*stoppedByPause)) {
 			return fmt.Errorf("stopped: %w", err)
 		}
 		if err != nil {
@@ -89,7 +89,7 @@ func runReconcile(ctx context.Context, e env, args []string) error {
 	if !rep.FinishedAt.IsZero() { // both sides were read and compared
 		printReport(e.stdout, src, rep)
 	}
-	if errors.As(err, new(*pausedError)) {
+	if errors.As(err, new(*stoppedByPause)) {
 		return fmt.Errorf("stopped, nothing emitted: %w", err)
 	}
 	if err != nil {

@@ -31,13 +31,9 @@ func runSystems(ctx context.Context, e env, args []string) error {
 	defer st.Close()
 	switch sub {
 	case "list":
-		pauses, err := st.ListPauses(ctx)
+		paused, err := pausesBySystem(ctx, st)
 		if err != nil {
 			return err
-		}
-		paused := map[string]store.SystemPause{}
-		for _, p := range pauses {
-			paused[p.System] = p
 		}
 		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "SYSTEM\tKIND\tSTATE\tSINCE\tREASON")
@@ -81,4 +77,17 @@ func runSystems(ctx context.Context, e env, args []string) error {
 		return nil
 	}
 	return usageError{fmt.Sprintf("unknown subcommand %q (want list, pause or resume)", sub)}
+}
+
+// pausesBySystem reads the store's paused systems, by name.
+func pausesBySystem(ctx context.Context, st store.Store) (map[string]store.SystemPause, error) {
+	list, err := st.ListPauses(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read paused systems: %w", err)
+	}
+	pauses := make(map[string]store.SystemPause, len(list))
+	for _, p := range list {
+		pauses[p.System] = p
+	}
+	return pauses, nil
 }
