@@ -189,7 +189,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 		}
 		defer n.stop()
 		m := startMeter(n)
-		res, err := runLoad(ctx, loadConfig{URL: n.url, Connections: cfg.Connections, Duration: time.Duration(cfg.Duration), Rate: cfg.Rate, Body: body})
+		res, err := runLoad(ctx, cfg.load(n.url, body))
 		p := phaseOf("baseline", res)
 		m.done(p)
 		return p, err
@@ -223,6 +223,20 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 	return rep, nil
 }
 
+// load is the load of every phase, against url.
+func (cfg Config) load(url string, body bodyFunc) loadConfig {
+	return loadConfig{URL: url, Connections: cfg.Connections, Duration: time.Duration(cfg.Duration), Rate: cfg.Rate, Body: body}
+}
+
+// drain waits, after a phase's load, until done reports every delivery
+// made, for cfg.Drain at most.
+func (cfg Config) drain(ctx context.Context, done func() bool) {
+	deadline := time.Now().Add(time.Duration(cfg.Drain))
+	for !done() && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // bodyFunc makes request n's body and names the event it carries.
 type bodyFunc = func(n int64) ([]byte, int64)
 
@@ -242,7 +256,7 @@ func runIngest(ctx context.Context, cfg Config, rep *Report, body bodyFunc, prog
 		defer srv.stop()
 		m := startMeter(srv)
 		prof := srv.profile(cfg, "ingest")
-		res, err := runLoad(ctx, loadConfig{URL: srv.url, Connections: cfg.Connections, Duration: time.Duration(cfg.Duration), Rate: cfg.Rate, Body: body})
+		res, err := runLoad(ctx, cfg.load(srv.url, body))
 		p := phaseOf("ingest", res)
 		m.done(p)
 		return p, errors.Join(err, prof())
@@ -294,15 +308,12 @@ func runE2E(ctx context.Context, cfg Config, rep *Report, body bodyFunc, progres
 		m := startMeter(srv)
 		prof := srv.profile(cfg, "e2e")
 		start := time.Now()
-		res, err := runLoad(ctx, loadConfig{URL: srv.url, Connections: cfg.Connections, Duration: time.Duration(cfg.Duration), Rate: cfg.Rate, Body: body})
+		res, err := runLoad(ctx, cfg.load(srv.url, body))
 		if err != nil {
 			return nil, err
 		}
-		deadline := time.Now().Add(time.Duration(cfg.Drain))
 		perEvent := max(1, cfg.Flows) * max(1, cfg.Steps)
-		for sk.effectCount() < len(res.AckedIDs)*perEvent && time.Now().Before(deadline) && ctx.Err() == nil {
-			time.Sleep(5 * time.Millisecond)
-		}
+		cfg.drain(ctx, func() bool { return sk.effectCount() >= len(res.AckedIDs)*perEvent })
 		p := phaseOf("e2e", res)
 		sk.report(p, res.AckedIDs, perEvent, start)
 		m.done(p) // the drain's work included

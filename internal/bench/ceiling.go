@@ -50,7 +50,7 @@ func runCeilings(ctx context.Context, cfg Config, rep *Report, body bodyFunc, pr
 		}
 		defer stop()
 		m := startMeter(&node{url: url, stop: stop})
-		res, err := runLoad(ctx, loadConfig{URL: url, Connections: cfg.Connections, Duration: time.Duration(cfg.Duration), Rate: cfg.Rate, Body: body})
+		res, err := runLoad(ctx, cfg.load(url, body))
 		p := phaseOf("append", res)
 		m.done(p)
 		return p, err
@@ -76,14 +76,11 @@ func runCeilings(ctx context.Context, cfg Config, rep *Report, body bodyFunc, pr
 		defer stop()
 		m := startMeter(&node{url: url, stop: stop})
 		start := time.Now()
-		res, err := runLoad(ctx, loadConfig{URL: url, Connections: cfg.Connections, Duration: time.Duration(cfg.Duration), Rate: cfg.Rate, Body: body})
+		res, err := runLoad(ctx, cfg.load(url, body))
 		if err != nil {
 			return nil, err
 		}
-		deadline := time.Now().Add(time.Duration(cfg.Drain))
-		for r.pending.Load() > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
-			time.Sleep(5 * time.Millisecond)
-		}
+		cfg.drain(ctx, func() bool { return r.pending.Load() == 0 })
 		p := phaseOf("relay", res)
 		// The relay does not dedupe: a re-sent event is posted again, under
 		// a key of its own.
