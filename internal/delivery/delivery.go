@@ -31,7 +31,7 @@ type Store interface {
 	NextDue(ctx context.Context) (time.Time, bool, error)
 	PauseSystem(ctx context.Context, p store.PauseParams) (bool, error)
 	ResumeCredentialPause(ctx context.Context, system string) (bool, error)
-	ListPauses(ctx context.Context) ([]store.SystemPause, error)
+	PauseStore // the executor's own PauseSync reads it
 	WakeHeld(ctx context.Context, system string, now time.Time) (int, error)
 	SaveFingerprint(ctx context.Context, f store.Fingerprint) error
 	// GetRun reads a run: after a commit of its result failed, whether
